@@ -1,0 +1,226 @@
+//! Types shared by the kernel programs (observer-ebpf) and the loader (observer-user).
+//!
+//! Everything here is `#[repr(C)]` plain data: the kernel writes it into maps and the ring
+//! buffer, userspace reads the same bytes. No logic lives here.
+#![no_std]
+
+/// Bytes of user stack copied next to a register snapshot, for `.eh_frame` unwinding in
+/// userspace. Enough for the frames between a blocking syscall and the application code
+/// in ordinary C/C++/Rust programs; deeper stacks are cut (the unwinder stops at the end).
+pub const STACK_COPY_BYTES: usize = 8192;
+
+/// x86_64 syscall numbers the probes classify.
+pub mod sysno {
+    pub const READ: u64 = 0;
+    pub const POLL: u64 = 7;
+    pub const SELECT: u64 = 23;
+    pub const NANOSLEEP: u64 = 35;
+    pub const ACCEPT: u64 = 43;
+    pub const RECVFROM: u64 = 45;
+    pub const RECVMSG: u64 = 47;
+    pub const WAIT4: u64 = 61;
+    pub const EXIT: u64 = 60;
+    pub const FUTEX: u64 = 202;
+    pub const CLOCK_NANOSLEEP: u64 = 230;
+    pub const EXIT_GROUP: u64 = 231;
+    pub const EPOLL_WAIT: u64 = 232;
+    pub const PSELECT6: u64 = 270;
+    pub const PPOLL: u64 = 271;
+    pub const EPOLL_PWAIT: u64 = 281;
+    pub const ACCEPT4: u64 = 288;
+    pub const EPOLL_PWAIT2: u64 = 441;
+    pub const FUTEX_WAITV: u64 = 449;
+    pub const FUTEX_WAIT: u64 = 455;
+}
+
+/// `futex(2)` operations (after masking FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME).
+pub mod futex_op {
+    pub const CMD_MASK: u64 = 0x7f;
+    pub const WAIT: u64 = 0;
+    pub const LOCK_PI: u64 = 6;
+    pub const WAIT_BITSET: u64 = 9;
+    pub const WAIT_REQUEUE_PI: u64 = 11;
+    pub const LOCK_PI2: u64 = 13;
+    /// Ops whose futex word holds the owner's TID (priority-inheritance futexes).
+    pub const fn is_pi(cmd: u64) -> bool {
+        cmd == LOCK_PI || cmd == LOCK_PI2 || cmd == WAIT_REQUEUE_PI
+    }
+    pub const fn is_wait(cmd: u64) -> bool {
+        cmd == WAIT || cmd == WAIT_BITSET || is_pi(cmd)
+    }
+    pub const TID_MASK: u32 = 0x3fff_ffff;
+}
+
+/// What a blocked thread is waiting for, decided in the kernel from its syscall registers.
+pub mod wait_class {
+    /// A futex wait where a lock owner was seen (PI owner, or a glibc mutex `__owner`).
+    pub const LOCK: u32 = 0;
+    /// Any other futex wait: condition variables, semaphores, joins, Go scheduler idling.
+    pub const FUTEX: u32 = 1;
+    /// nanosleep / clock_nanosleep.
+    pub const SLEEP: u32 = 2;
+    /// poll, select, epoll.
+    pub const POLL: u32 = 3;
+    /// read, recv, accept.
+    pub const IO: u32 = 4;
+    /// Anything else that blocks (page faults, other syscalls, kernel-internal waits).
+    pub const OTHER: u32 = 5;
+    pub const COUNT: u32 = 6;
+}
+
+/// One thread blocked right now: written at switch-out, removed at wake-up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InFlight {
+    pub start_ns: u64,
+    pub uaddr: u64,
+    /// User registers at the syscall entry, for unwinding while the thread stays blocked.
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    pub syscall: u64,
+    pub op: u64,
+    pub tgid: u32,
+    /// Futex word at block time (PI futexes: owner TID and flags).
+    pub futex_val: u32,
+    /// Lock owner TID seen at block time, 0 when none.
+    pub owner: u32,
+    pub class: u32,
+    /// Frame-pointer user stack id in `STACKS`, negative when none.
+    pub stack_id: i32,
+    pub _pad: u32,
+}
+
+/// Key of the in-kernel aggregate of short waits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AggKey {
+    pub tgid: u32,
+    pub tid: u32,
+    pub stack_id: i32,
+    pub class: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AggValue {
+    pub count: u64,
+    pub total_ns: u64,
+}
+
+/// Registers and a copy of the user stack from `sp` upwards.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UserStack {
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// Bytes of `bytes` that hold stack memory; 0 when nothing could be copied.
+    pub len: u64,
+    pub bytes: [u8; STACK_COPY_BYTES],
+}
+
+/// Ring-buffer event kinds: every event starts with a `u32` kind.
+pub mod event_kind {
+    pub const WAIT: u32 = 1;
+    pub const FORK: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const SIGNAL: u32 = 4;
+}
+
+/// A wait longer than the threshold that has just ended (sent at wake-up).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct WaitEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub waker_tgid: u32,
+    pub waker_tid: u32,
+    pub futex_val: u32,
+    pub owner: u32,
+    pub class: u32,
+    pub stack_id: i32,
+    pub waker_stack_id: i32,
+    /// Syscall the waker was in (futex wake / unlock), or -1 when it was not in a syscall.
+    pub waker_syscall: i64,
+    pub syscall: u64,
+    pub op: u64,
+    pub uaddr: u64,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// The waiter's stack, copied only when the waker shares its address space.
+    pub waiter: UserStack,
+    pub waker: UserStack,
+}
+
+/// A thread or process was created (`sched_process_fork`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ForkEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    pub parent_tid: u32,
+    pub child_tid: u32,
+    pub time_ns: u64,
+    pub stack_id: i32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+    pub creator: UserStack,
+}
+
+/// A thread exited (`sched_process_exit`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    /// 1 when this was the last thread of its process.
+    pub group_dead: u32,
+    pub time_ns: u64,
+    /// Syscall the thread was in when it died: `exit` (60) for a thread that ended itself,
+    /// `exit_group` (231) for the thread that ended the process, anything else when killed.
+    pub syscall: i64,
+    /// First syscall argument: the status for exit / exit_group.
+    pub arg0: u64,
+    pub comm: [u8; 16],
+}
+
+/// A signal whose default action kills the process is being delivered (`signal_deliver`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SignalEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub sig: i32,
+    pub code: i32,
+    pub _pad: u32,
+    pub time_ns: u64,
+}
+
+/// Indexes of the per-CPU `COUNTERS` array: nothing is dropped silently.
+pub mod counter {
+    /// Ring buffer full: an event was lost.
+    pub const EVENTS_DROPPED: u32 = 0;
+    /// Aggregate map full: a short wait was not counted.
+    pub const AGG_DROPPED: u32 = 1;
+    /// In-flight map update failed.
+    pub const INFLIGHT_DROPPED: u32 = 2;
+    /// No user stack id (stack map full or a hash collision).
+    pub const STACK_MISSING: u32 = 3;
+    /// Waits recorded at switch-out.
+    pub const WAITS_STARTED: u32 = 4;
+    /// Waits sent as events (over the threshold).
+    pub const WAITS_LONG: u32 = 5;
+    pub const COUNT: u32 = 8;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for InFlight {}
+    unsafe impl aya::Pod for AggKey {}
+    unsafe impl aya::Pod for AggValue {}
+}

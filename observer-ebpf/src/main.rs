@@ -1,0 +1,99 @@
+//! observer's kernel programs.
+//!
+//! Why scheduler events and not the futex syscall tracepoints: any program on `sys_enter/exit`
+//! moves every task on the host to the slow syscall path (measured in environment.md). A thread
+//! that blocks always passes through `sched_switch`, where its syscall registers tell what it
+//! waits for, and through `sched_waking`, where the current task is whoever woke it.
+//!
+//! Hot path (every context switch and wake-up on the host): one hash lookup that fails for
+//! unwatched tasks. Watched threads pay a register read, a stack id and an in-flight entry per
+//! block; waits shorter than the threshold are summed in a per-CPU map. Only rare things go
+//! through the ring buffer: long waits (with register + stack copies for `.eh_frame`
+//! unwinding), thread creation and death, fatal signals.
+#![no_std]
+#![no_main]
+
+mod sched;
+mod signals;
+mod stacks;
+mod threads;
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+};
+use observer_common::{counter, AggKey, AggValue, InFlight};
+
+/// Waits at least this long are sent as events instead of being summed in `AGG`.
+#[no_mangle]
+static THRESHOLD_NS: u64 = 100_000_000;
+
+/// Field offsets of the classic tracepoints, read from tracefs by the loader.
+#[no_mangle]
+static WAKING_PID_OFFSET: u32 = 24;
+#[no_mangle]
+static FORK_CHILD_PID_OFFSET: u32 = 20;
+#[no_mangle]
+static EXIT_GROUP_DEAD_OFFSET: u32 = 32;
+#[no_mangle]
+static DELIVER_SIG_OFFSET: u32 = 8;
+#[no_mangle]
+static DELIVER_CODE_OFFSET: u32 = 16;
+#[no_mangle]
+static DELIVER_HANDLER_OFFSET: u32 = 24;
+
+/// Processes (tgids) being observed.
+#[map]
+static WATCHED: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Threads blocked right now, by tid. LRU: a thread that dies blocked must not leak an entry.
+#[map]
+static IN_FLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(32768, 0);
+
+/// Short waits summed by (thread, stack, class).
+#[map]
+static AGG: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Threads that were waited for by a joiner when they exited (tid -> 1).
+#[map]
+static JOINED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(8192, 0);
+
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+#[inline(always)]
+fn read_global<T: Copy>(g: &'static T) -> T {
+    // SAFETY: globals are plain data the loader may rewrite before load; volatile keeps the
+    // compiler from folding the default value.
+    unsafe { core::ptr::read_volatile(g) }
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn is_watched(tgid: u32) -> bool {
+    // SAFETY: read-only lookup of a plain u32 value.
+    unsafe { WATCHED.get(&tgid).is_some() }
+}
+
+#[unsafe(link_section = "license")]
+#[no_mangle]
+static LICENSE: [u8; 4] = *b"GPL\0";
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,264 @@
+//! Blocking waits from scheduler events: start at switch-out, end at wake-up.
+//!
+//! The end is taken at `sched_waking` rather than at switch-in: the waker is the current task
+//! there (the thread that released the lock), the duration is the wait itself without run-queue
+//! latency, and no program is needed on the switch-in side.
+
+use aya_ebpf::{
+    bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user},
+    macros::{btf_tracepoint, tracepoint},
+    programs::{tracing::StackIdContext as _, BtfTracePointContext, TracePointContext},
+};
+use observer_common::{
+    counter, event_kind, futex_op, sysno, wait_class, AggKey, AggValue, InFlight, WaitEvent,
+};
+
+use crate::{
+    bump, is_watched, read_global, stacks, AGG, EVENTS, IN_FLIGHT, JOINED, STACKS, THRESHOLD_NS,
+    WAKING_PID_OFFSET,
+};
+
+const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
+/// Largest pid the kernel hands out (PID_MAX_LIMIT on 64-bit).
+const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
+
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
+    let _ = try_sched_switch(&ctx);
+    0
+}
+
+fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    // sched_switch(bool preempt, prev, next, unsigned int prev_state); current == prev.
+    let preempt: u64 = ctx.arg(0);
+    let prev_state: u64 = ctx.arg(3);
+    if preempt & 1 != 0 || prev_state & 0xffff_ffff == 0 {
+        return Ok(()); // preempted or yielding: runnable, not waiting
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if tid == 0 || !is_watched(tgid) {
+        return Ok(());
+    }
+    let regs = stacks::current_user_regs().ok_or(-1i64)?;
+    let syscall = regs.orig_rax;
+    let mut entry = InFlight {
+        start_ns: 0,
+        uaddr: 0,
+        ip: regs.rip,
+        sp: regs.rsp,
+        bp: regs.rbp,
+        syscall,
+        op: 0,
+        tgid,
+        futex_val: 0,
+        owner: 0,
+        class: classify_syscall(syscall),
+        stack_id: -1,
+        _pad: 0,
+    };
+    match syscall {
+        sysno::FUTEX | sysno::FUTEX_WAIT => {
+            entry.uaddr = regs.rdi;
+            entry.op = if syscall == sysno::FUTEX {
+                regs.rsi & futex_op::CMD_MASK
+            } else {
+                futex_op::WAIT
+            };
+            if futex_op::is_wait(entry.op) {
+                find_owner(&mut entry, tid);
+            }
+        }
+        sysno::FUTEX_WAITV => {
+            // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }[]: first uaddr.
+            entry.uaddr = read_user_u64(regs.rdi.wrapping_add(8)).unwrap_or(0);
+        }
+        _ => {}
+    }
+    entry.stack_id = match ctx.get_stackid(&STACKS, USER_STACK_FLAGS) {
+        Ok(id) => id as i32,
+        Err(_) => {
+            bump(counter::STACK_MISSING);
+            -1
+        }
+    };
+    // SAFETY: no preconditions.
+    entry.start_ns = unsafe { bpf_ktime_get_ns() };
+    if IN_FLIGHT.insert(&tid, &entry, 0).is_err() {
+        bump(counter::INFLIGHT_DROPPED);
+    }
+    bump(counter::WAITS_STARTED);
+    Ok(())
+}
+
+#[inline(always)]
+fn classify_syscall(nr: u64) -> u32 {
+    match nr {
+        sysno::FUTEX | sysno::FUTEX_WAIT | sysno::FUTEX_WAITV => wait_class::FUTEX,
+        sysno::NANOSLEEP | sysno::CLOCK_NANOSLEEP => wait_class::SLEEP,
+        sysno::POLL | sysno::PPOLL | sysno::SELECT | sysno::PSELECT6 => wait_class::POLL,
+        sysno::EPOLL_WAIT | sysno::EPOLL_PWAIT | sysno::EPOLL_PWAIT2 => wait_class::POLL,
+        sysno::READ | sysno::RECVFROM | sysno::RECVMSG | sysno::ACCEPT | sysno::ACCEPT4 => {
+            wait_class::IO
+        }
+        _ => wait_class::OTHER,
+    }
+}
+
+/// Reads the futex word and, for a lock, who holds it. PI futexes keep the owner's TID in the
+/// word itself; a glibc mutex keeps it in `__owner` at `uaddr + 8`. The waiter is the current
+/// task here, so its memory is the current address space. A candidate that is no plausible
+/// other thread leaves the wait classed as a plain futex wait (condvar, join, semaphore).
+#[inline(always)]
+fn find_owner(entry: &mut InFlight, self_tid: u32) {
+    let mut words = [0u32; 3];
+    // SAFETY: bpf_probe_read_user never faults; failure leaves the wait unclassified.
+    let rc = unsafe {
+        bpf_probe_read_user(
+            words.as_mut_ptr().cast(),
+            core::mem::size_of_val(&words) as u32,
+            entry.uaddr as *const core::ffi::c_void,
+        )
+    };
+    if rc != 0 {
+        return;
+    }
+    entry.futex_val = words[0];
+    let owner = if futex_op::is_pi(entry.op) {
+        words[0] & futex_op::TID_MASK
+    } else if words[0] != 0 {
+        words[2]
+    } else {
+        0
+    };
+    if owner != 0 && owner != self_tid && owner < PID_MAX_LIMIT {
+        entry.owner = owner;
+        entry.class = wait_class::LOCK;
+    }
+}
+
+#[inline(always)]
+fn read_user_u64(addr: u64) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: bpf_probe_read_user never faults.
+    let rc = unsafe {
+        bpf_probe_read_user(
+            (&mut v as *mut u64).cast(),
+            8,
+            addr as *const core::ffi::c_void,
+        )
+    };
+    (rc == 0).then_some(v)
+}
+
+#[tracepoint(category = "sched", name = "sched_waking")]
+pub fn sched_waking(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_waking(&ctx);
+    0
+}
+
+fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
+    let off = read_global(&WAKING_PID_OFFSET) as usize;
+    // SAFETY: offset of `pid` in this tracepoint's record, read from its tracefs format.
+    let tid: u32 = unsafe { ctx.read_at(off) }.map_err(|e| e as i64)?;
+    // SAFETY: the value is copied out before the entry is removed.
+    let entry = match unsafe { IN_FLIGHT.get(&tid) } {
+        Some(e) => *e,
+        None => return Ok(()), // not a watched thread, or not blocked
+    };
+    let _ = IN_FLIGHT.remove(&tid);
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let duration_ns = now.saturating_sub(entry.start_ns);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (waker_tgid, waker_tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+
+    // pthread_join waits on the joined thread's tid word; the exiting thread wakes it.
+    if entry.class == wait_class::FUTEX && entry.futex_val == waker_tid && waker_tgid == entry.tgid
+    {
+        let _ = JOINED.insert(&waker_tid, &1, 0);
+    }
+
+    if duration_ns < read_global(&THRESHOLD_NS) {
+        aggregate(&entry, tid, duration_ns);
+        return Ok(());
+    }
+    bump(counter::WAITS_LONG);
+    let Some(mut slot) = EVENTS.reserve::<WaitEvent>(0) else {
+        bump(counter::EVENTS_DROPPED);
+        aggregate(&entry, tid, duration_ns); // keep its time in the profile
+        return Ok(());
+    };
+    let ev = slot.as_mut_ptr();
+    let waker_regs = stacks::current_user_regs();
+    let waker_syscall = waker_regs.map(|r| r.orig_rax as i64).unwrap_or(-1);
+    // The releaser's stack only means something when it is in a futex call (unlock / wake);
+    // otherwise the wake came from a timer, a signal or an interrupt.
+    let waker_in_futex = waker_syscall == sysno::FUTEX as i64;
+    let waker_stack_id = if waker_in_futex {
+        ctx.get_stackid(&STACKS, USER_STACK_FLAGS)
+            .map(|id| id as i32)
+            .unwrap_or(-1)
+    } else {
+        -1
+    };
+    // SAFETY: `ev` points at a reservation the size of WaitEvent; only scalar fields are
+    // written here and the stack copies are bounded by their arrays.
+    unsafe {
+        (*ev).kind = event_kind::WAIT;
+        (*ev).tgid = entry.tgid;
+        (*ev).tid = tid;
+        (*ev).waker_tgid = waker_tgid;
+        (*ev).waker_tid = waker_tid;
+        (*ev).futex_val = entry.futex_val;
+        (*ev).owner = entry.owner;
+        (*ev).class = entry.class;
+        (*ev).stack_id = entry.stack_id;
+        (*ev).waker_stack_id = waker_stack_id;
+        (*ev).waker_syscall = waker_syscall;
+        (*ev).syscall = entry.syscall;
+        (*ev).op = entry.op;
+        (*ev).uaddr = entry.uaddr;
+        (*ev).start_ns = entry.start_ns;
+        (*ev).duration_ns = duration_ns;
+        // Threads share one address space: the waiter's stack is readable from the waker.
+        if waker_tgid == entry.tgid {
+            stacks::copy_user_stack(&raw mut (*ev).waiter, entry.ip, entry.sp, entry.bp);
+        } else {
+            stacks::copy_user_stack(&raw mut (*ev).waiter, entry.ip, 0, entry.bp);
+        }
+        match (waker_in_futex, waker_regs) {
+            (true, Some(r)) => stacks::copy_user_stack(&raw mut (*ev).waker, r.rip, r.rsp, r.rbp),
+            _ => stacks::copy_user_stack(&raw mut (*ev).waker, 0, 0, 0),
+        }
+    }
+    slot.submit(0);
+    Ok(())
+}
+
+#[inline(always)]
+fn aggregate(entry: &InFlight, tid: u32, duration_ns: u64) {
+    let key = AggKey {
+        tgid: entry.tgid,
+        tid,
+        stack_id: entry.stack_id,
+        class: entry.class,
+    };
+    match AGG.get_ptr_mut(&key) {
+        // SAFETY: this CPU's slot of a per-CPU value.
+        Some(v) => unsafe {
+            (*v).count += 1;
+            (*v).total_ns += duration_ns;
+        },
+        None => {
+            let v = AggValue {
+                count: 1,
+                total_ns: duration_ns,
+            };
+            if AGG.insert(&key, &v, BPF_NOEXIST as u64).is_err() {
+                bump(counter::AGG_DROPPED);
+            }
+        }
+    }
+}

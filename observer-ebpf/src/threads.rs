@@ -1,0 +1,122 @@
+//! Thread creation and death.
+
+use aya_ebpf::{
+    bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::tracepoint,
+    programs::{tracing::StackIdContext as _, TracePointContext},
+};
+use observer_common::{counter, event_kind, ExitEvent, ForkEvent};
+
+use crate::{
+    bump, is_watched, read_global, stacks, EVENTS, EXIT_GROUP_DEAD_OFFSET, FORK_CHILD_PID_OFFSET,
+    IN_FLIGHT, STACKS,
+};
+
+const CLONE_THREAD: u64 = 0x0001_0000;
+const SYS_CLONE: u64 = 56;
+const SYS_CLONE3: u64 = 435;
+
+/// `sched_process_fork` runs in the parent: its stack is the creation site (pthread_create).
+#[tracepoint(category = "sched", name = "sched_process_fork")]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let _ = try_fork(&ctx);
+    0
+}
+
+fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, parent_tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if !is_watched(tgid) {
+        return Ok(());
+    }
+    let regs = stacks::current_user_regs().ok_or(-1i64)?;
+    // Only threads of the watched process: clone(CLONE_THREAD) / clone3 with it in the flags.
+    let flags = match regs.orig_rax {
+        SYS_CLONE => regs.rdi,
+        SYS_CLONE3 => {
+            let mut v = 0u64;
+            // SAFETY: reads clone_args.flags from the caller's memory; never faults.
+            let rc = unsafe {
+                aya_ebpf::helpers::generated::bpf_probe_read_user(
+                    (&mut v as *mut u64).cast(),
+                    8,
+                    regs.rdi as *const core::ffi::c_void,
+                )
+            };
+            if rc != 0 {
+                0
+            } else {
+                v
+            }
+        }
+        _ => 0,
+    };
+    if flags & CLONE_THREAD == 0 {
+        return Ok(());
+    }
+    let off = read_global(&FORK_CHILD_PID_OFFSET) as usize;
+    // SAFETY: offset of `child_pid` from the tracefs format.
+    let child_tid: u32 = unsafe { ctx.read_at(off) }.map_err(|e| e as i64)?;
+    let Some(mut slot) = EVENTS.reserve::<ForkEvent>(0) else {
+        bump(counter::EVENTS_DROPPED);
+        return Ok(());
+    };
+    let stack_id = ctx
+        .get_stackid(&STACKS, (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64)
+        .map(|id| id as i32)
+        .unwrap_or(-1);
+    let ev = slot.as_mut_ptr();
+    // SAFETY: scalar writes into a WaitEvent-sized reservation; bounded stack copy.
+    unsafe {
+        (*ev).kind = event_kind::FORK;
+        (*ev).tgid = tgid;
+        (*ev).parent_tid = parent_tid;
+        (*ev).child_tid = child_tid;
+        (*ev).time_ns = bpf_ktime_get_ns();
+        (*ev).stack_id = stack_id;
+        (*ev)._pad = 0;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        stacks::copy_user_stack(&raw mut (*ev).creator, regs.rip, regs.rsp, regs.rbp);
+    }
+    slot.submit(0);
+    Ok(())
+}
+
+/// `sched_process_exit` runs in the dying thread.
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if !is_watched(tgid) {
+        return Ok(());
+    }
+    let _ = IN_FLIGHT.remove(&tid);
+    let off = read_global(&EXIT_GROUP_DEAD_OFFSET) as usize;
+    // SAFETY: offset of `group_dead` from the tracefs format.
+    let group_dead: u8 = unsafe { ctx.read_at(off) }.unwrap_or(0);
+    let regs = stacks::current_user_regs();
+    let Some(mut slot) = EVENTS.reserve::<ExitEvent>(0) else {
+        bump(counter::EVENTS_DROPPED);
+        return Ok(());
+    };
+    let ev = slot.as_mut_ptr();
+    // SAFETY: scalar writes into an ExitEvent-sized reservation.
+    unsafe {
+        (*ev).kind = event_kind::EXIT;
+        (*ev).tgid = tgid;
+        (*ev).tid = tid;
+        (*ev).group_dead = group_dead as u32;
+        (*ev).time_ns = bpf_ktime_get_ns();
+        (*ev).syscall = regs.map(|r| r.orig_rax as i64).unwrap_or(-1);
+        (*ev).arg0 = regs.map(|r| r.rdi).unwrap_or(0);
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
+    slot.submit(0);
+    Ok(())
+}

@@ -1,0 +1,511 @@
+//! The alert stream: one flat JSON object per line.
+//!
+//! Every alert has `kind`, `time` (RFC 3339 UTC with milliseconds), `pid`, `tid`, `comm` and `stack`
+//! (strings, innermost frame first, e.g. `"transfer_a_to_b (bank.c:14)"`), followed by the fields of
+//! its kind:
+//!
+//! | kind | fields |
+//! | --- | --- |
+//! | `lock_wait` | `duration_ns`, `uaddr`, `owner_tid`, `waker_tid`, `waker_comm`, `waker_stack` |
+//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack` |
+//! | `deadlock` | `cycle`: `[{tid, comm, uaddr, owner_tid, stack}]` (top-level `tid`/`stack` = first member) |
+//! | `thread_exit` | `exit_code`, `signal`, `lifetime_ns`, `created_by`, `count` |
+//! | `process_exit` | `exit_code`, `signal`, `by_tid` |
+//! | `idle_wait` | `duration_ns`, `syscall`, `wait_class`, `waker_tid` (opt-in: waits that are not lock waits) |
+//!
+//! Addresses (`uaddr`) are hex strings (`"0x7f3a1c000b20"`) because JSON numbers lose precision above
+//! 2^53 in many readers. Unknown values are `null`, never omitted, so every line of a kind has the same
+//! keys. `kind` is written first so that the stream reads well in a terminal.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// One alert: common fields plus the fields of its kind (flattened into the same JSON object).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Alert {
+    /// RFC 3339 UTC with milliseconds; see [`format_time`].
+    pub time: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    /// Innermost frame first.
+    pub stack: Vec<String>,
+    #[serde(flatten)]
+    pub detail: AlertDetail,
+}
+
+/// The kind of an alert and its own fields; serialized as the `kind` tag plus those fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AlertDetail {
+    LockWait(LockWait),
+    Stall(Stall),
+    Deadlock(Deadlock),
+    ThreadExit(ThreadExit),
+    ProcessExit(ProcessExit),
+    IdleWait(IdleWait),
+}
+
+/// A futex wait that ended after longer than the threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockWait {
+    pub duration_ns: u64,
+    #[serde(with = "hex_addr")]
+    pub uaddr: u64,
+    /// Lock owner read when the wait began; `None` if the lock word carries no owner.
+    pub owner_tid: Option<u32>,
+    /// The thread that woke the waiter (normally the one that released the lock); `None` when the
+    /// wait ended without a waker, e.g. by timeout or signal.
+    pub waker_tid: Option<u32>,
+    pub waker_comm: Option<String>,
+    pub waker_stack: Vec<String>,
+}
+
+/// A thread still blocked longer than the threshold (the wait has not ended yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stall {
+    pub blocked_ns: u64,
+    /// The futex word, or `None` for a non-futex syscall.
+    #[serde(with = "opt_hex_addr")]
+    pub uaddr: Option<u64>,
+    /// Syscall name, e.g. `"futex"`, `"nanosleep"`.
+    pub syscall: String,
+    pub owner_tid: Option<u32>,
+    /// May be empty when the owner's stack could not be taken.
+    pub owner_stack: Vec<String>,
+}
+
+/// Threads waiting on each other in a cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadlock {
+    pub cycle: Vec<DeadlockMember>,
+}
+
+/// One thread of a deadlock cycle: it waits on `uaddr`, held by `owner_tid` (the next member).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlockMember {
+    pub tid: u32,
+    pub comm: String,
+    #[serde(with = "hex_addr")]
+    pub uaddr: u64,
+    pub owner_tid: u32,
+    pub stack: Vec<String>,
+}
+
+/// A thread died while its process lived on (see `thread_exits` for the rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadExit {
+    /// Status passed to exit(2) (0 for a normal return from the start routine).
+    pub exit_code: i32,
+    /// Name of the signal that killed it, e.g. `"SIGSEGV"`.
+    pub signal: Option<String>,
+    /// `None` when the thread existed before the observer attached.
+    pub lifetime_ns: Option<u64>,
+    /// Stack of the creating thread at clone time, innermost first; empty if unknown.
+    pub created_by: Vec<String>,
+    /// Exits from this creation site so far, this one included (1 for the first).
+    pub count: u64,
+}
+
+/// The whole process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessExit {
+    /// `None` when killed by a signal.
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    /// The thread whose exit ended the process (the caller of exit_group, or the signalled thread).
+    pub by_tid: u32,
+}
+
+/// A long wait that is not on a held lock (condition variable, join, sleep, poll, read): reported
+/// only on request, since idle threads wait by design.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdleWait {
+    pub duration_ns: u64,
+    /// Syscall name, e.g. `"futex"`, `"epoll_wait"`.
+    pub syscall: String,
+    /// What kind of wait, e.g. `"condvar"`, `"sleep"`, `"poll"`.
+    pub wait_class: String,
+    pub waker_tid: Option<u32>,
+}
+
+impl AlertDetail {
+    /// The `kind` tag as written in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AlertDetail::LockWait(_) => "lock_wait",
+            AlertDetail::Stall(_) => "stall",
+            AlertDetail::Deadlock(_) => "deadlock",
+            AlertDetail::ThreadExit(_) => "thread_exit",
+            AlertDetail::ProcessExit(_) => "process_exit",
+            AlertDetail::IdleWait(_) => "idle_wait",
+        }
+    }
+}
+
+impl Alert {
+    pub fn kind(&self) -> &'static str {
+        self.detail.kind()
+    }
+
+    /// The alert as one JSON object on one line, without the trailing newline.
+    pub fn to_json_line(&self) -> String {
+        // Plain data with string keys: serde_json cannot fail on it.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses one line of the alert stream (surrounding whitespace allowed).
+    pub fn from_json_line(line: &str) -> Result<Alert, serde_json::Error> {
+        serde_json::from_str(line.trim())
+    }
+}
+
+impl Serialize for Alert {
+    // Hand-written only to put `kind` first; a derived flatten would emit it after `stack`.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            kind: &'static str,
+            time: &'a str,
+            pid: u32,
+            tid: u32,
+            comm: &'a str,
+            stack: &'a [String],
+            #[serde(flatten)]
+            detail: Body<'a>,
+        }
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Body<'a> {
+            LockWait(&'a LockWait),
+            Stall(&'a Stall),
+            Deadlock(&'a Deadlock),
+            ThreadExit(&'a ThreadExit),
+            ProcessExit(&'a ProcessExit),
+            IdleWait(&'a IdleWait),
+        }
+        let detail = match &self.detail {
+            AlertDetail::LockWait(d) => Body::LockWait(d),
+            AlertDetail::Stall(d) => Body::Stall(d),
+            AlertDetail::Deadlock(d) => Body::Deadlock(d),
+            AlertDetail::ThreadExit(d) => Body::ThreadExit(d),
+            AlertDetail::ProcessExit(d) => Body::ProcessExit(d),
+            AlertDetail::IdleWait(d) => Body::IdleWait(d),
+        };
+        Wire {
+            kind: self.kind(),
+            time: &self.time,
+            pid: self.pid,
+            tid: self.tid,
+            comm: &self.comm,
+            stack: &self.stack,
+            detail,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// `time` field value: RFC 3339 UTC with milliseconds, e.g. `2026-11-26T10:04:05.123Z`.
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Linux x86_64 signal name: `SIGSEGV`, `SIGRTMIN+3`; unnamed numbers as `SIG<n>`.
+pub fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    // glibc reserves 32 and 33 for itself, so user-visible SIGRTMIN is 34 (as `kill -l` shows).
+    const RTMIN: i32 = 34;
+    const RTMAX: i32 = 64;
+    match sig {
+        1..=31 => NAMES[(sig - 1) as usize].to_string(),
+        RTMIN => "SIGRTMIN".to_string(),
+        35..RTMAX => format!("SIGRTMIN+{}", sig - RTMIN),
+        RTMAX => "SIGRTMAX".to_string(),
+        _ => format!("SIG{sig}"),
+    }
+}
+
+mod hex_addr {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{addr:#x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn parse(text: &str) -> Result<u64, String> {
+        let digits = text
+            .strip_prefix("0x")
+            .ok_or_else(|| format!("address {text:?} must start with 0x"))?;
+        u64::from_str_radix(digits, 16).map_err(|e| format!("address {text:?}: {e}"))
+    }
+}
+
+mod opt_hex_addr {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(a) => super::hex_addr::serialize(a, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| super::hex_addr::parse(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn alert(detail: AlertDetail) -> Alert {
+        Alert {
+            time: "2026-11-26T10:04:05.123Z".into(),
+            pid: 100,
+            tid: 101,
+            comm: "bank".into(),
+            stack: vec![
+                "transfer_a_to_b (bank.c:14)".into(),
+                "worker (bank.c:30)".into(),
+            ],
+            detail,
+        }
+    }
+
+    fn roundtrip(a: &Alert, expected_json: &str) {
+        let line = a.to_json_line();
+        assert_eq!(line, expected_json);
+        assert_eq!(&Alert::from_json_line(&line).unwrap(), a);
+    }
+
+    const COMMON: &str = r#""time":"2026-11-26T10:04:05.123Z","pid":100,"tid":101,"comm":"bank","stack":["transfer_a_to_b (bank.c:14)","worker (bank.c:30)"]"#;
+
+    #[test]
+    fn lock_wait_shape() {
+        let a = alert(AlertDetail::LockWait(LockWait {
+            duration_ns: 312_000_000,
+            uaddr: 0x7f3a_1c00_0b20,
+            owner_tid: Some(102),
+            waker_tid: Some(102),
+            waker_comm: Some("bank".into()),
+            waker_stack: vec!["transfer_b_to_a (bank.c:22)".into()],
+        }));
+        roundtrip(
+            &a,
+            &format!(
+                r#"{{"kind":"lock_wait",{COMMON},"duration_ns":312000000,"uaddr":"0x7f3a1c000b20","owner_tid":102,"waker_tid":102,"waker_comm":"bank","waker_stack":["transfer_b_to_a (bank.c:22)"]}}"#
+            ),
+        );
+    }
+
+    #[test]
+    fn lock_wait_without_waker_uses_nulls() {
+        let a = alert(AlertDetail::LockWait(LockWait {
+            duration_ns: 5,
+            uaddr: 0x10,
+            owner_tid: None,
+            waker_tid: None,
+            waker_comm: None,
+            waker_stack: vec![],
+        }));
+        roundtrip(
+            &a,
+            &format!(
+                r#"{{"kind":"lock_wait",{COMMON},"duration_ns":5,"uaddr":"0x10","owner_tid":null,"waker_tid":null,"waker_comm":null,"waker_stack":[]}}"#
+            ),
+        );
+    }
+
+    #[test]
+    fn stall_shape() {
+        let a = alert(AlertDetail::Stall(Stall {
+            blocked_ns: 2_000_000_000,
+            uaddr: Some(0x5555_0000_1000),
+            syscall: "futex".into(),
+            owner_tid: Some(103),
+            owner_stack: vec![],
+        }));
+        roundtrip(
+            &a,
+            &format!(
+                r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[]}}"#
+            ),
+        );
+        let b = alert(AlertDetail::Stall(Stall {
+            blocked_ns: 1,
+            uaddr: None,
+            syscall: "nanosleep".into(),
+            owner_tid: None,
+            owner_stack: vec![],
+        }));
+        roundtrip(
+            &b,
+            &format!(
+                r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"nanosleep","owner_tid":null,"owner_stack":[]}}"#
+            ),
+        );
+    }
+
+    #[test]
+    fn deadlock_shape() {
+        let a = alert(AlertDetail::Deadlock(Deadlock {
+            cycle: vec![
+                DeadlockMember {
+                    tid: 101,
+                    comm: "bank".into(),
+                    uaddr: 0xa0,
+                    owner_tid: 102,
+                    stack: vec!["transfer_a_to_b (bank.c:14)".into()],
+                },
+                DeadlockMember {
+                    tid: 102,
+                    comm: "bank".into(),
+                    uaddr: 0xb0,
+                    owner_tid: 101,
+                    stack: vec!["transfer_b_to_a (bank.c:22)".into()],
+                },
+            ],
+        }));
+        roundtrip(
+            &a,
+            &format!(
+                r#"{{"kind":"deadlock",{COMMON},"cycle":[{{"tid":101,"comm":"bank","uaddr":"0xa0","owner_tid":102,"stack":["transfer_a_to_b (bank.c:14)"]}},{{"tid":102,"comm":"bank","uaddr":"0xb0","owner_tid":101,"stack":["transfer_b_to_a (bank.c:22)"]}}]}}"#
+            ),
+        );
+    }
+
+    #[test]
+    fn thread_exit_shape() {
+        let a = alert(AlertDetail::ThreadExit(ThreadExit {
+            exit_code: 0,
+            signal: Some(signal_name(11)),
+            lifetime_ns: None,
+            created_by: vec!["start_workers (pool.c:40)".into()],
+            count: 1,
+        }));
+        roundtrip(
+            &a,
+            &format!(
+                r#"{{"kind":"thread_exit",{COMMON},"exit_code":0,"signal":"SIGSEGV","lifetime_ns":null,"created_by":["start_workers (pool.c:40)"],"count":1}}"#
+            ),
+        );
+    }
+
+    #[test]
+    fn process_exit_shape() {
+        let a = alert(AlertDetail::ProcessExit(ProcessExit {
+            exit_code: None,
+            signal: Some("SIGKILL".into()),
+            by_tid: 101,
+        }));
+        roundtrip(
+            &a,
+            &format!(
+                r#"{{"kind":"process_exit",{COMMON},"exit_code":null,"signal":"SIGKILL","by_tid":101}}"#
+            ),
+        );
+        let b = alert(AlertDetail::ProcessExit(ProcessExit {
+            exit_code: Some(3),
+            signal: None,
+            by_tid: 100,
+        }));
+        roundtrip(
+            &b,
+            &format!(
+                r#"{{"kind":"process_exit",{COMMON},"exit_code":3,"signal":null,"by_tid":100}}"#
+            ),
+        );
+    }
+
+    #[test]
+    fn parses_keys_in_any_order_and_rejects_bad_input() {
+        let line = r#"{"pid":1,"by_tid":1,"tid":1,"kind":"process_exit","comm":"x","stack":[],"time":"t","exit_code":0,"signal":null}"#;
+        let a = Alert::from_json_line(line).unwrap();
+        assert_eq!(a.kind(), "process_exit");
+
+        let unknown_kind = r#"{"kind":"nope","time":"t","pid":1,"tid":1,"comm":"x","stack":[]}"#;
+        assert!(Alert::from_json_line(unknown_kind).is_err());
+        let bad_addr = format!(
+            r#"{{"kind":"deadlock",{COMMON},"cycle":[{{"tid":1,"comm":"x","uaddr":"12","owner_tid":1,"stack":[]}}]}}"#
+        );
+        assert!(Alert::from_json_line(&bad_addr).is_err());
+    }
+
+    #[test]
+    fn time_format_is_rfc3339_millis_utc() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        assert_eq!(format_time(t), "2026-11-18T11:06:40.123Z");
+    }
+
+    #[test]
+    fn idle_wait_shape() {
+        let a = alert(AlertDetail::IdleWait(IdleWait {
+            duration_ns: 2_000_000_000,
+            syscall: "futex".into(),
+            wait_class: "condvar".into(),
+            waker_tid: None,
+        }));
+        roundtrip(
+            &a,
+            &format!(
+                r#"{{"kind":"idle_wait",{COMMON},"duration_ns":2000000000,"syscall":"futex","wait_class":"condvar","waker_tid":null}}"#
+            ),
+        );
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(6), "SIGABRT");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(11), "SIGSEGV");
+        assert_eq!(signal_name(31), "SIGSYS");
+        assert_eq!(signal_name(34), "SIGRTMIN");
+        assert_eq!(signal_name(37), "SIGRTMIN+3");
+        assert_eq!(signal_name(64), "SIGRTMAX");
+        assert_eq!(signal_name(32), "SIG32");
+        assert_eq!(signal_name(0), "SIG0");
+        assert_eq!(signal_name(-1), "SIG-1");
+    }
+}

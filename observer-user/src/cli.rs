@@ -1,0 +1,77 @@
+//! Command-line interface. The subcommand and flag names are a contract: tests and users
+//! depend on them.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration::parse_duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "observer",
+    version,
+    about = "External stall observer for Linux processes: long lock waits and who released them, \
+             stalled threads, deadlocks and silent thread deaths, with stacks that name the code. \
+             No change to the target.",
+    long_about = None,
+    after_help = "Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE. \
+                  Alerts are JSON lines (see README, 'Alert schema')."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach to a running process and all its threads, including ones it creates later.
+    ///
+    /// Stops at --duration, on Ctrl-C / SIGTERM, or when the target exits; then writes the
+    /// outputs and prints a short summary on stderr.
+    Watch {
+        /// Process to observe.
+        #[arg(long, value_name = "PID")]
+        pid: u32,
+        #[command(flatten)]
+        opts: ObserveOpts,
+    },
+    /// Start CMD observed from its first instruction; its stdin/stdout/stderr pass through and
+    /// observer exits with its status.
+    Run {
+        #[command(flatten)]
+        opts: ObserveOpts,
+        /// The command to run, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ObserveOpts {
+    /// Report lock waits at least this long (lock_wait alerts), e.g. 250ms, 2s.
+    /// Shorter waits are only summed into the profile (--folded).
+    #[arg(long, value_name = "DUR", default_value = "100ms", value_parser = parse_duration)]
+    pub threshold: Duration,
+    /// Report a thread still blocked on a held lock after this long (stall alert, once per
+    /// episode); deadlock cycles are checked among waits older than this or 1s, whichever is less.
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub stall_after: Duration,
+    /// Stop after this long (default: until the target exits or Ctrl-C).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Write alerts as JSON lines to PATH (`-` for stdout). Alerts are also summarised on stderr.
+    #[arg(long, value_name = "PATH")]
+    pub alerts: Option<PathBuf>,
+    /// Write blocked time as folded stacks (process;thread;frame;... nanoseconds), for
+    /// flamegraph.pl or inferno-flamegraph.
+    #[arg(long, value_name = "PATH")]
+    pub folded: Option<PathBuf>,
+    /// Also report idle waits (condition variables, joins, sleeps, poll/epoll, reads) longer
+    /// than --threshold, as `idle_wait` alerts, and include them in --folded.
+    #[arg(long)]
+    pub report_idle: bool,
+    /// Do not print alerts and the summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,103 @@
+//! Typed views of the ring-buffer records the kernel programs send.
+
+use observer_common::{event_kind, ExitEvent, ForkEvent, SignalEvent, UserStack, WaitEvent};
+
+/// One record from the `EVENTS` ring buffer, copied out of the kernel's memory.
+pub enum Event {
+    Wait(Box<WaitEvent>),
+    Fork(Box<ForkEvent>),
+    Exit(ExitEvent),
+    Signal(SignalEvent),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("ring-buffer record of {0} bytes is too short")]
+    Short(usize),
+    #[error("unknown ring-buffer record kind {0}")]
+    UnknownKind(u32),
+}
+
+impl Event {
+    pub fn parse(bytes: &[u8]) -> Result<Event, EventError> {
+        let kind = bytes
+            .get(..4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or(EventError::Short(bytes.len()))?;
+        Ok(match kind {
+            event_kind::WAIT => Event::Wait(Box::new(read(bytes)?)),
+            event_kind::FORK => Event::Fork(Box::new(read(bytes)?)),
+            event_kind::EXIT => Event::Exit(read(bytes)?),
+            event_kind::SIGNAL => Event::Signal(read(bytes)?),
+            other => return Err(EventError::UnknownKind(other)),
+        })
+    }
+}
+
+/// Copies a plain-data record out of a byte slice. Only used with the `#[repr(C)]` integer
+/// structs of observer-common, for which every bit pattern is valid.
+fn read<T: Copy>(bytes: &[u8]) -> Result<T, EventError> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return Err(EventError::Short(bytes.len()));
+    }
+    // SAFETY: length checked above; read_unaligned copes with any alignment; T is plain data.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// The copied stack bytes of a snapshot (empty when the kernel could not copy any).
+pub fn stack_bytes(stack: &UserStack) -> &[u8] {
+    let len = (stack.len as usize).min(stack.bytes.len());
+    &stack.bytes[..len]
+}
+
+/// A NUL-padded kernel `comm` as text.
+pub fn comm_str(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exit_record() {
+        let ev = ExitEvent {
+            kind: event_kind::EXIT,
+            tgid: 10,
+            tid: 11,
+            group_dead: 0,
+            time_ns: 5,
+            syscall: 60,
+            arg0: 0,
+            comm: *b"worker-2\0\0\0\0\0\0\0\0",
+        };
+        // SAFETY: viewing a plain struct as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&ev as *const ExitEvent).cast::<u8>(),
+                std::mem::size_of::<ExitEvent>(),
+            )
+        };
+        match Event::parse(bytes) {
+            Ok(Event::Exit(e)) => {
+                assert_eq!((e.tgid, e.tid, e.syscall), (10, 11, 60));
+                assert_eq!(comm_str(&e.comm), "worker-2");
+            }
+            _ => panic!("not an exit event"),
+        }
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        assert_eq!(Event::parse(&[1, 0]).err(), Some(EventError::Short(2)));
+        assert_eq!(
+            Event::parse(&[9, 0, 0, 0, 0, 0, 0, 0]).err(),
+            Some(EventError::UnknownKind(9))
+        );
+        assert_eq!(
+            Event::parse(&[3, 0, 0, 0, 0, 0, 0, 0]).err(),
+            Some(EventError::Short(8))
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! Folded stacks: the text format of Brendan Gregg's `flamegraph.pl` and of `inferno-flamegraph`.
+//!
+//! One line per distinct stack: `process;thread;outermost;...;innermost <weight>`, where the weight
+//! is blocked time in nanoseconds (render with `flamegraph.pl --countname=ns`). Identical stacks are
+//! merged; lines are sorted so that output is stable across runs.
+//!
+//! Both tools split frames on `;` and take the text after the last space as the weight, so frame
+//! names have `;` replaced by `:` and line breaks (and other control characters) by spaces; spaces
+//! inside a frame, as in `transfer (bank.c:14)`, are fine. Empty names become `[unknown]`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FoldedError {
+    #[error("cannot write folded stacks to {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// Blocked-time profile keyed by process, thread and stack.
+#[derive(Debug, Clone, Default)]
+pub struct FoldedProfile {
+    /// Key: sanitized `[process, thread, outermost, ..., innermost]`.
+    stacks: HashMap<Vec<String>, Totals>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    weight_ns: u64,
+    count: u64,
+}
+
+/// One merged stack with its totals, for summaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopStack {
+    pub process: String,
+    pub thread: String,
+    /// Innermost first.
+    pub frames: Vec<String>,
+    /// Summed weight (blocked nanoseconds).
+    pub weight_ns: u64,
+    /// Number of samples (waits) merged into this stack.
+    pub count: u64,
+}
+
+impl FoldedProfile {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one sample; `frames_innermost_first` is as symbolized (innermost first).
+    pub fn add(
+        &mut self,
+        process: &str,
+        thread: &str,
+        frames_innermost_first: &[String],
+        weight_ns: u64,
+    ) {
+        let mut key = Vec::with_capacity(frames_innermost_first.len() + 2);
+        key.push(sanitize(process));
+        key.push(sanitize(thread));
+        key.extend(frames_innermost_first.iter().rev().map(|f| sanitize(f)));
+        let totals = self.stacks.entry(key).or_default();
+        totals.weight_ns = totals.weight_ns.saturating_add(weight_ns);
+        totals.count = totals.count.saturating_add(1);
+    }
+
+    /// Number of distinct stacks.
+    pub fn len(&self) -> usize {
+        self.stacks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stacks.is_empty()
+    }
+
+    pub fn total_weight_ns(&self) -> u64 {
+        self.stacks
+            .values()
+            .fold(0u64, |acc, t| acc.saturating_add(t.weight_ns))
+    }
+
+    /// The folded lines, sorted, without trailing newlines.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .stacks
+            .iter()
+            .map(|(key, t)| format!("{} {}", key.join(";"), t.weight_ns))
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// Writes the folded lines to `w`.
+    pub fn write(&self, w: &mut impl Write) -> io::Result<()> {
+        for line in self.lines() {
+            writeln!(w, "{line}")?;
+        }
+        w.flush()
+    }
+
+    /// Writes the folded lines to the file `dest`, or to stdout if `dest` is `-`.
+    pub fn write_to(&self, dest: impl AsRef<Path>) -> Result<(), FoldedError> {
+        let path = dest.as_ref();
+        let err = |source| FoldedError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path == Path::new("-") {
+            return self.write(&mut io::stdout().lock()).map_err(err);
+        }
+        let file = File::create(path).map_err(err)?;
+        self.write(&mut BufWriter::new(file)).map_err(err)
+    }
+
+    /// The `n` heaviest stacks, heaviest first (ties broken by stack text, for stable output).
+    pub fn top(&self, n: usize) -> Vec<TopStack> {
+        let mut all: Vec<(&Vec<String>, &Totals)> = self.stacks.iter().collect();
+        all.sort_by(|a, b| b.1.weight_ns.cmp(&a.1.weight_ns).then_with(|| a.0.cmp(b.0)));
+        all.into_iter()
+            .take(n)
+            .map(|(key, t)| TopStack {
+                process: key[0].clone(),
+                thread: key[1].clone(),
+                frames: key[2..].iter().rev().cloned().collect(),
+                weight_ns: t.weight_ns,
+                count: t.count,
+            })
+            .collect()
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| match c {
+            ';' => ':',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    let trimmed = cleaned.trim();
+    if trimmed.is_empty() {
+        "[unknown]".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(f: &[&str]) -> Vec<String> {
+        f.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn merges_identical_stacks_and_orders_outermost_first() {
+        let mut p = FoldedProfile::new();
+        let s = frames(&["__lll_lock_wait", "transfer_a_to_b (bank.c:14)", "main"]);
+        p.add("bank", "worker", &s, 100);
+        p.add("bank", "worker", &s, 250);
+        p.add("bank", "other", &s, 5);
+        assert_eq!(
+            p.lines(),
+            vec![
+                "bank;other;main;transfer_a_to_b (bank.c:14);__lll_lock_wait 5",
+                "bank;worker;main;transfer_a_to_b (bank.c:14);__lll_lock_wait 350",
+            ]
+        );
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.total_weight_ns(), 355);
+    }
+
+    #[test]
+    fn sanitizes_separators() {
+        let mut p = FoldedProfile::new();
+        p.add(
+            "a;b",
+            "t\nx",
+            &frames(&["std::vec<int; 3>::f", "", "line\r\nbreak"]),
+            7,
+        );
+        let lines = p.lines();
+        assert_eq!(
+            lines,
+            vec!["a:b;t x;line  break;[unknown];std::vec<int: 3>::f 7"]
+        );
+        // What flamegraph.pl/inferno do: the weight follows the last space, frames split on ';'.
+        let (stack, count) = lines[0].rsplit_once(' ').unwrap();
+        assert_eq!(count, "7");
+        assert_eq!(stack.split(';').count(), 5);
+    }
+
+    #[test]
+    fn empty_stack_still_has_process_and_thread() {
+        let mut p = FoldedProfile::new();
+        p.add("redis-server", "io_thd_1", &[], 9);
+        assert_eq!(p.lines(), vec!["redis-server;io_thd_1 9"]);
+    }
+
+    #[test]
+    fn top_returns_heaviest_first_with_counts() {
+        let mut p = FoldedProfile::new();
+        p.add("p", "t", &frames(&["a"]), 10);
+        p.add("p", "t", &frames(&["b", "main"]), 30);
+        p.add("p", "t", &frames(&["b", "main"]), 30);
+        p.add("p", "t", &frames(&["c"]), 10);
+        let top = p.top(2);
+        assert_eq!(
+            top,
+            vec![
+                TopStack {
+                    process: "p".into(),
+                    thread: "t".into(),
+                    frames: frames(&["b", "main"]),
+                    weight_ns: 60,
+                    count: 2,
+                },
+                TopStack {
+                    process: "p".into(),
+                    thread: "t".into(),
+                    frames: frames(&["a"]),
+                    weight_ns: 10,
+                    count: 1,
+                },
+            ]
+        );
+        assert_eq!(p.top(10).len(), 3);
+        assert!(FoldedProfile::new().top(3).is_empty());
+    }
+
+    #[test]
+    fn writes_file_and_reports_path_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.folded");
+        let mut p = FoldedProfile::new();
+        p.add("p", "t", &frames(&["f"]), 1);
+        p.add("p", "t", &frames(&["g"]), 2);
+        p.write_to(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "p;t;f 1\np;t;g 2\n"
+        );
+
+        let bad = dir.path().join("missing-dir").join("x");
+        let e = p.write_to(&bad).unwrap_err();
+        assert!(e.to_string().contains("missing-dir"), "{e}");
+    }
+}

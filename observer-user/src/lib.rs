@@ -1,0 +1,20 @@
+//! observer: an external stall observer for Linux processes (library side of the `observer` binary).
+pub mod alert;
+pub mod cli;
+pub mod duration;
+pub mod events;
+pub mod folded;
+pub mod privileges;
+pub mod probes;
+pub mod procexit;
+pub mod procmaps;
+pub mod session;
+pub mod sink;
+pub mod stackres;
+pub mod summary;
+pub mod symbolize;
+pub mod target;
+pub mod thread_exits;
+pub mod tracefs;
+pub mod unwind;
+pub mod waitgraph;

@@ -1,0 +1,98 @@
+//! The `observer` binary: argument parsing, privilege and target checks, then a session.
+
+use std::{process::ExitCode, time::Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use observer::{
+    cli::{Cli, Command, ObserveOpts},
+    privileges,
+    probes::{ProbeConfig, Probes},
+    session::{Outcome, Session, SessionOptions},
+    target::{self, Launched},
+    tracefs,
+};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("observer: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Watch { pid, opts } => {
+            target::check_pid(pid)?;
+            let probes = attach(&opts)?;
+            // It may have exited while the probes were loading.
+            target::check_pid(pid)?;
+            if !opts.quiet {
+                eprintln!(
+                    "observer: watching pid {pid} ({}); threshold {}, stall-after {}{}. Ctrl-C to stop.",
+                    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim(),
+                    observer::duration::human(opts.threshold),
+                    observer::duration::human(opts.stall_after),
+                    opts.duration
+                        .map(|d| format!(", for {}", observer::duration::human(d)))
+                        .unwrap_or_default()
+                );
+            }
+            let session = Session::new(session_options(&opts), probes, pid)?;
+            runtime.block_on(session.run(None))?;
+            Ok(0)
+        }
+        Command::Run { opts, command } => {
+            let probes = attach(&opts)?;
+            let _guard = runtime.enter(); // the command is awaited on a blocking task of the runtime
+            let launched = Launched::spawn(&command)?;
+            if !opts.quiet {
+                eprintln!(
+                    "observer: running `{}` as pid {}",
+                    command.join(" "),
+                    launched.pid
+                );
+            }
+            let session = Session::new(session_options(&opts), probes, launched.pid)?;
+            match runtime.block_on(session.run(Some(launched)))? {
+                Outcome::Command(code) => Ok(code),
+                Outcome::Finished => Ok(0),
+            }
+        }
+    }
+}
+
+fn attach(opts: &ObserveOpts) -> Result<Probes> {
+    privileges::check()?;
+    let tracefs_dir = tracefs::ensure_tracefs()?;
+    let started = Instant::now();
+    let probes = Probes::load(
+        &ProbeConfig {
+            threshold_ns: u64::try_from(opts.threshold.as_nanos()).unwrap_or(u64::MAX),
+        },
+        &tracefs_dir,
+    )?;
+    log::info!("probes attached in {:?}", started.elapsed());
+    Ok(probes)
+}
+
+fn session_options(opts: &ObserveOpts) -> SessionOptions {
+    SessionOptions {
+        threshold: opts.threshold,
+        stall_after: opts.stall_after,
+        duration: opts.duration,
+        alerts: opts.alerts.clone(),
+        folded: opts.folded.clone(),
+        report_idle: opts.report_idle,
+        quiet: opts.quiet,
+    }
+}

@@ -1,0 +1,275 @@
+//! Loading and attaching the kernel programs: the only module that knows aya.
+//!
+//! Programs are attached by aya links owned by the `Ebpf` object; dropping `Probes` (normal
+//! exit, Ctrl-C, error) detaches every one of them, and the kernel does the same if observer is
+//! killed, because nothing is pinned.
+
+use std::path::Path;
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    programs::{BtfTracePoint, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+use observer_common::{counter, AggKey, AggValue, InFlight};
+use thiserror::Error;
+
+use crate::tracefs;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("the eBPF object is empty: observer was built with AYA_BUILD_SKIP=1; rebuild with `cargo xtask build`")]
+    NoObject,
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("eBPF program `{name}`: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map `{name}`: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("eBPF map `{0}` is missing from the object")]
+    MissingMap(&'static str),
+    #[error("reading kernel BTF (/sys/kernel/btf/vmlinux): {0}")]
+    Btf(#[source] aya::BtfError),
+    #[error(transparent)]
+    Tracefs(#[from] tracefs::TracefsError),
+}
+
+/// What the probes need to know before they are loaded.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Waits at least this long become events (with stacks); shorter ones are only summed.
+    pub threshold_ns: u64,
+}
+
+/// Per-CPU counters summed over CPUs (indexes in `observer_common::counter`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    pub events_dropped: u64,
+    pub agg_dropped: u64,
+    pub inflight_dropped: u64,
+    pub stack_missing: u64,
+    pub waits_started: u64,
+    pub waits_long: u64,
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+}
+
+struct Offsets {
+    waking_pid: u32,
+    fork_child_pid: u32,
+    exit_group_dead: u32,
+    deliver_sig: u32,
+    deliver_code: u32,
+    deliver_handler: u32,
+}
+
+impl Offsets {
+    fn read(tracefs_dir: &Path) -> Result<Self, ProbeError> {
+        let f = |cat, ev, field| tracefs::field_offset(tracefs_dir, cat, ev, field);
+        Ok(Self {
+            waking_pid: f("sched", "sched_waking", "pid")?,
+            fork_child_pid: f("sched", "sched_process_fork", "child_pid")?,
+            exit_group_dead: f("sched", "sched_process_exit", "group_dead")?,
+            deliver_sig: f("signal", "signal_deliver", "sig")?,
+            deliver_code: f("signal", "signal_deliver", "code")?,
+            deliver_handler: f("signal", "signal_deliver", "sa_handler")?,
+        })
+    }
+}
+
+/// Classic tracepoints: (program name, category, event).
+const TRACEPOINTS: [(&str, &str, &str); 4] = [
+    ("sched_waking", "sched", "sched_waking"),
+    ("sched_process_fork", "sched", "sched_process_fork"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("signal_deliver", "signal", "signal_deliver"),
+];
+
+impl Probes {
+    /// Loads and attaches every program. Nothing is watched until [`Probes::watch`].
+    pub fn load(cfg: &ProbeConfig, tracefs_dir: &Path) -> Result<Self, ProbeError> {
+        if OBJECT.is_empty() {
+            return Err(ProbeError::NoObject);
+        }
+        raise_memlock_limit();
+        let off = Offsets::read(tracefs_dir)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("THRESHOLD_NS", &cfg.threshold_ns, true)
+            .override_global("WAKING_PID_OFFSET", &off.waking_pid, true)
+            .override_global("FORK_CHILD_PID_OFFSET", &off.fork_child_pid, true)
+            .override_global("EXIT_GROUP_DEAD_OFFSET", &off.exit_group_dead, true)
+            .override_global("DELIVER_SIG_OFFSET", &off.deliver_sig, true)
+            .override_global("DELIVER_CODE_OFFSET", &off.deliver_code, true)
+            .override_global("DELIVER_HANDLER_OFFSET", &off.deliver_handler, true)
+            .load(OBJECT)
+            .map_err(ProbeError::Load)?;
+
+        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+        let program = |source| ProbeError::Program {
+            name: "sched_switch",
+            source,
+        };
+        let switch: &mut BtfTracePoint = ebpf
+            .program_mut("sched_switch")
+            .ok_or(ProbeError::MissingMap("sched_switch program"))?
+            .try_into()
+            .map_err(program)?;
+        switch.load("sched_switch", &btf).map_err(program)?;
+        switch.attach().map_err(program)?;
+
+        for (name, category, event) in TRACEPOINTS {
+            let err = |source| ProbeError::Program { name, source };
+            let tp: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or(ProbeError::MissingMap(name))?
+                .try_into()
+                .map_err(err)?;
+            tp.load().map_err(err)?;
+            tp.attach(category, event).map_err(err)?;
+        }
+        Ok(Self { ebpf })
+    }
+
+    /// Starts observing every thread of process `tgid`, present and future.
+    pub fn watch(&mut self, tgid: u32) -> Result<(), ProbeError> {
+        let mut map: HashMap<&mut MapData, u32, u32> = self.map_mut("WATCHED")?;
+        map.insert(tgid, 1, 0).map_err(|source| ProbeError::Map {
+            name: "WATCHED",
+            source,
+        })
+    }
+
+    pub fn unwatch(&mut self, tgid: u32) {
+        if let Ok(mut map) = self.map_mut::<HashMap<&mut MapData, u32, u32>>("WATCHED") {
+            let _ = map.remove(&tgid);
+        }
+    }
+
+    /// The ring buffer of rare events; call once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(ProbeError::MissingMap("EVENTS"))?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+            name: "EVENTS",
+            source,
+        })
+    }
+
+    /// Threads blocked right now.
+    pub fn in_flight(&self) -> Result<Vec<(u32, InFlight)>, ProbeError> {
+        let map: HashMap<&MapData, u32, InFlight> = self.map("IN_FLIGHT")?;
+        Ok(map.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Takes the summed short waits out of the kernel (read, then delete, so the map stays
+    /// small on long runs). Per-CPU values are added up.
+    pub fn drain_aggregates(&mut self) -> Result<Vec<(AggKey, AggValue)>, ProbeError> {
+        let mut map: PerCpuHashMap<&mut MapData, AggKey, AggValue> = self.map_mut("AGG")?;
+        let keys: Vec<AggKey> = map.keys().filter_map(Result::ok).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Ok(values) = map.get(&key, 0) {
+                let mut sum = AggValue::default();
+                for v in values.iter() {
+                    sum.count += v.count;
+                    sum.total_ns += v.total_ns;
+                }
+                out.push((key, sum));
+            }
+            let _ = map.remove(&key);
+        }
+        Ok(out)
+    }
+
+    /// Frame-pointer user stack for an id from the kernel, innermost first.
+    pub fn stack(&self, stack_id: i32) -> Option<Vec<u64>> {
+        if stack_id < 0 {
+            return None;
+        }
+        let map: StackTraceMap<&MapData> = self.map("STACKS").ok()?;
+        let trace = map.get(&(stack_id as u32), 0).ok()?;
+        Some(trace.frames().iter().map(|f| f.ip).collect())
+    }
+
+    /// Whether a joiner was waiting for thread `tid` when it exited (and forget it).
+    pub fn take_joined(&mut self, tid: u32) -> bool {
+        match self.map_mut::<HashMap<&mut MapData, u32, u32>>("JOINED") {
+            Ok(mut map) => {
+                let found = map.get(&tid, 0).is_ok();
+                if found {
+                    let _ = map.remove(&tid);
+                }
+                found
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        let Ok(map) = self.map::<PerCpuArray<&MapData, u64>>("COUNTERS") else {
+            return Counters::default();
+        };
+        let sum = |i: u32| {
+            map.get(&i, 0)
+                .map(|values| values.iter().sum::<u64>())
+                .unwrap_or(0)
+        };
+        Counters {
+            events_dropped: sum(counter::EVENTS_DROPPED),
+            agg_dropped: sum(counter::AGG_DROPPED),
+            inflight_dropped: sum(counter::INFLIGHT_DROPPED),
+            stack_missing: sum(counter::STACK_MISSING),
+            waits_started: sum(counter::WAITS_STARTED),
+            waits_long: sum(counter::WAITS_LONG),
+        }
+    }
+
+    fn map<'a, M>(&'a self, name: &'static str) -> Result<M, ProbeError>
+    where
+        M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map(name).ok_or(ProbeError::MissingMap(name))?;
+        M::try_from(map).map_err(|source| ProbeError::Map { name, source })
+    }
+
+    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, ProbeError>
+    where
+        M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(ProbeError::MissingMap(name))?;
+        M::try_from(map).map_err(|source| ProbeError::Map { name, source })
+    }
+}
+
+/// Kernels >= 5.11 account BPF memory to the cgroup, so a failed raise is harmless there:
+/// warn, never abort (environment.md: it fails without CAP_SYS_RESOURCE).
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
+            std::io::Error::last_os_error()
+        );
+    }
+}

@@ -1,0 +1,734 @@
+//! The memory map of a target process (`/proc/PID/maps`), with the files behind its mappings.
+//!
+//! Files are resolved through `/proc/PID/map_files` or `/proc/PID/root` so that binaries inside
+//! containers (other mount namespaces) and deleted binaries are found; the path from the maps
+//! file is kept for display. A file is opened at most once and the handle is kept, which is what
+//! lets stacks be unwound and symbolized after the process has exited. Handles are shared by
+//! all processes mapping the same file, so watching many processes costs one descriptor per
+//! distinct binary, not per process.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+
+use object::{Object, ReadCache};
+
+/// Why the maps of a process could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum MapsError {
+    #[error("cannot read /proc/{pid}/maps: {source}")]
+    Read { pid: u32, source: io::Error },
+}
+
+/// Why one line of a maps file could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed maps line ({reason}): {line:?}")]
+pub struct ParseError {
+    pub line: String,
+    pub reason: &'static str,
+}
+
+/// Access permissions of a mapping (`r-xp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Perms {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+    /// `s` (shared) rather than `p` (private, copy-on-write).
+    pub shared: bool,
+}
+
+/// What backs a mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing {
+    /// No name at all: anonymous memory (heap arenas, thread stacks, JIT code).
+    Anonymous,
+    /// A kernel-named region such as `[vdso]`, `[stack]`, `[heap]`, `[anon:name]`.
+    Pseudo(String),
+    /// A file, by the path the process sees (not resolved into our namespace).
+    File { path: PathBuf, deleted: bool },
+}
+
+/// One line of `/proc/PID/maps`.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub perms: Perms,
+    /// Offset into the file of the byte mapped at `start`.
+    pub offset: u64,
+    /// Device (major, minor) as the kernel reports it.
+    pub dev: (u32, u32),
+    pub inode: u64,
+    pub backing: Backing,
+    /// The file behind the mapping, shared by all mappings of the same file.
+    pub object: Option<Arc<ObjectFile>>,
+}
+
+impl Mapping {
+    pub fn contains(&self, addr: u64) -> bool {
+        self.start <= addr && addr < self.end
+    }
+
+    pub fn is_vdso(&self) -> bool {
+        matches!(&self.backing, Backing::Pseudo(name) if name == "[vdso]")
+    }
+
+    /// Offset in the backing file of `addr` (meaningful for file mappings only).
+    pub fn file_offset(&self, addr: u64) -> u64 {
+        addr.wrapping_sub(self.start).wrapping_add(self.offset)
+    }
+
+    /// The path shown to people: the file path, or the pseudo name.
+    pub fn display_name(&self) -> Option<&str> {
+        match &self.backing {
+            Backing::Anonymous => None,
+            Backing::Pseudo(name) => Some(name),
+            Backing::File { path, .. } => path.to_str(),
+        }
+    }
+}
+
+/// Identity of a file's contents on this host, from `fstat` of the opened file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub inode: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+/// An opened file and the path under which other code (blazesym) should open it again.
+#[derive(Debug)]
+struct Opened {
+    file: File,
+    id: FileId,
+    reopen_path: PathBuf,
+}
+
+/// A file mapped into the target process. Opened lazily, at most once.
+#[derive(Debug)]
+pub struct ObjectFile {
+    /// The path as the target process sees it (display only).
+    path: PathBuf,
+    pid: u32,
+    /// One mapping range of this file, for `/proc/PID/map_files/START-END`.
+    range: (u64, u64),
+    dev: (u32, u32),
+    inode: u64,
+    deleted: bool,
+    /// Whether the target shares our root directory, so that `path` means the same file to us.
+    same_root: bool,
+    opened: OnceLock<Option<Arc<Opened>>>,
+    build_id: OnceLock<Option<Vec<u8>>>,
+}
+
+impl ObjectFile {
+    /// The path as the target process sees it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last path component, e.g. `libc.so.6`.
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.path.to_string_lossy().into_owned())
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+
+    /// The open file, opening it on first use; `None` when it cannot be found. The handle is
+    /// shared between threads and processes: read it with positional reads only (`read_at`,
+    /// [`Self::reader`]), never seek it.
+    pub fn file(&self) -> Option<&File> {
+        self.opened().map(|o| &o.file)
+    }
+
+    /// A reader over the file with its own position, safe to use while other threads read the
+    /// shared handle. Wrap it in [`object::ReadCache`] to parse the ELF lazily.
+    pub fn reader(&self) -> Option<PositionalReader<'_>> {
+        self.file().map(|file| PositionalReader { file, pos: 0 })
+    }
+
+    /// The identity of the opened file's contents.
+    pub fn file_id(&self) -> Option<FileId> {
+        self.opened().map(|o| o.id)
+    }
+
+    /// A path that opens this very file from our process: the original path when it names the
+    /// same file for us, otherwise `/proc/self/fd/N` of the handle we hold (which stays valid
+    /// after the target exits, and for deleted files).
+    pub fn reopen_path(&self) -> Option<&Path> {
+        self.opened().map(|o| o.reopen_path.as_path())
+    }
+
+    /// The GNU build id, read once.
+    pub fn build_id(&self) -> Option<&[u8]> {
+        self.build_id
+            .get_or_init(|| {
+                let cache = ReadCache::new(self.reader()?);
+                let obj = object::File::parse(&cache).ok()?;
+                obj.build_id().ok().flatten().map(<[u8]>::to_vec)
+            })
+            .as_deref()
+    }
+
+    fn opened(&self) -> Option<&Opened> {
+        self.opened.get_or_init(|| self.open_shared()).as_deref()
+    }
+
+    /// Reuses the handle another process's maps already opened for this (device, inode): a
+    /// mapped inode cannot be reused while mapped, and we hold it open, so the key is exact.
+    fn open_shared(&self) -> Option<Arc<Opened>> {
+        type Registry = Mutex<HashMap<((u32, u32), u64), Weak<Opened>>>;
+        static OPEN_FILES: OnceLock<Registry> = OnceLock::new();
+        let key = (self.dev, self.inode);
+        let registry = OPEN_FILES.get_or_init(Default::default);
+        // Anonymous-inode or pseudo files can report inode 0: never share those.
+        if self.inode != 0 {
+            let files = registry.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(opened) = files.get(&key).and_then(Weak::upgrade) {
+                return Some(opened);
+            }
+        }
+        let opened = Arc::new(self.open()?);
+        if self.inode != 0 {
+            let mut files = registry.lock().unwrap_or_else(PoisonError::into_inner);
+            if files.len() >= 1024 && files.len().is_power_of_two() {
+                files.retain(|_, f| f.strong_count() > 0);
+            }
+            files.insert(key, Arc::downgrade(&opened));
+        }
+        Some(opened)
+    }
+
+    fn candidates(&self) -> Vec<PathBuf> {
+        // map_files names exactly the mapped file, even deleted or replaced on disk, but needs
+        // CAP_SYS_ADMIN; the root-relative path works for everybody allowed to read the maps.
+        let mut paths = vec![PathBuf::from(format!(
+            "/proc/{}/map_files/{:x}-{:x}",
+            self.pid, self.range.0, self.range.1
+        ))];
+        if self.same_root {
+            paths.push(self.path.clone());
+        } else if let Ok(rel) = self.path.strip_prefix("/") {
+            paths.push(Path::new(&format!("/proc/{}/root", self.pid)).join(rel));
+        }
+        paths
+    }
+
+    fn open(&self) -> Option<Opened> {
+        for candidate in self.candidates() {
+            let Ok(file) = File::open(&candidate) else {
+                continue;
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            if !self.plausibly_same(&meta) {
+                log::debug!(
+                    "{} is not the file mapped by pid {} (inode {} != {})",
+                    candidate.display(),
+                    self.pid,
+                    meta.ino(),
+                    self.inode
+                );
+                continue;
+            }
+            let id = FileId {
+                dev: meta.dev(),
+                inode: meta.ino(),
+                size: meta.size(),
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            };
+            let reopen_path = if self.same_root && !self.deleted && same_file(&self.path, &id) {
+                // Keeps the real directory, where tools look for `.gnu_debuglink` files.
+                self.path.clone()
+            } else {
+                PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            };
+            return Some(Opened {
+                file,
+                id,
+                reopen_path,
+            });
+        }
+        log::debug!("cannot open {} of pid {}", self.path.display(), self.pid);
+        None
+    }
+
+    /// Rejects a file that replaced the mapped one on disk (same device, other inode). A
+    /// different device is accepted: overlayfs reports the lower layer's device in the maps.
+    fn plausibly_same(&self, meta: &std::fs::Metadata) -> bool {
+        let dev = meta.dev();
+        let (major, minor) = (libc::major(dev), libc::minor(dev));
+        let same_dev = (major, minor) == self.dev;
+        !same_dev || meta.ino() == self.inode
+    }
+}
+
+/// `Read + Seek` over a shared [`File`] through `pread`, keeping the position here rather
+/// than in the file description that all users of the handle share.
+#[derive(Debug)]
+pub struct PositionalReader<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl io::Read for PositionalReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for PositionalReader<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
+        self.pos = match to {
+            io::SeekFrom::Start(p) => p,
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(invalid)?,
+            io::SeekFrom::End(d) => self
+                .file
+                .metadata()?
+                .len()
+                .checked_add_signed(d)
+                .ok_or_else(invalid)?,
+        };
+        Ok(self.pos)
+    }
+}
+
+fn same_file(path: &Path, id: &FileId) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.dev() == id.dev && m.ino() == id.inode)
+        .unwrap_or(false)
+}
+
+/// The parsed memory map of one process, sorted by address.
+#[derive(Debug)]
+pub struct ProcessMaps {
+    pid: u32,
+    mappings: Vec<Mapping>,
+    vdso: OnceLock<Option<Arc<[u8]>>>,
+}
+
+impl ProcessMaps {
+    /// Reads and parses `/proc/PID/maps`. Malformed lines are skipped (and logged).
+    pub fn load(pid: u32) -> Result<ProcessMaps, MapsError> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .map_err(|source| MapsError::Read { pid, source })?;
+        Ok(Self::from_text(pid, &text, shares_our_root(pid)))
+    }
+
+    /// Builds the maps from the text of a maps file; no file is touched until it is needed.
+    /// `same_root` says whether paths in `text` name the same files for us as for `pid`.
+    pub fn from_text(pid: u32, text: &str, same_root: bool) -> ProcessMaps {
+        let mut objects: HashMap<(PathBuf, (u32, u32), u64), Arc<ObjectFile>> = HashMap::new();
+        let mut mappings = Vec::new();
+        for line in text.lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let mut mapping = match parse_line(line) {
+                Ok(m) => m,
+                Err(err) => {
+                    log::warn!("pid {pid}: {err}");
+                    continue;
+                }
+            };
+            if let Backing::File { path, deleted } = &mapping.backing {
+                let key = (path.clone(), mapping.dev, mapping.inode);
+                let object = objects.entry(key).or_insert_with(|| {
+                    Arc::new(ObjectFile {
+                        path: path.clone(),
+                        pid,
+                        range: (mapping.start, mapping.end),
+                        dev: mapping.dev,
+                        inode: mapping.inode,
+                        deleted: *deleted,
+                        same_root,
+                        opened: OnceLock::new(),
+                        build_id: OnceLock::new(),
+                    })
+                });
+                mapping.object = Some(Arc::clone(object));
+            }
+            mappings.push(mapping);
+        }
+        mappings.sort_by_key(|m| m.start);
+        ProcessMaps {
+            pid,
+            mappings,
+            vdso: OnceLock::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn mappings(&self) -> &[Mapping] {
+        &self.mappings
+    }
+
+    /// The mapping containing `addr`.
+    pub fn find(&self, addr: u64) -> Option<&Mapping> {
+        let idx = self.mappings.partition_point(|m| m.start <= addr);
+        let candidate = self.mappings.get(idx.checked_sub(1)?)?;
+        candidate.contains(addr).then_some(candidate)
+    }
+
+    /// The bytes of the `[vdso]` image, copied from the process once (read-only access).
+    pub fn vdso_image(&self) -> Option<Arc<[u8]>> {
+        self.vdso
+            .get_or_init(|| {
+                let m = self.mappings.iter().find(|m| m.is_vdso())?;
+                let len = usize::try_from(m.end - m.start).ok()?;
+                read_process_memory(self.pid, m.start, len)
+                    .ok()
+                    .map(Arc::from)
+            })
+            .clone()
+    }
+
+    /// Opens every file behind an executable mapping now, while the process is alive, so that
+    /// its stacks can still be symbolized after it exits.
+    pub fn open_code_files(&self) {
+        for m in self.mappings.iter().filter(|m| m.perms.exec) {
+            if let Some(object) = &m.object {
+                let _ = object.file();
+            }
+        }
+    }
+}
+
+/// Whether `/proc/PID/root` is our own root directory (no container in between).
+fn shares_our_root(pid: u32) -> bool {
+    let theirs = std::fs::metadata(format!("/proc/{pid}/root"));
+    let ours = std::fs::metadata("/");
+    match (theirs, ours) {
+        (Ok(t), Ok(o)) => t.dev() == o.dev() && t.ino() == o.ino(),
+        // Unknown: prefer the /proc/PID/root route, which can only fail, never mislead.
+        _ => false,
+    }
+}
+
+/// Copies `len` bytes at `addr` of process `pid` with `process_vm_readv` (never writes).
+pub fn read_process_memory(pid: u32, addr: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut libc::c_void,
+        iov_len: len,
+    };
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `local` points into `buf`, which is valid for `len` bytes for the whole call; the
+    // remote iovec is only read by the kernel.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// Parses one line of `/proc/PID/maps`.
+pub fn parse_line(line: &str) -> Result<Mapping, ParseError> {
+    let err = |reason| ParseError {
+        line: line.to_string(),
+        reason,
+    };
+    let mut rest = line;
+    let mut field = || -> Option<&str> {
+        let trimmed = rest.trim_start_matches(' ');
+        let (f, r) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+        rest = r;
+        (!f.is_empty()).then_some(f)
+    };
+    let range = field().ok_or_else(|| err("no address range"))?;
+    let perms = field().ok_or_else(|| err("no permissions"))?;
+    let offset = field().ok_or_else(|| err("no offset"))?;
+    let dev = field().ok_or_else(|| err("no device"))?;
+    let inode = field().ok_or_else(|| err("no inode"))?;
+    // The name is everything after the padding; it may contain spaces.
+    let name = rest.trim_start_matches(' ');
+
+    let (start, end) = range.split_once('-').ok_or_else(|| err("bad range"))?;
+    let start = u64::from_str_radix(start, 16).map_err(|_| err("bad start"))?;
+    let end = u64::from_str_radix(end, 16).map_err(|_| err("bad end"))?;
+    if end < start {
+        return Err(err("end before start"));
+    }
+    let perms = parse_perms(perms).ok_or_else(|| err("bad permissions"))?;
+    let offset = u64::from_str_radix(offset, 16).map_err(|_| err("bad offset"))?;
+    let (major, minor) = dev.split_once(':').ok_or_else(|| err("bad device"))?;
+    let dev = (
+        u32::from_str_radix(major, 16).map_err(|_| err("bad device"))?,
+        u32::from_str_radix(minor, 16).map_err(|_| err("bad device"))?,
+    );
+    let inode = inode.parse::<u64>().map_err(|_| err("bad inode"))?;
+
+    let backing = if name.trim().is_empty() {
+        Backing::Anonymous
+    } else if name.starts_with('/') {
+        let unescaped = name.replace("\\012", "\n");
+        let (path, deleted) = match unescaped.strip_suffix(" (deleted)") {
+            Some(p) => (p.to_string(), true),
+            None => (unescaped, false),
+        };
+        Backing::File {
+            path: PathBuf::from(path),
+            deleted,
+        }
+    } else {
+        Backing::Pseudo(name.trim_end().to_string())
+    };
+    Ok(Mapping {
+        start,
+        end,
+        perms,
+        offset,
+        dev,
+        inode,
+        backing,
+        object: None,
+    })
+}
+
+fn parse_perms(s: &str) -> Option<Perms> {
+    let b = s.as_bytes();
+    if b.len() != 4 {
+        return None;
+    }
+    let flag = |i: usize, set: u8| match b[i] {
+        c if c == set => Some(true),
+        b'-' => Some(false),
+        _ => None,
+    };
+    Some(Perms {
+        read: flag(0, b'r')?,
+        write: flag(1, b'w')?,
+        exec: flag(2, b'x')?,
+        shared: match b[3] {
+            b's' => true,
+            b'p' => false,
+            _ => return None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d0c8a00000-55d0c8a01000 r--p 00000000 fd:01 131090                     /usr/bin/bank app
+55d0c8a01000-55d0c8a02000 r-xp 00001000 fd:01 131090                     /usr/bin/bank app
+55d0c9b3e000-55d0c9b5f000 rw-p 00000000 00:00 0                          [heap]
+7f3a1c000000-7f3a1c021000 rw-p 00000000 00:00 0 
+7f3a1e228000-7f3a1e24e000 r--p 00000000 fd:01 1312                       /usr/lib/x86_64-linux-gnu/libc.so.6
+7f3a1e24e000-7f3a1e3a3000 r-xp 00026000 fd:01 1312                       /usr/lib/x86_64-linux-gnu/libc.so.6
+7f3a1e400000-7f3a1e401000 r-xp 00002000 00:1f 99                         /tmp/gone.so (deleted)
+7f3a1e402000-7f3a1e403000 rw-s 00000000 00:05 7                          /memfd:shm (deleted)
+7f3a1e500000-7f3a1e501000 rw-p 00000000 00:00 0                          [anon:glibc malloc]
+7ffd5b7e1000-7ffd5b802000 rw-p 00000000 00:00 0                          [stack]
+7ffd5b9d2000-7ffd5b9d6000 r--p 00000000 00:00 0                          [vvar]
+7ffd5b9d6000-7ffd5b9d8000 r-xp 00000000 00:00 0                          [vdso]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+";
+
+    fn maps() -> ProcessMaps {
+        ProcessMaps::from_text(42, MAPS, true)
+    }
+
+    #[test]
+    fn parses_file_mapping_with_spaces() {
+        let m = maps();
+        let exe = m.find(0x55d0c8a01234).expect("exe mapping");
+        assert_eq!(exe.start, 0x55d0c8a01000);
+        assert_eq!(exe.end, 0x55d0c8a02000);
+        assert_eq!(exe.offset, 0x1000);
+        assert_eq!(exe.dev, (0xfd, 1));
+        assert_eq!(exe.inode, 131090);
+        assert!(exe.perms.read && exe.perms.exec && !exe.perms.write && !exe.perms.shared);
+        assert_eq!(
+            exe.backing,
+            Backing::File {
+                path: PathBuf::from("/usr/bin/bank app"),
+                deleted: false
+            }
+        );
+        assert_eq!(exe.file_offset(0x55d0c8a01234), 0x1234);
+        let obj = exe.object.as_ref().expect("object");
+        assert_eq!(obj.file_name(), "bank app");
+    }
+
+    #[test]
+    fn mappings_of_one_file_share_the_object() {
+        let m = maps();
+        let a = m.find(0x7f3a1e228000).and_then(|m| m.object.clone());
+        let b = m.find(0x7f3a1e300000).and_then(|m| m.object.clone());
+        assert!(Arc::ptr_eq(&a.expect("a"), &b.expect("b")));
+    }
+
+    #[test]
+    fn parses_pseudo_and_anonymous() {
+        let m = maps();
+        let anon = m.find(0x7f3a1c000010).expect("anon");
+        assert_eq!(anon.backing, Backing::Anonymous);
+        assert!(anon.object.is_none());
+        assert_eq!(
+            m.find(0x7ffd5b9d6100).map(|m| m.is_vdso()),
+            Some(true),
+            "vdso"
+        );
+        assert_eq!(
+            m.find(0x7ffd5b7e1000).map(|m| m.backing.clone()),
+            Some(Backing::Pseudo("[stack]".into()))
+        );
+        assert_eq!(
+            m.find(0x7f3a1e500000).map(|m| m.backing.clone()),
+            Some(Backing::Pseudo("[anon:glibc malloc]".into()))
+        );
+        assert_eq!(
+            m.find(0xffffffffff600000).map(|m| m.perms.read),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn parses_deleted_files() {
+        let m = maps();
+        let gone = m.find(0x7f3a1e400000).expect("deleted mapping");
+        assert_eq!(
+            gone.backing,
+            Backing::File {
+                path: PathBuf::from("/tmp/gone.so"),
+                deleted: true
+            }
+        );
+        assert!(gone.object.as_ref().is_some_and(|o| o.is_deleted()));
+        let shm = m.find(0x7f3a1e402000).expect("memfd");
+        assert!(shm.perms.shared);
+    }
+
+    #[test]
+    fn find_outside_and_between_mappings() {
+        let m = maps();
+        assert!(m.find(0).is_none());
+        assert!(m.find(0x55d0c8a02000).is_none(), "end is exclusive");
+        assert!(m.find(0x7f3a1e401800).is_none(), "gap");
+        assert!(m.find(u64::MAX).is_none());
+        assert_eq!(m.mappings().len(), 13);
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        for bad in [
+            "",
+            "zzzz-1000 r-xp 00000000 fd:01 1 /x",
+            "2000-1000 r-xp 00000000 fd:01 1 /x",
+            "1000-2000 rwxq 00000000 fd:01 1 /x",
+            "1000-2000 r-xp 0000000g fd:01 1 /x",
+            "1000-2000 r-xp 00000000 fd01 1 /x",
+            "1000-2000 r-xp 00000000 fd:01 x /x",
+            "1000-2000 r-xp",
+        ] {
+            assert!(parse_line(bad).is_err(), "{bad:?}");
+        }
+        // Bad lines are skipped, good ones kept.
+        let m = ProcessMaps::from_text(1, "garbage\n1000-2000 r-xp 00000000 00:00 0\n", true);
+        assert_eq!(m.mappings().len(), 1);
+    }
+
+    #[test]
+    fn unescapes_newlines_in_paths() {
+        let m = parse_line("1000-2000 r-xp 00000000 fd:01 5 /tmp/a\\012b").expect("line");
+        assert_eq!(
+            m.backing,
+            Backing::File {
+                path: PathBuf::from("/tmp/a\nb"),
+                deleted: false
+            }
+        );
+    }
+
+    #[test]
+    fn loads_own_maps_and_build_id() {
+        let m = ProcessMaps::load(std::process::id()).expect("own maps");
+        let here = loads_own_maps_and_build_id as *const () as usize as u64;
+        let mapping = m.find(here).expect("code mapping");
+        assert!(mapping.perms.exec);
+        let obj = mapping.object.as_ref().expect("test binary is a file");
+        assert!(obj.file().is_some());
+        assert!(obj.reopen_path().is_some());
+        // Rust test binaries are linked with a build id by default on Linux.
+        assert!(obj.build_id().is_some_and(|id| !id.is_empty()));
+        assert!(m.vdso_image().is_some_and(|v| v.starts_with(b"\x7fELF")));
+    }
+
+    #[test]
+    fn processes_share_open_files() {
+        let here = processes_share_open_files as *const () as usize as u64;
+        let a = ProcessMaps::load(std::process::id()).expect("maps");
+        let b = ProcessMaps::load(std::process::id()).expect("maps");
+        let fd = |m: &ProcessMaps| {
+            m.find(here)
+                .and_then(|m| m.object.as_ref())
+                .and_then(|o| o.file())
+                .map(|f| f.as_raw_fd())
+        };
+        assert!(fd(&a).is_some());
+        assert_eq!(fd(&a), fd(&b));
+    }
+
+    #[test]
+    fn opens_files_through_proc_root_for_other_namespaces() {
+        let pid = std::process::id();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+        let m = ProcessMaps::from_text(pid, &text, false);
+        let here = opens_files_through_proc_root_for_other_namespaces as *const () as usize as u64;
+        let obj = m.find(here).and_then(|m| m.object.clone()).expect("object");
+        assert!(obj
+            .candidates()
+            .iter()
+            .any(|p| p.starts_with(format!("/proc/{pid}/root/"))));
+        assert!(!obj.candidates().contains(&obj.path().to_path_buf()));
+        assert!(obj.file().is_some() && obj.reopen_path().is_some());
+    }
+
+    #[test]
+    fn positional_reader_keeps_its_own_position() {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut tmp = tempfile::tempfile().expect("tempfile");
+        std::io::Write::write_all(&mut tmp, b"0123456789").expect("write");
+        let mut a = PositionalReader { file: &tmp, pos: 0 };
+        let mut b = PositionalReader { file: &tmp, pos: 0 };
+        let mut buf = [0u8; 3];
+        a.seek(SeekFrom::Start(5)).expect("seek");
+        b.read_exact(&mut buf).expect("read b");
+        assert_eq!(&buf, b"012");
+        a.read_exact(&mut buf).expect("read a");
+        assert_eq!(&buf, b"567");
+        assert_eq!(a.seek(SeekFrom::End(-1)).expect("seek end"), 9);
+        assert_eq!(a.seek(SeekFrom::Current(-9)).expect("seek back"), 0);
+        assert!(a.seek(SeekFrom::Current(-1)).is_err());
+    }
+
+    #[test]
+    fn unknown_pid_is_an_error() {
+        assert!(ProcessMaps::load(u32::MAX - 1).is_err());
+    }
+}

@@ -1,0 +1,621 @@
+//! One observation run: drains kernel events, scans blocked threads, raises alerts, and writes
+//! the outputs when it ends (duration, Ctrl-C / SIGTERM, or the target exiting).
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use observer_common::{futex_op, sysno, wait_class, InFlight, WaitEvent};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+};
+
+use crate::{
+    alert::{self, Alert, AlertDetail},
+    events::{comm_str, Event},
+    folded::FoldedProfile,
+    probes::{Counters, Probes},
+    procexit::ProcessExits,
+    procmaps::read_process_memory,
+    sink::AlertSink,
+    stackres::StackResolver,
+    summary,
+    target::{self, Launched},
+    thread_exits::{ThreadExitEvent, ThreadExitTracker},
+    unwind::Regs,
+    waitgraph::{DeadlockReporter, Waiter},
+};
+
+/// How often blocked threads are scanned for stalls and deadlocks.
+const SCAN_INTERVAL: Duration = Duration::from_millis(200);
+/// Deadlock cycles are only looked for among waits at least this old (or --stall-after if
+/// shorter): a real cycle never resolves, and young waits are mostly about to be granted.
+const DEADLOCK_MIN_AGE: Duration = Duration::from_secs(1);
+/// Short-wait aggregates are moved out of the kernel this often, keeping its map small.
+const DRAIN_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct SessionOptions {
+    pub threshold: Duration,
+    pub stall_after: Duration,
+    pub duration: Option<Duration>,
+    pub alerts: Option<PathBuf>,
+    pub folded: Option<PathBuf>,
+    pub report_idle: bool,
+    pub quiet: bool,
+}
+
+/// What ended the session, for the exit code.
+pub enum Outcome {
+    /// Watch mode: done (duration, signal, or target exit).
+    Finished,
+    /// Run mode: the command's exit code (128 + signal if killed).
+    Command(i32),
+}
+
+struct ThreadInfo {
+    comm: String,
+}
+
+pub struct Session {
+    opts: SessionOptions,
+    probes: Probes,
+    pid: u32,
+    process_name: String,
+    stacks: StackResolver,
+    sink: AlertSink,
+    folded: FoldedProfile,
+    exits: ThreadExitTracker,
+    process_exits: ProcessExits,
+    deadlocks: DeadlockReporter,
+    stalls_reported: HashSet<(u32, u64)>,
+    threads: HashMap<u32, ThreadInfo>,
+    recent_exits: Vec<(u32, u64)>,
+    alert_counts: HashMap<&'static str, u64>,
+    target_gone: bool,
+    event_errors: u64,
+}
+
+impl Session {
+    pub fn new(opts: SessionOptions, probes: Probes, pid: u32) -> Result<Self> {
+        let sink = AlertSink::open(opts.alerts.as_deref(), opts.quiet)?;
+        let process_name = read_comm(pid, pid).unwrap_or_else(|| format!("pid{pid}"));
+        Ok(Self {
+            opts,
+            probes,
+            pid,
+            process_name,
+            stacks: StackResolver::new(),
+            sink,
+            folded: FoldedProfile::new(),
+            exits: ThreadExitTracker::default(),
+            process_exits: ProcessExits::default(),
+            deadlocks: DeadlockReporter::new(),
+            stalls_reported: HashSet::new(),
+            threads: HashMap::new(),
+            recent_exits: Vec::new(),
+            alert_counts: HashMap::new(),
+            target_gone: false,
+            event_errors: 0,
+        })
+    }
+
+    /// Runs until the end condition; `launched` is the command of `observer run`.
+    pub async fn run(mut self, mut launched: Option<Launched>) -> Result<Outcome> {
+        self.probes.watch(self.pid)?;
+        let ring = self.probes.take_events()?;
+        // SAFETY: the RingBuf owns its fd and is moved into the AsyncFd, so the fd stays open
+        // for exactly as long as it is registered.
+        let mut ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {}", e))?;
+        if let Some(l) = launched.as_mut() {
+            l.release();
+        } else {
+            self.stacks.prepare(self.pid);
+        }
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut scan = tokio::time::interval(SCAN_INTERVAL);
+        let mut drain = tokio::time::interval(DRAIN_INTERVAL);
+        let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
+        let sleep_until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(sleep_until);
+        let mut command_status = None;
+        let mut exit = launched.as_mut().and_then(Launched::take_exit);
+        let mut prepared = launched.is_none();
+
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let mut guard = guard?;
+                    self.drain_ring(guard.get_inner_mut());
+                    guard.clear_ready();
+                }
+                _ = scan.tick() => {
+                    if !prepared {
+                        // The command has exec'ed by now: read its maps once for symbolization.
+                        self.stacks.prepare(self.pid);
+                        prepared = true;
+                    }
+                    self.scan_blocked();
+                    self.poll_thread_exits();
+                    if launched.is_none() && !self.target_gone && !target::is_alive(self.pid) {
+                        // The exit event may still be in flight: give it one more drain.
+                        self.drain_ring(ring.get_mut());
+                        self.target_gone = true;
+                    }
+                    if self.target_gone && launched.is_none() {
+                        break;
+                    }
+                }
+                _ = drain.tick() => self.drain_aggregates(),
+                code = async { exit.as_mut().expect("guarded").await }, if exit.is_some() => {
+                    command_status = Some(code.unwrap_or(1));
+                    break;
+                }
+                _ = sigint.recv() => {
+                    if launched.is_none() { eprintln!("observer: interrupted, writing outputs"); break; }
+                    // The terminal sent SIGINT to the command too; wait for it to exit.
+                }
+                _ = sigterm.recv() => {
+                    if let Some(l) = launched.as_ref() {
+                        // SAFETY: signalling our own child.
+                        unsafe { libc::kill(l.pid as i32, libc::SIGTERM) };
+                    } else {
+                        eprintln!("observer: terminated, writing outputs");
+                        break;
+                    }
+                }
+                _ = &mut sleep_until => break,
+            }
+        }
+        // Events of the last moments (the process exit among them).
+        self.drain_ring(ring.get_mut());
+        self.poll_thread_exits();
+        self.finish()?;
+        Ok(match command_status {
+            Some(code) => Outcome::Command(code),
+            None => Outcome::Finished,
+        })
+    }
+
+    fn drain_ring(&mut self, ring: &mut RingBuf<MapData>) {
+        let mut batch = Vec::new();
+        while let Some(item) = ring.next() {
+            match Event::parse(&item) {
+                Ok(ev) => batch.push(ev),
+                Err(e) => {
+                    self.event_errors += 1;
+                    log::warn!("{e}");
+                }
+            }
+        }
+        for ev in batch {
+            self.handle(ev);
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Wait(w) => self.on_wait(&w),
+            Event::Fork(f) => {
+                let created_by =
+                    self.stacks
+                        .from_snapshot(&self.probes, f.tgid, &f.creator, f.stack_id);
+                self.exits
+                    .thread_created(f.tgid, f.child_tid, f.time_ns, created_by);
+            }
+            Event::Exit(e) => {
+                let comm = comm_str(&e.comm);
+                if e.group_dead != 0 {
+                    let end = self
+                        .process_exits
+                        .process_ended(e.tgid, e.tid, e.syscall, e.arg0);
+                    self.exits.process_exited(e.tgid, e.time_ns);
+                    let by_comm = self
+                        .thread_comm(e.tgid, end.by_tid)
+                        .unwrap_or_else(|| comm.clone());
+                    self.emit(Alert {
+                        time: wall_time(e.time_ns),
+                        pid: e.tgid,
+                        tid: end.by_tid,
+                        comm: by_comm,
+                        stack: Vec::new(),
+                        detail: AlertDetail::ProcessExit(alert::ProcessExit {
+                            exit_code: end.exit_code,
+                            signal: end.signal.map(alert::signal_name),
+                            by_tid: end.by_tid,
+                        }),
+                    });
+                    self.stacks.process_gone(e.tgid);
+                    if e.tgid == self.pid {
+                        self.target_gone = true;
+                    }
+                } else {
+                    self.process_exits
+                        .thread_exited(e.tgid, e.tid, e.syscall, e.arg0);
+                    self.threads
+                        .insert(e.tid, ThreadInfo { comm: comm.clone() });
+                    let via_exit = e.syscall == sysno::EXIT as i64;
+                    self.exits.thread_exited(ThreadExitEvent {
+                        tgid: e.tgid,
+                        tid: e.tid,
+                        comm,
+                        time_ns: e.time_ns,
+                        via_exit_syscall: via_exit,
+                        exit_code: if via_exit { (e.arg0 & 0xff) as i32 } else { 0 },
+                        signal: None,
+                    });
+                    self.recent_exits.push((e.tid, e.time_ns));
+                    if self.probes.take_joined(e.tid) {
+                        self.exits.joiner_waiting(e.tgid, e.tid);
+                    }
+                }
+            }
+            Event::Signal(s) => self.process_exits.fatal_signal(s.tgid, s.tid, s.sig),
+        }
+    }
+
+    fn on_wait(&mut self, w: &WaitEvent) {
+        let stack = self
+            .stacks
+            .from_snapshot(&self.probes, w.tgid, &w.waiter, w.stack_id);
+        let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
+        let is_lock = w.class == wait_class::LOCK
+            && (w.waker_tid == w.owner || thread_exists(w.tgid, w.owner));
+        if is_lock || self.opts.report_idle {
+            let mut frames = stack.clone();
+            if self.opts.report_idle {
+                frames.insert(
+                    0,
+                    class_frame(if is_lock { wait_class::LOCK } else { w.class }).to_string(),
+                );
+            }
+            self.folded
+                .add(&self.process_name, &comm, &frames, w.duration_ns);
+        }
+        let waker_known = w.waker_syscall == sysno::FUTEX as i64;
+        let (waker_tid, waker_comm, waker_stack) = if waker_known {
+            (
+                Some(w.waker_tid),
+                self.thread_comm(w.waker_tgid, w.waker_tid),
+                self.stacks
+                    .from_snapshot(&self.probes, w.waker_tgid, &w.waker, w.waker_stack_id),
+            )
+        } else {
+            (None, None, Vec::new())
+        };
+        let time = wall_time(w.start_ns + w.duration_ns);
+        if is_lock {
+            self.emit(Alert {
+                time,
+                pid: w.tgid,
+                tid: w.tid,
+                comm,
+                stack,
+                detail: AlertDetail::LockWait(alert::LockWait {
+                    duration_ns: w.duration_ns,
+                    uaddr: w.uaddr,
+                    owner_tid: Some(w.owner),
+                    waker_tid,
+                    waker_comm,
+                    waker_stack,
+                }),
+            });
+        } else if self.opts.report_idle {
+            self.emit(Alert {
+                time,
+                pid: w.tgid,
+                tid: w.tid,
+                comm,
+                stack,
+                detail: AlertDetail::IdleWait(alert::IdleWait {
+                    duration_ns: w.duration_ns,
+                    syscall: syscall_name(w.syscall).to_string(),
+                    wait_class: class_frame(w.class).trim_matches(['[', ']']).to_string(),
+                    waker_tid,
+                }),
+            });
+        }
+    }
+
+    /// Threads blocked right now: stalls (long waits on a held lock) and deadlock cycles.
+    fn scan_blocked(&mut self) {
+        let Ok(in_flight) = self.probes.in_flight() else {
+            return;
+        };
+        let now = monotonic_ns();
+        let stall_ns = duration_ns(self.opts.stall_after);
+        let cycle_ns = duration_ns(DEADLOCK_MIN_AGE.min(self.opts.stall_after));
+        let blocked: HashMap<u32, InFlight> = in_flight
+            .into_iter()
+            .filter(|(_, e)| e.tgid == self.pid)
+            .collect();
+        let mut waiters = Vec::new();
+        let mut live_episodes = HashSet::new();
+        for (&tid, e) in &blocked {
+            if e.class != wait_class::LOCK {
+                continue;
+            }
+            let age = now.saturating_sub(e.start_ns);
+            // The lock may have changed hands since the wait began: read its owner now.
+            let Some(owner) = current_owner(e.tgid, e) else {
+                continue;
+            };
+            // A self-owned lock is a relock of a non-recursive mutex: a deadlock of one.
+            if owner != tid && !thread_exists(e.tgid, owner) {
+                continue;
+            }
+            live_episodes.insert((tid, e.start_ns));
+            if age >= cycle_ns {
+                waiters.push(Waiter {
+                    tid,
+                    uaddr: e.uaddr,
+                    owner_tid: Some(owner),
+                });
+            }
+            if age >= stall_ns && !self.stalls_reported.contains(&(tid, e.start_ns)) {
+                self.stalls_reported.insert((tid, e.start_ns));
+                let stack = self.stacks.from_blocked_thread(e.tgid, regs_of(e));
+                let owner_stack = blocked
+                    .get(&owner)
+                    .map(|o| self.stacks.from_blocked_thread(o.tgid, regs_of(o)))
+                    .unwrap_or_default();
+                let comm = self.thread_comm(e.tgid, tid).unwrap_or_default();
+                self.emit(Alert {
+                    time: alert::format_time(SystemTime::now()),
+                    pid: e.tgid,
+                    tid,
+                    comm,
+                    stack,
+                    detail: AlertDetail::Stall(alert::Stall {
+                        blocked_ns: age,
+                        uaddr: Some(e.uaddr),
+                        syscall: syscall_name(e.syscall).to_string(),
+                        owner_tid: Some(owner),
+                        owner_stack,
+                    }),
+                });
+            }
+        }
+        self.stalls_reported.retain(|k| live_episodes.contains(k));
+        for cycle in self.deadlocks.scan(&waiters) {
+            let members: Vec<alert::DeadlockMember> = cycle
+                .members
+                .iter()
+                .map(|m| {
+                    let e = blocked.get(&m.tid).copied().unwrap_or_default();
+                    alert::DeadlockMember {
+                        tid: m.tid,
+                        comm: self.thread_comm(self.pid, m.tid).unwrap_or_default(),
+                        uaddr: m.uaddr,
+                        owner_tid: m.owner_tid,
+                        stack: self.stacks.from_blocked_thread(self.pid, regs_of(&e)),
+                    }
+                })
+                .collect();
+            let Some(first) = members.first() else {
+                continue;
+            };
+            self.emit(Alert {
+                time: alert::format_time(SystemTime::now()),
+                pid: self.pid,
+                tid: first.tid,
+                comm: first.comm.clone(),
+                stack: first.stack.clone(),
+                detail: AlertDetail::Deadlock(alert::Deadlock { cycle: members }),
+            });
+        }
+    }
+
+    fn poll_thread_exits(&mut self) {
+        let now = monotonic_ns();
+        // A joiner may have been woken by the exit after the exit event was read.
+        let recent = std::mem::take(&mut self.recent_exits);
+        for (tid, t) in recent {
+            if self.probes.take_joined(tid) {
+                self.exits.joiner_waiting(self.pid, tid);
+            }
+            if now.saturating_sub(t) < 3_000_000_000 {
+                self.recent_exits.push((tid, t));
+            }
+        }
+        for d in self.exits.poll(now) {
+            self.emit(Alert {
+                time: wall_time(d.time_ns),
+                pid: d.tgid,
+                tid: d.tid,
+                comm: d.comm,
+                stack: Vec::new(),
+                detail: AlertDetail::ThreadExit(alert::ThreadExit {
+                    exit_code: d.exit_code,
+                    signal: d.signal.map(alert::signal_name),
+                    lifetime_ns: d.lifetime_ns,
+                    created_by: d.created_by,
+                    count: d.count,
+                }),
+            });
+        }
+    }
+
+    fn drain_aggregates(&mut self) {
+        let Ok(aggs) = self.probes.drain_aggregates() else {
+            return;
+        };
+        for (key, value) in aggs {
+            let lock = key.class == wait_class::LOCK;
+            if !lock && !self.opts.report_idle {
+                continue;
+            }
+            let mut frames = self.stacks.from_id(&self.probes, key.tgid, key.stack_id);
+            if frames.is_empty() {
+                frames.push("[unknown]".to_string());
+            }
+            if self.opts.report_idle {
+                frames.insert(0, class_frame(key.class).to_string());
+            }
+            let comm = self
+                .thread_comm(key.tgid, key.tid)
+                .unwrap_or_else(|| key.tid.to_string());
+            self.folded
+                .add(&self.process_name, &comm, &frames, value.total_ns);
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.drain_aggregates();
+        // Thread deaths still in their grace period when observation stops are reported: the
+        // process outlived them for as long as we watched.
+        let counters = self.probes.counters();
+        if let Some(path) = &self.opts.folded {
+            self.folded
+                .write_to(path)
+                .with_context(|| format!("writing folded stacks to {}", path.display()))?;
+        }
+        self.sink.flush()?;
+        if !self.opts.quiet {
+            eprint!("{}", self.summary_text(&counters));
+        }
+        Ok(())
+    }
+
+    fn summary_text(&self, c: &Counters) -> String {
+        let mut kinds: Vec<(String, u64)> = self
+            .alert_counts
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        kinds.sort();
+        summary::render(&summary::SummaryInput {
+            process: format!("{} (pid {})", self.process_name, self.pid),
+            top_stacks: self.folded.top(5),
+            alerts_by_kind: kinds,
+            thread_deaths: self.exits.site_counts(),
+            events_dropped: c.events_dropped,
+            agg_dropped: c.agg_dropped,
+            inflight_dropped: c.inflight_dropped,
+            stacks_missing: c.stack_missing,
+            waits_seen: c.waits_started,
+            long_waits: c.waits_long,
+            folded_path: self.opts.folded.clone(),
+            alerts_path: self.opts.alerts.clone(),
+            undecodable_events: self.event_errors,
+        })
+    }
+
+    fn emit(&mut self, alert: Alert) {
+        *self.alert_counts.entry(alert.detail.kind()).or_default() += 1;
+        if let Err(e) = self.sink.write(&alert) {
+            eprintln!("observer: writing alert: {e}");
+        }
+    }
+
+    fn thread_comm(&mut self, tgid: u32, tid: u32) -> Option<String> {
+        if let Some(comm) = read_comm(tgid, tid) {
+            self.threads.insert(tid, ThreadInfo { comm: comm.clone() });
+            return Some(comm);
+        }
+        self.threads.get(&tid).map(|t| t.comm.clone())
+    }
+}
+
+fn regs_of(e: &InFlight) -> Regs {
+    Regs {
+        ip: e.ip,
+        sp: e.sp,
+        bp: e.bp,
+    }
+}
+
+/// The lock's owner as it is now: PI futexes keep it in the word, glibc mutexes at +8.
+fn current_owner(pid: u32, e: &InFlight) -> Option<u32> {
+    let bytes = read_process_memory(pid, e.uaddr, 12).ok()?;
+    let word = |i: usize| {
+        bytes
+            .get(i..i + 4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let owner = if futex_op::is_pi(e.op) {
+        word(0)? & futex_op::TID_MASK
+    } else if word(0)? != 0 {
+        word(8)?
+    } else {
+        0
+    };
+    (owner != 0).then_some(owner)
+}
+
+fn thread_exists(tgid: u32, tid: u32) -> bool {
+    tid != 0 && std::path::Path::new(&format!("/proc/{tgid}/task/{tid}")).exists()
+}
+
+fn read_comm(tgid: u32, tid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string())
+}
+
+fn syscall_name(nr: u64) -> &'static str {
+    match nr {
+        sysno::FUTEX => "futex",
+        sysno::FUTEX_WAITV => "futex_waitv",
+        sysno::FUTEX_WAIT => "futex_wait",
+        sysno::NANOSLEEP => "nanosleep",
+        sysno::CLOCK_NANOSLEEP => "clock_nanosleep",
+        sysno::POLL => "poll",
+        sysno::PPOLL => "ppoll",
+        sysno::SELECT => "select",
+        sysno::PSELECT6 => "pselect6",
+        sysno::EPOLL_WAIT => "epoll_wait",
+        sysno::EPOLL_PWAIT => "epoll_pwait",
+        sysno::EPOLL_PWAIT2 => "epoll_pwait2",
+        sysno::READ => "read",
+        sysno::RECVFROM => "recvfrom",
+        sysno::RECVMSG => "recvmsg",
+        sysno::ACCEPT => "accept",
+        sysno::ACCEPT4 => "accept4",
+        sysno::WAIT4 => "wait4",
+        _ => "other",
+    }
+}
+
+fn class_frame(class: u32) -> &'static str {
+    match class {
+        wait_class::LOCK => "[lock]",
+        wait_class::FUTEX => "[futex]",
+        wait_class::SLEEP => "[sleep]",
+        wait_class::POLL => "[poll]",
+        wait_class::IO => "[io]",
+        _ => "[other]",
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Wall-clock time of a kernel timestamp.
+fn wall_time(mono_ns: u64) -> String {
+    let ago = monotonic_ns().saturating_sub(mono_ns);
+    alert::format_time(SystemTime::now() - Duration::from_nanos(ago))
+}

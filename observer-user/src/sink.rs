@@ -1,0 +1,150 @@
+//! Where alerts go: JSON lines to a file or stdout, and one readable line each on stderr.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, BufWriter, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+};
+
+use crate::alert::{Alert, AlertDetail};
+use crate::duration::human;
+
+pub struct AlertSink {
+    json: Option<Box<dyn Write + Send>>,
+    to_stderr: bool,
+}
+
+impl AlertSink {
+    /// `path` `-` means stdout. Files are created without following a symlink at the last
+    /// component (a planted link in a shared directory must not redirect our writes).
+    pub fn open(path: Option<&Path>, quiet: bool) -> io::Result<Self> {
+        let json: Option<Box<dyn Write + Send>> = match path {
+            None => None,
+            Some(p) if p == Path::new("-") => Some(Box::new(io::stdout())),
+            Some(p) => Some(Box::new(BufWriter::new(create_output(p)?))),
+        };
+        Ok(Self {
+            json,
+            to_stderr: !quiet,
+        })
+    }
+
+    pub fn write(&mut self, alert: &Alert) -> io::Result<()> {
+        if let Some(w) = self.json.as_mut() {
+            writeln!(w, "{}", alert.to_json_line())?;
+            w.flush()?;
+        }
+        if self.to_stderr {
+            eprintln!("{}", one_line(alert));
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self.json.as_mut() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Creates (truncates) an output file, refusing to follow a symlink.
+pub fn create_output(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+fn top(stack: &[String]) -> String {
+    // The innermost frame that is not libc/runtime plumbing is what a reader wants first.
+    stack
+        .iter()
+        .find(|f| !is_plumbing(f))
+        .or(stack.first())
+        .cloned()
+        .unwrap_or_else(|| "?".to_string())
+}
+
+fn is_plumbing(frame: &str) -> bool {
+    const PREFIXES: [&str; 8] = [
+        "__futex",
+        "futex_",
+        "__lll_",
+        "lll_",
+        "pthread_mutex_lock",
+        "___pthread_mutex_lock",
+        "__pthread_mutex_lock",
+        "[unknown]",
+    ];
+    PREFIXES.iter().any(|p| frame.starts_with(p)) || frame.starts_with("libc.so")
+}
+
+/// A human summary of one alert for the terminal.
+pub fn one_line(a: &Alert) -> String {
+    let who = format!("tid {} ({})", a.tid, a.comm);
+    match &a.detail {
+        AlertDetail::LockWait(l) => format!(
+            "observer: lock_wait  {who} waited {} in {}; released by {} in {}",
+            human(std::time::Duration::from_nanos(l.duration_ns)),
+            top(&a.stack),
+            l.waker_tid
+                .map(|t| format!("tid {t} ({})", l.waker_comm.clone().unwrap_or_default()))
+                .unwrap_or_else(|| "?".into()),
+            top(&l.waker_stack)
+        ),
+        AlertDetail::Stall(s) => format!(
+            "observer: stall      {who} blocked {} in {} on a lock held by tid {}",
+            human(std::time::Duration::from_nanos(s.blocked_ns)),
+            top(&a.stack),
+            s.owner_tid
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "?".into())
+        ),
+        AlertDetail::Deadlock(d) => format!(
+            "observer: deadlock   {}",
+            d.cycle
+                .iter()
+                .map(|m| format!(
+                    "tid {} ({}) in {} waits for tid {}",
+                    m.tid,
+                    m.comm,
+                    top(&m.stack),
+                    m.owner_tid
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        AlertDetail::ThreadExit(t) => format!(
+            "observer: thread_exit {who} ended ({}) while its process lives on; created by {}{}",
+            t.signal
+                .clone()
+                .unwrap_or_else(|| format!("exit code {}", t.exit_code)),
+            top(&t.created_by),
+            if t.count > 1 {
+                format!(" ({} so far from this site)", t.count)
+            } else {
+                String::new()
+            }
+        ),
+        AlertDetail::ProcessExit(p) => format!(
+            "observer: process_exit pid {} ended: {} by {who}",
+            a.pid,
+            p.signal
+                .clone()
+                .or(p.exit_code.map(|c| format!("exit code {c}")))
+                .unwrap_or_default()
+        ),
+        AlertDetail::IdleWait(i) => format!(
+            "observer: idle_wait  {who} waited {} in {} ({})",
+            human(std::time::Duration::from_nanos(i.duration_ns)),
+            top(&a.stack),
+            i.syscall
+        ),
+    }
+}

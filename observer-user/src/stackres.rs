@@ -1,0 +1,104 @@
+//! Turns what the kernel captured into stacks of function names: `.eh_frame` unwinding of a
+//! register + stack copy where one exists, the kernel's frame-pointer stack otherwise.
+
+use std::collections::HashMap;
+
+use observer_common::{UserStack, STACK_COPY_BYTES};
+
+use crate::{
+    events::stack_bytes,
+    probes::Probes,
+    procmaps::read_process_memory,
+    symbolize::Symbolizer,
+    unwind::{Regs, Unwinder},
+};
+
+pub struct StackResolver {
+    unwinder: Unwinder,
+    symbolizer: Symbolizer,
+    by_id: HashMap<(u32, i32), Vec<String>>,
+}
+
+impl Default for StackResolver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StackResolver {
+    pub fn new() -> Self {
+        Self {
+            unwinder: Unwinder::new(),
+            symbolizer: Symbolizer::new(),
+            by_id: HashMap::new(),
+        }
+    }
+
+    /// Reads the process's maps now, so its stacks can be named even after it exits.
+    pub fn prepare(&mut self, pid: u32) {
+        let _ = self.unwinder.unwind(pid, Regs::default(), &[]);
+        if let Some(maps) = self.unwinder.maps(pid) {
+            self.symbolizer.insert_maps(maps);
+        }
+    }
+
+    /// A kernel snapshot: unwind the copy when there is one, else fall back to the
+    /// frame-pointer stack id.
+    pub fn from_snapshot(
+        &mut self,
+        probes: &Probes,
+        pid: u32,
+        snap: &UserStack,
+        fallback_id: i32,
+    ) -> Vec<String> {
+        let bytes = stack_bytes(snap);
+        if snap.sp != 0 && !bytes.is_empty() {
+            let regs = Regs {
+                ip: snap.ip,
+                sp: snap.sp,
+                bp: snap.bp,
+            };
+            return self.from_registers(pid, regs, bytes);
+        }
+        self.from_id(probes, pid, fallback_id)
+    }
+
+    /// A thread that is blocked right now: copy its stack from userspace (read-only).
+    pub fn from_blocked_thread(&mut self, pid: u32, regs: Regs) -> Vec<String> {
+        let mut len = STACK_COPY_BYTES;
+        while len >= 512 {
+            if let Ok(bytes) = read_process_memory(pid, regs.sp, len) {
+                if !bytes.is_empty() {
+                    return self.from_registers(pid, regs, &bytes);
+                }
+            }
+            len /= 2;
+        }
+        self.symbolizer.symbolize(pid, &[regs.ip])
+    }
+
+    pub fn from_id(&mut self, probes: &Probes, pid: u32, stack_id: i32) -> Vec<String> {
+        if let Some(names) = self.by_id.get(&(pid, stack_id)) {
+            return names.clone();
+        }
+        let Some(addrs) = probes.stack(stack_id) else {
+            return Vec::new();
+        };
+        let names = self.symbolizer.symbolize(pid, &addrs);
+        self.by_id.insert((pid, stack_id), names.clone());
+        names
+    }
+
+    fn from_registers(&mut self, pid: u32, regs: Regs, bytes: &[u8]) -> Vec<String> {
+        let addrs = self.unwinder.unwind(pid, regs, bytes);
+        self.symbolizer.symbolize(pid, &addrs)
+    }
+
+    /// The process exited: keep only what symbolization needs.
+    pub fn process_gone(&mut self, pid: u32) {
+        if let Some(maps) = self.unwinder.forget(pid) {
+            self.symbolizer.insert_maps(maps);
+        }
+        self.by_id.retain(|(p, _), _| *p != pid);
+    }
+}

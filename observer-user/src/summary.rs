@@ -1,0 +1,375 @@
+//! The end-of-run summary printed to stderr: where time was blocked, what was alerted, which
+//! threads died, and what was lost.
+//!
+//! Loss is always stated with its numbers, zero or not: a summary that silently undercounts is
+//! worse than none.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::duration::human;
+use crate::folded::TopStack;
+use crate::thread_exits::SiteCount;
+
+/// Innermost frames shown per blocked stack: enough to get past the futex/mutex plumbing to the
+/// caller, short enough for one line.
+const FRAMES_SHOWN: usize = 4;
+
+/// At most this many thread-death sites are listed; the rest are totalled.
+const MAX_SITES: usize = 10;
+
+/// Functions that only plumb thread creation; skipped when naming a creation site so the line shows
+/// the application code that asked for the thread.
+const CREATION_PLUMBING: &[&str] = &[
+    "clone",
+    "clone3",
+    "__clone",
+    "__clone3",
+    "__clone_internal",
+    "create_thread",
+    "pthread_create",
+    "__pthread_create_2_1",
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct SummaryInput {
+    /// How to name the target, e.g. `bank (pid 100)`.
+    pub process: String,
+    /// Heaviest blocked stacks, heaviest first (e.g. `FoldedProfile::top`).
+    pub top_stacks: Vec<TopStack>,
+    /// Alerts emitted, by `kind`, in display order.
+    pub alerts_by_kind: Vec<(String, u64)>,
+    /// Thread deaths that passed the rule, by creation site (e.g. `ThreadExitTracker::site_counts`).
+    pub thread_deaths: Vec<SiteCount>,
+    /// Events the kernel could not deliver (ring buffer full).
+    pub events_dropped: u64,
+    /// In-kernel aggregate updates lost because the map was full.
+    pub agg_dropped: u64,
+    /// Waits not tracked because the in-flight table was full.
+    pub inflight_dropped: u64,
+    /// Samples whose stack could not be captured or found.
+    pub stacks_missing: u64,
+    /// Waits that began while observing.
+    pub waits_seen: u64,
+    /// Waits longer than the threshold.
+    pub long_waits: u64,
+    pub folded_path: Option<PathBuf>,
+    pub alerts_path: Option<PathBuf>,
+    /// Ring-buffer events that arrived but could not be decoded.
+    pub undecodable_events: u64,
+}
+
+impl SummaryInput {
+    fn lost_anything(&self) -> bool {
+        self.events_dropped > 0
+            || self.agg_dropped > 0
+            || self.inflight_dropped > 0
+            || self.stacks_missing > 0
+            || self.undecodable_events > 0
+    }
+}
+
+/// Renders the summary as text lines, each ending in `'\n'`.
+pub fn render(input: &SummaryInput) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_summary(&mut out, input);
+    out
+}
+
+fn write_summary(out: &mut String, input: &SummaryInput) -> std::fmt::Result {
+    writeln!(out, "observer summary for {}", input.process)?;
+    writeln!(
+        out,
+        "waits observed: {}, {} over the threshold",
+        input.waits_seen, input.long_waits
+    )?;
+
+    if input.top_stacks.is_empty() {
+        writeln!(out, "top blocked stacks: none recorded")?;
+    } else {
+        writeln!(
+            out,
+            "top blocked stacks (total blocked time, waits, stack innermost first):"
+        )?;
+        for s in &input.top_stacks {
+            writeln!(
+                out,
+                "  {:>8} {:>8}x  {} [{}]: {}",
+                human(Duration::from_nanos(s.weight_ns)),
+                s.count,
+                s.process,
+                s.thread,
+                frames_text(&s.frames, FRAMES_SHOWN)
+            )?;
+        }
+    }
+
+    let alerts: Vec<String> = input
+        .alerts_by_kind
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    if alerts.is_empty() {
+        writeln!(out, "alerts: none")?;
+    } else {
+        writeln!(out, "alerts: {}", alerts.join(", "))?;
+    }
+
+    write_thread_deaths(out, &input.thread_deaths, FRAMES_SHOWN)?;
+
+    writeln!(
+        out,
+        "drops: {} events dropped (ring buffer full), {} aggregate updates lost (map full), \
+         {} waits untracked (in-flight table full), {} samples without a stack, {} undecodable events",
+        input.events_dropped,
+        input.agg_dropped,
+        input.inflight_dropped,
+        input.stacks_missing,
+        input.undecodable_events
+    )?;
+    if input.lost_anything() {
+        writeln!(
+            out,
+            "  data was lost: the counts and times above are lower bounds, and some alerts may be missing"
+        )?;
+    }
+
+    if let Some(p) = &input.folded_path {
+        writeln!(
+            out,
+            "folded stacks: {} (render: flamegraph.pl --countname=ns {} > blocked.svg)",
+            p.display(),
+            p.display()
+        )?;
+    }
+    if let Some(p) = &input.alerts_path {
+        writeln!(out, "alerts (JSON lines): {}", p.display())?;
+    }
+    Ok(())
+}
+
+fn write_thread_deaths(
+    out: &mut String,
+    sites: &[SiteCount],
+    frames_shown: usize,
+) -> std::fmt::Result {
+    let total: u64 = sites.iter().map(|s| s.exits).sum();
+    if total == 0 {
+        return writeln!(out, "thread deaths: none");
+    }
+    let site_word = if sites.len() == 1 { "site" } else { "sites" };
+    writeln!(
+        out,
+        "thread deaths: {total} from {} creation {site_word} (first of each alerted):",
+        sites.len()
+    )?;
+    for s in sites.iter().take(MAX_SITES) {
+        let app_frames: Vec<String> = s
+            .created_by
+            .iter()
+            .skip_while(|f| is_creation_plumbing(f))
+            .cloned()
+            .collect();
+        let origin = if app_frames.is_empty() {
+            format!(
+                "thread {:?}, creator unknown (started before observer attached)",
+                s.comm
+            )
+        } else {
+            format!(
+                "thread {:?}, created by {}",
+                s.comm,
+                frames_text(&app_frames, frames_shown)
+            )
+        };
+        writeln!(out, "  {:>8}x  pid {}: {origin}", s.exits, s.tgid)?;
+    }
+    if sites.len() > MAX_SITES {
+        let rest = &sites[MAX_SITES..];
+        let rest_exits: u64 = rest.iter().map(|s| s.exits).sum();
+        writeln!(
+            out,
+            "  ... and {rest_exits} more from {} other sites",
+            rest.len()
+        )?;
+    }
+    Ok(())
+}
+
+fn is_creation_plumbing(frame: &str) -> bool {
+    // Frames look like "pthread_create@@GLIBC_2.34 (pthread_create.c:620)" or "clone3".
+    let name = frame.split([' ', '@', '+']).next().unwrap_or(frame);
+    CREATION_PLUMBING.contains(&name)
+}
+
+fn frames_text(frames: &[String], shown: usize) -> String {
+    if frames.is_empty() {
+        return "[no stack]".to_string();
+    }
+    let n = if shown == 0 {
+        frames.len()
+    } else {
+        shown.min(frames.len())
+    };
+    let mut text = frames[..n].join(" <- ");
+    if n < frames.len() {
+        text.push_str(" <- ...");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(f: &[&str]) -> Vec<String> {
+        f.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn base() -> SummaryInput {
+        SummaryInput {
+            process: "bank (pid 100)".into(),
+            ..SummaryInput::default()
+        }
+    }
+
+    #[test]
+    fn empty_run_states_everything_including_zero_drops() {
+        let text = render(&base());
+        assert_eq!(
+            text,
+            "observer summary for bank (pid 100)\n\
+             waits observed: 0, 0 over the threshold\n\
+             top blocked stacks: none recorded\n\
+             alerts: none\n\
+             thread deaths: none\n\
+             drops: 0 events dropped (ring buffer full), 0 aggregate updates lost (map full), \
+             0 waits untracked (in-flight table full), 0 samples without a stack, 0 undecodable events\n"
+        );
+    }
+
+    #[test]
+    fn full_run() {
+        let input = SummaryInput {
+            waits_seen: 12_034,
+            long_waits: 17,
+            top_stacks: vec![
+                TopStack {
+                    process: "bank".into(),
+                    thread: "worker".into(),
+                    frames: frames(&[
+                        "__futex_abstimed_wait_common",
+                        "__lll_lock_wait",
+                        "pthread_mutex_lock",
+                        "transfer_a_to_b (bank.c:14)",
+                        "worker (bank.c:30)",
+                    ]),
+                    weight_ns: 5_020_000_000,
+                    count: 1234,
+                },
+                TopStack {
+                    process: "bank".into(),
+                    thread: "main".into(),
+                    frames: vec![],
+                    weight_ns: 312_000_000,
+                    count: 1,
+                },
+            ],
+            alerts_by_kind: vec![
+                ("deadlock".into(), 1),
+                ("lock_wait".into(), 3),
+                ("stall".into(), 0),
+            ],
+            thread_deaths: vec![
+                SiteCount {
+                    tgid: 100,
+                    created_by: frames(&[
+                        "clone3",
+                        "pthread_create@@GLIBC_2.34 (pthread_create.c:620)",
+                        "spawn_handler (srv.c:40)",
+                        "accept_loop (srv.c:80)",
+                        "a",
+                        "b",
+                        "main",
+                    ]),
+                    comm: "handler".into(),
+                    exits: 56,
+                },
+                SiteCount {
+                    tgid: 100,
+                    created_by: vec![],
+                    comm: "io".into(),
+                    exits: 1,
+                },
+            ],
+            events_dropped: 12,
+            stacks_missing: 40,
+            folded_path: Some("out.folded".into()),
+            alerts_path: Some("alerts.jsonl".into()),
+            ..base()
+        };
+        let text = render(&input);
+        let expected = "observer summary for bank (pid 100)\n\
+waits observed: 12034, 17 over the threshold\n\
+top blocked stacks (total blocked time, waits, stack innermost first):\n\
+\x20    5.02s     1234x  bank [worker]: __futex_abstimed_wait_common <- __lll_lock_wait <- pthread_mutex_lock <- transfer_a_to_b (bank.c:14) <- ...\n\
+\x20    312ms        1x  bank [main]: [no stack]\n\
+alerts: 1 deadlock, 3 lock_wait\n\
+thread deaths: 57 from 2 creation sites (first of each alerted):\n\
+\x20       56x  pid 100: thread \"handler\", created by spawn_handler (srv.c:40) <- accept_loop (srv.c:80) <- a <- b <- ...\n\
+\x20        1x  pid 100: thread \"io\", creator unknown (started before observer attached)\n\
+drops: 12 events dropped (ring buffer full), 0 aggregate updates lost (map full), \
+0 waits untracked (in-flight table full), 40 samples without a stack, 0 undecodable events\n\
+\x20 data was lost: the counts and times above are lower bounds, and some alerts may be missing\n\
+folded stacks: out.folded (render: flamegraph.pl --countname=ns out.folded > blocked.svg)\n\
+alerts (JSON lines): alerts.jsonl\n";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn any_single_loss_is_flagged() {
+        for set in [
+            |i: &mut SummaryInput| i.events_dropped = 1,
+            |i: &mut SummaryInput| i.agg_dropped = 1,
+            |i: &mut SummaryInput| i.inflight_dropped = 1,
+            |i: &mut SummaryInput| i.stacks_missing = 1,
+            |i: &mut SummaryInput| i.undecodable_events = 1,
+        ] {
+            let mut input = base();
+            set(&mut input);
+            assert!(render(&input).contains("data was lost"));
+        }
+        assert!(!render(&base()).contains("data was lost"));
+    }
+
+    #[test]
+    fn many_sites_are_totalled() {
+        let input = SummaryInput {
+            thread_deaths: (0..13)
+                .map(|i| SiteCount {
+                    tgid: 1,
+                    created_by: frames(&[&format!("site{i}")]),
+                    comm: "t".into(),
+                    exits: 2,
+                })
+                .collect(),
+            ..base()
+        };
+        let text = render(&input);
+        assert!(
+            text.contains("thread deaths: 26 from 13 creation sites"),
+            "{text}"
+        );
+        assert!(text.contains("... and 6 more from 3 other sites"), "{text}");
+        assert_eq!(text.matches("created by site").count(), MAX_SITES);
+    }
+
+    #[test]
+    fn whole_stack_when_frames_shown_is_zero() {
+        assert_eq!(frames_text(&frames(&["a", "b", "c"]), 0), "a <- b <- c");
+        assert_eq!(frames_text(&frames(&["a", "b"]), 5), "a <- b");
+    }
+}

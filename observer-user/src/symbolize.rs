@@ -1,0 +1,357 @@
+//! Turns stack addresses of a target process into function names with source lines.
+//!
+//! Addresses are translated to (file, file offset) through the process's cached maps and
+//! symbolized from the ELF file (blazesym, with DWARF and `/usr/lib/debug` when present).
+//! Working from files rather than from the live process is what keeps stacks of a process that
+//! has exited symbolizable, and lets results be cached per file across processes.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blazesym::symbolize::source::{Elf, Source};
+use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized};
+use object::{Object, ObjectSegment, ObjectSymbol};
+
+use crate::procmaps::{FileId, Mapping, ObjectFile, ProcessMaps};
+
+/// Symbolized frames kept before the cache is dropped wholesale (bounds memory on long runs).
+const MAX_CACHED: usize = 200_000;
+
+/// Minimum time between two reloads of one process's maps on an unknown address.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Which file contents a cached result belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FileKey {
+    BuildId(Arc<[u8]>),
+    File(FileId),
+}
+
+struct KnownProcess {
+    maps: Arc<ProcessMaps>,
+    loaded_at: Instant,
+}
+
+/// Symbolizes stacks of target processes. Not `Send` (blazesym's symbolizer is not): keep it
+/// on one thread.
+pub struct Symbolizer {
+    blaze: blazesym::symbolize::Symbolizer,
+    processes: HashMap<u32, KnownProcess>,
+    /// Frames (innermost first, inlined ones included) per (file, file offset of lookup addr).
+    cache: HashMap<(FileKey, u64), Arc<[String]>>,
+}
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One address to symbolize inside a file.
+struct Pending {
+    index: usize,
+    offset: u64,
+    key: FileKey,
+}
+
+impl Symbolizer {
+    pub fn new() -> Self {
+        let blaze = blazesym::symbolize::Symbolizer::builder()
+            .enable_code_info(true)
+            .enable_inlined_fns(true)
+            .enable_demangling(true)
+            .build();
+        Symbolizer {
+            blaze,
+            processes: HashMap::new(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Uses `maps` for `maps.pid()`, e.g. those the [`crate::unwind::Unwinder`] read while the
+    /// process was alive.
+    pub fn insert_maps(&mut self, maps: Arc<ProcessMaps>) {
+        maps.open_code_files();
+        self.processes.insert(
+            maps.pid(),
+            KnownProcess {
+                maps,
+                loaded_at: Instant::now(),
+            },
+        );
+    }
+
+    /// Drops the maps of `pid` (cached symbols of its files stay).
+    pub fn forget(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+    }
+
+    /// Symbolizes a stack, innermost first: `addrs[0]` is an exact pc, the others are return
+    /// addresses. Each address gives one string, or several when functions were inlined at
+    /// it (innermost first), e.g. `"worker (bank.c:30)"`, `"pthread_mutex_lock"`,
+    /// `"libfoo.so+0x1234"`, `"[unknown] 0x7f0012345678"`.
+    pub fn symbolize(&mut self, pid: u32, addrs: &[u64]) -> Vec<String> {
+        self.symbolize_each(pid, addrs)
+            .into_iter()
+            .flat_map(|frames| frames.to_vec())
+            .collect()
+    }
+
+    /// Like [`Self::symbolize`], grouped by input address: one non-empty list per address.
+    pub fn symbolize_each(&mut self, pid: u32, addrs: &[u64]) -> Vec<Arc<[String]>> {
+        let lookups: Vec<u64> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| if i == 0 { a } else { a.saturating_sub(1) })
+            .collect();
+        let mut maps = self.maps_for(pid);
+        let needs_refresh = lookups
+            .iter()
+            .any(|&a| maps.as_ref().is_none_or(|m| m.find(a).is_none()));
+        if needs_refresh && self.refresh(pid) {
+            maps = self.maps_for(pid);
+        }
+
+        let mut out: Vec<Option<Arc<[String]>>> = vec![None; addrs.len()];
+        let mut pending: HashMap<*const ObjectFile, (Arc<ObjectFile>, Vec<Pending>)> =
+            HashMap::new();
+        for (index, &lookup) in lookups.iter().enumerate() {
+            let Some(mapping) = maps.as_ref().and_then(|m| m.find(lookup)) else {
+                out[index] = Some(unknown(addrs[index]));
+                continue;
+            };
+            if mapping.is_vdso() {
+                let image = maps.as_ref().and_then(|m| m.vdso_image());
+                out[index] = Some(Arc::from([vdso_symbol(image.as_deref(), mapping, lookup)]));
+                continue;
+            }
+            let Some(object) = &mapping.object else {
+                out[index] = Some(unknown(addrs[index]));
+                continue;
+            };
+            let offset = mapping.file_offset(lookup);
+            let Some(key) = file_key(object) else {
+                out[index] = Some(Arc::from([offset_name(object, offset)]));
+                continue;
+            };
+            if let Some(hit) = self.cache.get(&(key.clone(), offset)) {
+                out[index] = Some(Arc::clone(hit));
+                continue;
+            }
+            pending
+                .entry(Arc::as_ptr(object))
+                .or_insert_with(|| (Arc::clone(object), Vec::new()))
+                .1
+                .push(Pending { index, offset, key });
+        }
+
+        if self.cache.len() > MAX_CACHED {
+            self.cache.clear();
+        }
+        for (object, items) in pending.into_values() {
+            let results = self.symbolize_in_file(&object, &items);
+            for (item, frames) in items.into_iter().zip(results) {
+                self.cache
+                    .insert((item.key, item.offset), Arc::clone(&frames));
+                out[item.index] = Some(frames);
+            }
+        }
+        out.into_iter()
+            .zip(addrs)
+            .map(|(frames, &addr)| frames.unwrap_or_else(|| unknown(addr)))
+            .collect()
+    }
+
+    /// One result per item, in order.
+    fn symbolize_in_file(&self, object: &ObjectFile, items: &[Pending]) -> Vec<Arc<[String]>> {
+        let fallback =
+            |item: &Pending| -> Arc<[String]> { Arc::from([offset_name(object, item.offset)]) };
+        let Some(path) = object.reopen_path() else {
+            return items.iter().map(fallback).collect();
+        };
+        let src = Source::Elf(Elf::new(path));
+        let offsets: Vec<u64> = items.iter().map(|i| i.offset).collect();
+        let syms = match self.blaze.symbolize(&src, Input::FileOffset(&offsets)) {
+            Ok(syms) => syms,
+            Err(err) => {
+                log::debug!("symbolizing in {}: {err}", object.path().display());
+                return items.iter().map(fallback).collect();
+            }
+        };
+        items
+            .iter()
+            .zip(syms.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(item, sym)| match sym {
+                Some(Symbolized::Sym(sym)) => format_sym(sym),
+                _ => fallback(item),
+            })
+            .collect()
+    }
+
+    fn maps_for(&mut self, pid: u32) -> Option<Arc<ProcessMaps>> {
+        if !self.processes.contains_key(&pid) {
+            self.load(pid);
+        }
+        self.processes.get(&pid).map(|p| Arc::clone(&p.maps))
+    }
+
+    fn refresh(&mut self, pid: u32) -> bool {
+        let fresh_enough = self
+            .processes
+            .get(&pid)
+            .is_some_and(|p| p.loaded_at.elapsed() < MIN_REFRESH_INTERVAL);
+        !fresh_enough && self.load(pid)
+    }
+
+    fn load(&mut self, pid: u32) -> bool {
+        match ProcessMaps::load(pid) {
+            Ok(maps) => {
+                self.insert_maps(Arc::new(maps));
+                true
+            }
+            Err(err) => {
+                log::debug!("{err}");
+                false
+            }
+        }
+    }
+}
+
+fn file_key(object: &ObjectFile) -> Option<FileKey> {
+    match object.build_id() {
+        Some(id) => Some(FileKey::BuildId(Arc::from(id))),
+        None => object.file_id().map(FileKey::File),
+    }
+}
+
+fn unknown(addr: u64) -> Arc<[String]> {
+    Arc::from([format!("[unknown] {addr:#x}")])
+}
+
+fn offset_name(object: &ObjectFile, offset: u64) -> String {
+    format!("{}+{offset:#x}", object.file_name())
+}
+
+/// Innermost first: blazesym lists inlined calls outermost first, after the containing
+/// function, each with the source location inside that function.
+fn format_sym(sym: &Sym<'_>) -> Arc<[String]> {
+    let mut frames: Vec<String> = sym
+        .inlined
+        .iter()
+        .rev()
+        .map(|f| format_frame(&f.name, f.code_info.as_ref()))
+        .collect();
+    frames.push(format_frame(&sym.name, sym.code_info.as_deref()));
+    Arc::from(frames)
+}
+
+fn format_frame(name: &str, code: Option<&CodeInfo<'_>>) -> String {
+    let Some(code) = code else {
+        return name.to_string();
+    };
+    let path = Path::new(&code.file);
+    let file = path
+        .file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy();
+    match code.line {
+        Some(line) => format!("{name} ({file}:{line})"),
+        None => format!("{name} ({file})"),
+    }
+}
+
+/// The vDSO is not a file: look its symbols up in the image copied from the process.
+fn vdso_symbol(image: Option<&[u8]>, mapping: &Mapping, addr: u64) -> String {
+    let offset = mapping.file_offset(addr);
+    let fallback = || format!("[vdso]+{offset:#x}");
+    let Some(obj) = image.and_then(|i| object::File::parse(i).ok()) else {
+        return fallback();
+    };
+    let Some(svma) = obj.segments().find_map(|s| {
+        let (off, size) = s.file_range();
+        (off <= offset && offset < off + size).then(|| offset - off + s.address())
+    }) else {
+        return fallback();
+    };
+    obj.dynamic_symbols()
+        .chain(obj.symbols())
+        .find(|s| {
+            s.kind() == object::SymbolKind::Text
+                && s.address() <= svma
+                && svma < s.address().saturating_add(s.size().max(1))
+        })
+        .and_then(|s| s.name().ok().map(str::to_string))
+        .unwrap_or_else(fallback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_file_name_only() {
+        let code = CodeInfo {
+            dir: Some(Path::new("/src/app").into()),
+            file: std::ffi::OsStr::new("sub/bank.c").into(),
+            line: Some(14),
+            column: None,
+            _non_exhaustive: (),
+        };
+        assert_eq!(
+            format_frame("transfer", Some(&code)),
+            "transfer (bank.c:14)"
+        );
+        let no_line = CodeInfo {
+            line: None,
+            ..code.clone()
+        };
+        assert_eq!(format_frame("f", Some(&no_line)), "f (bank.c)");
+        assert_eq!(format_frame("f", None), "f");
+    }
+
+    #[test]
+    fn unknown_addresses_without_maps() {
+        let mut s = Symbolizer::new();
+        let out = s.symbolize(u32::MAX - 1, &[0x7f00_1234_5678, 0x10]);
+        assert_eq!(out, vec!["[unknown] 0x7f0012345678", "[unknown] 0x10"]);
+    }
+
+    #[inline(never)]
+    fn marker_function_for_symbolize_test() -> u64 {
+        std::hint::black_box(marker_function_for_symbolize_test as *const () as usize as u64)
+    }
+
+    #[test]
+    fn symbolizes_own_function_with_line() {
+        let addr = marker_function_for_symbolize_test();
+        let mut s = Symbolizer::new();
+        let out = s.symbolize(std::process::id(), &[addr]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            out[0].contains("marker_function_for_symbolize_test (symbolize.rs:"),
+            "{out:?}"
+        );
+        // Cached on the second call, same answer.
+        assert_eq!(s.symbolize(std::process::id(), &[addr]), out);
+        assert_eq!(s.cache.len(), 1);
+    }
+
+    #[test]
+    fn symbolizes_vdso() {
+        let maps = ProcessMaps::load(std::process::id()).expect("own maps");
+        let Some(vdso) = maps.mappings().iter().find(|m| m.is_vdso()) else {
+            return; // vDSO disabled on this kernel
+        };
+        let image = maps.vdso_image();
+        let names: Vec<String> = (vdso.start..vdso.end)
+            .step_by(16)
+            .map(|a| vdso_symbol(image.as_deref(), vdso, a))
+            .collect();
+        assert!(
+            names.iter().any(|n| n.contains("clock_gettime")),
+            "{names:?}"
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The observed process: an existing PID, or a command started under observation.
+
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TargetError {
+    #[error("no such process: pid {0} does not exist")]
+    NoSuchPid(u32),
+    #[error("pid {pid}: {source}")]
+    Inaccessible {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start `{cmd}`: {source}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pipe: {0}")]
+    Pipe(#[source] io::Error),
+}
+
+/// Checks that `pid` names a live process (not a thread id of another process).
+pub fn check_pid(pid: u32) -> Result<(), TargetError> {
+    let status = format!("/proc/{pid}/status");
+    match std::fs::read_to_string(&status) {
+        Ok(text) => {
+            let tgid = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            if tgid == Some(pid) || tgid.is_none() {
+                Ok(())
+            } else {
+                Err(TargetError::Inaccessible {
+                    pid,
+                    source: io::Error::other(format!(
+                        "{pid} is a thread of process {}; pass the process id",
+                        tgid.unwrap_or(0)
+                    )),
+                })
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(TargetError::NoSuchPid(pid)),
+        Err(source) => Err(TargetError::Inaccessible { pid, source }),
+    }
+}
+
+/// Whether the process still exists (and is not a zombie).
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next()),
+            Some("Z" | "X")
+        ),
+        Err(_) => false,
+    }
+}
+
+/// A command started by observer that waits, between fork and exec, until the probes are
+/// watching it: observed from its first instruction.
+///
+/// A plain fork/exec instead of `std::process::Command`: `Command::spawn` waits for the exec to
+/// happen, and our child must not exec before we let it.
+pub struct Launched {
+    pub pid: u32,
+    gate: Option<OwnedFd>,
+    exit: Option<tokio::task::JoinHandle<i32>>,
+}
+
+impl Launched {
+    pub fn spawn(argv: &[String]) -> Result<Self, TargetError> {
+        let cmd_text = argv.join(" ");
+        let spawn_err = |source| TargetError::Spawn {
+            cmd: cmd_text.clone(),
+            source,
+        };
+        if argv.is_empty() {
+            return Err(spawn_err(io::Error::other("empty command")));
+        }
+        let c_args: Vec<CString> = argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| spawn_err(io::Error::other("argument contains a NUL byte")))?;
+        let mut c_argv: Vec<*const libc::c_char> = c_args.iter().map(|a| a.as_ptr()).collect();
+        c_argv.push(std::ptr::null());
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 fills two fds; O_CLOEXEC keeps them out of the exec'ed program.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(TargetError::Pipe(io::Error::last_os_error()));
+        }
+        // SAFETY: freshly created, owned by nobody else.
+        let (read_end, write_end) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: between fork and exec the child only calls async-signal-safe functions
+        // (close, read, execvp, write, _exit) on memory prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(spawn_err(io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            unsafe {
+                libc::close(write_end.as_raw_fd());
+                let mut byte = 0u8;
+                let n = libc::read(read_end.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+                if n != 1 {
+                    libc::_exit(127); // observer went away before letting us run
+                }
+                libc::execvp(c_argv[0], c_argv.as_ptr());
+                let msg = b"observer: cannot execute the command\n";
+                libc::write(2, msg.as_ptr().cast(), msg.len());
+                libc::_exit(127);
+            }
+        }
+        drop(read_end);
+        let pid = pid as u32;
+        let exit = tokio::task::spawn_blocking(move || wait_for(pid));
+        Ok(Self {
+            pid,
+            gate: Some(write_end),
+            exit: Some(exit),
+        })
+    }
+
+    /// Lets the command exec (call once the probes watch `pid`).
+    pub fn release(&mut self) {
+        if let Some(fd) = self.gate.take() {
+            // SAFETY: writing one byte to our own pipe.
+            unsafe { libc::write(fd.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        }
+    }
+
+    /// The command's exit: its code, or 128 + signal like a shell. Poll the handle by
+    /// reference so that a `select!` losing a round does not drop it.
+    pub fn take_exit(&mut self) -> Option<tokio::task::JoinHandle<i32>> {
+        self.exit.take()
+    }
+}
+
+fn wait_for(pid: u32) -> i32 {
+    let mut status = 0i32;
+    loop {
+        // SAFETY: waiting for our own child.
+        let rc = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+        if rc == pid as i32 {
+            break;
+        }
+        if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return 1;
+        }
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        1
+    }
+}

@@ -1,0 +1,240 @@
+//! `cargo xtask setup`: bring a bare Debian 12 machine to the point where observer builds and runs.
+//!
+//! Each step checks first and acts only when something is missing, so the whole command takes
+//! seconds on a machine that is already set up (CI calls it on every run).
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{is_root, output_if_ok, run as run_cmd};
+
+/// LLVM 22 matches the LLVM of both the stable and the nightly rustc on the machine, which
+/// bpf-linker needs; gcc builds the C test targets; bpftrace is the peer we compare against.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "gcc",
+    "bpftrace",
+];
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+pub fn run() -> Result<()> {
+    let root = is_root();
+    let mut needs_root: Vec<String> = Vec::new();
+
+    let llvm_ready = apt_packages(root, &mut needs_root)?;
+    rust_src()?;
+    bpf_linker(llvm_ready)?;
+    tracefs(root, &mut needs_root)?;
+
+    if !needs_root.is_empty() {
+        bail!(
+            "setup needs root for: {}; run `cargo xtask setup` as root",
+            needs_root.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn step(name: &str, state: &str) {
+    println!("setup: {name} ... {state}");
+}
+
+/// Returns whether the LLVM packages bpf-linker links against are installed afterwards.
+fn apt_packages(root: bool, needs_root: &mut Vec<String>) -> Result<bool> {
+    // dpkg-query exits non-zero when any name is unknown but still reports the known ones.
+    let listing = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${Status}\\n"])
+        .args(APT_PACKAGES)
+        .output()
+        .context("could not run dpkg-query (is this Debian?)")?;
+    let installed = installed_packages(&String::from_utf8_lossy(&listing.stdout));
+
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(*p))
+        .collect();
+    for pkg in APT_PACKAGES {
+        let state = match (missing.contains(pkg), root) {
+            (false, _) => "present",
+            (true, true) => "installing",
+            (true, false) => "missing (installing it needs root)",
+        };
+        step(pkg, state);
+    }
+    if missing.is_empty() {
+        return Ok(true);
+    }
+    if !root {
+        needs_root.push(format!("apt-get install {}", missing.join(" ")));
+        return Ok(false);
+    }
+    // The package lists of a fresh image are empty or stale; refresh them once, only when needed.
+    run_cmd(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    Ok(true)
+}
+
+/// aya-build compiles the eBPF crate with `-Z build-std=core`, which needs nightly's rust-src.
+fn rust_src() -> Result<()> {
+    let listing = output_if_ok(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .context("`rustup component list --toolchain nightly --installed` failed: is the nightly toolchain installed?")?;
+    if has_component(&listing, "rust-src") {
+        step("rust-src (nightly)", "present");
+        return Ok(());
+    }
+    step("rust-src (nightly)", "installing");
+    run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn bpf_linker(llvm_ready: bool) -> Result<()> {
+    if output_if_ok(Command::new("bpf-linker").arg("--version")).is_some() {
+        step("bpf-linker", "present");
+        return Ok(());
+    }
+    if !llvm_ready {
+        step("bpf-linker", "missing (needs the LLVM 22 packages first)");
+        return Ok(());
+    }
+    step("bpf-linker", "installing");
+    // llvm-sys finds Debian's LLVM only through LLVM_SYS_221_PREFIX, bpf-linker's own build
+    // script through LLVM_PREFIX: without both the link fails with `unable to find library -lLLVM`.
+    run_cmd(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker@0.13.0",
+                "--locked",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
+            .env("LLVM_PREFIX", LLVM_PREFIX)
+            .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX),
+    )
+}
+
+/// The kernel image here does not mount tracefs at boot; aya's tracepoint attach reads it.
+fn tracefs(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
+    let mounts = fs::read_to_string("/proc/mounts").context("could not read /proc/mounts")?;
+    if is_mounted(&mounts, TRACEFS, "tracefs") {
+        step("tracefs", "present");
+        return Ok(());
+    }
+    if !root {
+        step("tracefs", "not mounted (mounting it needs root)");
+        needs_root.push(format!("mount -t tracefs tracefs {TRACEFS}"));
+        return Ok(());
+    }
+    if !Path::new(TRACEFS).is_dir() {
+        bail!("{TRACEFS} does not exist: this kernel has no tracefs");
+    }
+    step("tracefs", "mounting");
+    run_cmd(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS]))
+}
+
+/// Names of the packages that dpkg-query reports as installed, from `${Package} ${Status}` lines.
+fn installed_packages(dpkg_output: &str) -> HashSet<String> {
+    dpkg_output
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            // Status is "<want> <error flag> <state>": only the state matters.
+            let state = words.nth(2)?;
+            (state == "installed").then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// rustup lists installed components one per line, either bare ("rust-src") or with a target triple.
+fn has_component(listing: &str, component: &str) -> bool {
+    listing.lines().map(str::trim).any(|line| {
+        line == component
+            || line
+                .strip_prefix(component)
+                .is_some_and(|rest| rest.starts_with('-') && rest[1..].contains('-'))
+    })
+}
+
+fn is_mounted(mounts: &str, mount_point: &str, fs_type: &str) -> bool {
+    mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_source, point, kind) = (fields.next(), fields.next(), fields.next());
+        point == Some(mount_point) && kind == Some(fs_type)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_states() {
+        let out = "gcc install ok installed\n\
+                   bpftrace unknown ok not-installed\n\
+                   llvm-22-dev deinstall ok config-files\n\
+                   zlib1g-dev hold ok installed\n";
+        let got = installed_packages(out);
+        assert!(got.contains("gcc"));
+        assert!(got.contains("zlib1g-dev"));
+        assert!(!got.contains("bpftrace"));
+        assert!(!got.contains("llvm-22-dev"));
+        assert!(installed_packages("").is_empty());
+        assert!(installed_packages("garbage\n").is_empty());
+    }
+
+    #[test]
+    fn rustup_components() {
+        let listing = "cargo-x86_64-unknown-linux-gnu\nrust-src\nrustc-x86_64-unknown-linux-gnu\n";
+        assert!(has_component(listing, "rust-src"));
+        assert!(has_component(
+            "rust-src-x86_64-unknown-linux-gnu\n",
+            "rust-src"
+        ));
+        assert!(!has_component(
+            "rust-std-x86_64-unknown-linux-gnu\n",
+            "rust-src"
+        ));
+        // A component whose name merely starts with ours is not ours.
+        assert!(!has_component("rust-srcs\n", "rust-src"));
+        assert!(!has_component("", "rust-src"));
+    }
+
+    #[test]
+    fn tracefs_mount_detection() {
+        let mounts =
+            "sysfs /sys sysfs rw 0 0\ntracefs /sys/kernel/tracing tracefs rw,relatime 0 0\n";
+        assert!(is_mounted(mounts, TRACEFS, "tracefs"));
+        assert!(!is_mounted("sysfs /sys sysfs rw 0 0\n", TRACEFS, "tracefs"));
+        // Something else mounted on the same directory does not count.
+        assert!(!is_mounted(
+            "none /sys/kernel/tracing tmpfs rw 0 0\n",
+            TRACEFS,
+            "tracefs"
+        ));
+    }
+}
