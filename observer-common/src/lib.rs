@@ -68,6 +68,42 @@ pub mod wait_class {
     pub const COUNT: u32 = 6;
 }
 
+/// The wait class of a thread blocked in syscall `nr` (before any owner is known).
+pub const fn classify_syscall(nr: u64) -> u32 {
+    match nr {
+        sysno::FUTEX | sysno::FUTEX_WAIT | sysno::FUTEX_WAITV => wait_class::FUTEX,
+        sysno::NANOSLEEP | sysno::CLOCK_NANOSLEEP => wait_class::SLEEP,
+        sysno::POLL | sysno::PPOLL | sysno::SELECT | sysno::PSELECT6 => wait_class::POLL,
+        sysno::EPOLL_WAIT | sysno::EPOLL_PWAIT | sysno::EPOLL_PWAIT2 => wait_class::POLL,
+        sysno::READ | sysno::RECVFROM | sysno::RECVMSG | sysno::ACCEPT | sysno::ACCEPT4 => {
+            wait_class::IO
+        }
+        _ => wait_class::OTHER,
+    }
+}
+
+/// Largest pid the kernel hands out (PID_MAX_LIMIT on 64-bit).
+pub const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
+
+/// Who holds the lock a futex waiter waits on, from the first 12 bytes at the futex address.
+/// PI futexes keep the owner's TID in the word itself; a glibc mutex keeps it in `__owner` at
+/// `uaddr + 8` (only meaningful while the lock word is non-zero). Anything that is not a
+/// plausible *other* thread is no owner: condition variables, joins, semaphores.
+pub const fn lock_owner(cmd: u64, words: [u32; 3], self_tid: u32) -> Option<u32> {
+    let owner = if futex_op::is_pi(cmd) {
+        words[0] & futex_op::TID_MASK
+    } else if words[0] != 0 {
+        words[2]
+    } else {
+        0
+    };
+    if owner != 0 && owner != self_tid && owner < PID_MAX_LIMIT {
+        Some(owner)
+    } else {
+        None
+    }
+}
+
 /// One thread blocked right now: written at switch-out, removed at wake-up.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -11,7 +11,8 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext as _, BtfTracePointContext, TracePointContext},
 };
 use observer_common::{
-    counter, event_kind, futex_op, sysno, wait_class, AggKey, AggValue, InFlight, WaitEvent,
+    classify_syscall, counter, event_kind, futex_op, lock_owner, sysno, wait_class, AggKey,
+    AggValue, InFlight, WaitEvent,
 };
 
 use crate::{
@@ -20,8 +21,6 @@ use crate::{
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
-/// Largest pid the kernel hands out (PID_MAX_LIMIT on 64-bit).
-const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
 
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
@@ -92,24 +91,8 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-#[inline(always)]
-fn classify_syscall(nr: u64) -> u32 {
-    match nr {
-        sysno::FUTEX | sysno::FUTEX_WAIT | sysno::FUTEX_WAITV => wait_class::FUTEX,
-        sysno::NANOSLEEP | sysno::CLOCK_NANOSLEEP => wait_class::SLEEP,
-        sysno::POLL | sysno::PPOLL | sysno::SELECT | sysno::PSELECT6 => wait_class::POLL,
-        sysno::EPOLL_WAIT | sysno::EPOLL_PWAIT | sysno::EPOLL_PWAIT2 => wait_class::POLL,
-        sysno::READ | sysno::RECVFROM | sysno::RECVMSG | sysno::ACCEPT | sysno::ACCEPT4 => {
-            wait_class::IO
-        }
-        _ => wait_class::OTHER,
-    }
-}
-
-/// Reads the futex word and, for a lock, who holds it. PI futexes keep the owner's TID in the
-/// word itself; a glibc mutex keeps it in `__owner` at `uaddr + 8`. The waiter is the current
-/// task here, so its memory is the current address space. A candidate that is no plausible
-/// other thread leaves the wait classed as a plain futex wait (condvar, join, semaphore).
+/// Reads the futex word and, for a lock, who holds it (see `lock_owner`). The waiter is the
+/// current task here, so its memory is the current address space.
 #[inline(always)]
 fn find_owner(entry: &mut InFlight, self_tid: u32) {
     let mut words = [0u32; 3];
@@ -125,14 +108,7 @@ fn find_owner(entry: &mut InFlight, self_tid: u32) {
         return;
     }
     entry.futex_val = words[0];
-    let owner = if futex_op::is_pi(entry.op) {
-        words[0] & futex_op::TID_MASK
-    } else if words[0] != 0 {
-        words[2]
-    } else {
-        0
-    };
-    if owner != 0 && owner != self_tid && owner < PID_MAX_LIMIT {
+    if let Some(owner) = lock_owner(entry.op, words, self_tid) {
         entry.owner = owner;
         entry.class = wait_class::LOCK;
     }

@@ -8,6 +8,7 @@ pub mod privileges;
 pub mod probes;
 pub mod procexit;
 pub mod procmaps;
+pub mod seed;
 pub mod session;
 pub mod sink;
 pub mod stackres;

@@ -16,6 +16,9 @@ use thiserror::Error;
 
 use crate::tracefs;
 
+/// `BPF_NOEXIST` map-update flag: insert only if absent.
+const BPF_NOEXIST: u64 = 1;
+
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
 
 #[derive(Debug, Error)]
@@ -173,6 +176,26 @@ impl Probes {
     pub fn in_flight(&self) -> Result<Vec<(u32, InFlight)>, ProbeError> {
         let map: HashMap<&MapData, u32, InFlight> = self.map("IN_FLIGHT")?;
         Ok(map.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Adds an in-flight entry for a thread that was blocked before we attached, unless the
+    /// kernel already has one.
+    pub fn seed_in_flight(&mut self, tid: u32, entry: &InFlight) -> Result<(), ProbeError> {
+        let mut map: HashMap<&mut MapData, u32, InFlight> = self.map_mut("IN_FLIGHT")?;
+        map.insert(tid, *entry, BPF_NOEXIST)
+            .map_err(|source| ProbeError::Map {
+                name: "IN_FLIGHT",
+                source,
+            })
+    }
+
+    /// Removes a seeded entry again, if it is still the one seeded at `start_ns`.
+    pub fn unseed_in_flight(&mut self, tid: u32, start_ns: u64) {
+        if let Ok(mut map) = self.map_mut::<HashMap<&mut MapData, u32, InFlight>>("IN_FLIGHT") {
+            if map.get(&tid, 0).is_ok_and(|e| e.start_ns == start_ns) {
+                let _ = map.remove(&tid);
+            }
+        }
     }
 
     /// Takes the summed short waits out of the kernel (read, then delete, so the map stays

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use observer_common::{futex_op, sysno, wait_class, InFlight, WaitEvent};
+use observer_common::{lock_owner, sysno, wait_class, InFlight, WaitEvent};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -21,7 +21,7 @@ use crate::{
     folded::FoldedProfile,
     probes::{Counters, Probes},
     procexit::ProcessExits,
-    procmaps::read_process_memory,
+    seed,
     sink::AlertSink,
     stackres::StackResolver,
     summary,
@@ -114,9 +114,13 @@ impl Session {
             .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {}", e))?;
         if let Some(l) = launched.as_mut() {
             l.release();
+            if let Some(name) = read_comm(self.pid, self.pid) {
+                self.process_name = name;
+            }
         } else {
-            self.stacks.prepare(self.pid);
+            self.seed_blocked_threads();
         }
+        self.stacks.prepare(self.pid);
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut scan = tokio::time::interval(SCAN_INTERVAL);
@@ -131,7 +135,6 @@ impl Session {
         tokio::pin!(sleep_until);
         let mut command_status = None;
         let mut exit = launched.as_mut().and_then(Launched::take_exit);
-        let mut prepared = launched.is_none();
 
         loop {
             tokio::select! {
@@ -141,11 +144,6 @@ impl Session {
                     guard.clear_ready();
                 }
                 _ = scan.tick() => {
-                    if !prepared {
-                        // The command has exec'ed by now: read its maps once for symbolization.
-                        self.stacks.prepare(self.pid);
-                        prepared = true;
-                    }
                     self.scan_blocked();
                     self.poll_thread_exits();
                     if launched.is_none() && !self.target_gone && !target::is_alive(self.pid) {
@@ -188,6 +186,21 @@ impl Session {
         })
     }
 
+    /// Threads blocked since before we attached (see `seed`).
+    fn seed_blocked_threads(&mut self) {
+        let now = monotonic_ns();
+        for (tid, state) in seed::blocked_threads(self.pid) {
+            let entry = seed::in_flight_for(self.pid, tid, &state, now);
+            if self.probes.seed_in_flight(tid, &entry).is_err() {
+                continue; // the kernel saw it block meanwhile: its entry is better
+            }
+            // It may have woken between the read and the insert: then the entry is stale.
+            if seed::blocked_state(self.pid, tid) != Some(state) {
+                self.probes.unseed_in_flight(tid, now);
+            }
+        }
+    }
+
     fn drain_ring(&mut self, ring: &mut RingBuf<MapData>) {
         let mut batch = Vec::new();
         while let Some(item) = ring.next() {
@@ -210,7 +223,7 @@ impl Session {
             Event::Fork(f) => {
                 let created_by =
                     self.stacks
-                        .from_snapshot(&self.probes, f.tgid, &f.creator, f.stack_id);
+                        .resolve_snapshot(&self.probes, f.tgid, &f.creator, f.stack_id);
                 self.exits
                     .thread_created(f.tgid, f.child_tid, f.time_ns, created_by);
             }
@@ -268,7 +281,7 @@ impl Session {
     fn on_wait(&mut self, w: &WaitEvent) {
         let stack = self
             .stacks
-            .from_snapshot(&self.probes, w.tgid, &w.waiter, w.stack_id);
+            .resolve_snapshot(&self.probes, w.tgid, &w.waiter, w.stack_id);
         let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
         let is_lock = w.class == wait_class::LOCK
             && (w.waker_tid == w.owner || thread_exists(w.tgid, w.owner));
@@ -288,8 +301,12 @@ impl Session {
             (
                 Some(w.waker_tid),
                 self.thread_comm(w.waker_tgid, w.waker_tid),
-                self.stacks
-                    .from_snapshot(&self.probes, w.waker_tgid, &w.waker, w.waker_stack_id),
+                self.stacks.resolve_snapshot(
+                    &self.probes,
+                    w.waker_tgid,
+                    &w.waker,
+                    w.waker_stack_id,
+                ),
             )
         } else {
             (None, None, Vec::new())
@@ -348,7 +365,7 @@ impl Session {
             }
             let age = now.saturating_sub(e.start_ns);
             // The lock may have changed hands since the wait began: read its owner now.
-            let Some(owner) = current_owner(e.tgid, e) else {
+            let Some(owner) = current_owner(e.tgid, tid, e) else {
                 continue;
             };
             // A self-owned lock is a relock of a non-recursive mutex: a deadlock of one.
@@ -365,10 +382,10 @@ impl Session {
             }
             if age >= stall_ns && !self.stalls_reported.contains(&(tid, e.start_ns)) {
                 self.stalls_reported.insert((tid, e.start_ns));
-                let stack = self.stacks.from_blocked_thread(e.tgid, regs_of(e));
+                let stack = self.stacks.resolve_blocked(e.tgid, regs_of(e));
                 let owner_stack = blocked
                     .get(&owner)
-                    .map(|o| self.stacks.from_blocked_thread(o.tgid, regs_of(o)))
+                    .map(|o| self.stacks.resolve_blocked(o.tgid, regs_of(o)))
                     .unwrap_or_default();
                 let comm = self.thread_comm(e.tgid, tid).unwrap_or_default();
                 self.emit(Alert {
@@ -399,7 +416,7 @@ impl Session {
                         comm: self.thread_comm(self.pid, m.tid).unwrap_or_default(),
                         uaddr: m.uaddr,
                         owner_tid: m.owner_tid,
-                        stack: self.stacks.from_blocked_thread(self.pid, regs_of(&e)),
+                        stack: self.stacks.resolve_blocked(self.pid, regs_of(&e)),
                     }
                 })
                 .collect();
@@ -456,7 +473,7 @@ impl Session {
             if !lock && !self.opts.report_idle {
                 continue;
             }
-            let mut frames = self.stacks.from_id(&self.probes, key.tgid, key.stack_id);
+            let mut frames = self.stacks.resolve_id(&self.probes, key.tgid, key.stack_id);
             if frames.is_empty() {
                 frames.push("[unknown]".to_string());
             }
@@ -473,6 +490,7 @@ impl Session {
 
     fn finish(&mut self) -> Result<()> {
         self.drain_aggregates();
+        self.add_ongoing_lock_waits();
         // Thread deaths still in their grace period when observation stops are reported: the
         // process outlived them for as long as we watched.
         let counters = self.probes.counters();
@@ -486,6 +504,33 @@ impl Session {
             eprint!("{}", self.summary_text(&counters));
         }
         Ok(())
+    }
+
+    /// Waits on held locks that have not ended (stalls, deadlocks) count in the profile for
+    /// the time they have lasted so far.
+    fn add_ongoing_lock_waits(&mut self) {
+        let Ok(in_flight) = self.probes.in_flight() else {
+            return;
+        };
+        let now = monotonic_ns();
+        for (tid, e) in in_flight {
+            if e.tgid != self.pid || (e.class != wait_class::LOCK && !self.opts.report_idle) {
+                continue;
+            }
+            let mut frames = self.stacks.resolve_blocked(e.tgid, regs_of(&e));
+            if self.opts.report_idle {
+                frames.insert(0, class_frame(e.class).to_string());
+            }
+            let comm = self
+                .thread_comm(e.tgid, tid)
+                .unwrap_or_else(|| tid.to_string());
+            self.folded.add(
+                &self.process_name,
+                &comm,
+                &frames,
+                now.saturating_sub(e.start_ns),
+            );
+        }
     }
 
     fn summary_text(&self, c: &Counters) -> String {
@@ -536,22 +581,9 @@ fn regs_of(e: &InFlight) -> Regs {
     }
 }
 
-/// The lock's owner as it is now: PI futexes keep it in the word, glibc mutexes at +8.
-fn current_owner(pid: u32, e: &InFlight) -> Option<u32> {
-    let bytes = read_process_memory(pid, e.uaddr, 12).ok()?;
-    let word = |i: usize| {
-        bytes
-            .get(i..i + 4)
-            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let owner = if futex_op::is_pi(e.op) {
-        word(0)? & futex_op::TID_MASK
-    } else if word(0)? != 0 {
-        word(8)?
-    } else {
-        0
-    };
-    (owner != 0).then_some(owner)
+/// The lock's owner as it is now (it may have changed hands since the wait began).
+fn current_owner(pid: u32, tid: u32, e: &InFlight) -> Option<u32> {
+    lock_owner(e.op, seed::read_words(pid, e.uaddr)?, tid)
 }
 
 fn thread_exists(tgid: u32, tid: u32) -> bool {

@@ -71,15 +71,18 @@ fn top(stack: &[String]) -> String {
         .unwrap_or_else(|| "?".to_string())
 }
 
+/// Frames of the C library and the futex layer under every lock call: true but not what a
+/// reader is looking for in a one-line summary (the JSON keeps every frame).
 fn is_plumbing(frame: &str) -> bool {
-    const PREFIXES: [&str; 8] = [
-        "__futex",
+    const PREFIXES: [&str; 9] = [
         "futex_",
-        "__lll_",
+        "__futex",
+        "__GI_",
         "lll_",
-        "pthread_mutex_lock",
-        "___pthread_mutex_lock",
-        "__pthread_mutex_lock",
+        "__lll_",
+        "___pthread_",
+        "__pthread_",
+        "pthread_",
         "[unknown]",
     ];
     PREFIXES.iter().any(|p| frame.starts_with(p)) || frame.starts_with("libc.so")

@@ -36,7 +36,7 @@ impl StackResolver {
 
     /// Reads the process's maps now, so its stacks can be named even after it exits.
     pub fn prepare(&mut self, pid: u32) {
-        let _ = self.unwinder.unwind(pid, Regs::default(), &[]);
+        self.unwinder.prepare(pid);
         if let Some(maps) = self.unwinder.maps(pid) {
             self.symbolizer.insert_maps(maps);
         }
@@ -44,7 +44,7 @@ impl StackResolver {
 
     /// A kernel snapshot: unwind the copy when there is one, else fall back to the
     /// frame-pointer stack id.
-    pub fn from_snapshot(
+    pub fn resolve_snapshot(
         &mut self,
         probes: &Probes,
         pid: u32,
@@ -58,18 +58,18 @@ impl StackResolver {
                 sp: snap.sp,
                 bp: snap.bp,
             };
-            return self.from_registers(pid, regs, bytes);
+            return self.resolve_registers(pid, regs, bytes);
         }
-        self.from_id(probes, pid, fallback_id)
+        self.resolve_id(probes, pid, fallback_id)
     }
 
     /// A thread that is blocked right now: copy its stack from userspace (read-only).
-    pub fn from_blocked_thread(&mut self, pid: u32, regs: Regs) -> Vec<String> {
+    pub fn resolve_blocked(&mut self, pid: u32, regs: Regs) -> Vec<String> {
         let mut len = STACK_COPY_BYTES;
         while len >= 512 {
             if let Ok(bytes) = read_process_memory(pid, regs.sp, len) {
                 if !bytes.is_empty() {
-                    return self.from_registers(pid, regs, &bytes);
+                    return self.resolve_registers(pid, regs, &bytes);
                 }
             }
             len /= 2;
@@ -77,7 +77,7 @@ impl StackResolver {
         self.symbolizer.symbolize(pid, &[regs.ip])
     }
 
-    pub fn from_id(&mut self, probes: &Probes, pid: u32, stack_id: i32) -> Vec<String> {
+    pub fn resolve_id(&mut self, probes: &Probes, pid: u32, stack_id: i32) -> Vec<String> {
         if let Some(names) = self.by_id.get(&(pid, stack_id)) {
             return names.clone();
         }
@@ -89,7 +89,7 @@ impl StackResolver {
         names
     }
 
-    fn from_registers(&mut self, pid: u32, regs: Regs, bytes: &[u8]) -> Vec<String> {
+    fn resolve_registers(&mut self, pid: u32, regs: Regs, bytes: &[u8]) -> Vec<String> {
         let addrs = self.unwinder.unwind(pid, regs, bytes);
         self.symbolizer.symbolize(pid, &addrs)
     }

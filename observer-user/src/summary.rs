@@ -65,7 +65,6 @@ impl SummaryInput {
         self.events_dropped > 0
             || self.agg_dropped > 0
             || self.inflight_dropped > 0
-            || self.stacks_missing > 0
             || self.undecodable_events > 0
     }
 }

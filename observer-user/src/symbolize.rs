@@ -20,7 +20,7 @@ use crate::procmaps::{FileId, Mapping, ObjectFile, ProcessMaps};
 const MAX_CACHED: usize = 200_000;
 
 /// Minimum time between two reloads of one process's maps on an unknown address.
-const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(200);
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Which file contents a cached result belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

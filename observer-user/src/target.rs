@@ -132,11 +132,21 @@ impl Launched {
         })
     }
 
-    /// Lets the command exec (call once the probes watch `pid`).
+    /// Lets the command exec (call once the probes watch `pid`), and waits briefly until it
+    /// has: before that, its maps and name are still observer's own.
     pub fn release(&mut self) {
         if let Some(fd) = self.gate.take() {
             // SAFETY: writing one byte to our own pipe.
             unsafe { libc::write(fd.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        }
+        let ours = std::fs::read_link("/proc/self/exe").ok();
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(1) {
+            match std::fs::read_link(format!("/proc/{}/exe", self.pid)) {
+                Ok(exe) if Some(&exe) != ours.as_ref() => break,
+                Err(_) => break, // exited (exec failed) or gone
+                _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
         }
     }
 

@@ -23,7 +23,7 @@ pub const MAX_FRAMES: usize = 128;
 /// Maps are re-read at most this often per process when an address falls outside every
 /// known code mapping, so a process running JIT or corrupt stacks cannot make us re-read
 /// `/proc/PID/maps` on every unwind.
-const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(200);
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// User registers of the thread at the point the stack copy was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

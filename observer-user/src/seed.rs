@@ -1,0 +1,156 @@
+//! Threads that were already blocked when observer attached never pass `sched_switch`, so the
+//! kernel has no in-flight entry for them: a process that deadlocked before we arrived would
+//! look idle. Seed the table from `/proc/PID/task/TID/syscall` (read-only), with the attach
+//! time as the start: their blocked times are lower bounds.
+
+use observer_common::{classify_syscall, futex_op, lock_owner, sysno, wait_class, InFlight};
+
+use crate::procmaps::read_process_memory;
+
+/// A thread's syscall state as `/proc/PID/task/TID/syscall` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyscallState {
+    pub nr: u64,
+    pub args: [u64; 6],
+    pub sp: u64,
+    pub pc: u64,
+}
+
+/// Parses `"202 0x55d0 0x80 0x2 0x0 0x0 0x0 0x7ffc 0x7f12"`; `running` or `-1 sp pc` (blocked
+/// outside a syscall) give `None`.
+pub fn parse_syscall_line(line: &str) -> Option<SyscallState> {
+    let mut fields = line.split_whitespace();
+    let nr: u64 = fields.next()?.parse().ok()?;
+    let mut nums = [0u64; 8];
+    for slot in nums.iter_mut() {
+        let text = fields.next()?;
+        *slot = u64::from_str_radix(text.strip_prefix("0x").unwrap_or(text), 16).ok()?;
+    }
+    let [a0, a1, a2, a3, a4, a5, sp, pc] = nums;
+    Some(SyscallState {
+        nr,
+        args: [a0, a1, a2, a3, a4, a5],
+        sp,
+        pc,
+    })
+}
+
+/// The scheduler state letter from `/proc/PID/task/TID/stat` (after the `(comm)` field).
+pub fn parse_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// What the kernel program would have recorded for a thread blocked in `state`.
+pub fn in_flight_for(pid: u32, tid: u32, state: &SyscallState, start_ns: u64) -> InFlight {
+    let mut entry = InFlight {
+        start_ns,
+        ip: state.pc,
+        sp: state.sp,
+        syscall: state.nr,
+        tgid: pid,
+        class: classify_syscall(state.nr),
+        stack_id: -1,
+        ..InFlight::default()
+    };
+    if state.nr == sysno::FUTEX || state.nr == sysno::FUTEX_WAIT {
+        entry.uaddr = state.args[0];
+        entry.op = if state.nr == sysno::FUTEX {
+            state.args[1] & futex_op::CMD_MASK
+        } else {
+            futex_op::WAIT
+        };
+        if futex_op::is_wait(entry.op) {
+            if let Some(words) = read_words(pid, entry.uaddr) {
+                entry.futex_val = words[0];
+                if let Some(owner) = lock_owner(entry.op, words, tid) {
+                    entry.owner = owner;
+                    entry.class = wait_class::LOCK;
+                }
+            }
+        }
+    }
+    entry
+}
+
+/// The first three 32-bit words at `addr` in the target (the futex word and glibc's owner).
+pub fn read_words(pid: u32, addr: u64) -> Option<[u32; 3]> {
+    let bytes = read_process_memory(pid, addr, 12).ok()?;
+    let word = |i: usize| {
+        bytes
+            .get(i..i + 4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    Some([word(0)?, word(4)?, word(8)?])
+}
+
+/// Threads of `pid` sleeping in a syscall right now.
+pub fn blocked_threads(pid: u32) -> Vec<(u32, SyscallState)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|tid| Some((tid, blocked_state(pid, tid)?)))
+        .collect()
+}
+
+/// The syscall thread `tid` sleeps in, if it sleeps in one.
+pub fn blocked_state(pid: u32, tid: u32) -> Option<SyscallState> {
+    let base = format!("/proc/{pid}/task/{tid}");
+    let stat = std::fs::read_to_string(format!("{base}/stat")).ok()?;
+    if !matches!(parse_state(&stat)?, 'S' | 'D') {
+        return None;
+    }
+    parse_syscall_line(&std::fs::read_to_string(format!("{base}/syscall")).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_futex_wait() {
+        let s = parse_syscall_line(
+            "202 0x5581d0c3a0a0 0x80 0x2 0x0 0x0 0x0 0x7f3a2bffed58 0x7f3a2c69d2f6\n",
+        )
+        .unwrap();
+        assert_eq!(s.nr, 202);
+        assert_eq!(s.args[0], 0x5581d0c3a0a0);
+        assert_eq!(s.args[1], 0x80);
+        assert_eq!(s.sp, 0x7f3a2bffed58);
+        assert_eq!(s.pc, 0x7f3a2c69d2f6);
+    }
+
+    #[test]
+    fn running_and_outside_syscall_are_not_waits() {
+        assert_eq!(parse_syscall_line("running\n"), None);
+        assert_eq!(parse_syscall_line("-1 0x7ffc 0x7f12\n"), None);
+        assert_eq!(parse_syscall_line(""), None);
+    }
+
+    #[test]
+    fn state_letter_after_comm_with_spaces_and_parens() {
+        assert_eq!(parse_state("123 (a) b) S 1 2 3"), Some('S'));
+        assert_eq!(parse_state("123 (worker) R 1"), Some('R'));
+    }
+
+    #[test]
+    fn glibc_mutex_owner_and_condvar_are_told_apart() {
+        // locked mutex with waiters (2), owner tid 77 at +8
+        assert_eq!(lock_owner(futex_op::WAIT, [2, 0, 77], 10), Some(77));
+        // condvar signal word: non-zero word but +8 holds something that is not a pid
+        assert_eq!(lock_owner(futex_op::WAIT, [1, 0, 0], 10), None);
+        // PI futex: owner in the word, waiters bit set
+        assert_eq!(
+            lock_owner(futex_op::LOCK_PI, [0x8000_0000 | 55, 0, 0], 10),
+            Some(55)
+        );
+        // a thread never waits for itself here
+        assert_eq!(lock_owner(futex_op::WAIT, [2, 0, 10], 10), None);
+    }
+}
