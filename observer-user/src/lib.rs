@@ -4,6 +4,7 @@ pub mod cli;
 pub mod duration;
 pub mod events;
 pub mod folded;
+pub mod frames;
 pub mod privileges;
 pub mod probes;
 pub mod procexit;

@@ -9,6 +9,7 @@ use std::{
 
 use crate::alert::{Alert, AlertDetail};
 use crate::duration::human;
+use crate::frames::own_frames;
 
 pub struct AlertSink {
     json: Option<Box<dyn Write + Send>>,
@@ -62,30 +63,10 @@ pub fn create_output(path: &Path) -> io::Result<File> {
 }
 
 fn top(stack: &[String]) -> String {
-    // The innermost frame that is not libc/runtime plumbing is what a reader wants first.
-    stack
-        .iter()
-        .find(|f| !is_plumbing(f))
-        .or(stack.first())
+    own_frames(stack)
+        .first()
         .cloned()
         .unwrap_or_else(|| "?".to_string())
-}
-
-/// Frames of the C library and the futex layer under every lock call: true but not what a
-/// reader is looking for in a one-line summary (the JSON keeps every frame).
-fn is_plumbing(frame: &str) -> bool {
-    const PREFIXES: [&str; 9] = [
-        "futex_",
-        "__futex",
-        "__GI_",
-        "lll_",
-        "__lll_",
-        "___pthread_",
-        "__pthread_",
-        "pthread_",
-        "[unknown]",
-    ];
-    PREFIXES.iter().any(|p| frame.starts_with(p)) || frame.starts_with("libc.so")
 }
 
 /// A human summary of one alert for the terminal.
