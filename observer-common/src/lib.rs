@@ -162,6 +162,10 @@ pub mod event_kind {
     pub const FORK: u32 = 2;
     pub const EXIT: u32 = 3;
     pub const SIGNAL: u32 = 4;
+    pub const GO_WAIT: u32 = 5;
+    pub const GO_PANIC: u32 = 6;
+    pub const GO_RECOVERED: u32 = 7;
+    pub const GO_FATAL: u32 = 8;
 }
 
 /// A wait longer than the threshold that has just ended (sent at wake-up).
@@ -236,6 +240,82 @@ pub struct SignalEvent {
     pub time_ns: u64,
 }
 
+/// Where a Go process keeps what the Go probes read (byte offsets, from its binary).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GoProcess {
+    pub goid_offset: u64,
+    pub gopc_offset: u64,
+    /// `g.m` (48 in every version so far).
+    pub m_offset: u64,
+    /// `m.curg`: the user goroutine of a thread running on the system stack (g0).
+    pub m_curg_offset: u64,
+}
+
+/// A parked goroutine, keyed by (tgid, goid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GoKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub goid: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GoParked {
+    pub start_ns: u64,
+    /// Creation pc of the goroutine (`g.gopc`): "created by".
+    pub gopc: u64,
+    pub reason: u32,
+    pub stack_id: i32,
+}
+
+/// Key of the in-kernel aggregate of short goroutine waits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GoAggKey {
+    pub tgid: u32,
+    pub stack_id: i32,
+    pub reason: u32,
+    pub _pad: u32,
+}
+
+/// Bytes of a Go panic or throw message carried in an event.
+pub const GO_MESSAGE_BYTES: usize = 256;
+
+/// A goroutine wait longer than the threshold that has just ended (at `runtime.ready`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoWaitEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub reason: u32,
+    pub goid: u64,
+    pub waker_goid: u64,
+    pub gopc: u64,
+    pub stack_id: i32,
+    pub waker_stack_id: i32,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+}
+
+/// `runtime.gopanic`, `runtime.throw` / `runtime.fatal`, or `runtime.recovery`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoPanicEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub stack_id: i32,
+    pub goid: u64,
+    pub time_ns: u64,
+    /// Bytes of `message` that hold text; 0 when the value was not a string or error.
+    pub message_len: u64,
+    pub message: [u8; GO_MESSAGE_BYTES],
+}
+
 /// Indexes of the per-CPU `COUNTERS` array: nothing is dropped silently.
 pub mod counter {
     /// Ring buffer full: an event was lost.
@@ -250,6 +330,10 @@ pub mod counter {
     pub const WAITS_STARTED: u32 = 4;
     /// Waits sent as events (over the threshold).
     pub const WAITS_LONG: u32 = 5;
+    /// Goroutine parks seen at runtime.gopark.
+    pub const GO_PARKS: u32 = 6;
+    /// Goroutine short-wait aggregate full.
+    pub const GO_AGG_DROPPED: u32 = 7;
     pub const COUNT: u32 = 8;
 }
 
@@ -259,4 +343,8 @@ mod pod {
     unsafe impl aya::Pod for InFlight {}
     unsafe impl aya::Pod for AggKey {}
     unsafe impl aya::Pod for AggValue {}
+    unsafe impl aya::Pod for GoProcess {}
+    unsafe impl aya::Pod for GoKey {}
+    unsafe impl aya::Pod for GoParked {}
+    unsafe impl aya::Pod for GoAggKey {}
 }

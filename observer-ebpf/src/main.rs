@@ -13,6 +13,7 @@
 #![no_std]
 #![no_main]
 
+mod golang;
 mod sched;
 mod signals;
 mod stacks;

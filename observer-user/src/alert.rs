@@ -12,6 +12,12 @@
 //! | `thread_exit` | `exit_code`, `signal`, `lifetime_ns`, `created_by`, `count` |
 //! | `process_exit` | `exit_code`, `signal`, `by_tid` |
 //! | `idle_wait` | `duration_ns`, `syscall`, `wait_class`, `waker_tid` (opt-in: waits that are not lock waits) |
+//! | `goroutine_wait` | `goid`, `wait_reason`, `duration_ns`, `created_by`, `waker_goid`, `waker_stack` |
+//! | `goroutine_stall` | `goid`, `wait_reason`, `blocked_ns`, `created_by` |
+//! | `goroutine_leak` | `created_by`, `wait_reason`, `count`, `growth`, `window_ns` |
+//! | `go_panic` | `goid`, `message`, `recovered` |
+//!
+//! `process_exit` also carries `message`: for a Go process, the fatal panic or throw text.
 //!
 //! Addresses (`uaddr`) are hex strings (`"0x7f3a1c000b20"`) because JSON numbers lose precision above
 //! 2^53 in many readers. Unknown values are `null`, never omitted, so every line of a kind has the same
@@ -45,6 +51,10 @@ pub enum AlertDetail {
     ThreadExit(ThreadExit),
     ProcessExit(ProcessExit),
     IdleWait(IdleWait),
+    GoroutineWait(GoroutineWait),
+    GoroutineStall(GoroutineStall),
+    GoroutineLeak(GoroutineLeak),
+    GoPanic(GoPanic),
 }
 
 /// A futex wait that ended after longer than the threshold.
@@ -116,6 +126,54 @@ pub struct ProcessExit {
     pub signal: Option<String>,
     /// The thread whose exit ended the process (the caller of exit_group, or the signalled thread).
     pub by_tid: u32,
+    /// Why a Go process died: the fatal panic or throw message (e.g. "all goroutines are asleep -
+    /// deadlock!"), read from the runtime even when its stderr goes nowhere.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A goroutine waited on a sync primitive (Mutex, RWMutex, WaitGroup, Cond, semaphore) longer
+/// than the threshold; the wait has ended and `waker_stack` names who released it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoroutineWait {
+    pub goid: u64,
+    pub wait_reason: String,
+    pub duration_ns: u64,
+    /// Where the goroutine was created (`go` statement), innermost first.
+    pub created_by: Vec<String>,
+    pub waker_goid: Option<u64>,
+    pub waker_stack: Vec<String>,
+}
+
+/// A goroutine still waiting on a sync primitive after --stall-after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoroutineStall {
+    pub goid: u64,
+    pub wait_reason: String,
+    pub blocked_ns: u64,
+    pub created_by: Vec<String>,
+}
+
+/// Goroutines created at one site pile up parked on channels or select: a leak.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoroutineLeak {
+    pub created_by: Vec<String>,
+    pub wait_reason: String,
+    /// Goroutines from this site parked now.
+    pub count: u64,
+    /// How many more than `window_ns` ago.
+    pub growth: u64,
+    pub window_ns: u64,
+}
+
+/// A Go panic; `recovered` true means a deferred recover() swallowed it and the goroutine
+/// carried on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoPanic {
+    pub goid: u64,
+    /// The panic value's text for strings and errors; `None` for other values.
+    pub message: Option<String>,
+    pub recovered: bool,
 }
 
 /// A long wait that is not on a held lock (condition variable, join, sleep, poll, read): reported
@@ -140,6 +198,10 @@ impl AlertDetail {
             AlertDetail::ThreadExit(_) => "thread_exit",
             AlertDetail::ProcessExit(_) => "process_exit",
             AlertDetail::IdleWait(_) => "idle_wait",
+            AlertDetail::GoroutineWait(_) => "goroutine_wait",
+            AlertDetail::GoroutineStall(_) => "goroutine_stall",
+            AlertDetail::GoroutineLeak(_) => "goroutine_leak",
+            AlertDetail::GoPanic(_) => "go_panic",
         }
     }
 }
@@ -184,6 +246,10 @@ impl Serialize for Alert {
             ThreadExit(&'a ThreadExit),
             ProcessExit(&'a ProcessExit),
             IdleWait(&'a IdleWait),
+            GoroutineWait(&'a GoroutineWait),
+            GoroutineStall(&'a GoroutineStall),
+            GoroutineLeak(&'a GoroutineLeak),
+            GoPanic(&'a GoPanic),
         }
         let detail = match &self.detail {
             AlertDetail::LockWait(d) => Body::LockWait(d),
@@ -192,6 +258,10 @@ impl Serialize for Alert {
             AlertDetail::ThreadExit(d) => Body::ThreadExit(d),
             AlertDetail::ProcessExit(d) => Body::ProcessExit(d),
             AlertDetail::IdleWait(d) => Body::IdleWait(d),
+            AlertDetail::GoroutineWait(d) => Body::GoroutineWait(d),
+            AlertDetail::GoroutineStall(d) => Body::GoroutineStall(d),
+            AlertDetail::GoroutineLeak(d) => Body::GoroutineLeak(d),
+            AlertDetail::GoPanic(d) => Body::GoPanic(d),
         };
         Wire {
             kind: self.kind(),
@@ -434,27 +504,69 @@ mod tests {
     }
 
     #[test]
+    fn go_shapes() {
+        let p = alert(AlertDetail::GoPanic(GoPanic {
+            goid: 7,
+            message: Some("send on closed channel".into()),
+            recovered: false,
+        }));
+        roundtrip(
+            &p,
+            &format!(
+                r#"{{"kind":"go_panic",{COMMON},"goid":7,"message":"send on closed channel","recovered":false}}"#
+            ),
+        );
+        let s = alert(AlertDetail::GoroutineStall(GoroutineStall {
+            goid: 9,
+            wait_reason: "sync.WaitGroup.Wait".into(),
+            blocked_ns: 6_000_000_000,
+            created_by: vec!["main.main (main.go:20)".into()],
+        }));
+        roundtrip(
+            &s,
+            &format!(
+                r#"{{"kind":"goroutine_stall",{COMMON},"goid":9,"wait_reason":"sync.WaitGroup.Wait","blocked_ns":6000000000,"created_by":["main.main (main.go:20)"]}}"#
+            ),
+        );
+        let l = alert(AlertDetail::GoroutineLeak(GoroutineLeak {
+            created_by: vec!["main.serve (main.go:30)".into()],
+            wait_reason: "select".into(),
+            count: 120,
+            growth: 100,
+            window_ns: 5_000_000_000,
+        }));
+        roundtrip(
+            &l,
+            &format!(
+                r#"{{"kind":"goroutine_leak",{COMMON},"created_by":["main.serve (main.go:30)"],"wait_reason":"select","count":120,"growth":100,"window_ns":5000000000}}"#
+            ),
+        );
+    }
+
+    #[test]
     fn process_exit_shape() {
         let a = alert(AlertDetail::ProcessExit(ProcessExit {
             exit_code: None,
             signal: Some("SIGKILL".into()),
             by_tid: 101,
+            message: None,
         }));
         roundtrip(
             &a,
             &format!(
-                r#"{{"kind":"process_exit",{COMMON},"exit_code":null,"signal":"SIGKILL","by_tid":101}}"#
+                r#"{{"kind":"process_exit",{COMMON},"exit_code":null,"signal":"SIGKILL","by_tid":101,"message":null}}"#
             ),
         );
         let b = alert(AlertDetail::ProcessExit(ProcessExit {
-            exit_code: Some(3),
+            exit_code: Some(2),
             signal: None,
             by_tid: 100,
+            message: Some("all goroutines are asleep - deadlock!".into()),
         }));
         roundtrip(
             &b,
             &format!(
-                r#"{{"kind":"process_exit",{COMMON},"exit_code":3,"signal":null,"by_tid":100}}"#
+                r#"{{"kind":"process_exit",{COMMON},"exit_code":2,"signal":null,"by_tid":100,"message":"all goroutines are asleep - deadlock!"}}"#
             ),
         );
     }

@@ -1,6 +1,8 @@
 //! Typed views of the ring-buffer records the kernel programs send.
 
-use observer_common::{event_kind, ExitEvent, ForkEvent, SignalEvent, UserStack, WaitEvent};
+use observer_common::{
+    event_kind, ExitEvent, ForkEvent, GoPanicEvent, GoWaitEvent, SignalEvent, UserStack, WaitEvent,
+};
 
 /// One record from the `EVENTS` ring buffer, copied out of the kernel's memory.
 pub enum Event {
@@ -8,6 +10,13 @@ pub enum Event {
     Fork(Box<ForkEvent>),
     Exit(ExitEvent),
     Signal(SignalEvent),
+    GoWait(GoWaitEvent),
+    /// `runtime.gopanic`.
+    GoPanic(Box<GoPanicEvent>),
+    /// `runtime.recovery`: the goroutine's panic was recovered.
+    GoRecovered(Box<GoPanicEvent>),
+    /// `runtime.throw` / `runtime.fatal`: the process is dying.
+    GoFatal(Box<GoPanicEvent>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -29,6 +38,10 @@ impl Event {
             event_kind::FORK => Event::Fork(Box::new(read(bytes)?)),
             event_kind::EXIT => Event::Exit(read(bytes)?),
             event_kind::SIGNAL => Event::Signal(read(bytes)?),
+            event_kind::GO_WAIT => Event::GoWait(read(bytes)?),
+            event_kind::GO_PANIC => Event::GoPanic(Box::new(read(bytes)?)),
+            event_kind::GO_RECOVERED => Event::GoRecovered(Box::new(read(bytes)?)),
+            event_kind::GO_FATAL => Event::GoFatal(Box::new(read(bytes)?)),
             other => return Err(EventError::UnknownKind(other)),
         })
     }
@@ -48,6 +61,17 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, EventError> {
 pub fn stack_bytes(stack: &UserStack) -> &[u8] {
     let len = (stack.len as usize).min(stack.bytes.len());
     &stack.bytes[..len]
+}
+
+/// The text of a Go panic or throw message, when it is printable text.
+pub fn go_message(ev: &GoPanicEvent) -> Option<String> {
+    let len = (ev.message_len as usize).min(ev.message.len());
+    let text = std::str::from_utf8(&ev.message[..len]).ok()?;
+    let printable = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| !c.is_control() || c == '\n' || c == '\t');
+    printable.then(|| text.to_string())
 }
 
 /// A NUL-padded kernel `comm` as text.

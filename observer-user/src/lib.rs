@@ -5,6 +5,8 @@ pub mod duration;
 pub mod events;
 pub mod folded;
 pub mod frames;
+pub mod goleak;
+pub mod gowatch;
 pub mod privileges;
 pub mod probes;
 pub mod procexit;

@@ -8,10 +8,13 @@ use std::path::Path;
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeScope},
+        BtfTracePoint, TracePoint, UProbe,
+    },
     Btf, Ebpf, EbpfLoader,
 };
-use observer_common::{counter, AggKey, AggValue, InFlight};
+use observer_common::{counter, AggKey, AggValue, GoAggKey, GoKey, GoParked, GoProcess, InFlight};
 use thiserror::Error;
 
 use crate::tracefs;
@@ -92,6 +95,18 @@ impl Offsets {
     }
 }
 
+/// Go uprobe programs, loaded up front and attached per Go process.
+pub const GO_PROGRAMS: [&str; 5] = ["go_park", "go_ready", "go_panic", "go_throw", "go_recovery"];
+
+/// Where to put one Go uprobe: a program and a file offset in the executable.
+#[derive(Debug, Clone)]
+pub struct GoAttachPoint {
+    pub program: &'static str,
+    /// The runtime function, for messages.
+    pub function: String,
+    pub file_offset: u64,
+}
+
 /// Classic tracepoints: (program name, category, event).
 const TRACEPOINTS: [(&str, &str, &str); 4] = [
     ("sched_waking", "sched", "sched_waking"),
@@ -142,7 +157,74 @@ impl Probes {
             tp.load().map_err(err)?;
             tp.attach(category, event).map_err(err)?;
         }
+        for name in GO_PROGRAMS {
+            let err = |source| ProbeError::Program { name, source };
+            let p: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or(ProbeError::MissingMap(name))?
+                .try_into()
+                .map_err(err)?;
+            p.load().map_err(err)?;
+        }
         Ok(Self { ebpf })
+    }
+
+    /// Starts the goroutine probes on Go process `pid` (whose executable is `exe`). Returns
+    /// the functions that could not be probed, for the user to hear about.
+    pub fn watch_go(
+        &mut self,
+        pid: u32,
+        exe: &Path,
+        layout: GoProcess,
+        points: &[GoAttachPoint],
+    ) -> Result<Vec<String>, ProbeError> {
+        let mut procs: HashMap<&mut MapData, u32, GoProcess> = self.map_mut("GO_PROCS")?;
+        procs
+            .insert(pid, layout, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "GO_PROCS",
+                source,
+            })?;
+        let scope = match std::num::NonZeroU32::new(pid) {
+            Some(p) => UProbeScope::OneProcess(p),
+            None => return Ok(vec!["pid 0".into()]),
+        };
+        let mut failed = Vec::new();
+        for point in points {
+            let attached = self
+                .ebpf
+                .program_mut(point.program)
+                .and_then(|p| <&mut UProbe>::try_from(p).ok())
+                .map(|p| {
+                    p.attach(
+                        UProbeAttachLocation::AbsoluteOffset(point.file_offset),
+                        exe,
+                        scope,
+                    )
+                });
+            match attached {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => failed.push(format!("{}: {e}", point.function)),
+                None => failed.push(format!("{}: program missing", point.program)),
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Goroutines parked right now in `tgid`.
+    pub fn go_parked(&self, tgid: u32) -> Result<Vec<(u64, GoParked)>, ProbeError> {
+        let map: HashMap<&MapData, GoKey, GoParked> = self.map("GO_PARKED")?;
+        Ok(map
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.tgid == tgid)
+            .map(|(k, v)| (k.goid, v))
+            .collect())
+    }
+
+    /// Takes the summed short goroutine waits out of the kernel.
+    pub fn drain_go_aggregates(&mut self) -> Result<Vec<(GoAggKey, AggValue)>, ProbeError> {
+        drain_per_cpu(self.map_mut("GO_AGG")?)
     }
 
     /// Starts observing every thread of process `tgid`, present and future.
@@ -201,21 +283,7 @@ impl Probes {
     /// Takes the summed short waits out of the kernel (read, then delete, so the map stays
     /// small on long runs). Per-CPU values are added up.
     pub fn drain_aggregates(&mut self) -> Result<Vec<(AggKey, AggValue)>, ProbeError> {
-        let mut map: PerCpuHashMap<&mut MapData, AggKey, AggValue> = self.map_mut("AGG")?;
-        let keys: Vec<AggKey> = map.keys().filter_map(Result::ok).collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Ok(values) = map.get(&key, 0) {
-                let mut sum = AggValue::default();
-                for v in values.iter() {
-                    sum.count += v.count;
-                    sum.total_ns += v.total_ns;
-                }
-                out.push((key, sum));
-            }
-            let _ = map.remove(&key);
-        }
-        Ok(out)
+        drain_per_cpu(self.map_mut("AGG")?)
     }
 
     /// Frame-pointer user stack for an id from the kernel, innermost first.
@@ -279,6 +347,26 @@ impl Probes {
             .ok_or(ProbeError::MissingMap(name))?;
         M::try_from(map).map_err(|source| ProbeError::Map { name, source })
     }
+}
+
+/// Reads every key of a per-CPU aggregate, sums the CPUs, and deletes what it read.
+fn drain_per_cpu<K: aya::Pod + Eq>(
+    mut map: PerCpuHashMap<&mut MapData, K, AggValue>,
+) -> Result<Vec<(K, AggValue)>, ProbeError> {
+    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Ok(values) = map.get(&key, 0) {
+            let mut sum = AggValue::default();
+            for v in values.iter() {
+                sum.count += v.count;
+                sum.total_ns += v.total_ns;
+            }
+            out.push((key, sum));
+        }
+        let _ = map.remove(&key);
+    }
+    Ok(out)
 }
 
 /// Kernels >= 5.11 account BPF memory to the cgroup, so a failed raise is harmless there:

@@ -19,6 +19,7 @@ use crate::{
     alert::{self, Alert, AlertDetail},
     events::{comm_str, Event},
     folded::FoldedProfile,
+    gowatch::{GoAlert, GoWatch},
     probes::{Counters, Probes},
     procexit::ProcessExits,
     seed,
@@ -78,6 +79,8 @@ pub struct Session {
     alert_counts: HashMap<&'static str, u64>,
     target_gone: bool,
     event_errors: u64,
+    /// Goroutine-level observation, when the target is a Go program.
+    go: Option<GoWatch>,
 }
 
 impl Session {
@@ -101,7 +104,13 @@ impl Session {
             alert_counts: HashMap::new(),
             target_gone: false,
             event_errors: 0,
+            go: None,
         })
+    }
+
+    /// Turns on goroutine-level observation (the Go probes are attached by the caller).
+    pub fn set_go(&mut self, go: GoWatch) {
+        self.go = Some(go);
     }
 
     /// Runs until the end condition; `launched` is the command of `observer run`.
@@ -145,6 +154,7 @@ impl Session {
                 }
                 _ = scan.tick() => {
                     self.scan_blocked();
+                    self.scan_goroutines();
                     self.poll_thread_exits();
                     if launched.is_none() && !self.target_gone && !target::is_alive(self.pid) {
                         // The exit event may still be in flight: give it one more drain.
@@ -234,6 +244,13 @@ impl Session {
                         .process_exits
                         .process_ended(e.tgid, e.tid, e.syscall, e.arg0);
                     self.exits.process_exited(e.tgid, e.time_ns);
+                    let mut message = None;
+                    if let Some(go) = self.go.as_mut().filter(|g| g.pid() == e.tgid) {
+                        message = go.exit_message();
+                        for a in go.unrecovered(e.time_ns, true) {
+                            self.emit_go(a);
+                        }
+                    }
                     let by_comm = self
                         .thread_comm(e.tgid, end.by_tid)
                         .unwrap_or_else(|| comm.clone());
@@ -247,6 +264,7 @@ impl Session {
                             exit_code: end.exit_code,
                             signal: end.signal.map(alert::signal_name),
                             by_tid: end.by_tid,
+                            message,
                         }),
                     });
                     self.stacks.process_gone(e.tgid);
@@ -275,6 +293,41 @@ impl Session {
                 }
             }
             Event::Signal(s) => self.process_exits.fatal_signal(s.tgid, s.tid, s.sig),
+            Event::GoWait(w) => {
+                let process = self.process_name.clone();
+                if let Some(go) = self.go.as_mut().filter(|g| g.pid() == w.tgid) {
+                    let alert = go.on_wait(
+                        &w,
+                        &self.probes,
+                        &mut self.stacks,
+                        &mut self.folded,
+                        &process,
+                    );
+                    if let Some(a) = alert {
+                        self.emit_go(a);
+                    }
+                }
+            }
+            Event::GoPanic(p) => {
+                if let Some(go) = self.go.as_mut().filter(|g| g.pid() == p.tgid) {
+                    go.on_panic(&p, &self.probes, &mut self.stacks);
+                }
+            }
+            Event::GoRecovered(p) => {
+                let alert = self
+                    .go
+                    .as_mut()
+                    .filter(|g| g.pid() == p.tgid)
+                    .and_then(|go| go.on_recovered(&p));
+                if let Some(a) = alert {
+                    self.emit_go(a);
+                }
+            }
+            Event::GoFatal(p) => {
+                if let Some(go) = self.go.as_mut().filter(|g| g.pid() == p.tgid) {
+                    go.on_fatal(&p);
+                }
+            }
         }
     }
 
@@ -283,7 +336,9 @@ impl Session {
             .stacks
             .resolve_snapshot(&self.probes, w.tgid, &w.waiter, w.stack_id);
         let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
-        let is_lock = w.class == wait_class::LOCK
+        // In a Go process futex waits are idle scheduler threads (M parking), never lock waits.
+        let is_lock = self.go.is_none()
+            && w.class == wait_class::LOCK
             && (w.waker_tid == w.owner || thread_exists(w.tgid, w.owner));
         if is_lock || self.opts.report_idle {
             let mut frames = stack.clone();
@@ -360,7 +415,7 @@ impl Session {
         let mut waiters = Vec::new();
         let mut live_episodes = HashSet::new();
         for (&tid, e) in &blocked {
-            if e.class != wait_class::LOCK {
+            if e.class != wait_class::LOCK || self.go.is_some() {
                 continue;
             }
             let age = now.saturating_sub(e.start_ns);
@@ -434,6 +489,41 @@ impl Session {
         }
     }
 
+    /// Goroutine stalls, leaks, and panics that were never recovered.
+    fn scan_goroutines(&mut self) {
+        let Some(go) = self.go.as_mut() else { return };
+        let now = monotonic_ns();
+        let mut alerts = go.scan(
+            now,
+            duration_ns(self.opts.stall_after),
+            &self.probes,
+            &mut self.stacks,
+        );
+        alerts.extend(go.unrecovered(now, false));
+        for a in alerts {
+            self.emit_go(a);
+        }
+    }
+
+    fn emit_go(&mut self, a: GoAlert) {
+        let comm = if a.tid != 0 {
+            self.thread_comm(self.pid, a.tid).unwrap_or_default()
+        } else {
+            self.process_name.clone()
+        };
+        self.emit(Alert {
+            time: a
+                .time_ns
+                .map(wall_time)
+                .unwrap_or_else(|| alert::format_time(SystemTime::now())),
+            pid: self.pid,
+            tid: a.tid,
+            comm,
+            stack: a.stack,
+            detail: a.detail,
+        });
+    }
+
     fn poll_thread_exits(&mut self) {
         let now = monotonic_ns();
         // A joiner may have been woken by the exit after the exit event was read.
@@ -465,6 +555,15 @@ impl Session {
     }
 
     fn drain_aggregates(&mut self) {
+        if let Some(go) = self.go.as_mut() {
+            let process = self.process_name.clone();
+            go.drain_aggregates(
+                &mut self.probes,
+                &mut self.stacks,
+                &mut self.folded,
+                &process,
+            );
+        }
         let Ok(aggs) = self.probes.drain_aggregates() else {
             return;
         };

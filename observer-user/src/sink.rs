@@ -117,12 +117,44 @@ pub fn one_line(a: &Alert) -> String {
             }
         ),
         AlertDetail::ProcessExit(p) => format!(
-            "observer: process_exit pid {} ended: {} by {who}",
+            "observer: process_exit pid {} ended: {} by {who}{}",
             a.pid,
             p.signal
                 .clone()
                 .or(p.exit_code.map(|c| format!("exit code {c}")))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            p.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+        ),
+        AlertDetail::GoroutineWait(g) => format!(
+            "observer: goroutine_wait goroutine {} waited {} on {} in {}; released by goroutine {} in {}",
+            g.goid,
+            human(std::time::Duration::from_nanos(g.duration_ns)),
+            g.wait_reason,
+            top(&a.stack),
+            g.waker_goid.map(|w| w.to_string()).unwrap_or_else(|| "?".into()),
+            top(&g.waker_stack)
+        ),
+        AlertDetail::GoroutineStall(g) => format!(
+            "observer: goroutine_stall goroutine {} blocked {} on {} in {}",
+            g.goid,
+            human(std::time::Duration::from_nanos(g.blocked_ns)),
+            g.wait_reason,
+            top(&a.stack)
+        ),
+        AlertDetail::GoroutineLeak(g) => format!(
+            "observer: goroutine_leak {} goroutines (+{} in {}) parked on {} created by {}",
+            g.count,
+            g.growth,
+            human(std::time::Duration::from_nanos(g.window_ns)),
+            g.wait_reason,
+            top(&g.created_by)
+        ),
+        AlertDetail::GoPanic(g) => format!(
+            "observer: go_panic   goroutine {} panicked{} in {}{}",
+            g.goid,
+            g.message.as_ref().map(|m| format!(" ({m:?})")).unwrap_or_default(),
+            top(&a.stack),
+            if g.recovered { "; recovered and swallowed" } else { "" }
         ),
         AlertDetail::IdleWait(i) => format!(
             "observer: idle_wait  {who} waited {} in {} ({})",

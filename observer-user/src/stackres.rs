@@ -89,6 +89,11 @@ impl StackResolver {
         names
     }
 
+    /// One code address (e.g. a goroutine's creation site), with inlined callers.
+    pub fn resolve_pc(&mut self, pid: u32, pc: u64) -> Vec<String> {
+        self.symbolizer.symbolize(pid, &[pc])
+    }
+
     fn resolve_registers(&mut self, pid: u32, regs: Regs, bytes: &[u8]) -> Vec<String> {
         let addrs = self.unwinder.unwind(pid, regs, bytes);
         self.symbolizer.symbolize(pid, &addrs)

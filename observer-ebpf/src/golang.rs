@@ -1,0 +1,272 @@
+//! Goroutine-level probes on the Go runtime (uprobes; never uretprobes: Go moves stacks).
+//!
+//! Registers follow Go's ABIInternal: arguments in RAX, RBX, RCX, RDI, ...; R14 is the current
+//! g. Thread-level futex data of a Go process mostly shows idle scheduler threads, so goroutine
+//! waits are measured where the goroutine parks (`runtime.gopark`, on its own stack) and where
+//! it is made ready (`runtime.ready`, on the waker's system stack).
+
+use aya_ebpf::{
+    bindings::{pt_regs, BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user},
+    macros::{map, uprobe},
+    maps::{HashMap, LruHashMap, PerCpuHashMap},
+    programs::{tracing::StackIdContext as _, ProbeContext},
+};
+use observer_common::{
+    counter, event_kind, AggValue, GoAggKey, GoKey, GoPanicEvent, GoParked, GoProcess, GoWaitEvent,
+    GO_MESSAGE_BYTES,
+};
+
+use crate::{bump, read_global, EVENTS, STACKS, THRESHOLD_NS};
+
+const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
+
+/// Go processes being observed, with their runtime layout.
+#[map]
+static GO_PROCS: HashMap<u32, GoProcess> = HashMap::with_max_entries(1024, 0);
+
+/// Goroutines parked right now (LRU: wake paths that bypass `ready`, e.g. netpoll, leave
+/// entries that must not pile up).
+#[map]
+static GO_PARKED: LruHashMap<GoKey, GoParked> = LruHashMap::with_max_entries(65536, 0);
+
+#[map]
+static GO_AGG: PerCpuHashMap<GoAggKey, AggValue> = PerCpuHashMap::with_max_entries(16384, 0);
+
+#[inline(always)]
+fn regs(ctx: &ProbeContext) -> *const pt_regs {
+    ctx.regs as *const pt_regs
+}
+
+#[inline(always)]
+fn read_u64(addr: u64) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: bpf_probe_read_user never faults; target memory is only read.
+    let rc = unsafe {
+        bpf_probe_read_user(
+            (&mut v as *mut u64).cast(),
+            8,
+            addr as *const core::ffi::c_void,
+        )
+    };
+    (rc == 0).then_some(v)
+}
+
+#[inline(always)]
+fn current() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ((pid_tgid >> 32) as u32, pid_tgid as u32)
+}
+
+#[inline(always)]
+fn go_process(tgid: u32) -> Option<GoProcess> {
+    // SAFETY: copy of a plain value.
+    unsafe { GO_PROCS.get(&tgid).copied() }
+}
+
+/// `gopark(unlockf, lock, reason waitReason, traceReason, traceskip)`: R14 = the parking g,
+/// CL = reason.
+#[uprobe]
+pub fn go_park(ctx: ProbeContext) -> u32 {
+    let _ = try_park(&ctx);
+    0
+}
+
+fn try_park(ctx: &ProbeContext) -> Option<()> {
+    let (tgid, _) = current();
+    let proc = go_process(tgid)?;
+    let r = regs(ctx);
+    // SAFETY: ctx.regs points at the probed task's saved registers.
+    let (g, reason) = unsafe { ((*r).r14, (*r).rcx & 0xff) };
+    let goid = read_u64(g.wrapping_add(proc.goid_offset))?;
+    let gopc = read_u64(g.wrapping_add(proc.gopc_offset)).unwrap_or(0);
+    let stack_id = ctx
+        .get_stackid(&STACKS, USER_STACK_FLAGS)
+        .map(|id| id as i32)
+        .unwrap_or(-1);
+    let key = GoKey {
+        tgid,
+        _pad: 0,
+        goid,
+    };
+    let parked = GoParked {
+        // SAFETY: no preconditions.
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        gopc,
+        reason: reason as u32,
+        stack_id,
+    };
+    let _ = GO_PARKED.insert(&key, &parked, 0);
+    bump(counter::GO_PARKS);
+    Some(())
+}
+
+/// `ready(gp *g, traceskip int, next bool)` runs on the system stack: RAX = the goroutine being
+/// woken; the waker is `g0.m.curg`. The frame-pointer chain continues from the system stack into
+/// the waker's goroutine stack (systemstack keeps BP), so the stack names who unlocked / sent.
+#[uprobe]
+pub fn go_ready(ctx: ProbeContext) -> u32 {
+    let _ = try_ready(&ctx);
+    0
+}
+
+fn try_ready(ctx: &ProbeContext) -> Option<()> {
+    let (tgid, tid) = current();
+    let proc = go_process(tgid)?;
+    let r = regs(ctx);
+    // SAFETY: ctx.regs points at the probed task's saved registers.
+    let (gp, g0) = unsafe { ((*r).rax, (*r).r14) };
+    let goid = read_u64(gp.wrapping_add(proc.goid_offset))?;
+    let key = GoKey {
+        tgid,
+        _pad: 0,
+        goid,
+    };
+    // SAFETY: copied before removal.
+    let parked = unsafe { GO_PARKED.get(&key).copied() }?;
+    let _ = GO_PARKED.remove(&key);
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let duration_ns = now.saturating_sub(parked.start_ns);
+    if duration_ns < read_global(&THRESHOLD_NS) {
+        let agg_key = GoAggKey {
+            tgid,
+            stack_id: parked.stack_id,
+            reason: parked.reason,
+            _pad: 0,
+        };
+        match GO_AGG.get_ptr_mut(&agg_key) {
+            // SAFETY: this CPU's slot of a per-CPU value.
+            Some(v) => unsafe {
+                (*v).count += 1;
+                (*v).total_ns += duration_ns;
+            },
+            None => {
+                let v = AggValue {
+                    count: 1,
+                    total_ns: duration_ns,
+                };
+                if GO_AGG.insert(&agg_key, &v, BPF_NOEXIST as u64).is_err() {
+                    bump(counter::GO_AGG_DROPPED);
+                }
+            }
+        }
+        return Some(());
+    }
+    let waker_goid = read_u64(g0.wrapping_add(proc.m_offset))
+        .and_then(|m| read_u64(m.wrapping_add(proc.m_curg_offset)))
+        .and_then(|curg| read_u64(curg.wrapping_add(proc.goid_offset)))
+        .unwrap_or(0);
+    let waker_stack_id = ctx
+        .get_stackid(&STACKS, USER_STACK_FLAGS)
+        .map(|id| id as i32)
+        .unwrap_or(-1);
+    let ev = GoWaitEvent {
+        kind: event_kind::GO_WAIT,
+        tgid,
+        tid,
+        reason: parked.reason,
+        goid,
+        waker_goid,
+        gopc: parked.gopc,
+        stack_id: parked.stack_id,
+        waker_stack_id,
+        start_ns: parked.start_ns,
+        duration_ns,
+    };
+    if EVENTS.output::<GoWaitEvent>(&ev, 0).is_err() {
+        bump(counter::EVENTS_DROPPED);
+    }
+    Some(())
+}
+
+/// `gopanic(e any)`: RAX = type, RBX = data. String-like panic values (string, plainError,
+/// errors.New, fmt.Errorf) all start with a string header at `data`: copy its text.
+#[uprobe]
+pub fn go_panic(ctx: ProbeContext) -> u32 {
+    // SAFETY: ctx.regs points at the probed task's saved registers.
+    let data = unsafe { (*regs(&ctx)).rbx };
+    let _ = send_message(&ctx, event_kind::GO_PANIC, MessageSource::Header(data));
+    0
+}
+
+/// `throw(s string)` / `fatal(s string)`: RAX = ptr, RBX = len. The process is about to die.
+#[uprobe]
+pub fn go_throw(ctx: ProbeContext) -> u32 {
+    // SAFETY: ctx.regs points at the probed task's saved registers.
+    let (ptr, len) = unsafe { ((*regs(&ctx)).rax, (*regs(&ctx)).rbx) };
+    let _ = send_message(&ctx, event_kind::GO_FATAL, MessageSource::Text(ptr, len));
+    0
+}
+
+/// `recovery(gp *g)`: a deferred call recovered gp's panic (called via mcall: RAX = gp).
+#[uprobe]
+pub fn go_recovery(ctx: ProbeContext) -> u32 {
+    // SAFETY: ctx.regs points at the probed task's saved registers.
+    let gp = unsafe { (*regs(&ctx)).rax };
+    let _ = send_message(&ctx, event_kind::GO_RECOVERED, MessageSource::Goroutine(gp));
+    0
+}
+
+enum MessageSource {
+    /// A pointer to a Go string header.
+    Header(u64),
+    /// A Go string's pointer and length.
+    Text(u64, u64),
+    /// No text; the goroutine is `g`, not the current one.
+    Goroutine(u64),
+}
+
+fn send_message(ctx: &ProbeContext, kind: u32, source: MessageSource) -> Option<()> {
+    let (tgid, tid) = current();
+    let proc = go_process(tgid)?;
+    // SAFETY: ctx.regs points at the probed task's saved registers.
+    let g = match source {
+        MessageSource::Goroutine(gp) => gp,
+        _ => unsafe { (*regs(ctx)).r14 },
+    };
+    let goid = read_u64(g.wrapping_add(proc.goid_offset)).unwrap_or(0);
+    let (ptr, len) = match source {
+        MessageSource::Header(h) => (
+            read_u64(h).unwrap_or(0),
+            read_u64(h.wrapping_add(8)).unwrap_or(0),
+        ),
+        MessageSource::Text(p, l) => (p, l),
+        MessageSource::Goroutine(_) => (0, 0),
+    };
+    let Some(mut slot) = EVENTS.reserve::<GoPanicEvent>(0) else {
+        bump(counter::EVENTS_DROPPED);
+        return None;
+    };
+    let ev = slot.as_mut_ptr();
+    let stack_id = ctx
+        .get_stackid(&STACKS, USER_STACK_FLAGS)
+        .map(|id| id as i32)
+        .unwrap_or(-1);
+    // SAFETY: scalar writes into a GoPanicEvent-sized reservation; the text copy is bounded by
+    // the message array.
+    unsafe {
+        (*ev).kind = kind;
+        (*ev).tgid = tgid;
+        (*ev).tid = tid;
+        (*ev).stack_id = stack_id;
+        (*ev).goid = goid;
+        (*ev).time_ns = bpf_ktime_get_ns();
+        (*ev).message_len = 0;
+        // A length beyond the buffer is cut; an absurd one means this was no string.
+        if ptr != 0 && len > 0 && len < (1 << 20) {
+            let n = (len as u32).min(GO_MESSAGE_BYTES as u32 - 1) & (GO_MESSAGE_BYTES as u32 - 1);
+            if n > 0
+                && bpf_probe_read_user(
+                    (*ev).message.as_mut_ptr().cast(),
+                    n,
+                    ptr as *const core::ffi::c_void,
+                ) == 0
+            {
+                (*ev).message_len = n as u64;
+            }
+        }
+    }
+    slot.submit(0);
+    Some(())
+}
