@@ -67,10 +67,21 @@ pub struct ObserveOpts {
     /// flamegraph.pl or inferno-flamegraph.
     #[arg(long, value_name = "PATH")]
     pub folded: Option<PathBuf>,
+    /// Write blocked time as a gzipped pprof profile (`go tool pprof`), shaped like Go's block
+    /// profile: contentions/count and delay/nanoseconds, labelled by thread and wait reason.
+    #[arg(long, value_name = "PATH")]
+    pub pprof: Option<PathBuf>,
+    /// Write blocked time as an interactive SVG flame graph.
+    #[arg(long, value_name = "PATH")]
+    pub svg: Option<PathBuf>,
     /// Also report idle waits (condition variables, joins, sleeps, poll/epoll, reads) longer
     /// than --threshold, as `idle_wait` alerts, and include them in --folded.
     #[arg(long)]
     pub report_idle: bool,
+    /// Do not attach the goroutine probes to a Go target (by default they are attached whenever
+    /// the executable is a Go program).
+    #[arg(long)]
+    pub no_go: bool,
     /// Do not print alerts and the summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,

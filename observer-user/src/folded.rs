@@ -87,7 +87,13 @@ impl FoldedProfile {
         let mut lines: Vec<String> = self
             .stacks
             .iter()
-            .map(|(key, t)| format!("{} {}", key.join(";"), t.weight_ns))
+            .map(|(key, t)| {
+                format!(
+                    "{} {}",
+                    protect_trailing_number(&key.join(";")),
+                    t.weight_ns
+                )
+            })
             .collect();
         lines.sort();
         lines
@@ -121,6 +127,22 @@ impl FoldedProfile {
         all.sort_by(|a, b| b.1.weight_ns.cmp(&a.1.weight_ns).then_with(|| a.0.cmp(b.0)));
         all.into_iter()
             .take(n)
+            .map(|(key, t)| TopStack {
+                process: key[0].clone(),
+                thread: key[1].clone(),
+                frames: key[2..].iter().rev().cloned().collect(),
+                weight_ns: t.weight_ns,
+                count: t.count,
+            })
+            .collect()
+    }
+
+    /// Every merged stack in a stable order (process, thread, then frames outermost first), for
+    /// exporters (pprof, SVG) that need the counts and the frames, not just the folded text.
+    pub fn entries(&self) -> Vec<TopStack> {
+        let mut all: Vec<(&Vec<String>, &Totals)> = self.stacks.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
             .map(|(key, t)| TopStack {
                 process: key[0].clone(),
                 thread: key[1].clone(),
@@ -249,5 +271,82 @@ mod tests {
         let bad = dir.path().join("missing-dir").join("x");
         let e = p.write_to(&bad).unwrap_err();
         assert!(e.to_string().contains("missing-dir"), "{e}");
+    }
+
+    #[test]
+    fn entries_are_sorted_with_counts() {
+        let mut p = FoldedProfile::new();
+        p.add("b", "t", &frames(&["f"]), 1);
+        p.add("a", "u", &frames(&["g", "main"]), 2);
+        p.add("a", "u", &frames(&["g", "main"]), 3);
+        p.add("a", "t", &frames(&[]), 4);
+        let got: Vec<(String, String, Vec<String>, u64, u64)> = p
+            .entries()
+            .into_iter()
+            .map(|e| (e.process, e.thread, e.frames, e.weight_ns, e.count))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), "t".into(), vec![], 4, 1),
+                ("a".into(), "u".into(), frames(&["g", "main"]), 5, 2),
+                ("b".into(), "t".into(), frames(&["f"]), 1, 1),
+            ]
+        );
+    }
+
+    /// The parsing rules of the readers: speedscope takes `^(.*) (\d+)$` and splits on `;`;
+    /// flamegraph.pl and inferno take the number after the last space, and a second number
+    /// before it (a differential profile) if the stack itself ends in ` <number>`.
+    #[test]
+    fn lines_parse_in_flamegraph_and_speedscope() {
+        let mut p = FoldedProfile::new();
+        let stack = frames(&[
+            "[chan receive]",
+            "main.lockedSection (/tmp/x/main.go:23)",
+            "std::map<int, int>::find (stl_tree.h:12)",
+            "libc.so.6+0x8b1a4",
+            "[unknown] 0x7f0012345678",
+        ]);
+        p.add("my server", "worker 1:a", &stack, 123_456_789_012);
+        for line in p.lines() {
+            let (rest, weight) = line.rsplit_once(' ').unwrap();
+            assert!(weight.parse::<u64>().is_ok(), "{line}");
+            let tail = rest.rsplit_once(' ').map_or(rest, |(_, t)| t);
+            assert!(tail.parse::<f64>().is_err(), "read as differential: {line}");
+            let parts: Vec<&str> = rest.split(';').collect();
+            assert_eq!(parts.len(), 2 + stack.len(), "{line}");
+            assert_eq!(parts[2], "[unknown] 0x7f0012345678");
+            assert_eq!(parts[6], "[chan receive]");
+        }
+    }
+}
+
+/// FlameGraph and inferno read `a;b 3 500` as a two-count (differential) line, so a last frame
+/// ending in " <number>" (a thread named `worker 3`) would lose its number: join it with a
+/// no-break space instead.
+fn protect_trailing_number(stack: &str) -> String {
+    match stack.rsplit_once(' ') {
+        Some((head, tail))
+            if !tail.is_empty()
+                && !tail.contains(';')
+                && tail.chars().all(|c| c.is_ascii_digit() || c == '.') =>
+        {
+            format!("{head}\u{a0}{tail}")
+        }
+        _ => stack.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod trailing_number_tests {
+    use super::protect_trailing_number;
+
+    #[test]
+    fn trailing_numbers_are_joined() {
+        assert_eq!(protect_trailing_number("p;worker 3"), "p;worker\u{a0}3");
+        assert_eq!(protect_trailing_number("p;t;f (a.c:3)"), "p;t;f (a.c:3)");
+        assert_eq!(protect_trailing_number("p;t"), "p;t");
+        assert_eq!(protect_trailing_number("p 1;t"), "p 1;t");
     }
 }

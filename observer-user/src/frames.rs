@@ -17,8 +17,13 @@ const PLUMBING_PREFIXES: [&str; 12] = [
     "[unknown]",
 ];
 
+/// The Go runtime and standard-library sync plumbing around a park or a wake.
+const GO_PLUMBING_PREFIXES: [&str; 5] = ["runtime.", "internal/", "sync.", "_.", "time.Sleep"];
+
 pub fn is_plumbing(frame: &str) -> bool {
-    PLUMBING_PREFIXES.iter().any(|p| frame.starts_with(p)) || frame.starts_with("libc.so")
+    PLUMBING_PREFIXES.iter().any(|p| frame.starts_with(p))
+        || GO_PLUMBING_PREFIXES.iter().any(|p| frame.starts_with(p))
+        || frame.starts_with("libc.so")
 }
 
 /// The stack from the innermost frame of the program's own code outwards (the whole stack
@@ -61,6 +66,20 @@ mod tests {
         .map(String::from)
         .to_vec();
         assert_eq!(own_frames(&stack)[0], "start_workers (thread_death.c:93)");
+    }
+
+    #[test]
+    fn skips_go_runtime_and_sync() {
+        let stack: Vec<String> = [
+            "runtime.gopark (proc.go:457)",
+            "runtime.semacquire1 (sema.go:192)",
+            "internal/sync.(*Mutex).lockSlow (mutex.go:149)",
+            "sync.(*Mutex).Lock (mutex.go:46)",
+            "main.waiter (main.go:19)",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(own_frames(&stack)[0], "main.waiter (main.go:19)");
     }
 
     #[test]

@@ -92,7 +92,10 @@ fn session_options(opts: &ObserveOpts) -> SessionOptions {
         duration: opts.duration,
         alerts: opts.alerts.clone(),
         folded: opts.folded.clone(),
+        pprof: opts.pprof.clone(),
+        svg: opts.svg.clone(),
         report_idle: opts.report_idle,
         quiet: opts.quiet,
+        no_go: opts.no_go,
     }
 }

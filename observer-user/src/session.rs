@@ -19,6 +19,7 @@ use crate::{
     alert::{self, Alert, AlertDetail},
     events::{comm_str, Event},
     folded::FoldedProfile,
+    goattach,
     gowatch::{GoAlert, GoWatch},
     probes::{Counters, Probes},
     procexit::ProcessExits,
@@ -46,8 +47,11 @@ pub struct SessionOptions {
     pub duration: Option<Duration>,
     pub alerts: Option<PathBuf>,
     pub folded: Option<PathBuf>,
+    pub pprof: Option<PathBuf>,
+    pub svg: Option<PathBuf>,
     pub report_idle: bool,
     pub quiet: bool,
+    pub no_go: bool,
 }
 
 /// What ended the session, for the exit code.
@@ -81,6 +85,10 @@ pub struct Session {
     event_errors: u64,
     /// Goroutine-level observation, when the target is a Go program.
     go: Option<GoWatch>,
+    /// The target's executable and build id, read while it runs (for the pprof mapping).
+    executable: Option<(PathBuf, Option<String>)>,
+    started: std::time::Instant,
+    started_wall: SystemTime,
 }
 
 impl Session {
@@ -105,12 +113,28 @@ impl Session {
             target_gone: false,
             event_errors: 0,
             go: None,
+            executable: None,
+            started: std::time::Instant::now(),
+            started_wall: SystemTime::now(),
         })
     }
 
-    /// Turns on goroutine-level observation (the Go probes are attached by the caller).
-    pub fn set_go(&mut self, go: GoWatch) {
-        self.go = Some(go);
+    /// Goroutine-level observation when the target is a Go program. A failure here costs the
+    /// goroutine view only: thread-level observation goes on, and the user is told.
+    fn attach_go(&mut self) {
+        match goattach::attach(&mut self.probes, self.pid) {
+            Ok(Some(attached)) => {
+                if !self.opts.quiet {
+                    eprintln!("observer: goroutine probes attached: {}", attached.summary);
+                }
+                for w in &attached.warnings {
+                    eprintln!("observer: warning: {w}");
+                }
+                self.go = Some(attached.watch);
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("observer: warning: no goroutine-level view: {e}"),
+        }
     }
 
     /// Runs until the end condition; `launched` is the command of `observer run`.
@@ -130,6 +154,10 @@ impl Session {
             self.seed_blocked_threads();
         }
         self.stacks.prepare(self.pid);
+        self.executable = executable_of(self.pid);
+        if !self.opts.no_go {
+            self.attach_go();
+        }
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut scan = tokio::time::interval(SCAN_INTERVAL);
@@ -598,6 +626,23 @@ impl Session {
                 .write_to(path)
                 .with_context(|| format!("writing folded stacks to {}", path.display()))?;
         }
+        if let Some(path) = &self.opts.pprof {
+            let meta = crate::pprof::PprofMeta {
+                main_binary: self.executable.as_ref().map(|(p, _)| p.clone()),
+                build_id: self.executable.as_ref().and_then(|(_, b)| b.clone()),
+                duration_ns: duration_ns(self.started.elapsed()),
+                time_nanos: self
+                    .started_wall
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(duration_ns)
+                    .unwrap_or(0),
+            };
+            crate::pprof::write_pprof(&self.folded, &meta, path)?;
+        }
+        if let Some(path) = &self.opts.svg {
+            let title = format!("Blocked time: {} (pid {})", self.process_name, self.pid);
+            crate::svg::write_svg(&self.folded, &title, path)?;
+        }
         self.sink.flush()?;
         if !self.opts.quiet {
             eprint!("{}", self.summary_text(&counters));
@@ -670,6 +715,19 @@ impl Session {
         }
         self.threads.get(&tid).map(|t| t.comm.clone())
     }
+}
+
+/// The executable's path and GNU build id (hex), read while the process lives.
+fn executable_of(pid: u32) -> Option<(PathBuf, Option<String>)> {
+    use object::Object as _;
+    let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let data = std::fs::read(format!("/proc/{pid}/exe")).ok();
+    let build_id = data.as_deref().and_then(|d| {
+        let file = object::File::parse(d).ok()?;
+        let id = file.build_id().ok()??;
+        Some(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    });
+    Some((path, build_id))
 }
 
 fn regs_of(e: &InFlight) -> Regs {
