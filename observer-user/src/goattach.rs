@@ -1,13 +1,16 @@
 //! Turning on goroutine-level observation for a Go process: read its binary, hand the runtime
 //! layout to the kernel, and put the uprobes in place.
 
-use std::path::PathBuf;
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
-use observer_common::GoProcess;
+use observer_common::{GoKey, GoParked, GoProcess};
 use thiserror::Error;
 
 use crate::{
-    golang::{GoBinary, GoError},
+    golang::{goroutines, GoBinary, GoError},
     gowatch::GoWatch,
     probes::{GoAttachPoint, ProbeError, Probes},
 };
@@ -46,9 +49,17 @@ pub struct GoAttached {
     pub warnings: Vec<String>,
 }
 
-/// `Ok(None)` when `pid` is not a Go program.
-pub fn attach(probes: &mut Probes, pid: u32) -> Result<Option<GoAttached>, GoAttachError> {
-    let bin = match GoBinary::for_pid(pid) {
+/// `Ok(None)` when `exe` is not a Go program. `exe` may be a program about to be exec'ed by
+/// `pid` (`observer run`): uprobes placed on the file follow the process through exec, so the
+/// first goroutines are seen too. With `seed`, goroutines already parked (`observer watch`)
+/// are read from the process and entered as parked since now.
+pub fn attach(
+    probes: &mut Probes,
+    pid: u32,
+    exe: &Path,
+    seed: bool,
+) -> Result<Option<GoAttached>, GoAttachError> {
+    let bin = match GoBinary::open(exe) {
         Ok(b) => b,
         Err(GoError::NotGo { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -85,8 +96,14 @@ pub fn attach(probes: &mut Probes, pid: u32) -> Result<Option<GoAttached>, GoAtt
             }
         }
     }
-    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-    warnings.extend(probes.watch_go(pid, &exe, layout, &points)?);
+    warnings.extend(probes.watch_go(pid, exe, layout, &points)?);
+    let mut seeded = HashMap::new();
+    if seed {
+        match seed_parked(probes, pid, &bin) {
+            Ok(s) => seeded = s,
+            Err(e) => warnings.push(format!("goroutines parked before attach are not seen: {e}")),
+        }
+    }
     let mut notes = vec![format!(
         "Go {} (offsets from {}, wait reasons from {})",
         bin.version().raw,
@@ -97,8 +114,47 @@ pub fn attach(probes: &mut Probes, pid: u32) -> Result<Option<GoAttached>, GoAtt
         notes.push("stripped binary: function names from .gopclntab, no file:line".into());
     }
     Ok(Some(GoAttached {
-        watch: GoWatch::new(pid, bin.wait_reasons().to_vec(), LEAK_WINDOW_NS),
+        watch: GoWatch::new(pid, bin.wait_reasons().to_vec(), LEAK_WINDOW_NS).with_seeded(seeded),
         summary: notes.join("; "),
         warnings,
     }))
+}
+
+/// Goroutines that parked before the probes were in place never pass `gopark` again until they
+/// wake: read them from `runtime.allgs` and enter them as parked since now (their blocked
+/// times are lower bounds). Returns their stacks, which the kernel has no stack id for.
+fn seed_parked(
+    probes: &mut Probes,
+    pid: u32,
+    bin: &GoBinary,
+) -> Result<HashMap<u64, Vec<u64>>, GoAttachError> {
+    let now = crate::session::monotonic_ns();
+    let mut stacks = HashMap::new();
+    for g in goroutines::dump(pid, bin)? {
+        if g.status != goroutines::GStatus::Waiting {
+            continue;
+        }
+        let Some(reason) = g
+            .wait_reason
+            .as_deref()
+            .and_then(|r| bin.wait_reasons().iter().position(|s| s == r))
+        else {
+            continue;
+        };
+        let key = GoKey {
+            tgid: pid,
+            _pad: 0,
+            goid: g.goid,
+        };
+        let parked = GoParked {
+            start_ns: now,
+            gopc: g.created_by_pc,
+            reason: reason as u32,
+            stack_id: -1,
+        };
+        if probes.seed_go_parked(key, parked).is_ok() {
+            stacks.insert(g.goid, g.pcs);
+        }
+    }
+    Ok(stacks)
 }

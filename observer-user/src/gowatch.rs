@@ -56,6 +56,8 @@ pub struct GoWatch {
     fatal_message: Option<String>,
     last_panic_message: Option<String>,
     leaks: LeakDetector,
+    /// Stacks of goroutines parked before we attached (the kernel has no stack id for them).
+    seeded: HashMap<u64, Vec<u64>>,
 }
 
 /// An alert body with the common fields that the session fills in.
@@ -76,6 +78,26 @@ impl GoWatch {
             fatal_message: None,
             last_panic_message: None,
             leaks: LeakDetector::new(leak_window_ns, 10),
+            seeded: HashMap::new(),
+        }
+    }
+
+    pub fn with_seeded(mut self, seeded: HashMap<u64, Vec<u64>>) -> Self {
+        self.seeded = seeded;
+        self
+    }
+
+    /// A parked goroutine's stack: the kernel's stack id, or the one read at attach.
+    fn parked_stack(
+        &self,
+        goid: u64,
+        stack_id: i32,
+        probes: &Probes,
+        stacks: &mut StackResolver,
+    ) -> Vec<String> {
+        match self.seeded.get(&goid) {
+            Some(pcs) if stack_id < 0 => stacks.resolve_addrs(self.pid, pcs),
+            _ => stacks.resolve_id(probes, self.pid, stack_id),
         }
     }
 
@@ -223,7 +245,7 @@ impl GoWatch {
                         alerts.push(GoAlert {
                             tid: 0,
                             time_ns: None,
-                            stack: stacks.resolve_id(probes, self.pid, p.stack_id),
+                            stack: self.parked_stack(*goid, p.stack_id, probes, stacks),
                             detail: AlertDetail::GoroutineStall(alert::GoroutineStall {
                                 goid: *goid,
                                 wait_reason: reason,
@@ -242,7 +264,7 @@ impl GoWatch {
             let sample = parked
                 .iter()
                 .find(|(_, p)| p.gopc == finding.gopc)
-                .map(|(_, p)| stacks.resolve_id(probes, self.pid, p.stack_id))
+                .map(|(goid, p)| self.parked_stack(*goid, p.stack_id, probes, stacks))
                 .unwrap_or_default();
             alerts.push(GoAlert {
                 tid: 0,

@@ -222,6 +222,17 @@ impl Probes {
             .collect())
     }
 
+    /// Enters a goroutine that was parked before the probes attached, unless the kernel saw it
+    /// park since.
+    pub fn seed_go_parked(&mut self, key: GoKey, parked: GoParked) -> Result<(), ProbeError> {
+        let mut map: HashMap<&mut MapData, GoKey, GoParked> = self.map_mut("GO_PARKED")?;
+        map.insert(key, parked, BPF_NOEXIST)
+            .map_err(|source| ProbeError::Map {
+                name: "GO_PARKED",
+                source,
+            })
+    }
+
     /// Takes the summed short goroutine waits out of the kernel.
     pub fn drain_go_aggregates(&mut self) -> Result<Vec<(GoAggKey, AggValue)>, ProbeError> {
         drain_per_cpu(self.map_mut("GO_AGG")?)

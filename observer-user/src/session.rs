@@ -121,8 +121,8 @@ impl Session {
 
     /// Goroutine-level observation when the target is a Go program. A failure here costs the
     /// goroutine view only: thread-level observation goes on, and the user is told.
-    fn attach_go(&mut self) {
-        match goattach::attach(&mut self.probes, self.pid) {
+    fn attach_go(&mut self, exe: &std::path::Path, seed: bool) {
+        match goattach::attach(&mut self.probes, self.pid, exe, seed) {
             Ok(Some(attached)) => {
                 if !self.opts.quiet {
                     eprintln!("observer: goroutine probes attached: {}", attached.summary);
@@ -146,6 +146,10 @@ impl Session {
         let mut ring = unsafe { AsyncFd::register(ring) }
             .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {}", e))?;
         if let Some(l) = launched.as_mut() {
+            // Before exec, so that the first goroutines are seen too.
+            if let (false, Some(exe)) = (self.opts.no_go, l.program.clone()) {
+                self.attach_go(&exe, false);
+            }
             l.release();
             if let Some(name) = read_comm(self.pid, self.pid) {
                 self.process_name = name;
@@ -155,8 +159,8 @@ impl Session {
         }
         self.stacks.prepare(self.pid);
         self.executable = executable_of(self.pid);
-        if !self.opts.no_go {
-            self.attach_go();
+        if launched.is_none() && !self.opts.no_go {
+            self.attach_go(&PathBuf::from(format!("/proc/{}/exe", self.pid)), true);
         }
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;

@@ -89,6 +89,12 @@ impl StackResolver {
         names
     }
 
+    /// A stack of addresses read from the process (innermost first: a pc, then return
+    /// addresses).
+    pub fn resolve_addrs(&mut self, pid: u32, addrs: &[u64]) -> Vec<String> {
+        self.symbolizer.symbolize(pid, addrs)
+    }
+
     /// One code address (e.g. a goroutine's creation site), with inlined callers.
     pub fn resolve_pc(&mut self, pid: u32, pc: u64) -> Vec<String> {
         self.symbolizer.symbolize(pid, &[pc])

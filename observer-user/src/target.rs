@@ -73,6 +73,8 @@ pub fn is_alive(pid: u32) -> bool {
 /// happen, and our child must not exec before we let it.
 pub struct Launched {
     pub pid: u32,
+    /// The executable the command will run, when it could be resolved.
+    pub program: Option<std::path::PathBuf>,
     gate: Option<OwnedFd>,
     exit: Option<tokio::task::JoinHandle<i32>>,
 }
@@ -127,6 +129,7 @@ impl Launched {
         let exit = tokio::task::spawn_blocking(move || wait_for(pid));
         Ok(Self {
             pid,
+            program: resolve_program(&argv[0]),
             gate: Some(write_end),
             exit: Some(exit),
         })
@@ -176,4 +179,26 @@ fn wait_for(pid: u32) -> i32 {
     } else {
         1
     }
+}
+
+/// The file `execvp` would run for `program`: as given when it names a path, else the first
+/// executable match on `PATH`.
+pub fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &std::path::Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = std::path::PathBuf::from(program);
+        return is_exec(&p).then_some(p);
+    }
+    std::env::var_os("PATH")
+        .as_deref()
+        .map(std::env::split_paths)
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(program))
+        .find(|p| is_exec(p))
 }

@@ -29,7 +29,7 @@ const MAX_STACK_READ: u64 = 64 * 1024;
 /// `IOV_MAX` on Linux.
 const IOV_MAX: usize = 1024;
 /// More goroutines than this means the slice header was misread.
-const MAX_GOROUTINES: u64 = 50_000_000;
+const MAX_GOROUTINES: u64 = 10_000_000;
 const SCAN_BIT: u32 = 0x1000;
 /// Functions at the bottom of a goroutine stack: the unwinder stops after them.
 const STACK_TOPS: [&str; 4] = [

@@ -10,6 +10,9 @@ use serde::Serialize;
 use super::buildinfo::GoVersion;
 use super::dwarf::Members;
 
+/// Upper bound on the part of `runtime.g` / `runtime.m` read.
+const MAX_G_SIZE: usize = 4096;
+
 /// Field offsets, in bytes from the start of the struct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct GOffsets {
@@ -75,7 +78,7 @@ impl GOffsets {
         let stack_field =
             |name: &str, default: u64| stack.and_then(|s| s.get(name).copied()).unwrap_or(default);
         let stack_base = g.get("stack").copied().unwrap_or(0);
-        Some(GOffsets {
+        let offsets = GOffsets {
             g_stack_lo: stack_base + stack_field("lo", 0),
             g_stack_hi: stack_base + stack_field("hi", 8),
             g_m: *g.get("m")?,
@@ -96,7 +99,11 @@ impl GOffsets {
             g_lockedm: g.get("lockedm").copied(),
             m_curg: *m.get("curg")?,
             m_procid: m.get("procid").copied(),
-        })
+        };
+        // A g is well under 1 KiB in every version: anything else is corrupt DWARF, and
+        // would make the dump read absurd amounts per goroutine.
+        (offsets.g_read_len() <= MAX_G_SIZE && offsets.m_curg < MAX_G_SIZE as u64)
+            .then_some(offsets)
     }
 }
 

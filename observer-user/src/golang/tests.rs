@@ -61,14 +61,15 @@ enum Variant {
     Plain,
     Stripped,
     Pie,
+    PieStripped,
     Cgo,
 }
 
 /// Builds `prog` with `go` once per test run (shared by all tests of the process).
 fn build(go: &Path, version: &str, prog: &str, variant: Variant) -> Option<PathBuf> {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    static BUILT: OnceLock<Mutex<HashMap<(String, String, Variant), Option<PathBuf>>>> =
-        OnceLock::new();
+    type Built = HashMap<(String, String, Variant), Option<PathBuf>>;
+    static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
     let dir = DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"));
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,6 +86,9 @@ fn build(go: &Path, version: &str, prog: &str, variant: Variant) -> Option<PathB
         }
         Variant::Pie => {
             cmd.arg("-buildmode=pie");
+        }
+        Variant::PieStripped => {
+            cmd.args(["-buildmode=pie", "-ldflags=-s -w"]);
         }
         _ => {}
     }
@@ -137,6 +141,16 @@ fn non_go_binaries_are_not_go() {
         GoBinary::open(Path::new("/nonexistent/go/binary")),
         Err(GoError::Io { .. })
     ));
+    // A running non-Go process is named by its own path.
+    if let Ok(mut sleep) = Command::new("sleep").arg("30").spawn() {
+        let err = GoBinary::for_pid(sleep.id());
+        let _ = sleep.kill();
+        let _ = sleep.wait();
+        match err {
+            Err(GoError::NotGo { path }) => assert!(path.ends_with("sleep"), "{path:?}"),
+            other => panic!("expected NotGo for sleep, got {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -457,10 +471,15 @@ fn live_dump_matches_go_pprof() {
         return;
     }
     for (go, version) in chains {
-        for variant in [Variant::Plain, Variant::Stripped, Variant::Pie] {
+        for variant in [
+            Variant::Plain,
+            Variant::Stripped,
+            Variant::Pie,
+            Variant::PieStripped,
+        ] {
             let Some(path) = build(go, version, "goroutines", variant) else {
                 assert!(
-                    variant == Variant::Pie,
+                    matches!(variant, Variant::Pie | Variant::PieStripped),
                     "{version} {variant:?}: build failed"
                 );
                 continue;
@@ -517,9 +536,12 @@ fn compare_with_pprof(path: &Path, version: &str, variant: Variant) {
     assert!(first.len() > LEAKY);
 
     let bias = load_bias(pid, &bin).expect("bias");
-    if variant == Variant::Pie {
+    if matches!(variant, Variant::Pie | Variant::PieStripped) {
         assert_ne!(bias, 0, "PIE should be relocated");
     }
+    let by_pid = GoBinary::for_pid(pid).expect("open through /proc/PID/exe");
+    assert_eq!(by_pid.version(), bin.version());
+    assert_eq!(by_pid.file_id(), bin.file_id());
     let mut sym = PclntabSymbolizer::new(&bin, bias);
     let ours = parse_debug2(&render_debug2(&first, &mut sym, RenderOptions::default()));
     let ours_again = parse_debug2(&render_debug2(&second, &mut sym, RenderOptions::default()));
