@@ -45,6 +45,8 @@ const LEAK_WINDOW_NS: u64 = 5_000_000_000;
 /// A running Go program being watched at goroutine level, and what the user should know.
 pub struct GoAttached {
     pub watch: GoWatch,
+    /// The binary, for naming frames of stripped executables from `.gopclntab`.
+    pub binary: std::sync::Arc<GoBinary>,
     pub summary: String,
     pub warnings: Vec<String>,
 }
@@ -113,8 +115,10 @@ pub fn attach(
     if bin.is_stripped() {
         notes.push("stripped binary: function names from .gopclntab, no file:line".into());
     }
+    let watch = GoWatch::new(pid, bin.wait_reasons().to_vec(), LEAK_WINDOW_NS).with_seeded(seeded);
     Ok(Some(GoAttached {
-        watch: GoWatch::new(pid, bin.wait_reasons().to_vec(), LEAK_WINDOW_NS).with_seeded(seeded),
+        binary: std::sync::Arc::new(bin),
+        watch,
         summary: notes.join("; "),
         warnings,
     }))

@@ -85,6 +85,8 @@ pub struct Session {
     event_errors: u64,
     /// Goroutine-level observation, when the target is a Go program.
     go: Option<GoWatch>,
+    /// Its binary, until the process runs it and frames can be named from it.
+    go_binary: Option<std::sync::Arc<crate::golang::GoBinary>>,
     /// The target's executable and build id, read while it runs (for the pprof mapping).
     executable: Option<(PathBuf, Option<String>)>,
     started: std::time::Instant,
@@ -113,6 +115,7 @@ impl Session {
             target_gone: false,
             event_errors: 0,
             go: None,
+            go_binary: None,
             executable: None,
             started: std::time::Instant::now(),
             started_wall: SystemTime::now(),
@@ -131,6 +134,7 @@ impl Session {
                     eprintln!("observer: warning: {w}");
                 }
                 self.go = Some(attached.watch);
+                self.go_binary = Some(attached.binary);
             }
             Ok(None) => {}
             Err(e) => eprintln!("observer: warning: no goroutine-level view: {e}"),
@@ -161,6 +165,11 @@ impl Session {
         self.executable = executable_of(self.pid);
         if launched.is_none() && !self.opts.no_go {
             self.attach_go(&PathBuf::from(format!("/proc/{}/exe", self.pid)), true);
+        }
+        if let Some(bin) = self.go_binary.take() {
+            // The process runs the binary now: its load bias is known.
+            let bias = crate::golang::goroutines::load_bias(self.pid, &bin).unwrap_or(0);
+            self.stacks.set_go_binary(self.pid, bin, bias);
         }
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;

@@ -1,12 +1,13 @@
 //! Turns what the kernel captured into stacks of function names: `.eh_frame` unwinding of a
 //! register + stack copy where one exists, the kernel's frame-pointer stack otherwise.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use observer_common::{UserStack, STACK_COPY_BYTES};
 
 use crate::{
     events::stack_bytes,
+    golang::GoBinary,
     probes::Probes,
     procmaps::read_process_memory,
     symbolize::Symbolizer,
@@ -17,6 +18,9 @@ pub struct StackResolver {
     unwinder: Unwinder,
     symbolizer: Symbolizer,
     by_id: HashMap<(u32, i32), Vec<String>>,
+    /// Go executables (and their load bias) whose `.gopclntab` names what the symbol tables
+    /// do not: stripped Go binaries keep it.
+    go: HashMap<u32, (Arc<GoBinary>, u64)>,
 }
 
 impl Default for StackResolver {
@@ -31,7 +35,49 @@ impl StackResolver {
             unwinder: Unwinder::new(),
             symbolizer: Symbolizer::new(),
             by_id: HashMap::new(),
+            go: HashMap::new(),
         }
+    }
+
+    /// Names frames of `pid` that the symbol tables cannot from this Go binary's pclntab.
+    pub fn set_go_binary(&mut self, pid: u32, binary: Arc<GoBinary>, load_bias: u64) {
+        self.go.insert(pid, (binary, load_bias));
+    }
+
+    /// Addresses to names, innermost first (addrs[0] is an exact pc, the rest return
+    /// addresses).
+    fn symbolize(&mut self, pid: u32, addrs: &[u64]) -> Vec<String> {
+        let Some((bin, bias)) = self.go.get(&pid) else {
+            return self.symbolizer.symbolize(pid, addrs);
+        };
+        let groups = self.symbolizer.symbolize_each(pid, addrs);
+        let mut out = Vec::with_capacity(addrs.len());
+        for (i, (group, &addr)) in groups.iter().zip(addrs).enumerate() {
+            let unnamed = group
+                .iter()
+                .all(|f| f.contains("+0x") || f.starts_with("[unknown]"));
+            let go_frames = if unnamed {
+                // frames_at looks up pc - 1 itself, like Go's traceback; give it the pc after
+                // the call for return addresses and the exact pc + 1 for the innermost one.
+                let link_pc = addr.wrapping_sub(*bias).wrapping_add(u64::from(i == 0));
+                bin.frames_at(link_pc)
+            } else {
+                Vec::new()
+            };
+            if go_frames.is_empty() {
+                out.extend(group.iter().cloned());
+            } else {
+                out.extend(go_frames.into_iter().map(|f| {
+                    let file = f.file.rsplit('/').next().unwrap_or(&f.file).to_string();
+                    if file.is_empty() {
+                        f.function
+                    } else {
+                        format!("{} ({file}:{})", f.function, f.line)
+                    }
+                }));
+            }
+        }
+        out
     }
 
     /// Reads the process's maps now, so its stacks can be named even after it exits.
@@ -74,7 +120,7 @@ impl StackResolver {
             }
             len /= 2;
         }
-        self.symbolizer.symbolize(pid, &[regs.ip])
+        self.symbolize(pid, &[regs.ip])
     }
 
     pub fn resolve_id(&mut self, probes: &Probes, pid: u32, stack_id: i32) -> Vec<String> {
@@ -84,7 +130,7 @@ impl StackResolver {
         let Some(addrs) = probes.stack(stack_id) else {
             return Vec::new();
         };
-        let names = self.symbolizer.symbolize(pid, &addrs);
+        let names = self.symbolize(pid, &addrs);
         self.by_id.insert((pid, stack_id), names.clone());
         names
     }
@@ -92,17 +138,17 @@ impl StackResolver {
     /// A stack of addresses read from the process (innermost first: a pc, then return
     /// addresses).
     pub fn resolve_addrs(&mut self, pid: u32, addrs: &[u64]) -> Vec<String> {
-        self.symbolizer.symbolize(pid, addrs)
+        self.symbolize(pid, addrs)
     }
 
     /// One code address (e.g. a goroutine's creation site), with inlined callers.
     pub fn resolve_pc(&mut self, pid: u32, pc: u64) -> Vec<String> {
-        self.symbolizer.symbolize(pid, &[pc])
+        self.symbolize(pid, &[pc])
     }
 
     fn resolve_registers(&mut self, pid: u32, regs: Regs, bytes: &[u8]) -> Vec<String> {
         let addrs = self.unwinder.unwind(pid, regs, bytes);
-        self.symbolizer.symbolize(pid, &addrs)
+        self.symbolize(pid, &addrs)
     }
 
     /// The process exited: keep only what symbolization needs.

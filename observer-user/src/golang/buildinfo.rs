@@ -1,4 +1,5 @@
-//! The Go version from `.go.buildinfo` (format of Go's `debug/buildinfo`).
+//! The Go version from `.go.buildinfo` (format of Go's `debug/buildinfo`). Stripping does
+//! not remove it; if even the section name is gone, the header is searched for as Go does.
 
 use std::fmt;
 

@@ -1,4 +1,6 @@
 //! What observer learns by decoding a Go function's machine code (amd64, iced-x86).
+//!
+//! Function bounds come from `.gopclntab`, so all of this works on stripped binaries too.
 
 use std::collections::BTreeSet;
 

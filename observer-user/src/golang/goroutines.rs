@@ -24,8 +24,9 @@ use crate::procmaps::{Backing, ProcessMaps};
 
 /// Frames kept per goroutine.
 pub const MAX_FRAMES: usize = 64;
-/// Bytes of stack read per goroutine, from its saved stack pointer upwards.
-const MAX_STACK_READ: u64 = 64 * 1024;
+/// Bytes of stack read per goroutine up front, from its saved stack pointer upwards (a
+/// typical parked stack fits); deeper frames extend the copy in steps of the same size.
+const STACK_READ: u64 = 8 * 1024;
 /// `IOV_MAX` on Linux.
 const IOV_MAX: usize = 1024;
 /// More goroutines than this means the slice header was misread.
@@ -318,31 +319,35 @@ pub fn dump(pid: u32, bin: &GoBinary) -> Result<Vec<Goroutine>, GoError> {
         .filter_map(|(&addr, bytes)| decode_g(bin, &offsets, addr, &bytes?, now))
         .collect();
 
-    let stack_ranges: Vec<(u64, usize)> = raws
-        .iter()
-        .map(|r| match r.saved {
-            Some(s) if s.stack_hi > s.sp => {
-                (s.sp, (s.stack_hi - s.sp).min(MAX_STACK_READ) as usize)
+    // Stacks are read a batch at a time, so memory stays bounded with 100k goroutines.
+    for batch in raws.chunks_mut(IOV_MAX) {
+        let ranges: Vec<(u64, usize)> = batch
+            .iter()
+            .map(|r| match r.saved {
+                Some(s) if s.stack_hi > s.sp => {
+                    (s.sp, (s.stack_hi - s.sp).min(STACK_READ) as usize)
+                }
+                _ => (0, 0),
+            })
+            .collect();
+        let wanted: Vec<usize> = (0..batch.len()).filter(|&i| ranges[i].1 > 0).collect();
+        let reads = read_many(pid, &wanted.iter().map(|&i| ranges[i]).collect::<Vec<_>>());
+        let mut stacks: HashMap<usize, Vec<u8>> = wanted
+            .into_iter()
+            .zip(reads)
+            .filter_map(|(i, bytes)| Some((i, bytes?)))
+            .collect();
+        for (i, raw) in batch.iter_mut().enumerate() {
+            raw.goroutine.system = is_system(bin, raw.goroutine.start_pc.wrapping_sub(bias));
+            if let Some(saved) = raw.saved {
+                let mut view = StackView {
+                    pid,
+                    base: saved.sp,
+                    hi: saved.stack_hi,
+                    bytes: stacks.remove(&i).unwrap_or_default(),
+                };
+                raw.goroutine.pcs = unwind(bin, bias, saved, &mut view);
             }
-            _ => (0, 0),
-        })
-        .collect();
-    let wanted: Vec<usize> = (0..raws.len()).filter(|&i| stack_ranges[i].1 > 0).collect();
-    let reads = read_many(
-        pid,
-        &wanted.iter().map(|&i| stack_ranges[i]).collect::<Vec<_>>(),
-    );
-    let mut stacks: HashMap<usize, Vec<u8>> = HashMap::new();
-    for (i, bytes) in wanted.into_iter().zip(reads) {
-        if let Some(b) = bytes {
-            stacks.insert(i, b);
-        }
-    }
-    for (i, raw) in raws.iter_mut().enumerate() {
-        raw.goroutine.system = is_system(bin, raw.goroutine.start_pc.wrapping_sub(bias));
-        if let Some(saved) = raw.saved {
-            let stack = stacks.get(&i).map_or(&[][..], Vec::as_slice);
-            raw.goroutine.pcs = unwind(bin, bias, saved, stack, pid);
         }
     }
     Ok(raws.into_iter().map(|r| r.goroutine).collect())
@@ -367,13 +372,7 @@ fn decode_g(
         .flatten()
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let waitsince = le64(b, at(o.g_waitsince)) as i64;
-    let wait_minutes = match (status, now) {
-        (GStatus::Waiting | GStatus::Syscall, Some(now)) if waitsince != 0 && now >= waitsince => {
-            Some(((now - waitsince) / 60_000_000_000) as u64)
-        }
-        _ => None,
-    };
+    let wait_minutes = wait_minutes(status, le64(b, at(o.g_waitsince)) as i64, now);
     let sched = |field: u64| le64(b, at(o.g_sched + field));
     let mut saved = Saved {
         pc: sched(o.gobuf_pc),
@@ -407,6 +406,15 @@ fn decode_g(
     })
 }
 
+/// Go's `goroutineheader`: whole minutes since `waitsince`, for waiting and syscall states,
+/// once the GC has stamped it (0 means not yet).
+fn wait_minutes(status: GStatus, waitsince: i64, now: Option<i64>) -> Option<u64> {
+    let now = now?;
+    let blocked = matches!(status, GStatus::Waiting | GStatus::Syscall);
+    (blocked && waitsince != 0 && now >= waitsince)
+        .then(|| ((now - waitsince) / 60_000_000_000) as u64)
+}
+
 /// Go's `isSystemGoroutine`, by the name of the goroutine's function (finalizer and cleanup
 /// goroutines count as system: whether they run user code right now is not visible here).
 fn is_system(bin: &GoBinary, start_pc: u64) -> bool {
@@ -420,23 +428,38 @@ fn is_system(bin: &GoBinary, start_pc: u64) -> bool {
         )
 }
 
-/// Walks the stack with pcsp frame sizes; frame pointers where pcsp is unknown.
-fn unwind(bin: &GoBinary, bias: u64, saved: Saved, stack: &[u8], pid: u32) -> Vec<u64> {
-    let word = |addr: u64| -> Option<u64> {
-        let off = addr.checked_sub(saved.sp)? as usize;
-        if off + 8 <= stack.len() {
-            return Some(le64(stack, off));
+/// A copy of a goroutine stack from `base` up, extended on demand up to `hi`.
+struct StackView {
+    pid: u32,
+    base: u64,
+    hi: u64,
+    bytes: Vec<u8>,
+}
+
+impl StackView {
+    fn word(&mut self, addr: u64) -> Option<u64> {
+        let off = usize::try_from(addr.checked_sub(self.base)?).ok()?;
+        if off + 8 > self.bytes.len() {
+            let end = self.base + self.bytes.len() as u64;
+            let want = (addr + 8).max(end + STACK_READ).min(self.hi.max(addr + 8));
+            let more =
+                crate::procmaps::read_process_memory(self.pid, end, (want - end) as usize).ok()?;
+            self.bytes.extend_from_slice(&more);
         }
-        let b = crate::procmaps::read_process_memory(pid, addr, 8).ok()?;
-        (b.len() == 8).then(|| le64(&b, 0))
-    };
+        (off + 8 <= self.bytes.len()).then(|| le64(&self.bytes, off))
+    }
+}
+
+/// Walks the stack with pcsp frame sizes, as Go's unwinder does; frame pointers when the
+/// first pc has no pcsp (outside Go code).
+fn unwind(bin: &GoBinary, bias: u64, saved: Saved, stack: &mut StackView) -> Vec<u64> {
     let mut pcs = vec![saved.pc];
     let mut pc = saved.pc;
     let mut sp = saved.sp;
     while pcs.len() < MAX_FRAMES {
         let Some((delta, top)) = bin.frame_step(pc.wrapping_sub(bias), &STACK_TOPS) else {
             if pcs.len() == 1 {
-                return unwind_fp(saved, &word);
+                return unwind_fp(saved, &mut |a| stack.word(a));
             }
             break;
         };
@@ -447,7 +470,7 @@ fn unwind(bin: &GoBinary, bias: u64, saved: Saved, stack: &[u8], pid: u32) -> Ve
             break;
         }
         let slot = sp + delta;
-        let Some(ret) = word(slot) else { break };
+        let Some(ret) = stack.word(slot) else { break };
         if ret == 0 || !bin.is_go_code(ret.wrapping_sub(bias)) {
             break;
         }
@@ -459,7 +482,7 @@ fn unwind(bin: &GoBinary, bias: u64, saved: Saved, stack: &[u8], pid: u32) -> Ve
 }
 
 /// Frame-pointer walk: each frame holds the caller's BP at [bp] and its return address above.
-fn unwind_fp(saved: Saved, word: &dyn Fn(u64) -> Option<u64>) -> Vec<u64> {
+fn unwind_fp(saved: Saved, word: &mut dyn FnMut(u64) -> Option<u64>) -> Vec<u64> {
     let mut pcs = vec![saved.pc];
     let mut bp = saved.bp;
     while pcs.len() < MAX_FRAMES && bp != 0 && bp < saved.stack_hi {
@@ -497,6 +520,19 @@ mod tests {
     }
 
     #[test]
+    fn wait_minutes_like_go() {
+        let min = 60_000_000_000;
+        let now = Some(10 * min + 5);
+        assert_eq!(wait_minutes(GStatus::Waiting, 3 * min, now), Some(7));
+        assert_eq!(wait_minutes(GStatus::Syscall, 10 * min, now), Some(0));
+        assert_eq!(wait_minutes(GStatus::Waiting, 0, now), None);
+        assert_eq!(wait_minutes(GStatus::Runnable, 3 * min, now), None);
+        assert_eq!(wait_minutes(GStatus::Waiting, 11 * min, now), None);
+        assert_eq!(wait_minutes(GStatus::Waiting, 3 * min, None), None);
+        assert!(monotonic_ns().is_some_and(|t| t > 0));
+    }
+
+    #[test]
     fn frame_pointer_walk_stops_at_bad_links() {
         // Stack at 0x1000: frame A at 0x1000 -> frame B at 0x1020 -> 0 (end).
         let mut stack = vec![0u8; 0x40];
@@ -510,11 +546,28 @@ mod tests {
             bp: 0x1000,
             stack_hi: 0x1040,
         };
-        let word = |addr: u64| -> Option<u64> {
+        let mut word = |addr: u64| -> Option<u64> {
             let off = addr.checked_sub(0x1000)? as usize;
             (off + 8 <= stack.len()).then(|| le64(&stack, off))
         };
-        assert_eq!(unwind_fp(saved, &word), vec![0x9999, 0xaaaa, 0xbbbb]);
+        assert_eq!(unwind_fp(saved, &mut word), vec![0x9999, 0xaaaa, 0xbbbb]);
+    }
+
+    #[test]
+    fn stack_view_extends_from_the_process() {
+        let data: Vec<u64> = (0..4096).collect();
+        let base = data.as_ptr() as u64;
+        let mut view = StackView {
+            pid: std::process::id(),
+            base,
+            hi: base + 8 * 4096,
+            bytes: Vec::new(),
+        };
+        assert_eq!(view.word(base + 8 * 3), Some(3));
+        assert_eq!(view.bytes.len() as u64, STACK_READ);
+        assert_eq!(view.word(base + 8 * 4000), Some(4000));
+        assert_eq!(view.word(base + 8 * 4096), None);
+        assert_eq!(view.word(base - 8), None);
     }
 
     #[test]

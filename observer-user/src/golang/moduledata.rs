@@ -1,5 +1,8 @@
 //! `runtime.firstmoduledata`, found without symbols, and the `go:func.*` base it records.
 //!
+//! Only needed when symbols are gone (stripped binaries), and for Go 1.26+, whose pclntab
+//! header no longer records where the text starts.
+//!
 //! The moduledata starts with a pointer to the pclntab header followed by the `funcnametab`
 //! slice, which points into the same table: two words nothing else in the data has.
 

@@ -67,7 +67,6 @@ pub(crate) struct Func {
     record: usize,
 }
 
-#[derive(Debug)]
 pub(crate) struct Pclntab {
     data: Vec<u8>,
     layout: Layout,
@@ -85,6 +84,19 @@ pub(crate) struct Pclntab {
     pub gofunc: Option<u64>,
     by_name: OnceLock<HashMap<String, usize>>,
     wrapper_id: OnceLock<u8>,
+}
+
+impl std::fmt::Debug for Pclntab {
+    // The table is megabytes: show its shape only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pclntab")
+            .field("layout", &self.layout)
+            .field("bytes", &self.data.len())
+            .field("nfunc", &self.nfunc)
+            .field("text_start", &format_args!("{:#x}", self.text_start))
+            .field("gofunc", &self.gofunc)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pclntab {

@@ -2,6 +2,10 @@
 //! block per goroutine, runtime frames hidden), `?debug=1` (identical stacks grouped with
 //! counts), and JSON. Rendering is pure: addresses become names through a [`GoSymbolize`].
 //!
+//! Stripped binaries render exactly the same through [`PclntabSymbolizer`] (names, files,
+//! lines and inlined frames all come from `.gopclntab`); [`BlazeGoSymbolizer`] needs
+//! `.symtab` or DWARF and otherwise prints `file+offset` names.
+//!
 //! Differences from Go's own output: arguments are never printed (`(...)` everywhere),
 //! labels and synctest bubbles are not shown, and the `?debug=1` header lists the raw pcs
 //! (Go drops wrapper pcs there). Wrapper frames are hidden by funcID (pclntab) or by their
