@@ -5,9 +5,10 @@
 #![no_std]
 
 /// Bytes of user stack copied next to a register snapshot, for `.eh_frame` unwinding in
-/// userspace. Enough for the frames between a blocking syscall and the application code
-/// in ordinary C/C++/Rust programs; deeper stacks are cut (the unwinder stops at the end).
-pub const STACK_COPY_BYTES: usize = 8192;
+/// userspace (a power of two). Enough for the frames between a blocking syscall and the
+/// application code in ordinary C/C++/Rust programs; deeper stacks are cut (the unwinder stops
+/// at the end of the copy).
+pub const STACK_COPY_BYTES: usize = 16384;
 
 /// x86_64 syscall numbers the probes classify.
 pub mod sysno {

@@ -34,10 +34,13 @@ pub fn current_user_regs() -> Option<pt_regs> {
 
 /// Copies the user stack at `sp` of the *current address space* into `dst`.
 ///
-/// A fixed-size read fails as a whole when it crosses the end of the stack mapping, so try
-/// smaller sizes until one fits: shallow stacks near the top of their mapping still unwind.
+/// A read fails as a whole when any byte is unmapped, and the stack of a main thread ends a few
+/// KiB above a shallow `sp`. So copy page by page: up to the end of `sp`'s page, then whole
+/// pages, stopping at the first page that cannot be read. Everything up to the top of the stack
+/// is kept, and at least `STACK_COPY_BYTES - 4096` bytes when the stack is deep.
 #[inline(always)]
 pub unsafe fn copy_user_stack(dst: *mut UserStack, ip: u64, sp: u64, bp: u64) {
+    const PAGE: u64 = 4096;
     unsafe {
         (*dst).ip = ip;
         (*dst).sp = sp;
@@ -47,20 +50,31 @@ pub unsafe fn copy_user_stack(dst: *mut UserStack, ip: u64, sp: u64, bp: u64) {
             return;
         }
         let buf = (*dst).bytes.as_mut_ptr();
-        let src = sp as *const core::ffi::c_void;
-        let mut len = STACK_COPY_BYTES as u32;
-        if bpf_probe_read_user(buf.cast(), len, src) != 0 {
-            len = (STACK_COPY_BYTES / 2) as u32;
-            if bpf_probe_read_user(buf.cast(), len, src) != 0 {
-                len = (STACK_COPY_BYTES / 4) as u32;
-                if bpf_probe_read_user(buf.cast(), len, src) != 0 {
-                    len = (STACK_COPY_BYTES / 16) as u32;
-                    if bpf_probe_read_user(buf.cast(), len, src) != 0 {
-                        len = 0;
-                    }
-                }
-            }
+        // 1..=PAGE bytes up to the page boundary.
+        let first = (PAGE - (sp & (PAGE - 1))) & (2 * PAGE - 1);
+        if first == 0 || first > PAGE {
+            return;
         }
-        (*dst).len = len as u64;
+        if bpf_probe_read_user(buf.cast(), first as u32, sp as *const core::ffi::c_void) != 0 {
+            return;
+        }
+        let mut len = first;
+        for _ in 0..(STACK_COPY_BYTES as u64 / PAGE - 1) {
+            // len <= STACK_COPY_BYTES - PAGE here, so the page fits in the buffer.
+            let off = len & (STACK_COPY_BYTES as u64 - 1);
+            if off + PAGE > STACK_COPY_BYTES as u64 {
+                break;
+            }
+            let rc = bpf_probe_read_user(
+                buf.add(off as usize).cast(),
+                PAGE as u32,
+                (sp + len) as *const core::ffi::c_void,
+            );
+            if rc != 0 {
+                break;
+            }
+            len += PAGE;
+        }
+        (*dst).len = len;
     }
 }

@@ -15,7 +15,10 @@ use crate::duration::parse_duration;
              stalled threads, deadlocks and silent thread deaths, with stacks that name the code. \
              No change to the target.",
     long_about = None,
-    after_help = "Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE. \
+    after_help = "Common options of watch and run: --threshold DUR (report lock waits at least \
+                  this long, default 100ms), --stall-after DUR (default 5s), --duration DUR, \
+                  --alerts PATH, --folded PATH, --pprof PATH, --svg PATH; see `observer watch --help`.\n\n\
+                  Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE. \
                   Alerts are JSON lines (see README, 'Alert schema')."
 )]
 pub struct Cli {

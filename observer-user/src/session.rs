@@ -161,7 +161,11 @@ impl Session {
         } else {
             self.seed_blocked_threads();
         }
-        self.stacks.prepare(self.pid);
+        if launched.is_none() {
+            // A command's maps are read on first use instead: right after exec, the dynamic
+            // loader has not mapped its libraries yet.
+            self.stacks.prepare(self.pid);
+        }
         self.executable = executable_of(self.pid);
         if launched.is_none() && !self.opts.no_go {
             self.attach_go(&PathBuf::from(format!("/proc/{}/exe", self.pid)), true);
@@ -378,7 +382,10 @@ impl Session {
             .resolve_snapshot(&self.probes, w.tgid, &w.waiter, w.stack_id);
         let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
         // In a Go process futex waits are idle scheduler threads (M parking), never lock waits.
+        // A wait that ended because the process is exiting (the waker is in exit_group and
+        // kills its threads) was not granted the lock: stall/deadlock alerts cover it.
         let is_lock = self.go.is_none()
+            && w.waker_syscall != sysno::EXIT_GROUP as i64
             && w.class == wait_class::LOCK
             && (w.waker_tid == w.owner || thread_exists(w.tgid, w.owner));
         if is_lock || self.opts.report_idle {

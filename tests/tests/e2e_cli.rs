@@ -9,7 +9,7 @@ use observer_tests::{
     ObserverCmd, Target, Workspace,
 };
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn help_mentions_threshold() {

@@ -8,7 +8,7 @@ use observer_tests::{
     ObserverCmd, ObserverRun, Target, Value, Workspace, MS,
 };
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Threads {
     alice: i64,

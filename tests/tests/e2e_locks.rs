@@ -7,7 +7,7 @@ use observer_tests::{
     ObserverCmd, Value, Workspace, MS,
 };
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// lock_hold.c: "maintenance" holds table_lock ~300ms every ~1s while "worker" waits for it.
 fn lock_hold(fp: FramePointers) {

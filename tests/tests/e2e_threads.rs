@@ -7,7 +7,7 @@ use observer_tests::{
     FramePointers, ObserverCmd, Workspace, MS,
 };
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// thread_death.c: worker-2 of a pool of three calls pthread_exit() after ~500ms; the process
 /// lives on and exits 0 after 4s.

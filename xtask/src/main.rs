@@ -8,6 +8,8 @@ mod setup;
 mod tasks;
 mod util;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -34,9 +36,20 @@ enum Command {
     Demo,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of contexts says what failed; a Rust backtrace of xtask itself would not help.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
         Command::Setup => setup::run(),
         Command::Build => tasks::build().map(|_| ()),
         Command::Test => tasks::test(),

@@ -54,6 +54,7 @@ impl From<ReasonSource> for Source {
             ReasonSource::Scan => Source::Scan,
             ReasonSource::Table => Source::Table,
             ReasonSource::TableNearest => Source::TableNearest,
+            ReasonSource::None => Source::None,
         }
     }
 }
@@ -176,7 +177,7 @@ impl GoBinary {
         &self.wait_reasons
     }
 
-    /// `"symtab"`, `"data-scan"`, `"table"` or `"table-nearest"`.
+    /// `"symtab"`, `"data-scan"`, `"table"`, `"table-nearest"` or `"none"`.
     pub fn wait_reasons_source(&self) -> &'static str {
         self.wait_reasons_source.as_str()
     }

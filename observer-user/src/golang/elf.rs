@@ -67,16 +67,14 @@ pub(crate) struct ElfImage {
 /// The sections the DWARF reader wants, decompressed; kept only while a binary is opened.
 pub(crate) type DebugSections = HashMap<&'static str, Vec<u8>>;
 
-const DEBUG_SECTIONS: [&str; 9] = [
+/// Enough to read DIEs and their names (line programs and ranges are not needed).
+const DEBUG_SECTIONS: [&str; 6] = [
     ".debug_info",
     ".debug_abbrev",
     ".debug_str",
     ".debug_line_str",
     ".debug_str_offsets",
     ".debug_addr",
-    ".debug_rnglists",
-    ".debug_ranges",
-    ".debug_types",
 ];
 
 impl ElfImage {

@@ -439,9 +439,12 @@ struct StackView {
 impl StackView {
     fn word(&mut self, addr: u64) -> Option<u64> {
         let off = usize::try_from(addr.checked_sub(self.base)?).ok()?;
+        if addr.checked_add(8)? > self.hi {
+            return None;
+        }
         if off + 8 > self.bytes.len() {
             let end = self.base + self.bytes.len() as u64;
-            let want = (addr + 8).max(end + STACK_READ).min(self.hi.max(addr + 8));
+            let want = (addr + 8).max(end + STACK_READ).min(self.hi);
             let more =
                 crate::procmaps::read_process_memory(self.pid, end, (want - end) as usize).ok()?;
             self.bytes.extend_from_slice(&more);

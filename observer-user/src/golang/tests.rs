@@ -566,10 +566,12 @@ fn compare_with_pprof(path: &Path, version: &str, variant: Variant) {
     let mut compared = 0;
     for (goid, theirs) in &pprof {
         let Some(mine) = ours.get(goid) else { continue };
-        let interesting = theirs
-            .functions()
-            .iter()
-            .any(|f| *f == "main.leakyWorker" || *f == "main.lockedSection");
+        let interesting = theirs.functions().iter().any(|f| {
+            matches!(
+                *f,
+                "main.leakyWorker" | "main.lockedSection" | "main.deepWait"
+            )
+        });
         if !interesting {
             continue;
         }
@@ -581,8 +583,22 @@ fn compare_with_pprof(path: &Path, version: &str, variant: Variant) {
     }
     assert_eq!(
         compared,
-        LEAKY + 1,
+        LEAKY + 2,
         "{version}: compared {compared} goroutines"
+    );
+
+    // The deep goroutine: 41 frames of main.deepWait, read beyond the first stack copy.
+    let deep = ours
+        .values()
+        .find(|b| b.functions().contains(&"main.deepWait"))
+        .expect("deepWait goroutine");
+    assert_eq!(
+        deep.functions()
+            .iter()
+            .filter(|f| **f == "main.deepWait")
+            .count(),
+        41,
+        "{version}: {deep:?}"
     );
 
     // Every other goroutine: the same state and functions, except those the pprof request

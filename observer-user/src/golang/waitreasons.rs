@@ -23,6 +23,7 @@ pub(crate) enum ReasonSource {
     Scan,
     Table,
     TableNearest,
+    None,
 }
 
 pub(crate) fn wait_reasons(elf: &ElfImage, version: &GoVersion) -> (Vec<String>, ReasonSource) {
@@ -45,7 +46,7 @@ pub(crate) fn wait_reasons(elf: &ElfImage, version: &GoVersion) -> (Vec<String>,
                 ReasonSource::TableNearest
             },
         ),
-        None => (Vec::new(), ReasonSource::TableNearest),
+        None => (Vec::new(), ReasonSource::None),
     }
 }
 
