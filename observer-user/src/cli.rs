@@ -39,6 +39,23 @@ pub enum Command {
         #[command(flatten)]
         opts: ObserveOpts,
     },
+    /// Dump the goroutines of a running Go program from outside, without probes and without
+    /// stopping it (reads runtime.allgs with process_vm_readv), like
+    /// /debug/pprof/goroutine?debug=2 (default) or ?debug=1 (--grouped).
+    Goroutines {
+        /// The Go process.
+        #[arg(long, value_name = "PID")]
+        pid: u32,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Group identical stacks with counts, like ?debug=1.
+        #[arg(long)]
+        grouped: bool,
+        /// Also show runtime-internal goroutines and frames (like GOTRACEBACK=system).
+        #[arg(long)]
+        system: bool,
+    },
     /// Start CMD observed from its first instruction; its stdin/stdout/stderr pass through and
     /// observer exits with its status.
     Run {

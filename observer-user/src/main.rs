@@ -51,6 +51,15 @@ fn run(cli: Cli) -> Result<i32> {
             runtime.block_on(session.run(None))?;
             Ok(0)
         }
+        Command::Goroutines {
+            pid,
+            json,
+            grouped,
+            system,
+        } => {
+            goroutines_dump(pid, json, grouped, system)?;
+            Ok(0)
+        }
         Command::Run { opts, command } => {
             let probes = attach(&opts)?;
             let _guard = runtime.enter(); // the command is awaited on a blocking task of the runtime
@@ -69,6 +78,34 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
     }
+}
+
+/// `observer goroutines`: a probe-free dump of a Go process.
+fn goroutines_dump(pid: u32, json: bool, grouped: bool, system: bool) -> Result<()> {
+    use observer::golang;
+    target::check_pid(pid)?;
+    let bin = golang::GoBinary::for_pid(pid).with_context(|| format!("pid {pid}"))?;
+    let started = Instant::now();
+    let goroutines = golang::goroutines::dump(pid, &bin)?;
+    let bias = golang::goroutines::load_bias(pid, &bin)?;
+    let mut sym = golang::PclntabSymbolizer::new(&bin, bias);
+    let opts = golang::RenderOptions {
+        show_system: system,
+    };
+    let text = if json {
+        serde_json::to_string_pretty(&golang::render_json(&goroutines, &mut sym))?
+    } else if grouped {
+        golang::render_debug1(&goroutines, &mut sym, opts)
+    } else {
+        golang::render_debug2(&goroutines, &mut sym, opts)
+    };
+    println!("{}", text.trim_end());
+    log::info!(
+        "{} goroutines read in {:?}",
+        goroutines.len(),
+        started.elapsed()
+    );
+    Ok(())
 }
 
 fn attach(opts: &ObserveOpts) -> Result<Probes> {

