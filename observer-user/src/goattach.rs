@@ -84,9 +84,10 @@ pub fn attach(
     let mut warnings = Vec::new();
     for (program, functions) in PROBES {
         for &function in functions {
-            // After the stack-growth check: fires once even when the stack grows.
+            // After the stack-growth check (fires once even when the stack grows) and the
+            // frame setup (the stack names the direct caller).
             match bin
-                .entry_after_stack_check(function)
+                .entry_after_frame_setup(function)
                 .or_else(|| bin.func_offset(function))
             {
                 Some(file_offset) => points.push(GoAttachPoint {

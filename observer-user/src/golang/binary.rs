@@ -288,6 +288,15 @@ impl GoBinary {
             .vaddr_to_offset(disasm::after_stack_check(&code, entry))
     }
 
+    /// File offset of the first instruction after the frame-pointer setup that follows the
+    /// stack check: a uprobe there fires once per call and a frame-pointer stack taken in it
+    /// names the direct caller (see `disasm::after_frame_setup`).
+    pub fn entry_after_frame_setup(&self, name: &str) -> Option<u64> {
+        let (code, entry) = self.code(name)?;
+        self.elf
+            .vaddr_to_offset(disasm::after_frame_setup(&code, entry))
+    }
+
     /// Link-time address of a symbol (data or text) from `.symtab`; `runtime.allgs` is also
     /// recovered in stripped binaries.
     pub fn symbol_addr(&self, name: &str) -> Option<u64> {

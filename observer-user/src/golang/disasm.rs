@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
+};
 
 /// Instructions inspected for the stack-growth check: it is always the first thing a Go
 /// function does (at most LEAQ/MOVQ+SUBQ+JCS, then CMPQ, then Jcc).
@@ -56,6 +58,31 @@ pub(crate) fn after_stack_check(code: &[u8], entry: u64) -> u64 {
 }
 
 /// `CMP SP-ish, [reg + 16]`: compares a stack pointer value with `g.stackguard0`.
+/// The address after the frame-pointer setup that follows the stack check: `MOVQ SP, BP`
+/// (Go 1.21+: after `PUSHQ BP`) or `LEAQ n(SP), BP` (older: after `SUBQ`/`MOVQ BP, n(SP)`). A
+/// probe there sees a complete frame-pointer chain, so a stack taken in it names the direct
+/// caller, on any kernel. Falls back to `after_stack_check` when no setup is found (frameless
+/// functions).
+pub(crate) fn after_frame_setup(code: &[u8], entry: u64) -> u64 {
+    let start = after_stack_check(code, entry);
+    let offset = start.saturating_sub(entry) as usize;
+    let Some(rest) = code.get(offset..) else {
+        return start;
+    };
+    for ins in decode(rest, start).take(4) {
+        let sets_bp_from_sp = ins.op0_register() == Register::RBP
+            && ((ins.mnemonic() == Mnemonic::Mov && ins.op1_register() == Register::RSP)
+                || (ins.mnemonic() == Mnemonic::Lea && ins.memory_base() == Register::RSP));
+        if sets_bp_from_sp {
+            return ins.next_ip();
+        }
+        if ins.flow_control() != FlowControl::Next {
+            break;
+        }
+    }
+    start
+}
+
 fn is_stack_guard_compare(i: &Instruction) -> bool {
     if !matches!(i.code(), Code::Cmp_r64_rm64 | Code::Cmp_rm64_r64) || i.op_count() != 2 {
         return false;
@@ -147,5 +174,42 @@ mod tests {
         let found = slice_header_target(&code, entry, |_| true);
         assert_eq!(found, Some(0x454b85));
         assert_eq!(slice_header_target(&code, entry, |a| a != 0x454b8d), None);
+    }
+}
+
+#[cfg(test)]
+mod frame_setup_tests {
+    use super::after_frame_setup;
+
+    const ENTRY: u64 = 0x479260;
+
+    #[test]
+    fn go_1_21_plus_push_mov() {
+        // cmp 0x10(%r14),%rsp; jbe +0xdc; push %rbp; mov %rsp,%rbp; sub $0x10,%rsp
+        let code = [
+            0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0xdc, 0x00, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5,
+            0x48, 0x83, 0xec, 0x10,
+        ];
+        assert_eq!(after_frame_setup(&code, ENTRY), ENTRY + 14);
+    }
+
+    #[test]
+    fn go_1_19_sub_mov_lea() {
+        // cmp 0x10(%r14),%rsp; jbe +0xe9; sub $0x18,%rsp; mov %rbp,0x10(%rsp); lea 0x10(%rsp),%rbp
+        let code = [
+            0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0xe9, 0x00, 0x00, 0x00, 0x48, 0x83, 0xec, 0x18,
+            0x48, 0x89, 0x6c, 0x24, 0x10, 0x48, 0x8d, 0x6c, 0x24, 0x10, 0x49, 0x8b, 0x56, 0x30,
+        ];
+        assert_eq!(after_frame_setup(&code, ENTRY), ENTRY + 24);
+    }
+
+    #[test]
+    fn frameless_function_keeps_the_stack_check_point() {
+        // cmp 0x10(%r14),%rsp; jbe +0x10; mov 0x30(%r14),%rdx; ret
+        let code = [
+            0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x10, 0x00, 0x00, 0x00, 0x49, 0x8b, 0x56, 0x30,
+            0xc3,
+        ];
+        assert_eq!(after_frame_setup(&code, ENTRY), ENTRY + 10);
     }
 }
