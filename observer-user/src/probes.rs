@@ -123,7 +123,16 @@ impl Probes {
         }
         raise_memlock_limit();
         let off = Offsets::read(tracefs_dir)?;
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        // Tests shrink the ring buffer to prove that overflow is counted and reported.
+        if let Some(bytes) = std::env::var("OBSERVER_RING_BUFFER_BYTES")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|b| b.is_power_of_two() && *b >= 4096)
+        {
+            loader.map_max_entries("EVENTS", bytes);
+        }
+        let mut ebpf = loader
             .override_global("THRESHOLD_NS", &cfg.threshold_ns, true)
             .override_global("WAKING_PID_OFFSET", &off.waking_pid, true)
             .override_global("FORK_CHILD_PID_OFFSET", &off.fork_child_pid, true)
