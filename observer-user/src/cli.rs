@@ -39,6 +39,30 @@ pub enum Command {
         #[command(flatten)]
         opts: ObserveOpts,
     },
+    /// Record an incident for later analysis: like `watch`, and everything observed goes to a
+    /// self-contained recording (alerts, blocked-time profile, symbolized stacks) that
+    /// `observer report` reads after the process, and even its binary, are gone.
+    Record {
+        /// Process to record.
+        #[arg(long, value_name = "PID")]
+        pid: u32,
+        /// The recording file to write.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        opts: ObserveOpts,
+    },
+    /// Report on a recording: replay its alerts or render its profile.
+    Report {
+        /// The recording (from `observer record`).
+        file: PathBuf,
+        /// What to produce.
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::report::Format,
+        /// Where to write it (default: stdout; required for pprof).
+        #[arg(short = 'o', long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
     /// Dump the goroutines of a running Go program from outside, without probes and without
     /// stopping it (reads runtime.allgs with process_vm_readv), like
     /// /debug/pprof/goroutine?debug=2 (default) or ?debug=1 (--grouped).

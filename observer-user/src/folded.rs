@@ -33,7 +33,7 @@ struct Totals {
 }
 
 /// One merged stack with its totals, for summaries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopStack {
     pub process: String,
     pub thread: String,
@@ -58,13 +58,25 @@ impl FoldedProfile {
         frames_innermost_first: &[String],
         weight_ns: u64,
     ) {
+        self.add_many(process, thread, frames_innermost_first, weight_ns, 1);
+    }
+
+    /// Like [`Self::add`] for `count` waits summed elsewhere (the kernel's aggregates).
+    pub fn add_many(
+        &mut self,
+        process: &str,
+        thread: &str,
+        frames_innermost_first: &[String],
+        weight_ns: u64,
+        count: u64,
+    ) {
         let mut key = Vec::with_capacity(frames_innermost_first.len() + 2);
         key.push(sanitize(process));
         key.push(sanitize(thread));
         key.extend(frames_innermost_first.iter().rev().map(|f| sanitize(f)));
         let totals = self.stacks.entry(key).or_default();
         totals.weight_ns = totals.weight_ns.saturating_add(weight_ns);
-        totals.count = totals.count.saturating_add(1);
+        totals.count = totals.count.saturating_add(count);
     }
 
     /// Number of distinct stacks.

@@ -132,7 +132,7 @@ impl GoWatch {
     ) -> Option<GoAlert> {
         let reason = self.reason(ev.reason);
         let stack = stacks.resolve_id(probes, self.pid, ev.stack_id);
-        add_folded(folded, process, &reason, &stack, ev.duration_ns);
+        add_folded(folded, process, &reason, &stack, ev.duration_ns, 1);
         if classify_reason(&reason) != ReasonClass::Sync {
             return None;
         }
@@ -165,7 +165,14 @@ impl GoWatch {
         for (key, value) in aggs.into_iter().filter(|(k, _)| k.tgid == self.pid) {
             let reason = self.reason(key.reason);
             let stack = stacks.resolve_id(probes, self.pid, key.stack_id);
-            add_folded(folded, process, &reason, &stack, value.total_ns);
+            add_folded(
+                folded,
+                process,
+                &reason,
+                &stack,
+                value.total_ns,
+                value.count,
+            );
         }
     }
 
@@ -298,7 +305,14 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
 
 /// Goroutine waits in the profile: one "thread" column for all goroutines (goids would make
 /// every stack unique), the wait reason as the innermost frame.
-fn add_folded(folded: &mut FoldedProfile, process: &str, reason: &str, stack: &[String], ns: u64) {
+fn add_folded(
+    folded: &mut FoldedProfile,
+    process: &str,
+    reason: &str,
+    stack: &[String],
+    ns: u64,
+    count: u64,
+) {
     let mut frames = Vec::with_capacity(stack.len() + 1);
     frames.push(format!("[{reason}]"));
     if stack.is_empty() {
@@ -306,7 +320,7 @@ fn add_folded(folded: &mut FoldedProfile, process: &str, reason: &str, stack: &[
     } else {
         frames.extend(stack.iter().cloned());
     }
-    folded.add(process, "goroutines", &frames, ns);
+    folded.add_many(process, "goroutines", &frames, ns, count);
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub mod privileges;
 pub mod probes;
 pub mod procexit;
 pub mod procmaps;
+pub mod recording;
+pub mod report;
 pub mod seed;
 pub mod session;
 pub mod sink;

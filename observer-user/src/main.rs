@@ -51,6 +51,38 @@ fn run(cli: Cli) -> Result<i32> {
             runtime.block_on(session.run(None))?;
             Ok(0)
         }
+        Command::Record { pid, output, opts } => {
+            target::check_pid(pid)?;
+            let probes = attach(&opts)?;
+            target::check_pid(pid)?;
+            if !opts.quiet {
+                eprintln!(
+                    "observer: recording pid {pid} to {}. Ctrl-C to stop.",
+                    output.display()
+                );
+            }
+            let mut session_opts = session_options(&opts);
+            session_opts.record = Some(output);
+            let session = Session::new(session_opts, probes, pid)?;
+            runtime.block_on(session.run(None))?;
+            Ok(0)
+        }
+        Command::Report {
+            file,
+            format,
+            output,
+        } => {
+            let rec = observer::recording::Recording::read(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            if rec.truncated {
+                eprintln!(
+                    "observer: note: {} was cut short; reporting up to its last whole block",
+                    file.display()
+                );
+            }
+            observer::report::report(&rec, format, output.as_deref())?;
+            Ok(0)
+        }
         Command::Goroutines {
             pid,
             json,
@@ -134,5 +166,6 @@ fn session_options(opts: &ObserveOpts) -> SessionOptions {
         report_idle: opts.report_idle,
         quiet: opts.quiet,
         no_go: opts.no_go,
+        record: None,
     }
 }

@@ -23,6 +23,7 @@ use crate::{
     gowatch::{GoAlert, GoWatch},
     probes::{Counters, Probes},
     procexit::ProcessExits,
+    recording::{self, Recorder},
     seed,
     sink::AlertSink,
     stackres::StackResolver,
@@ -52,6 +53,8 @@ pub struct SessionOptions {
     pub report_idle: bool,
     pub quiet: bool,
     pub no_go: bool,
+    /// Write a recording (`observer record`).
+    pub record: Option<PathBuf>,
 }
 
 /// What ended the session, for the exit code.
@@ -91,6 +94,7 @@ pub struct Session {
     executable: Option<(PathBuf, Option<String>)>,
     started: std::time::Instant,
     started_wall: SystemTime,
+    recorder: Option<Recorder>,
 }
 
 impl Session {
@@ -119,6 +123,7 @@ impl Session {
             executable: None,
             started: std::time::Instant::now(),
             started_wall: SystemTime::now(),
+            recorder: None,
         })
     }
 
@@ -167,6 +172,7 @@ impl Session {
             self.stacks.prepare(self.pid);
         }
         self.executable = executable_of(self.pid);
+        self.start_recording()?;
         if launched.is_none() && !self.opts.no_go {
             self.attach_go(&PathBuf::from(format!("/proc/{}/exe", self.pid)), true);
         }
@@ -210,7 +216,10 @@ impl Session {
                         break;
                     }
                 }
-                _ = drain.tick() => self.drain_aggregates(),
+                _ = drain.tick() => {
+                    self.drain_aggregates();
+                    self.record_profile();
+                }
                 code = async { exit.as_mut().expect("guarded").await }, if exit.is_some() => {
                     command_status = Some(code.unwrap_or(1));
                     break;
@@ -602,6 +611,51 @@ impl Session {
         }
     }
 
+    fn start_recording(&mut self) -> Result<()> {
+        let Some(path) = self.opts.record.clone() else {
+            return Ok(());
+        };
+        let meta = recording::Meta {
+            observer_version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: self.pid,
+            process: self.process_name.clone(),
+            executable: self
+                .executable
+                .as_ref()
+                .map(|(p, _)| p.display().to_string()),
+            build_id: self.executable.as_ref().and_then(|(_, b)| b.clone()),
+            started: alert::format_time(self.started_wall),
+            threshold_ns: duration_ns(self.opts.threshold),
+            stall_after_ns: duration_ns(self.opts.stall_after),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        };
+        self.recorder = Some(
+            Recorder::create(&path, &meta)
+                .with_context(|| format!("creating the recording {}", path.display()))?,
+        );
+        Ok(())
+    }
+
+    /// A profile snapshot in the recording, so a cut-short recording still has one.
+    fn record_profile(&mut self) {
+        let Some(r) = self.recorder.as_mut() else {
+            return;
+        };
+        let c = self.probes.counters();
+        let snapshot = recording::ProfileSnapshot {
+            elapsed_ns: duration_ns(self.started.elapsed()),
+            stacks: self.folded.entries(),
+            events_dropped: c.events_dropped,
+            agg_dropped: c.agg_dropped,
+        };
+        if let Err(e) = r.profile(&snapshot) {
+            eprintln!("observer: recording: {e}");
+        }
+    }
+
     fn drain_aggregates(&mut self) {
         if let Some(go) = self.go.as_mut() {
             let process = self.process_name.clone();
@@ -630,14 +684,23 @@ impl Session {
             let comm = self
                 .thread_comm(key.tgid, key.tid)
                 .unwrap_or_else(|| key.tid.to_string());
-            self.folded
-                .add(&self.process_name, &comm, &frames, value.total_ns);
+            self.folded.add_many(
+                &self.process_name,
+                &comm,
+                &frames,
+                value.total_ns,
+                value.count,
+            );
         }
     }
 
     fn finish(&mut self) -> Result<()> {
         self.drain_aggregates();
         self.add_ongoing_lock_waits();
+        self.record_profile();
+        if let Some(r) = self.recorder.take() {
+            r.finish().context("finishing the recording")?;
+        }
         // Thread deaths still in their grace period when observation stops are reported: the
         // process outlived them for as long as we watched.
         let counters = self.probes.counters();
@@ -723,6 +786,11 @@ impl Session {
 
     fn emit(&mut self, alert: Alert) {
         *self.alert_counts.entry(alert.detail.kind()).or_default() += 1;
+        if let Some(r) = self.recorder.as_mut() {
+            if let Err(e) = r.alert(&alert) {
+                eprintln!("observer: recording: {e}");
+            }
+        }
         if let Err(e) = self.sink.write(&alert) {
             eprintln!("observer: writing alert: {e}");
         }

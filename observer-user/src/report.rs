@@ -1,0 +1,134 @@
+//! `observer report`: turn a recording into the outputs people read, after the fact.
+
+use std::{io::Write, path::Path};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    duration::human,
+    folded::FoldedProfile,
+    pprof::{write_pprof, PprofMeta},
+    recording::Recording,
+    sink::one_line,
+    svg,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Folded stacks for flamegraph.pl / inferno / speedscope.
+    Folded,
+    /// An SVG flame graph.
+    Svg,
+    /// A gzipped pprof profile (needs -o).
+    Pprof,
+    /// The recorded alerts, replayed as JSON lines.
+    Json,
+    /// A human summary.
+    Text,
+}
+
+pub fn profile_of(rec: &Recording) -> FoldedProfile {
+    let mut profile = FoldedProfile::new();
+    if let Some(snapshot) = &rec.profile {
+        for s in &snapshot.stacks {
+            profile.add_many(&s.process, &s.thread, &s.frames, s.weight_ns, s.count);
+        }
+    }
+    profile
+}
+
+/// Writes the report; `out` None or `-` means stdout.
+pub fn report(rec: &Recording, format: Format, out: Option<&Path>) -> Result<()> {
+    let to_stdout = out.is_none_or(|p| p == Path::new("-"));
+    let profile = profile_of(rec);
+    let title = match &rec.meta {
+        Some(m) => format!("Blocked time: {} (pid {})", m.process, m.pid),
+        None => "Blocked time".to_string(),
+    };
+    let text = match format {
+        Format::Folded => profile.lines().iter().map(|l| format!("{l}\n")).collect(),
+        Format::Json => rec
+            .alerts
+            .iter()
+            .map(|a| format!("{}\n", a.to_json_line()))
+            .collect(),
+        Format::Text => text_report(rec, &profile),
+        Format::Svg => svg::render(&profile, &title)?,
+        Format::Pprof => {
+            let Some(path) = out.filter(|_| !to_stdout) else {
+                bail!("--format pprof writes a binary file: give it a path with -o");
+            };
+            let meta = PprofMeta {
+                main_binary: rec
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.executable.clone().map(Into::into)),
+                build_id: rec.meta.as_ref().and_then(|m| m.build_id.clone()),
+                duration_ns: rec.profile.as_ref().map_or(0, |p| p.elapsed_ns),
+                time_nanos: 0,
+            };
+            write_pprof(&profile, &meta, path)?;
+            return Ok(());
+        }
+    };
+    if to_stdout {
+        std::io::stdout().write_all(text.as_bytes())?;
+    } else if let Some(path) = out {
+        let mut f = crate::sink::create_output(path)?;
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn text_report(rec: &Recording, profile: &FoldedProfile) -> String {
+    let mut s = String::new();
+    match &rec.meta {
+        Some(m) => s.push_str(&format!(
+            "recording of {} (pid {}), {} build id {}, started {} (observer {}, kernel {})\n",
+            m.process,
+            m.pid,
+            m.executable.as_deref().unwrap_or("?"),
+            m.build_id.as_deref().unwrap_or("?"),
+            m.started,
+            m.observer_version,
+            m.kernel
+        )),
+        None => s.push_str("recording without metadata\n"),
+    }
+    if rec.truncated {
+        s.push_str("note: the recording was cut short (observer stopped mid-write); everything up to its last whole block is shown\n");
+    }
+    if let Some(p) = &rec.profile {
+        s.push_str(&format!(
+            "observed for {}; {} events dropped, {} aggregate updates lost\n",
+            human(std::time::Duration::from_nanos(p.elapsed_ns)),
+            p.events_dropped,
+            p.agg_dropped
+        ));
+    }
+    s.push_str(&format!("alerts: {}\n", rec.alerts.len()));
+    for a in &rec.alerts {
+        s.push_str(&format!(
+            "  {}\n",
+            one_line(a).trim_start_matches("observer: ")
+        ));
+    }
+    s.push_str("top blocked stacks:\n");
+    for t in profile.top(10) {
+        s.push_str(&format!(
+            "  {:>9} {:>7}x  {} [{}]: {}\n",
+            human(std::time::Duration::from_nanos(t.weight_ns)),
+            t.count,
+            t.process,
+            t.thread,
+            crate::frames::own_frames(&t.frames)
+                .iter()
+                .take(4)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" <- ")
+        ));
+    }
+    s
+}
