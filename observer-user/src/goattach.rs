@@ -114,7 +114,7 @@ pub fn attach(
         bin.wait_reasons_source()
     )];
     if bin.is_stripped() {
-        notes.push("stripped binary: function names from .gopclntab, no file:line".into());
+        notes.push("stripped binary: frames named from .gopclntab".into());
     }
     let watch = GoWatch::new(pid, bin.wait_reasons().to_vec(), LEAK_WINDOW_NS).with_seeded(seeded);
     Ok(Some(GoAttached {

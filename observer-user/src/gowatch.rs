@@ -118,7 +118,13 @@ impl GoWatch {
             return Vec::new();
         }
         // gopc is the return address of the `go` statement's call: look up the call itself.
-        stacks.resolve_pc(self.pid, gopc.saturating_sub(1))
+        let site = stacks.resolve_pc(self.pid, gopc.saturating_sub(1));
+        // The main goroutine is started by the runtime itself: no creator to name, like Go's
+        // own tracebacks.
+        if site.first().is_some_and(|f| f.starts_with("runtime.")) {
+            return Vec::new();
+        }
+        site
     }
 
     /// A goroutine wait over the threshold ended.

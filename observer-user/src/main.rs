@@ -1,6 +1,6 @@
 //! The `observer` binary: argument parsing, privilege and target checks, then a session.
 
-use std::{process::ExitCode, time::Instant};
+use std::{io::Write as _, process::ExitCode, time::Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -131,7 +131,13 @@ fn goroutines_dump(pid: u32, json: bool, grouped: bool, system: bool) -> Result<
     } else {
         golang::render_debug2(&goroutines, &mut sym, opts)
     };
-    println!("{}", text.trim_end());
+    // A reader that closes the pipe early (`| head`) is not an error.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{}", text.trim_end()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
     log::info!(
         "{} goroutines read in {:?}",
         goroutines.len(),

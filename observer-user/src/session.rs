@@ -39,6 +39,8 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(200);
 /// Deadlock cycles are only looked for among waits at least this old (or --stall-after if
 /// shorter): a real cycle never resolves, and young waits are mostly about to be granted.
 const DEADLOCK_MIN_AGE: Duration = Duration::from_secs(1);
+/// How long to wait for a vanished target's exit event before giving up on it.
+const EXIT_EVENT_GRACE: Duration = Duration::from_secs(1);
 /// Short-wait aggregates are moved out of the kernel this often, keeping its map small.
 const DRAIN_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -194,6 +196,7 @@ impl Session {
         };
         tokio::pin!(sleep_until);
         let mut command_status = None;
+        let mut gone_since: Option<std::time::Instant> = None;
         let mut exit = launched.as_mut().and_then(Launched::take_exit);
 
         loop {
@@ -208,9 +211,13 @@ impl Session {
                     self.scan_goroutines();
                     self.poll_thread_exits();
                     if launched.is_none() && !self.target_gone && !target::is_alive(self.pid) {
-                        // The exit event may still be in flight: give it one more drain.
+                        // The group leader turns zombie before the last thread has exited:
+                        // wait a little for the process-exit event, which ends the loop.
+                        let since = *gone_since.get_or_insert_with(std::time::Instant::now);
                         self.drain_ring(ring.get_mut());
-                        self.target_gone = true;
+                        if since.elapsed() > EXIT_EVENT_GRACE {
+                            self.target_gone = true;
+                        }
                     }
                     if self.target_gone && launched.is_none() {
                         break;
