@@ -6,7 +6,7 @@
 //! it is made ready (`runtime.ready`, on the waker's system stack).
 
 use aya_ebpf::{
-    bindings::{pt_regs, BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK, BPF_NOEXIST},
+    bindings::{pt_regs, BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user},
     macros::{map, uprobe},
     maps::{HashMap, LruHashMap, PerCpuHashMap},
@@ -17,7 +17,7 @@ use observer_common::{
     GO_MESSAGE_BYTES,
 };
 
-use crate::{bump, read_global, EVENTS, STACKS, THRESHOLD_NS};
+use crate::{aggregate_wait, bump, read_global, EVENTS, STACKS, THRESHOLD_NS};
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
 
@@ -135,22 +135,7 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
             reason: parked.reason,
             _pad: 0,
         };
-        match GO_AGG.get_ptr_mut(&agg_key) {
-            // SAFETY: this CPU's slot of a per-CPU value.
-            Some(v) => unsafe {
-                (*v).count += 1;
-                (*v).total_ns += duration_ns;
-            },
-            None => {
-                let v = AggValue {
-                    count: 1,
-                    total_ns: duration_ns,
-                };
-                if GO_AGG.insert(&agg_key, &v, BPF_NOEXIST as u64).is_err() {
-                    bump(counter::GO_AGG_DROPPED);
-                }
-            }
-        }
+        aggregate_wait(&GO_AGG, &agg_key, duration_ns, counter::GO_AGG_DROPPED);
         return Some(());
     }
     let waker_goid = read_u64(g0.wrapping_add(proc.m_offset))

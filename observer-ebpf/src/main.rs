@@ -83,6 +83,36 @@ fn bump(index: u32) {
     }
 }
 
+/// Adds one wait to a per-CPU (key -> count, total ns) aggregate; a full map is counted in
+/// `drop_counter`, never silent.
+#[inline(always)]
+fn aggregate_wait<K>(
+    map: &PerCpuHashMap<K, AggValue>,
+    key: &K,
+    duration_ns: u64,
+    drop_counter: u32,
+) {
+    match map.get_ptr_mut(key) {
+        // SAFETY: this CPU's slot of a per-CPU value.
+        Some(v) => unsafe {
+            (*v).count += 1;
+            (*v).total_ns += duration_ns;
+        },
+        None => {
+            let v = AggValue {
+                count: 1,
+                total_ns: duration_ns,
+            };
+            if map
+                .insert(key, &v, aya_ebpf::bindings::BPF_NOEXIST as u64)
+                .is_err()
+            {
+                bump(drop_counter);
+            }
+        }
+    }
+}
+
 #[inline(always)]
 fn is_watched(tgid: u32) -> bool {
     // SAFETY: read-only lookup of a plain u32 value.

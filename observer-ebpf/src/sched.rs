@@ -5,19 +5,19 @@
 //! latency, and no program is needed on the switch-in side.
 
 use aya_ebpf::{
-    bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK, BPF_NOEXIST},
+    bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user},
     macros::{btf_tracepoint, tracepoint},
     programs::{tracing::StackIdContext as _, BtfTracePointContext, TracePointContext},
 };
 use observer_common::{
     classify_syscall, counter, event_kind, futex_op, lock_owner, sysno, wait_class, AggKey,
-    AggValue, InFlight, WaitEvent,
+    InFlight, WaitEvent,
 };
 
 use crate::{
-    bump, is_watched, read_global, stacks, AGG, EVENTS, IN_FLIGHT, JOINED, STACKS, THRESHOLD_NS,
-    WAKING_PID_OFFSET,
+    aggregate_wait, bump, is_watched, read_global, stacks, AGG, EVENTS, IN_FLIGHT, JOINED, STACKS,
+    THRESHOLD_NS, WAKING_PID_OFFSET,
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
@@ -221,20 +221,5 @@ fn aggregate(entry: &InFlight, tid: u32, duration_ns: u64) {
         stack_id: entry.stack_id,
         class: entry.class,
     };
-    match AGG.get_ptr_mut(&key) {
-        // SAFETY: this CPU's slot of a per-CPU value.
-        Some(v) => unsafe {
-            (*v).count += 1;
-            (*v).total_ns += duration_ns;
-        },
-        None => {
-            let v = AggValue {
-                count: 1,
-                total_ns: duration_ns,
-            };
-            if AGG.insert(&key, &v, BPF_NOEXIST as u64).is_err() {
-                bump(counter::AGG_DROPPED);
-            }
-        }
-    }
+    aggregate_wait(&AGG, &key, duration_ns, counter::AGG_DROPPED);
 }
