@@ -251,6 +251,14 @@ impl Session {
         self.drain_ring(ring.get_mut());
         self.poll_thread_exits();
         self.finish()?;
+        if let (None, Some(exit)) = (command_status, exit.as_mut()) {
+            // --duration ended the observation, not the command: its status is still ours.
+            if !self.opts.quiet {
+                eprintln!("observer: observation over; waiting for the command to exit");
+            }
+            drop(self);
+            return Ok(Outcome::Command(exit.await.unwrap_or(1)));
+        }
         Ok(match command_status {
             Some(code) => Outcome::Command(code),
             None => Outcome::Finished,
