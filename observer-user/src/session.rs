@@ -197,6 +197,7 @@ impl Session {
         tokio::pin!(sleep_until);
         let mut command_status = None;
         let mut gone_since: Option<std::time::Instant> = None;
+        let mut interrupts = 0u32;
         let mut exit = launched.as_mut().and_then(Launched::take_exit);
 
         loop {
@@ -232,16 +233,25 @@ impl Session {
                     break;
                 }
                 _ = sigint.recv() => {
-                    if launched.is_none() { eprintln!("observer: interrupted, writing outputs"); break; }
-                    // The terminal sent SIGINT to the command too; wait for it to exit.
+                    // Under `run`, the terminal sent SIGINT to the command too: the first one
+                    // waits for it to exit; a second one stops observing at once.
+                    interrupts += 1;
+                    if launched.is_none() || interrupts > 1 {
+                        eprintln!("observer: interrupted, writing outputs");
+                        break;
+                    }
                 }
                 _ = sigterm.recv() => {
-                    if let Some(l) = launched.as_ref() {
-                        // SAFETY: signalling our own child.
-                        unsafe { libc::kill(l.pid as i32, libc::SIGTERM) };
-                    } else {
-                        eprintln!("observer: terminated, writing outputs");
-                        break;
+                    interrupts += 1;
+                    match launched.as_ref() {
+                        Some(l) if interrupts == 1 => {
+                            // SAFETY: signalling our own child.
+                            unsafe { libc::kill(l.pid as i32, libc::SIGTERM) };
+                        }
+                        _ => {
+                            eprintln!("observer: terminated, writing outputs");
+                            break;
+                        }
                     }
                 }
                 _ = &mut sleep_until => break,
