@@ -10,7 +10,7 @@ use observer_common::{counter, event_kind, ExitEvent, ForkEvent};
 
 use crate::{
     bump, is_watched, read_global, stacks, EVENTS, EXIT_GROUP_DEAD_OFFSET, FORK_CHILD_PID_OFFSET,
-    IN_FLIGHT, STACKS,
+    IN_FLIGHT, STACKS, WATCHED,
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -100,6 +100,11 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let off = read_global(&EXIT_GROUP_DEAD_OFFSET) as usize;
     // SAFETY: offset of `group_dead` from the tracefs format.
     let group_dead: u8 = unsafe { ctx.read_at(off) }.unwrap_or(0);
+    if group_dead != 0 {
+        // The pid may be reused by an unrelated process: stop watching it now, in the kernel,
+        // before userspace even reads this event.
+        let _ = WATCHED.remove(&tgid);
+    }
     let regs = stacks::current_user_regs();
     let Some(mut slot) = EVENTS.reserve::<ExitEvent>(0) else {
         bump(counter::EVENTS_DROPPED);

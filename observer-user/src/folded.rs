@@ -9,7 +9,6 @@
 //! inside a frame, as in `transfer (bank.c:14)`, are fine. Empty names become `[unknown]`.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -129,7 +128,7 @@ impl FoldedProfile {
         if path == Path::new("-") {
             return self.write(&mut io::stdout().lock()).map_err(err);
         }
-        let file = File::create(path).map_err(err)?;
+        let file = crate::sink::create_output(path).map_err(err)?;
         self.write(&mut BufWriter::new(file)).map_err(err)
     }
 

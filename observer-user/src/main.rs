@@ -32,6 +32,7 @@ fn run(cli: Cli) -> Result<i32> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Watch { pid, opts } => {
+            check_outputs(&opts, None)?;
             target::check_pid(pid)?;
             let probes = attach(&opts)?;
             // It may have exited while the probes were loading.
@@ -52,6 +53,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Record { pid, output, opts } => {
+            check_outputs(&opts, Some(&output))?;
             target::check_pid(pid)?;
             let probes = attach(&opts)?;
             target::check_pid(pid)?;
@@ -93,6 +95,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Run { opts, command } => {
+            check_outputs(&opts, None)?;
             let probes = attach(&opts)?;
             let _guard = runtime.enter(); // the command is awaited on a blocking task of the runtime
             let launched = Launched::spawn(&command)?;
@@ -143,6 +146,30 @@ fn goroutines_dump(pid: u32, json: bool, grouped: bool, system: bool) -> Result<
         goroutines.len(),
         started.elapsed()
     );
+    Ok(())
+}
+
+/// Output paths are refused before anything is observed when a symlink sits there (a link
+/// planted in a shared directory must not redirect our writes; the files are also opened with
+/// O_NOFOLLOW when written).
+fn check_outputs(opts: &ObserveOpts, extra: Option<&std::path::Path>) -> Result<()> {
+    let paths = [&opts.alerts, &opts.folded, &opts.pprof, &opts.svg];
+    for path in paths
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .chain(extra)
+    {
+        if path == std::path::Path::new("-") {
+            continue;
+        }
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            anyhow::bail!(
+                "{}: is a symbolic link; refusing to write output through it",
+                path.display()
+            );
+        }
+    }
     Ok(())
 }
 

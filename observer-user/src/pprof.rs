@@ -58,7 +58,10 @@ pub fn write_pprof(
         source,
     };
     let bytes = gzip(&build(profile, meta).encode_to_vec()).map_err(err)?;
-    std::fs::write(path, bytes).map_err(err)
+    use std::io::Write as _;
+    crate::sink::create_output(path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(err)
 }
 
 /// The `profile.proto` message for `profile` (not yet encoded).

@@ -125,6 +125,7 @@ pub struct ObjectFile {
     same_root: bool,
     opened: OnceLock<Option<Arc<Opened>>>,
     build_id: OnceLock<Option<Vec<u8>>>,
+    debug_info_sane: OnceLock<bool>,
 }
 
 impl ObjectFile {
@@ -179,6 +180,31 @@ impl ObjectFile {
                 obj.build_id().ok().flatten().map(<[u8]>::to_vec)
             })
             .as_deref()
+    }
+
+    /// Whether every compressed section claims a plausible decompressed size. A corrupt or
+    /// hostile size would make a DWARF reader allocate it up front (blazesym 0.2.7 does, and the
+    /// process aborts): such a file is symbolized from its symbol table only.
+    pub fn debug_info_sane(&self) -> bool {
+        use object::{Object as _, ObjectSection as _};
+        const MAX_DECOMPRESSED: u64 = 1 << 30;
+        *self.debug_info_sane.get_or_init(|| {
+            let Some(reader) = self.reader() else {
+                return false;
+            };
+            let cache = ReadCache::new(reader);
+            let Ok(obj) = object::File::parse(&cache) else {
+                return false;
+            };
+            obj.sections()
+                .all(|section| match section.compressed_file_range() {
+                    Ok(range) => {
+                        range.format == object::CompressionFormat::None
+                            || range.uncompressed_size <= MAX_DECOMPRESSED
+                    }
+                    Err(_) => false,
+                })
+        })
     }
 
     fn opened(&self) -> Option<&Opened> {
@@ -357,6 +383,7 @@ impl ProcessMaps {
                         same_root,
                         opened: OnceLock::new(),
                         build_id: OnceLock::new(),
+                        debug_info_sane: OnceLock::new(),
                     })
                 });
                 mapping.object = Some(Arc::clone(object));

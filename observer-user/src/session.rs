@@ -307,6 +307,11 @@ impl Session {
     }
 
     fn handle(&mut self, ev: Event) {
+        // Once the target has ended, its pid may belong to an unrelated process: nothing more
+        // is taken from it (the kernel stops watching it at the same moment).
+        if self.target_gone {
+            return;
+        }
         match ev {
             Event::Wait(w) => self.on_wait(&w),
             Event::Fork(f) => {

@@ -21,11 +21,14 @@ pub enum SvgError {
 
 /// Draws `profile` as a flame graph titled `title` into the file `path`.
 pub fn write_svg(profile: &FoldedProfile, title: &str, path: &Path) -> Result<(), SvgError> {
+    use std::io::Write as _;
     let svg = render(profile, title)?;
-    std::fs::write(path, svg).map_err(|source| SvgError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::sink::create_output(path)
+        .and_then(|mut f| f.write_all(svg.as_bytes()))
+        .map_err(|source| SvgError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// The SVG document for `profile`.

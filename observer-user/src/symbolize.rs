@@ -171,7 +171,9 @@ impl Symbolizer {
         let Some(path) = object.reopen_path() else {
             return items.iter().map(fallback).collect();
         };
-        let src = Source::Elf(Elf::new(path));
+        let mut elf = Elf::new(path);
+        elf.debug_syms = object.debug_info_sane();
+        let src = Source::Elf(elf);
         let offsets: Vec<u64> = items.iter().map(|i| i.offset).collect();
         let syms = match self.blaze.symbolize(&src, Input::FileOffset(&offsets)) {
             Ok(syms) => syms,

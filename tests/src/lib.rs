@@ -753,6 +753,137 @@ impl Target {
     }
 }
 
+/// Fault tests: what observer leaves behind in the kernel, and what it costs.
+impl Observer {
+    /// Everything observer has written to stderr so far (it is still running).
+    pub fn stderr_so_far(&self) -> String {
+        read_lossy(&self.stderr_path)
+    }
+
+    /// Like [`Observer::wait`], and also returns observer's peak resident memory in KiB, as the
+    /// kernel accounted it when the process ended (`ru_maxrss` of `wait4`): exact, where
+    /// sampling `/proc/PID/status` would miss the last moments.
+    pub fn wait_with_peak_rss(mut self, timeout: Duration) -> (ObserverRun, u64) {
+        let pid = self.pid() as libc::pid_t;
+        let deadline = Instant::now() + timeout;
+        let (status, usage) = loop {
+            let mut status = 0;
+            // SAFETY: rusage is plain data the kernel fills in.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 on our own child, whose Child handle has not reaped it.
+            let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if reaped == pid {
+                break (status, usage);
+            }
+            assert!(
+                reaped == 0,
+                "wait4 on observer failed: {}",
+                std::io::Error::last_os_error()
+            );
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "`{}` did not exit within {timeout:?}; stderr:\n{}",
+                    self.shown,
+                    read_lossy(&self.stderr_path)
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        // Reaped here, not through the Child: dropping the handle must not signal the pid
+        // again (it may belong to someone else now). The process group observer led can only
+        // hold what it started, and a group id is not reused while the group has members.
+        drop(self.child.take());
+        // SAFETY: kill(2) on the process group observer was started in.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let (alerts, alerts_written) = match &self.alerts {
+            Some(path) if path.exists() => (read_alerts(path), true),
+            _ => (Vec::new(), false),
+        };
+        let run = ObserverRun {
+            command: self.shown.clone(),
+            status: ExitStatus::from_raw(status),
+            stdout: read_lossy(&self.stdout_path),
+            stderr: read_lossy(&self.stderr_path),
+            alerts,
+            alerts_written,
+        };
+        (run, u64::try_from(usage.ru_maxrss).unwrap_or(0))
+    }
+}
+
+/// Ids of the BPF programs a process holds open, from `/proc/PID/fdinfo` (program fds and
+/// link fds both name their program), sorted and without duplicates.
+pub fn bpf_prog_ids_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .filter_map(|info| prog_id_from_fdinfo(&info))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn prog_id_from_fdinfo(info: &str) -> Option<u32> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("prog_id:"))
+        .and_then(|id| id.trim().parse().ok())
+}
+
+/// The name of the loaded BPF program with this id, or `None` once no program has it (ids are
+/// not reused soon: the kernel hands them out cyclically). Needs root.
+pub fn bpf_prog_name(id: u32) -> Option<String> {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // union bpf_attr, as the two commands read it: { prog_id } and { bpf_fd, info_len, info }.
+    let mut attr = [0u64; 3];
+    attr[0] = u64::from(id);
+    // SAFETY: bpf(2) reads `attr` (its size is passed) and returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_GET_FD_BY_ID,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // struct bpf_prog_info: `name` is char[16] at byte 64.
+    let mut info = [0u8; 96];
+    let mut attr = [0u64; 3];
+    attr[0] = fd as u64 | ((info.len() as u64) << 32);
+    attr[1] = info.as_mut_ptr() as u64;
+    // SAFETY: the kernel writes at most info_len bytes into `info`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    // SAFETY: closing the fd opened above, which keeps the program alive while open.
+    unsafe {
+        libc::close(fd as libc::c_int);
+    }
+    let name = &info[64..80];
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    // The program existed even if its info could not be read.
+    Some(if rc == 0 {
+        String::from_utf8_lossy(&name[..end]).into_owned()
+    } else {
+        String::new()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -853,5 +984,24 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(found.contains(&child.id()));
+    }
+}
+
+#[cfg(test)]
+mod fault_helper_tests {
+    use super::*;
+
+    #[test]
+    fn prog_ids_in_fdinfo() {
+        let prog = "pos:\t0\nflags:\t02000002\nprog_type:\t26\nprog_id:\t119\n";
+        let link = "link_type:\traw_tracepoint\nlink_id:\t7\nprog_tag:\tf356\nprog_id:\t120\n";
+        assert_eq!(prog_id_from_fdinfo(prog), Some(119));
+        assert_eq!(prog_id_from_fdinfo(link), Some(120));
+        assert_eq!(prog_id_from_fdinfo("pos:\t0\nflags:\t02\n"), None);
+    }
+
+    #[test]
+    fn no_bpf_programs_in_a_plain_process() {
+        assert!(bpf_prog_ids_of(std::process::id()).is_empty());
     }
 }

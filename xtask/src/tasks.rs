@@ -62,6 +62,11 @@ pub fn test() -> Result<()> {
             .env("OBSERVER_BIN", &bin))
     })?;
 
+    step(
+        "bad input (seeded and damaged-file tests, then each fuzz target)",
+        fuzz,
+    )?;
+
     step("rustfmt", || run(cargo().args(["fmt", "--all", "--check"])))?;
 
     step("clippy", || {
@@ -78,6 +83,45 @@ pub fn test() -> Result<()> {
     })?;
 
     println!("xtask test: all passed");
+    Ok(())
+}
+
+/// Fuzz targets of `fuzz/` (its own workspace), each for a bounded time. Parsers of input
+/// observer does not control must never panic: ELF/Go binaries, /proc text, ring-buffer
+/// records, stack bytes, alert lines. A crash leaves its input in `fuzz/artifacts/<target>/`.
+const FUZZ_TARGETS: &[&str] = &[
+    "go_binary",
+    "proc_text",
+    "ring_event",
+    "stack_unwind",
+    "alert_json",
+];
+const FUZZ_SECONDS_EACH: u32 = 12;
+
+fn fuzz() -> Result<()> {
+    let dir = workspace_root().join("fuzz");
+    // Its own target dir, and no eBPF build: the parsers need neither, and sharing the main
+    // target dir with AYA_BUILD_SKIP would make the next main build redo the eBPF object.
+    let fuzz_cargo = |toolchain: Option<&str>| {
+        let mut cmd = Command::new("cargo");
+        if let Some(t) = toolchain {
+            cmd.arg(t);
+        }
+        cmd.current_dir(&dir)
+            .env("AYA_BUILD_SKIP", "1")
+            .env("CARGO_TARGET_DIR", dir.join("target"));
+        cmd
+    };
+    run(fuzz_cargo(None).args(["test", "--", "--test-threads=1"]))?;
+    for target in FUZZ_TARGETS {
+        run(fuzz_cargo(Some("+nightly")).args([
+            "fuzz",
+            "run",
+            target,
+            "--",
+            &format!("-max_total_time={FUZZ_SECONDS_EACH}"),
+        ]))?;
+    }
     Ok(())
 }
 

@@ -188,6 +188,12 @@ impl ElfImage {
     }
 
     pub fn read_at(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        // Lengths come from the file's own headers: a corrupt one must not make us allocate
+        // more than the file holds (an allocation failure aborts the process).
+        let size = self.file.metadata()?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, offset)?;

@@ -1,0 +1,245 @@
+//! What the fuzz targets feed to observer, shared with the seeded tests in `tests/`.
+//!
+//! Every function here takes arbitrary bytes and hands them to a parser of input observer does
+//! not control: executables of the target (any file can be a "Go binary"), `/proc` text (a
+//! process can name itself and its files almost anything), ring-buffer records (written by the
+//! kernel programs, copied from target memory), stack bytes (the target's own memory) and alert
+//! lines (files a user points a tool at). None of them may panic. A `panic!`/`assert!` here
+//! marks a broken *property* (for example a round trip), which is a bug as well.
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use observer::alert::Alert;
+use observer::events::{comm_str, go_message, stack_bytes, Event};
+use observer::golang::GoBinary;
+use observer::procexit::ProcessExits;
+use observer::procmaps::{parse_line, ProcessMaps};
+use observer::unwind::{Regs, Unwinder};
+
+/// The bytes as a file, opened with [`GoBinary::open`], then queried like observer does.
+pub fn go_binary(data: &[u8]) {
+    let path = scratch_file();
+    if fs::write(&path, data).is_err() {
+        return;
+    }
+    exercise_go_binary(&path);
+}
+
+/// Everything observer asks of a Go binary after opening it (attach, symbolization, dump).
+pub fn exercise_go_binary(path: &std::path::Path) {
+    let Ok(bin) = GoBinary::open(path) else {
+        return;
+    };
+    let _ = bin.version();
+    let _ = (bin.is_pie(), bin.is_stripped(), bin.has_dwarf());
+    let _ = bin.offsets().map(|o| o.g_read_len());
+    for n in [0u8, 1, 7, 40, 255] {
+        let _ = bin.wait_reason(n);
+    }
+    for name in [
+        "runtime.gopark",
+        "runtime.ready",
+        "runtime.gopanic",
+        "runtime.throw",
+        "runtime.fatal",
+        "runtime.recovery",
+        "main.main",
+    ] {
+        let _ = bin.func_addr(name);
+        let _ = bin.func_offset(name);
+        let _ = bin.ret_offsets(name);
+        let _ = bin.entry_after_stack_check(name);
+        let _ = bin.entry_after_frame_setup(name);
+        if let Some(info) = bin.func_info(name) {
+            for pc in [
+                info.entry,
+                info.entry.wrapping_add(1),
+                info.end.wrapping_sub(1),
+            ] {
+                let _ = bin.func_name_at(pc);
+                let _ = bin.frames_at(pc);
+                let _ = bin.call_site(pc);
+            }
+        }
+    }
+    let _ = bin.symbol_addr("runtime.allgs");
+    let _ = bin.allgs_addr();
+    for f in bin.funcs().take(64) {
+        let _ = bin.frames_at(f.entry);
+    }
+}
+
+/// One file per fuzzing process, rewritten for every input: `GoBinary` reads from a path.
+fn scratch_file() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("observer-fuzz-")
+            .tempdir()
+            .expect("a temporary directory for the fuzzed file")
+    })
+    .path()
+    .join("input.bin")
+}
+
+/// `/proc` and tracefs text. The first byte picks the parser, the rest is the text.
+pub fn proc_text(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    match which % 7 {
+        0 => {
+            for line in text.lines() {
+                if let Ok(m) = parse_line(line) {
+                    let _ = m.contains(m.start);
+                    let _ = m.file_offset(m.end);
+                    let _ = m.display_name();
+                    let _ = m.is_vdso();
+                }
+            }
+        }
+        1 => {
+            // No file named in the text is opened unless asked (it stays lazy).
+            let maps = ProcessMaps::from_text(1, &text, true);
+            let probes = maps
+                .mappings()
+                .iter()
+                .flat_map(|m| {
+                    [
+                        m.start,
+                        m.end,
+                        m.end.wrapping_sub(1),
+                        m.start.wrapping_sub(1),
+                    ]
+                })
+                .chain([0, u64::MAX]);
+            for addr in probes.collect::<Vec<_>>() {
+                if let Some(m) = maps.find(addr) {
+                    assert!(
+                        m.contains(addr),
+                        "find({addr:#x}) returned a mapping without it"
+                    );
+                    let _ = m.file_offset(addr);
+                }
+            }
+        }
+        2 => {
+            for line in text.lines() {
+                let _ = observer::seed::parse_syscall_line(line);
+            }
+        }
+        3 => {
+            let _ = observer::seed::parse_state(&text);
+        }
+        4 => {
+            let fields = observer::tracefs::parse_format(&text);
+            let _ = fields.iter().map(|f| f.offset.wrapping_add(f.size)).max();
+        }
+        5 => {
+            let _ = observer::tracefs::find_tracefs_mount(&text);
+            if let Some(caps) = observer::privileges::effective_caps(&text) {
+                let _ = observer::privileges::missing_caps(caps);
+            }
+        }
+        _ => {
+            let _ = observer::duration::parse_duration(&text);
+        }
+    }
+}
+
+/// A ring-buffer record as the kernel would hand it over, then the helpers and the process-exit
+/// rule that consume its fields.
+pub fn ring_event(data: &[u8]) {
+    let Ok(event) = Event::parse(data) else {
+        return;
+    };
+    let mut exits = ProcessExits::default();
+    match event {
+        Event::Wait(w) => {
+            let _ = stack_bytes(&w.waiter);
+            let _ = stack_bytes(&w.waker);
+            let _ = observer_common::classify_syscall(w.syscall);
+            let _ = observer_common::lock_owner(w.op, [w.futex_val, w.owner, w.class], w.tid);
+        }
+        Event::Fork(f) => {
+            let _ = comm_str(&f.comm);
+            let _ = stack_bytes(&f.creator);
+        }
+        Event::Exit(e) => {
+            let _ = comm_str(&e.comm);
+            exits.thread_exited(e.tgid, e.tid, e.syscall, e.arg0);
+            let _ = exits.process_ended(e.tgid, e.tid, e.syscall, e.arg0);
+        }
+        Event::Signal(s) => {
+            exits.fatal_signal(s.tgid, s.tid, s.sig);
+            let _ = exits.process_ended(s.tgid, s.tid, -1, 0);
+            let _ = observer::alert::signal_name(s.sig);
+        }
+        Event::GoWait(_) => {}
+        Event::GoPanic(p) | Event::GoRecovered(p) | Event::GoFatal(p) => {
+            let _ = go_message(&p);
+        }
+    }
+}
+
+/// An alert line. One that parses must survive a write and a re-read unchanged.
+pub fn alert_json(data: &[u8]) {
+    let Ok(line) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(alert) = Alert::from_json_line(line) else {
+        return;
+    };
+    let written = alert.to_json_line();
+    let again = Alert::from_json_line(&written)
+        .unwrap_or_else(|e| panic!("observer cannot read back its own line {written}: {e}"));
+    assert_eq!(
+        alert, again,
+        "alert changed in a write/read round trip: {written}"
+    );
+}
+
+/// Registers and stack bytes from the input, unwound against this very process (real
+/// executable, real libc): what observer does with the stacks the kernel copies out of a
+/// target, whose contents the target controls. The first 8 bytes steer `ip` into real code.
+pub fn stack_unwind(data: &[u8]) {
+    static UNWINDER: OnceLock<Mutex<Unwinder>> = OnceLock::new();
+    if data.len() < 16 {
+        return;
+    }
+    let word = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap_or([0; 8]));
+    let stack = &data[16..];
+    let anchors = [
+        stack_unwind as *const () as usize as u64,
+        libc::getpid as *const () as usize as u64,
+        libc::malloc as *const () as usize as u64,
+    ];
+    let pick = word(0);
+    let ip = anchors[(pick % 3) as usize].wrapping_add((pick >> 8) % (1 << 20));
+    let sp = word(8);
+    let mut unwinder = UNWINDER
+        .get_or_init(|| Mutex::new(Unwinder::new()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let frames = unwinder.unwind(std::process::id(), Regs { ip, sp, bp: sp }, stack);
+    assert!(
+        !frames.is_empty() && frames[0] == ip,
+        "the first frame must be ip"
+    );
+}
+
+/// A made-up process `pid` (one that does not exist) whose maps are `maps_text`: unwinds a
+/// stack through the files it names and symbolizes the frames, as observer does for a target
+/// whose executable or libraries are those files.
+pub fn unwind_and_symbolize(pid: u32, maps_text: &str, regs: Regs, stack: &[u8]) -> Vec<String> {
+    let maps = std::sync::Arc::new(ProcessMaps::from_text(pid, maps_text, true));
+    let mut unwinder = Unwinder::new();
+    unwinder.insert_maps(std::sync::Arc::clone(&maps));
+    let frames = unwinder.unwind(pid, regs, stack);
+    let mut symbolizer = observer::symbolize::Symbolizer::new();
+    symbolizer.insert_maps(maps);
+    symbolizer.symbolize(pid, &frames)
+}

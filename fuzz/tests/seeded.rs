@@ -1,0 +1,257 @@
+//! The fuzz targets' inputs without a fuzzer: a seeded generator feeds each harness function
+//! random bytes and damaged copies of valid inputs, many thousand times, on stable Rust and in
+//! a plain `cargo test`. Reproducible: a failure names the seed and the iteration.
+
+use std::mem::size_of;
+
+use observer_common::{
+    event_kind, ExitEvent, ForkEvent, GoPanicEvent, GoWaitEvent, SignalEvent, WaitEvent,
+};
+
+const ITERATIONS: u64 = 20_000;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Bytes that mean something to text and binary parsers: separators, digits, hex, NUL, high.
+const INTERESTING: &[u8] = b" \t\n-:/()[]{}\",0x7f\0\xff9a";
+
+/// A damaged copy of `seed`: bytes changed, cut, duplicated, or spliced with interesting ones.
+fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+    let mut v = seed.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(6) {
+            0 if !v.is_empty() => {
+                let at = rng.below(v.len());
+                v[at] = rng.next() as u8;
+            }
+            1 if !v.is_empty() => {
+                let at = rng.below(v.len());
+                v[at] = INTERESTING[rng.below(INTERESTING.len())];
+            }
+            2 => v.truncate(rng.below(v.len() + 1)),
+            3 if !v.is_empty() => {
+                let from = rng.below(v.len());
+                let to = (from + 1 + rng.below(16)).min(v.len());
+                let chunk = v[from..to].to_vec();
+                let at = rng.below(v.len());
+                v.splice(at..at, chunk);
+            }
+            4 => {
+                let at = rng.below(v.len() + 1);
+                let n = 1 + rng.below(8);
+                let junk = rng.bytes(n);
+                v.splice(at..at, junk);
+            }
+            _ => {
+                // Numbers are where parsers overflow: write a long run of digits somewhere.
+                let at = rng.below(v.len() + 1);
+                let digits = b"18446744073709551616999";
+                v.splice(
+                    at..at,
+                    digits[..1 + rng.below(digits.len())].iter().copied(),
+                );
+            }
+        }
+    }
+    v
+}
+
+/// Runs `harness` on random and damaged inputs; a panic fails the test with the seed.
+fn drive(name: &str, seed: u64, iterations: u64, seeds: &[Vec<u8>], harness: fn(&[u8])) {
+    let mut rng = Rng(seed);
+    for i in 0..iterations {
+        let input = if seeds.is_empty() || rng.below(4) == 0 {
+            let len = rng.below(256);
+            rng.bytes(len)
+        } else {
+            let base = &seeds[rng.below(seeds.len())];
+            mutate(&mut rng, base)
+        };
+        let outcome = std::panic::catch_unwind(|| harness(&input));
+        assert!(
+            outcome.is_ok(),
+            "{name}: panic at iteration {i} (seed {seed:#x}) on input {:?}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+}
+
+fn with_selector(selector: u8, text: &str) -> Vec<u8> {
+    let mut v = vec![selector];
+    v.extend_from_slice(text.as_bytes());
+    v
+}
+
+const FORMAT: &str = "name: sched_process_exit\nID: 369\nformat:\n\
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\
+\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+\tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+\tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;\n\n\
+print fmt: \"comm=%s pid=%d\", REC->comm, REC->pid\n";
+
+#[test]
+fn proc_text_parsers() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let seeds = vec![
+        with_selector(0, &maps),
+        with_selector(
+            0,
+            "7f12a000-7f12b000 r-xp 00001000 fd:01 1234   /usr/lib/x (deleted)\n",
+        ),
+        with_selector(1, &maps),
+        with_selector(
+            2,
+            "202 0x55d0c0 0x80 0x2 0x0 0x0 0x0 0x7ffc1000 0x7f12a010\n",
+        ),
+        with_selector(2, "-1 0x7ffc1000 0x7f12a010\nrunning\n"),
+        with_selector(3, &stat),
+        with_selector(3, "12 (a) b) c) S 1 2 3"),
+        with_selector(4, FORMAT),
+        with_selector(5, &mounts),
+        with_selector(5, "tracefs /sys/kernel/trac\\040ing tracefs rw 0 0\n"),
+        with_selector(5, &status),
+        with_selector(6, "1m30s"),
+        with_selector(6, "1.5s"),
+        with_selector(6, "250ms 10us 3h"),
+    ];
+    drive(
+        "proc_text",
+        0x9f0c_0001,
+        ITERATIONS,
+        &seeds,
+        observer_fuzz::proc_text,
+    );
+}
+
+fn record<T>(kind: u32) -> Vec<u8> {
+    let mut v = vec![0u8; size_of::<T>()];
+    v[..4].copy_from_slice(&kind.to_ne_bytes());
+    v
+}
+
+#[test]
+fn ring_event_records() {
+    let seeds = [
+        record::<WaitEvent>(event_kind::WAIT),
+        record::<ForkEvent>(event_kind::FORK),
+        record::<ExitEvent>(event_kind::EXIT),
+        record::<SignalEvent>(event_kind::SIGNAL),
+        record::<GoWaitEvent>(event_kind::GO_WAIT),
+        record::<GoPanicEvent>(event_kind::GO_PANIC),
+        record::<GoPanicEvent>(event_kind::GO_RECOVERED),
+        record::<GoPanicEvent>(event_kind::GO_FATAL),
+    ];
+    // The big records (stack copies) are mostly zeros: change their headers, not their tails.
+    let heads: Vec<Vec<u8>> = seeds
+        .iter()
+        .map(|s| s[..s.len().min(512)].to_vec())
+        .collect();
+    let mut rng = Rng(0x9f0c_0002);
+    for i in 0..ITERATIONS {
+        let which = rng.below(seeds.len());
+        let mut input = seeds[which].clone();
+        let head = mutate(&mut rng, &heads[which]);
+        let n = head.len().min(input.len());
+        input[..n].copy_from_slice(&head[..n]);
+        if rng.below(3) == 0 {
+            input.truncate(rng.below(input.len() + 1));
+        }
+        let outcome = std::panic::catch_unwind(|| observer_fuzz::ring_event(&input));
+        assert!(
+            outcome.is_ok(),
+            "ring_event: panic at iteration {i} (kind {which})"
+        );
+    }
+    drive(
+        "ring_event",
+        0x9f0c_0003,
+        ITERATIONS / 4,
+        &heads,
+        observer_fuzz::ring_event,
+    );
+}
+
+const ALERTS: &[&str] = &[
+    r#"{"kind":"lock_wait","time":"2026-11-26T20:05:18.847Z","pid":14175,"tid":14177,"comm":"worker","stack":["futex_wait (futex-internal.h:146)","worker_update (lock_hold.c:45)"],"duration_ns":296029719,"uaddr":"0x558a7231b0a0","owner_tid":14178,"waker_tid":14178,"waker_comm":"maintenance","waker_stack":["maintenance_compact (lock_hold.c:25)"]}"#,
+    r#"{"kind":"thread_exit","time":"2026-11-26T20:07:41.558Z","pid":15806,"tid":15809,"comm":"worker-2","stack":[],"exit_code":0,"signal":null,"lifetime_ns":502801998,"created_by":["start_workers (thread_death.c:93)"],"count":1}"#,
+    r#"{"kind":"process_exit","time":"2026-11-26T20:07:45.072Z","pid":15806,"tid":15806,"comm":"thread_death","stack":[],"exit_code":0,"signal":null,"by_tid":15806,"message":null}"#,
+    r#"{"kind":"process_exit","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":1,"comm":"x","stack":[],"exit_code":null,"signal":"SIGSEGV","by_tid":1,"message":"panic: boom"}"#,
+    r#"{"kind":"go_panic","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":2,"comm":"x","stack":["main.produce (closed_channel.go:11)"],"goid":21,"message":"send on closed channel","recovered":false}"#,
+];
+
+#[test]
+fn alert_lines() {
+    // The examples must parse, or the mutations below test nothing.
+    for line in ALERTS {
+        observer::alert::Alert::from_json_line(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    let seeds: Vec<Vec<u8>> = ALERTS.iter().map(|a| a.as_bytes().to_vec()).collect();
+    drive(
+        "alert_json",
+        0x9f0c_0004,
+        ITERATIONS,
+        &seeds,
+        observer_fuzz::alert_json,
+    );
+}
+
+#[test]
+fn go_binary_files() {
+    // Each input is written to a file: fewer of them, and ELF-looking ones among the seeds.
+    let mut elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0\x01\0\0\0".to_vec();
+    elf.resize(64, 0);
+    let seeds = vec![
+        elf,
+        std::fs::read("/proc/self/exe").unwrap_or_default()[..4096].to_vec(),
+    ];
+    drive(
+        "go_binary",
+        0x9f0c_0005,
+        2_000,
+        &seeds,
+        observer_fuzz::go_binary,
+    );
+}
+
+#[test]
+fn stack_unwinding() {
+    let mut rng = Rng(0x9f0c_0006);
+    // Real stack words (return addresses into this test binary) are the interesting seeds.
+    let seed: Vec<u8> = (0..64)
+        .flat_map(|_| {
+            (stack_unwinding as *const () as usize as u64 + rng.below(1 << 16) as u64).to_le_bytes()
+        })
+        .collect();
+    drive(
+        "stack_unwind",
+        0x9f0c_0007,
+        5_000,
+        &[seed],
+        observer_fuzz::stack_unwind,
+    );
+}
