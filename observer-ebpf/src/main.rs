@@ -29,6 +29,12 @@ use observer_common::{counter, AggKey, AggValue, InFlight};
 #[no_mangle]
 static THRESHOLD_NS: u64 = 100_000_000;
 
+/// 1 with `--report-idle`: long idle waits (condvars, sleeps, poll) are sent as events too.
+/// Otherwise only waits on a held lock are, and the rest are only summed: idle threads of a
+/// busy process would flood the ring buffer with stack copies nobody reads.
+#[no_mangle]
+static REPORT_IDLE: u32 = 0;
+
 /// Field offsets of the classic tracepoints, read from tracefs by the loader.
 #[no_mangle]
 static WAKING_PID_OFFSET: u32 = 24;

@@ -16,8 +16,8 @@ use observer_common::{
 };
 
 use crate::{
-    aggregate_wait, bump, is_watched, read_global, stacks, AGG, EVENTS, IN_FLIGHT, JOINED, STACKS,
-    THRESHOLD_NS, WAKING_PID_OFFSET,
+    aggregate_wait, bump, is_watched, read_global, stacks, AGG, EVENTS, IN_FLIGHT, JOINED,
+    REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_PID_OFFSET,
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
@@ -156,7 +156,8 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
         let _ = JOINED.insert(&waker_tid, &1, 0);
     }
 
-    if duration_ns < read_global(&THRESHOLD_NS) {
+    let wanted = entry.class == wait_class::LOCK || read_global(&REPORT_IDLE) != 0;
+    if duration_ns < read_global(&THRESHOLD_NS) || !wanted {
         aggregate(&entry, tid, duration_ns);
         return Ok(());
     }

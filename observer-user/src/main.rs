@@ -180,6 +180,7 @@ fn attach(opts: &ObserveOpts) -> Result<Probes> {
     let probes = Probes::load(
         &ProbeConfig {
             threshold_ns: u64::try_from(opts.threshold.as_nanos()).unwrap_or(u64::MAX),
+            report_idle: opts.report_idle,
         },
         &tracefs_dir,
     )?;

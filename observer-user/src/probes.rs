@@ -55,6 +55,8 @@ pub enum ProbeError {
 pub struct ProbeConfig {
     /// Waits at least this long become events (with stacks); shorter ones are only summed.
     pub threshold_ns: u64,
+    /// Send long idle waits as events too (`--report-idle`).
+    pub report_idle: bool,
 }
 
 /// Per-CPU counters summed over CPUs (indexes in `observer_common::counter`).
@@ -134,6 +136,7 @@ impl Probes {
         }
         let mut ebpf = loader
             .override_global("THRESHOLD_NS", &cfg.threshold_ns, true)
+            .override_global("REPORT_IDLE", &u32::from(cfg.report_idle), true)
             .override_global("WAKING_PID_OFFSET", &off.waking_pid, true)
             .override_global("FORK_CHILD_PID_OFFSET", &off.fork_child_pid, true)
             .override_global("EXIT_GROUP_DEAD_OFFSET", &off.exit_group_dead, true)

@@ -3,6 +3,7 @@
 //! Every machine (developer and CI) starts from the same bare Debian image, so `setup` is the single
 //! place that knows what the build needs; `build`, `test` and `demo` call it first.
 
+mod bench;
 mod demo;
 mod setup;
 mod tasks;
@@ -34,6 +35,8 @@ enum Command {
     Test,
     /// Build and run the demo program under observer, then show its alerts.
     Demo,
+    /// Measure observer's overhead against bare runs and peers (root); writes BENCHMARKS.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,5 +57,6 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Build => tasks::build().map(|_| ()),
         Command::Test => tasks::test(),
         Command::Demo => demo::run_demo(),
+        Command::Bench(args) => bench::run_bench(args),
     }
 }
