@@ -126,6 +126,12 @@ pub struct ObserveOpts {
     /// the executable is a Go program).
     #[arg(long)]
     pub no_go: bool,
+    /// Take the goroutine probes off a Go target that parks goroutines faster than this (per
+    /// second, measured every half second): each park costs it two uprobe traps (~10-25 us here, see
+    /// BENCHMARKS.md), and observer must never be what slows a program down. Thread-level
+    /// observation goes on. 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    pub go_max_parks: u64,
     /// Do not print alerts and the summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,

@@ -200,6 +200,7 @@ fn session_options(opts: &ObserveOpts) -> SessionOptions {
         report_idle: opts.report_idle,
         quiet: opts.quiet,
         no_go: opts.no_go,
+        go_max_parks: opts.go_max_parks,
         record: None,
     }
 }

@@ -68,10 +68,14 @@ pub struct Counters {
     pub stack_missing: u64,
     pub waits_started: u64,
     pub waits_long: u64,
+    /// Goroutine parks seen by the Go probes (all Go processes).
+    pub go_parks: u64,
 }
 
 pub struct Probes {
     ebpf: Ebpf,
+    /// Goroutine uprobes, per Go process, so they can be taken off one process alone.
+    go_links: Vec<(u32, &'static str, aya::programs::uprobe::UProbeLinkId)>,
 }
 
 struct Offsets {
@@ -178,7 +182,10 @@ impl Probes {
                 .map_err(err)?;
             p.load().map_err(err)?;
         }
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            go_links: Vec::new(),
+        })
     }
 
     /// Starts the goroutine probes on Go process `pid` (whose executable is `exe`). Returns
@@ -215,12 +222,44 @@ impl Probes {
                     )
                 });
             match attached {
-                Some(Ok(_)) => {}
+                Some(Ok(link)) => self.go_links.push((pid, point.program, link)),
                 Some(Err(e)) => failed.push(format!("{}: {e}", point.function)),
                 None => failed.push(format!("{}: program missing", point.program)),
             }
         }
         Ok(failed)
+    }
+
+    /// Takes the goroutine probes off process `pid` and forgets its parked goroutines (which
+    /// would otherwise look parked forever).
+    pub fn unwatch_go(&mut self, pid: u32) {
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.go_links)
+            .into_iter()
+            .partition(|(p, _, _)| *p == pid);
+        self.go_links = others;
+        for (_, program, link) in mine {
+            if let Some(p) = self
+                .ebpf
+                .program_mut(program)
+                .and_then(|p| <&mut UProbe>::try_from(p).ok())
+            {
+                let _ = p.detach(link);
+            }
+        }
+        if let Ok(mut procs) = self.map_mut::<HashMap<&mut MapData, u32, GoProcess>>("GO_PROCS") {
+            let _ = procs.remove(&pid);
+        }
+        if let Ok(mut parked) = self.map_mut::<HashMap<&mut MapData, GoKey, GoParked>>("GO_PARKED")
+        {
+            let keys: Vec<GoKey> = parked
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.tgid == pid)
+                .collect();
+            for k in keys {
+                let _ = parked.remove(&k);
+            }
+        }
     }
 
     /// Goroutines parked right now in `tgid`.
@@ -349,6 +388,7 @@ impl Probes {
             stack_missing: sum(counter::STACK_MISSING),
             waits_started: sum(counter::WAITS_STARTED),
             waits_long: sum(counter::WAITS_LONG),
+            go_parks: sum(counter::GO_PARKS),
         }
     }
 

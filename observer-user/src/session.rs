@@ -55,6 +55,8 @@ pub struct SessionOptions {
     pub report_idle: bool,
     pub quiet: bool,
     pub no_go: bool,
+    /// Goroutine parks per second above which the Go probes are taken off (0: no limit).
+    pub go_max_parks: u64,
     /// Write a recording (`observer record`).
     pub record: Option<PathBuf>,
 }
@@ -97,6 +99,11 @@ pub struct Session {
     started: std::time::Instant,
     started_wall: SystemTime,
     recorder: Option<Recorder>,
+    /// The target is a Go program (its futex waits are scheduler idling, never lock waits),
+    /// whether or not the goroutine probes are on.
+    is_go: bool,
+    /// Park counter and time of the last rate check.
+    park_rate_mark: Option<(std::time::Instant, u64)>,
 }
 
 impl Session {
@@ -126,6 +133,8 @@ impl Session {
             started: std::time::Instant::now(),
             started_wall: SystemTime::now(),
             recorder: None,
+            is_go: false,
+            park_rate_mark: None,
         })
     }
 
@@ -141,6 +150,7 @@ impl Session {
                     eprintln!("observer: warning: {w}");
                 }
                 self.go = Some(attached.watch);
+                self.is_go = true;
                 self.go_binary = Some(attached.binary);
             }
             Ok(None) => {}
@@ -423,7 +433,7 @@ impl Session {
         // In a Go process futex waits are idle scheduler threads (M parking), never lock waits.
         // A wait that ended because the process is exiting (the waker is in exit_group and
         // kills its threads) was not granted the lock: stall/deadlock alerts cover it.
-        let is_lock = self.go.is_none()
+        let is_lock = !self.is_go
             && w.waker_syscall != sysno::EXIT_GROUP as i64
             && w.class == wait_class::LOCK
             && (w.waker_tid == w.owner || thread_exists(w.tgid, w.owner));
@@ -502,7 +512,7 @@ impl Session {
         let mut waiters = Vec::new();
         let mut live_episodes = HashSet::new();
         for (&tid, e) in &blocked {
-            if e.class != wait_class::LOCK || self.go.is_some() {
+            if e.class != wait_class::LOCK || self.is_go {
                 continue;
             }
             let age = now.saturating_sub(e.start_ns);
@@ -576,8 +586,39 @@ impl Session {
         }
     }
 
+    /// Takes the Go probes off when the target parks goroutines faster than the limit: the
+    /// uprobe traps would then cost it more than observation is worth.
+    fn guard_park_rate(&mut self) {
+        if self.go.is_none() || self.opts.go_max_parks == 0 {
+            return;
+        }
+        let parks = self.probes.counters().go_parks;
+        let now = std::time::Instant::now();
+        let Some((since, at)) = self.park_rate_mark else {
+            self.park_rate_mark = Some((now, parks));
+            return;
+        };
+        let elapsed = now.duration_since(since).as_secs_f64();
+        if elapsed < 0.5 {
+            return;
+        }
+        let rate = parks.saturating_sub(at) as f64 / elapsed;
+        self.park_rate_mark = Some((now, parks));
+        if rate > self.opts.go_max_parks as f64 {
+            self.probes.unwatch_go(self.pid);
+            self.go = None;
+            eprintln!(
+                "observer: WARNING: pid {} parks {rate:.0} goroutines/s, over --go-max-parks {}: \
+                 goroutine probes taken off (each park costs it two uprobe traps); \
+                 thread-level observation goes on. Raise --go-max-parks to keep them.",
+                self.pid, self.opts.go_max_parks
+            );
+        }
+    }
+
     /// Goroutine stalls, leaks, and panics that were never recovered.
     fn scan_goroutines(&mut self) {
+        self.guard_park_rate();
         let Some(go) = self.go.as_mut() else { return };
         let now = monotonic_ns();
         let mut alerts = go.scan(

@@ -666,3 +666,28 @@ fn goroutines_refuses_a_program_that_is_not_go() {
         run.report()
     );
 }
+
+/// A park-heavy program: the goroutine probes are taken off by the rate guard (and the user is
+/// told), the program's exit status still passes through; with the guard off they stay on.
+#[test]
+fn park_rate_guard_takes_the_go_probes_off() {
+    let Some(go) = toolchain(GoVersion::Go127, "park_rate_guard_takes_the_go_probes_off") else {
+        return;
+    };
+    let ws = Workspace::new("go-park-guard");
+    let binary = ws.build_go(&go, "patterns/pingpong.go", false);
+    let guarded = observe_run(&ws, &[], "5s", &binary, &["3"]);
+    assert_eq!(guarded.exit_code(), Some(0), "{}", guarded.report());
+    assert!(
+        guarded.stderr.contains("goroutine probes taken off"),
+        "a program parking >100k goroutines/s must lose the goroutine probes\n{}",
+        guarded.report()
+    );
+    let unguarded = observe_run(&ws, &["--go-max-parks", "0"], "5s", &binary, &["1"]);
+    assert_eq!(unguarded.exit_code(), Some(0), "{}", unguarded.report());
+    assert!(
+        !unguarded.stderr.contains("goroutine probes taken off"),
+        "--go-max-parks 0 must keep them\n{}",
+        unguarded.report()
+    );
+}
