@@ -17,7 +17,7 @@ use observer_common::{
     GO_MESSAGE_BYTES,
 };
 
-use crate::{aggregate_wait, bump, read_global, EVENTS, STACKS, THRESHOLD_NS};
+use crate::{aggregate_wait, bump, read_global, read_user_u64, EVENTS, STACKS, THRESHOLD_NS};
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
 
@@ -36,20 +36,6 @@ static GO_AGG: PerCpuHashMap<GoAggKey, AggValue> = PerCpuHashMap::with_max_entri
 #[inline(always)]
 fn regs(ctx: &ProbeContext) -> *const pt_regs {
     ctx.regs as *const pt_regs
-}
-
-#[inline(always)]
-fn read_u64(addr: u64) -> Option<u64> {
-    let mut v = 0u64;
-    // SAFETY: bpf_probe_read_user never faults; target memory is only read.
-    let rc = unsafe {
-        bpf_probe_read_user(
-            (&mut v as *mut u64).cast(),
-            8,
-            addr as *const core::ffi::c_void,
-        )
-    };
-    (rc == 0).then_some(v)
 }
 
 #[inline(always)]
@@ -78,8 +64,8 @@ fn try_park(ctx: &ProbeContext) -> Option<()> {
     let r = regs(ctx);
     // SAFETY: ctx.regs points at the probed task's saved registers.
     let (g, reason) = unsafe { ((*r).r14, (*r).rcx & 0xff) };
-    let goid = read_u64(g.wrapping_add(proc.goid_offset))?;
-    let gopc = read_u64(g.wrapping_add(proc.gopc_offset)).unwrap_or(0);
+    let goid = read_user_u64(g.wrapping_add(proc.goid_offset))?;
+    let gopc = read_user_u64(g.wrapping_add(proc.gopc_offset)).unwrap_or(0);
     let stack_id = ctx
         .get_stackid(&STACKS, USER_STACK_FLAGS)
         .map(|id| id as i32)
@@ -116,7 +102,7 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
     let r = regs(ctx);
     // SAFETY: ctx.regs points at the probed task's saved registers.
     let (gp, g0) = unsafe { ((*r).rax, (*r).r14) };
-    let goid = read_u64(gp.wrapping_add(proc.goid_offset))?;
+    let goid = read_user_u64(gp.wrapping_add(proc.goid_offset))?;
     let key = GoKey {
         tgid,
         _pad: 0,
@@ -138,9 +124,9 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
         aggregate_wait(&GO_AGG, &agg_key, duration_ns, counter::GO_AGG_DROPPED);
         return Some(());
     }
-    let waker_goid = read_u64(g0.wrapping_add(proc.m_offset))
-        .and_then(|m| read_u64(m.wrapping_add(proc.m_curg_offset)))
-        .and_then(|curg| read_u64(curg.wrapping_add(proc.goid_offset)))
+    let waker_goid = read_user_u64(g0.wrapping_add(proc.m_offset))
+        .and_then(|m| read_user_u64(m.wrapping_add(proc.m_curg_offset)))
+        .and_then(|curg| read_user_u64(curg.wrapping_add(proc.goid_offset)))
         .unwrap_or(0);
     let waker_stack_id = ctx
         .get_stackid(&STACKS, USER_STACK_FLAGS)
@@ -210,11 +196,11 @@ fn send_message(ctx: &ProbeContext, kind: u32, source: MessageSource) -> Option<
         MessageSource::Goroutine(gp) => gp,
         _ => unsafe { (*regs(ctx)).r14 },
     };
-    let goid = read_u64(g.wrapping_add(proc.goid_offset)).unwrap_or(0);
+    let goid = read_user_u64(g.wrapping_add(proc.goid_offset)).unwrap_or(0);
     let (ptr, len) = match source {
         MessageSource::Header(h) => (
-            read_u64(h).unwrap_or(0),
-            read_u64(h.wrapping_add(8)).unwrap_or(0),
+            read_user_u64(h).unwrap_or(0),
+            read_user_u64(h.wrapping_add(8)).unwrap_or(0),
         ),
         MessageSource::Text(p, l) => (p, l),
         MessageSource::Goroutine(_) => (0, 0),

@@ -119,6 +119,21 @@ fn aggregate_wait<K>(
     }
 }
 
+/// A u64 of the current task's user memory; `None` when it cannot be read (never faults).
+#[inline(always)]
+fn read_user_u64(addr: u64) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: bpf_probe_read_user never faults; target memory is only read.
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            (&mut v as *mut u64).cast(),
+            8,
+            addr as *const core::ffi::c_void,
+        )
+    };
+    (rc == 0).then_some(v)
+}
+
 #[inline(always)]
 fn is_watched(tgid: u32) -> bool {
     // SAFETY: read-only lookup of a plain u32 value.

@@ -16,8 +16,8 @@ use observer_common::{
 };
 
 use crate::{
-    aggregate_wait, bump, is_watched, read_global, stacks, AGG, EVENTS, IN_FLIGHT, JOINED,
-    REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_PID_OFFSET,
+    aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks, AGG, EVENTS, IN_FLIGHT,
+    JOINED, REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_PID_OFFSET,
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
@@ -112,20 +112,6 @@ fn find_owner(entry: &mut InFlight, self_tid: u32) {
         entry.owner = owner;
         entry.class = wait_class::LOCK;
     }
-}
-
-#[inline(always)]
-fn read_user_u64(addr: u64) -> Option<u64> {
-    let mut v = 0u64;
-    // SAFETY: bpf_probe_read_user never faults.
-    let rc = unsafe {
-        bpf_probe_read_user(
-            (&mut v as *mut u64).cast(),
-            8,
-            addr as *const core::ffi::c_void,
-        )
-    };
-    (rc == 0).then_some(v)
 }
 
 #[tracepoint(category = "sched", name = "sched_waking")]

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use observer_common::{counter, event_kind, ExitEvent, ForkEvent};
 
 use crate::{
-    bump, is_watched, read_global, stacks, EVENTS, EXIT_GROUP_DEAD_OFFSET, FORK_CHILD_PID_OFFSET,
-    IN_FLIGHT, STACKS, WATCHED,
+    bump, is_watched, read_global, read_user_u64, stacks, EVENTS, EXIT_GROUP_DEAD_OFFSET,
+    FORK_CHILD_PID_OFFSET, IN_FLIGHT, STACKS, WATCHED,
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -34,22 +34,8 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
     // Only threads of the watched process: clone(CLONE_THREAD) / clone3 with it in the flags.
     let flags = match regs.orig_rax {
         SYS_CLONE => regs.rdi,
-        SYS_CLONE3 => {
-            let mut v = 0u64;
-            // SAFETY: reads clone_args.flags from the caller's memory; never faults.
-            let rc = unsafe {
-                aya_ebpf::helpers::generated::bpf_probe_read_user(
-                    (&mut v as *mut u64).cast(),
-                    8,
-                    regs.rdi as *const core::ffi::c_void,
-                )
-            };
-            if rc != 0 {
-                0
-            } else {
-                v
-            }
-        }
+        // clone_args.flags is the first field of clone3's argument.
+        SYS_CLONE3 => read_user_u64(regs.rdi).unwrap_or(0),
         _ => 0,
     };
     if flags & CLONE_THREAD == 0 {

@@ -136,16 +136,7 @@ impl FoldedProfile {
     pub fn top(&self, n: usize) -> Vec<TopStack> {
         let mut all: Vec<(&Vec<String>, &Totals)> = self.stacks.iter().collect();
         all.sort_by(|a, b| b.1.weight_ns.cmp(&a.1.weight_ns).then_with(|| a.0.cmp(b.0)));
-        all.into_iter()
-            .take(n)
-            .map(|(key, t)| TopStack {
-                process: key[0].clone(),
-                thread: key[1].clone(),
-                frames: key[2..].iter().rev().cloned().collect(),
-                weight_ns: t.weight_ns,
-                count: t.count,
-            })
-            .collect()
+        all.into_iter().take(n).map(to_top).collect()
     }
 
     /// Every merged stack in a stable order (process, thread, then frames outermost first), for
@@ -153,15 +144,18 @@ impl FoldedProfile {
     pub fn entries(&self) -> Vec<TopStack> {
         let mut all: Vec<(&Vec<String>, &Totals)> = self.stacks.iter().collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
-        all.into_iter()
-            .map(|(key, t)| TopStack {
-                process: key[0].clone(),
-                thread: key[1].clone(),
-                frames: key[2..].iter().rev().cloned().collect(),
-                weight_ns: t.weight_ns,
-                count: t.count,
-            })
-            .collect()
+        all.into_iter().map(to_top).collect()
+    }
+}
+
+/// A stored key (process, thread, frames outermost first) and its totals as a `TopStack`.
+fn to_top((key, t): (&Vec<String>, &Totals)) -> TopStack {
+    TopStack {
+        process: key[0].clone(),
+        thread: key[1].clone(),
+        frames: key[2..].iter().rev().cloned().collect(),
+        weight_ns: t.weight_ns,
+        count: t.count,
     }
 }
 

@@ -20,19 +20,6 @@ const FRAMES_SHOWN: usize = 4;
 /// At most this many thread-death sites are listed; the rest are totalled.
 const MAX_SITES: usize = 10;
 
-/// Functions that only plumb thread creation; skipped when naming a creation site so the line shows
-/// the application code that asked for the thread.
-const CREATION_PLUMBING: &[&str] = &[
-    "clone",
-    "clone3",
-    "__clone",
-    "__clone3",
-    "__clone_internal",
-    "create_thread",
-    "pthread_create",
-    "__pthread_create_2_1",
-];
-
 #[derive(Debug, Clone, Default)]
 pub struct SummaryInput {
     /// How to name the target, e.g. `bank (pid 100)`.
@@ -167,12 +154,8 @@ fn write_thread_deaths(
         sites.len()
     )?;
     for s in sites.iter().take(MAX_SITES) {
-        let app_frames: Vec<String> = s
-            .created_by
-            .iter()
-            .skip_while(|f| is_creation_plumbing(f))
-            .cloned()
-            .collect();
+        // Start at the code that asked for the thread, past clone3 / pthread_create.
+        let app_frames = own_frames(&s.created_by).to_vec();
         let origin = if app_frames.is_empty() {
             format!(
                 "thread {:?}, creator unknown (started before observer attached)",
@@ -197,12 +180,6 @@ fn write_thread_deaths(
         )?;
     }
     Ok(())
-}
-
-fn is_creation_plumbing(frame: &str) -> bool {
-    // Frames look like "pthread_create@@GLIBC_2.34 (pthread_create.c:620)" or "clone3".
-    let name = frame.split([' ', '@', '+']).next().unwrap_or(frame);
-    CREATION_PLUMBING.contains(&name)
 }
 
 fn frames_text(frames: &[String], shown: usize) -> String {

@@ -368,10 +368,15 @@ pub struct Target {
 
 impl Target {
     pub fn spawn<S: AsRef<OsStr>>(binary: &Path, args: &[S]) -> Self {
+        Self::spawn_to(binary, args, Stdio::null())
+    }
+
+    /// Starts the target and a thread that reaps it, so its exit status is known.
+    fn spawn_to<S: AsRef<OsStr>>(binary: &Path, args: &[S], stdout: Stdio) -> Self {
         let mut child = Command::new(binary)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .spawn()
             .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()));
         let pid = child.id();
@@ -730,26 +735,7 @@ impl Target {
     pub fn spawn_with_stdout<S: AsRef<OsStr>>(binary: &Path, args: &[S], stdout: &Path) -> Self {
         let file = fs::File::create(stdout)
             .unwrap_or_else(|e| panic!("could not create {}: {e}", stdout.display()));
-        let mut child = Command::new(binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()));
-        let pid = child.id();
-        let status = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&status);
-        let reaper = thread::spawn(move || {
-            let result = child.wait().ok();
-            if let Ok(mut s) = slot.lock() {
-                *s = result;
-            }
-        });
-        Target {
-            pid,
-            status,
-            reaper: Some(reaper),
-        }
+        Self::spawn_to(binary, args, Stdio::from(file))
     }
 }
 
