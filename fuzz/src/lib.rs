@@ -3,8 +3,8 @@
 //! Every function here takes arbitrary bytes and hands them to a parser of input observer does
 //! not control: executables of the target (any file can be a "Go binary"), `/proc` text (a
 //! process can name itself and its files almost anything), ring-buffer records (written by the
-//! kernel programs, copied from target memory), stack bytes (the target's own memory) and alert
-//! lines (files a user points a tool at). None of them may panic. A `panic!`/`assert!` here
+//! kernel programs, copied from target memory), stack bytes (the target's own memory), alert
+//! lines and recordings (files a user points a tool at). None of them may panic. A `panic!`/`assert!` here
 //! marks a broken *property* (for example a round trip), which is a bug as well.
 
 use std::fs;
@@ -16,6 +16,7 @@ use observer::events::{comm_str, go_message, stack_bytes, Event};
 use observer::golang::GoBinary;
 use observer::procexit::ProcessExits;
 use observer::procmaps::{parse_line, ProcessMaps};
+use observer::recording::{Meta, Recorder, Recording};
 use observer::unwind::{Regs, Unwinder};
 
 /// The bytes as a file, opened with [`GoBinary::open`], then queried like observer does.
@@ -82,6 +83,86 @@ fn scratch_file() -> PathBuf {
     })
     .path()
     .join("input.bin")
+}
+
+/// A recording file, as `observer report FILE` reads any file it is given. The first byte
+/// picks what the rest is: a whole file, or the payload of a profile block of format version 2
+/// or 1 that gets a valid frame and checksum (mutations of a whole file almost never get past
+/// the checksum to the profile decoder). What parses is rendered like a report does, then
+/// written again as the current format version and read back: it must come back unchanged.
+pub fn recording(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let framed;
+    let file = match which % 3 {
+        0 => rest,
+        n => {
+            framed = frame_profile(if n == 1 { 2 } else { 1 }, rest);
+            &framed
+        }
+    };
+    let Ok(rec) = Recording::parse(file) else {
+        return;
+    };
+    let profile = observer::report::profile_of(&rec);
+    let _ = (profile.lines(), profile.top(10), profile.total_weight_ns());
+    let pprof_meta = observer::pprof::PprofMeta {
+        main_binary: rec
+            .meta
+            .as_ref()
+            .and_then(|m| m.executable.clone().map(Into::into)),
+        build_id: rec.meta.as_ref().and_then(|m| m.build_id.clone()),
+        duration_ns: rec.profile.as_ref().map_or(0, |p| p.elapsed_ns),
+        time_nanos: 0,
+    };
+    let _ = observer::pprof::build(&profile, &pprof_meta);
+
+    let meta = rec.meta.clone().unwrap_or_else(|| Meta {
+        observer_version: String::new(),
+        pid: 0,
+        process: String::new(),
+        executable: None,
+        build_id: None,
+        started: String::new(),
+        threshold_ns: 0,
+        stall_after_ns: 0,
+        kernel: String::new(),
+    });
+    let path = scratch_file().with_file_name("again.obsrec");
+    let _ = fs::remove_file(&path);
+    let Ok(mut out) = Recorder::create(&path, &meta) else {
+        return;
+    };
+    for alert in &rec.alerts {
+        out.alert(alert).expect("writing an alert back");
+    }
+    if let Some(p) = &rec.profile {
+        out.profile(p).expect("writing the profile back");
+    }
+    out.finish().expect("finishing the recording");
+    let again = Recording::read(&path)
+        .unwrap_or_else(|e| panic!("observer cannot read back the recording it wrote: {e}"));
+    assert_eq!(again.meta.as_ref(), Some(&meta), "metadata changed");
+    assert_eq!(again.alerts, rec.alerts, "alerts changed");
+    assert_eq!(again.profile, rec.profile, "profile changed");
+    assert!(!again.truncated);
+}
+
+/// A recording of format `version` holding one profile block with `payload`, then an end
+/// marker: the framing of `observer::recording` (`[u16 kind][u32 len][payload][u32 crc]`).
+pub fn frame_profile(version: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = observer::recording::MAGIC.to_vec();
+    out.extend_from_slice(&version.to_le_bytes());
+    for (kind, body) in [(3u16, payload), (4, &[][..])] {
+        let mut block = kind.to_le_bytes().to_vec();
+        block.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
+        block.extend_from_slice(body);
+        let crc = crc32fast::hash(&block);
+        out.extend_from_slice(&block);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+    out
 }
 
 /// `/proc` and tracefs text. The first byte picks the parser, the rest is the text.

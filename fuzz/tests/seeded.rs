@@ -255,3 +255,112 @@ fn stack_unwinding() {
         observer_fuzz::stack_unwind,
     );
 }
+
+/// A version 2 recording with addresses, inline chains and names, and the version 1 fixture.
+fn recording_seeds() -> Vec<Vec<u8>> {
+    use observer::folded::StackEntry;
+    use observer::recording::{Meta, ProfileSnapshot, Recorder};
+    use observer::stackframe::{Frame, Module, NormAddr};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("seed.obsrec");
+    let meta = Meta {
+        observer_version: "0.1.0".into(),
+        pid: 7,
+        process: "bank".into(),
+        executable: Some("/usr/bin/bank".into()),
+        build_id: Some("abcd".into()),
+        started: "2026-11-26T20:00:00.000Z".into(),
+        threshold_ns: 1,
+        stall_after_ns: 2,
+        kernel: "6.18".into(),
+    };
+    let exe = Arc::new(Module {
+        path: "/usr/bin/bank".into(),
+        build_id: Some("abcd".into()),
+    });
+    let at = |name: &str, off: u64, inlined: bool| Frame {
+        name: name.into(),
+        addr: Some(NormAddr {
+            module: Arc::clone(&exe),
+            file_offset: off,
+        }),
+        inlined,
+    };
+    let snapshot = ProfileSnapshot {
+        elapsed_ns: 9,
+        stacks: vec![StackEntry {
+            process: "bank".into(),
+            thread: "worker".into(),
+            frames: vec![
+                Frame::named("[futex]"),
+                at("lock (bank.c:9)", 0x10, true),
+                at("transfer (bank.c:14)", 0x10, false),
+                at("main (bank.c:30)", 0x20, false),
+            ],
+            weight_ns: 5,
+            count: 1,
+        }],
+        events_dropped: 0,
+        agg_dropped: 0,
+    };
+    let mut r = Recorder::create(&path, &meta).expect("recorder");
+    let alert = observer::alert::Alert::from_json_line(ALERTS[2]).expect("alert");
+    r.alert(&alert).expect("alert");
+    r.profile(&snapshot).expect("profile");
+    r.finish().expect("finish");
+    let v2 = std::fs::read(&path).expect("seed recording");
+    let v1 = include_bytes!("../../observer-user/src/recording/testdata/v1.obsrec").to_vec();
+    let mut seeds = Vec::new();
+    for (selector, file) in [(1u8, &v2), (2, &v1)] {
+        let mut whole = vec![0u8];
+        whole.extend_from_slice(file);
+        seeds.push(whole);
+        // The profile payloads alone, for the selector that frames them again.
+        for payload in profile_payloads(file) {
+            let mut v = vec![selector];
+            v.extend_from_slice(payload);
+            seeds.push(v);
+        }
+    }
+    seeds
+}
+
+/// The payloads of the profile blocks (kind 3) of a well-formed recording.
+fn profile_payloads(file: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut pos = 10;
+    while pos + 6 <= file.len() {
+        let kind = u16::from_le_bytes([file[pos], file[pos + 1]]);
+        let len = u32::from_le_bytes(file[pos + 2..pos + 6].try_into().unwrap()) as usize;
+        if kind == 3 {
+            out.push(&file[pos + 6..pos + 6 + len]);
+        }
+        pos += 6 + len + 4;
+    }
+    out
+}
+
+#[test]
+fn recordings() {
+    let seeds = recording_seeds();
+    // The seeds must parse, or the mutations below test nothing.
+    assert_eq!(seeds.len(), 5);
+    for seed in &seeds {
+        let file = match seed[0] {
+            0 => seed[1..].to_vec(),
+            n => observer_fuzz::frame_profile(if n == 1 { 2 } else { 1 }, &seed[1..]),
+        };
+        let rec = observer::recording::Recording::parse(&file).expect("seed parses");
+        assert!(rec.profile.is_some_and(|p| !p.stacks.is_empty()));
+        observer_fuzz::recording(seed);
+    }
+    drive(
+        "recording",
+        0x9f0c_0008,
+        ITERATIONS,
+        &seeds,
+        observer_fuzz::recording,
+    );
+}

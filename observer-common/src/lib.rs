@@ -167,6 +167,7 @@ pub mod event_kind {
     pub const GO_PANIC: u32 = 6;
     pub const GO_RECOVERED: u32 = 7;
     pub const GO_FATAL: u32 = 8;
+    pub const EXEC: u32 = 9;
 }
 
 /// A wait longer than the threshold that has just ended (sent at wake-up).
@@ -228,6 +229,17 @@ pub struct ExitEvent {
     pub comm: [u8; 16],
 }
 
+/// A process ran a new program (`sched_process_exec`; sent in sidecar mode only, for every
+/// process on the host, so userspace can start or stop watching it and find Go programs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    pub time_ns: u64,
+    pub comm: [u8; 16],
+}
+
 /// A signal whose default action kills the process is being delivered (`signal_deliver`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -241,7 +253,8 @@ pub struct SignalEvent {
     pub time_ns: u64,
 }
 
-/// Where a Go process keeps what the Go probes read (byte offsets, from its binary).
+/// Where a Go process keeps what the Go probes read (byte offsets, from its binary), and how
+/// often its short waits have their stacks walked.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GoProcess {
@@ -251,6 +264,20 @@ pub struct GoProcess {
     pub m_offset: u64,
     /// `m.curg`: the user goroutine of a thread running on the system stack (g0).
     pub m_curg_offset: u64,
+    /// `g.sched.pc` and `g.sched.bp` (`g.sched` plus the `gobuf` field): where a parked
+    /// goroutine resumes (inside `gopark`) and `gopark`'s frame pointer, both saved by `mcall`.
+    /// The parked goroutine's stack is walked from there, by whoever wakes it.
+    pub sched_pc_offset: u64,
+    pub sched_bp_offset: u64,
+    /// Short waits at least this long always have their stack walked for the profile (they
+    /// carry its weight); of the shorter ones, one in `sample_period` (chosen at random; 0:
+    /// none), counted `sample_period` times.
+    pub sample_all_ns: u64,
+    pub sample_period: u32,
+    pub _pad: u32,
+    /// Parks of this process so far, counted by `gopark` (not atomically: a rate for the
+    /// park-rate guard, where a lost increment does not matter).
+    pub parks: u64,
 }
 
 /// A parked goroutine, keyed by (tgid, goid).
@@ -262,24 +289,49 @@ pub struct GoKey {
     pub goid: u64,
 }
 
+/// What `runtime.gopark` records: no stack (it is walked later, only when needed, from the
+/// goroutine's saved context at `g`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GoParked {
     pub start_ns: u64,
     /// Creation pc of the goroutine (`g.gopc`): "created by".
     pub gopc: u64,
+    /// Address of the goroutine's `g`: its saved registers (`g.sched`) start the stack walk.
+    pub g: u64,
     pub reason: u32,
-    pub stack_id: i32,
+    pub _pad: u32,
 }
 
-/// Key of the in-kernel aggregate of short goroutine waits.
+/// Key of the exact in-kernel totals of short goroutine waits, per wait reason.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GoAggKey {
     pub tgid: u32,
-    pub stack_id: i32,
     pub reason: u32,
-    pub _pad: u32,
+}
+
+/// Frames of a goroutine stack walked in the kernel (frame pointers from `g.sched`).
+pub const GO_STACK_DEPTH: usize = 32;
+
+/// A goroutine stack, innermost first: `pcs[0]` is the pc it resumes at, the others return
+/// addresses. Slots from `len` on are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GoStack {
+    pub len: u64,
+    pub pcs: [u64; GO_STACK_DEPTH],
+}
+
+/// Key of the sampled short goroutine waits, summed under their stack, each weighted by the
+/// inverse of its chance of being sampled (see `GoProcess`): an estimate that userspace scales
+/// to the exact per-reason totals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GoSampleKey {
+    pub tgid: u32,
+    pub reason: u32,
+    pub stack: GoStack,
 }
 
 /// Bytes of a Go panic or throw message carried in an event.
@@ -296,10 +348,12 @@ pub struct GoWaitEvent {
     pub goid: u64,
     pub waker_goid: u64,
     pub gopc: u64,
-    pub stack_id: i32,
     pub waker_stack_id: i32,
+    pub _pad: u32,
     pub start_ns: u64,
     pub duration_ns: u64,
+    /// The woken goroutine's stack where it parked, walked by the waker.
+    pub stack: GoStack,
 }
 
 /// `runtime.gopanic`, `runtime.throw` / `runtime.fatal`, or `runtime.recovery`.
@@ -335,7 +389,9 @@ pub mod counter {
     pub const GO_PARKS: u32 = 6;
     /// Goroutine short-wait aggregate full.
     pub const GO_AGG_DROPPED: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// Sidecar mode: a new process could not be watched (WATCHED full).
+    pub const WATCH_FULL: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 #[cfg(feature = "user")]
@@ -348,4 +404,5 @@ mod pod {
     unsafe impl aya::Pod for GoKey {}
     unsafe impl aya::Pod for GoParked {}
     unsafe impl aya::Pod for GoAggKey {}
+    unsafe impl aya::Pod for GoSampleKey {}
 }

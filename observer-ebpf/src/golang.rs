@@ -4,17 +4,34 @@
 //! g. Thread-level futex data of a Go process mostly shows idle scheduler threads, so goroutine
 //! waits are measured where the goroutine parks (`runtime.gopark`, on its own stack) and where
 //! it is made ready (`runtime.ready`, on the waker's system stack).
+//!
+//! Cost: every park and every ready pays a uprobe trap (about 11 us on this VM, BENCHMARKS.md),
+//! whatever the program does, so the programs themselves keep to a few map operations.
+//! `gopark` records the goroutine, its wait reason and the time, and takes no stack: most waits
+//! are short and nobody looks at their stacks one by one. The stack is walked only when it is
+//! wanted, by the waker in `runtime.ready`, from the parked goroutine's saved context
+//! (`g.sched`: `mcall` left `gopark`'s pc and frame pointer there, and Go adjusts them if the
+//! stack moves while it is parked): for every wait over the threshold (an event), and for the
+//! profile, for every short wait of at least `GoProcess::sample_all_ns` (few, and where the
+//! blocked time is) and one in `GoProcess::sample_period` of the shorter ones (chosen at random,
+//! so that alternating waits cannot alias with the period; counted `sample_period` times).
+//! Short waits are summed exactly per wait reason in `GO_AGG`; the walked ones per stack in
+//! `GO_SAMPLES`, which userspace scales to those exact totals. Goroutines that stay parked are
+//! read from userspace (`GO_PARKED` has their `g`).
 
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK},
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        generated::{bpf_get_prandom_u32, bpf_probe_read_user},
+    },
     macros::{map, uprobe},
-    maps::{HashMap, LruHashMap, PerCpuHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{tracing::StackIdContext as _, ProbeContext},
 };
 use observer_common::{
-    counter, event_kind, AggValue, GoAggKey, GoKey, GoPanicEvent, GoParked, GoProcess, GoWaitEvent,
-    GO_MESSAGE_BYTES,
+    counter, event_kind, AggValue, GoAggKey, GoKey, GoPanicEvent, GoParked, GoProcess, GoSampleKey,
+    GoStack, GoWaitEvent, GO_MESSAGE_BYTES, GO_STACK_DEPTH,
 };
 
 use crate::{aggregate_wait, bump, read_global, read_user_u64, EVENTS, STACKS, THRESHOLD_NS};
@@ -30,8 +47,17 @@ static GO_PROCS: HashMap<u32, GoProcess> = HashMap::with_max_entries(1024, 0);
 #[map]
 static GO_PARKED: LruHashMap<GoKey, GoParked> = LruHashMap::with_max_entries(65536, 0);
 
+/// Exact count and blocked time of short waits, per process and wait reason.
 #[map]
-static GO_AGG: PerCpuHashMap<GoAggKey, AggValue> = PerCpuHashMap::with_max_entries(16384, 0);
+static GO_AGG: PerCpuHashMap<GoAggKey, AggValue> = PerCpuHashMap::with_max_entries(4096, 0);
+
+/// The sampled short waits, per process, wait reason and stack.
+#[map]
+static GO_SAMPLES: PerCpuHashMap<GoSampleKey, AggValue> = PerCpuHashMap::with_max_entries(8192, 0);
+
+/// Room to build a `GoSampleKey` (too large for the 512-byte BPF stack next to the rest).
+#[map]
+static GO_SCRATCH: PerCpuArray<GoSampleKey> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn regs(ctx: &ProbeContext) -> *const pt_regs {
@@ -61,15 +87,16 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
 fn try_park(ctx: &ProbeContext) -> Option<()> {
     let (tgid, _) = current();
     let proc = go_process(tgid)?;
+    if let Some(p) = GO_PROCS.get_ptr_mut(&tgid) {
+        // SAFETY: a valid map value pointer; a racing increment may be lost, which the rate
+        // guard that reads it tolerates.
+        unsafe { (*p).parks = (*p).parks.wrapping_add(1) };
+    }
     let r = regs(ctx);
     // SAFETY: ctx.regs points at the probed task's saved registers.
     let (g, reason) = unsafe { ((*r).r14, (*r).rcx & 0xff) };
     let goid = read_user_u64(g.wrapping_add(proc.goid_offset))?;
     let gopc = read_user_u64(g.wrapping_add(proc.gopc_offset)).unwrap_or(0);
-    let stack_id = ctx
-        .get_stackid(&STACKS, USER_STACK_FLAGS)
-        .map(|id| id as i32)
-        .unwrap_or(-1);
     let key = GoKey {
         tgid,
         _pad: 0,
@@ -79,8 +106,9 @@ fn try_park(ctx: &ProbeContext) -> Option<()> {
         // SAFETY: no preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
         gopc,
+        g,
         reason: reason as u32,
-        stack_id,
+        _pad: 0,
     };
     let _ = GO_PARKED.insert(&key, &parked, 0);
     bump(counter::GO_PARKS);
@@ -117,11 +145,19 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
     if duration_ns < read_global(&THRESHOLD_NS) {
         let agg_key = GoAggKey {
             tgid,
-            stack_id: parked.stack_id,
             reason: parked.reason,
-            _pad: 0,
         };
         aggregate_wait(&GO_AGG, &agg_key, duration_ns, counter::GO_AGG_DROPPED);
+        let weight = if duration_ns >= proc.sample_all_ns {
+            1
+        } else if sampled(proc.sample_period) {
+            u64::from(proc.sample_period)
+        } else {
+            0
+        };
+        if weight != 0 {
+            sample_stack(gp, &proc, tgid, parked.reason, duration_ns, weight);
+        }
         return Some(());
     }
     let waker_goid = read_user_u64(g0.wrapping_add(proc.m_offset))
@@ -132,23 +168,114 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
         .get_stackid(&STACKS, USER_STACK_FLAGS)
         .map(|id| id as i32)
         .unwrap_or(-1);
-    let ev = GoWaitEvent {
-        kind: event_kind::GO_WAIT,
-        tgid,
-        tid,
-        reason: parked.reason,
-        goid,
-        waker_goid,
-        gopc: parked.gopc,
-        stack_id: parked.stack_id,
-        waker_stack_id,
-        start_ns: parked.start_ns,
-        duration_ns,
-    };
-    if EVENTS.output::<GoWaitEvent>(&ev, 0).is_err() {
+    let Some(mut slot) = EVENTS.reserve::<GoWaitEvent>(0) else {
         bump(counter::EVENTS_DROPPED);
+        return None;
+    };
+    let ev = slot.as_mut_ptr();
+    // SAFETY: scalar writes into a GoWaitEvent-sized reservation; the walk writes only inside
+    // its stack array.
+    unsafe {
+        (*ev).kind = event_kind::GO_WAIT;
+        (*ev).tgid = tgid;
+        (*ev).tid = tid;
+        (*ev).reason = parked.reason;
+        (*ev).goid = goid;
+        (*ev).waker_goid = waker_goid;
+        (*ev).gopc = parked.gopc;
+        (*ev).waker_stack_id = waker_stack_id;
+        (*ev)._pad = 0;
+        (*ev).start_ns = parked.start_ns;
+        (*ev).duration_ns = duration_ns;
+        walk_parked(gp, &proc, &mut (*ev).stack);
     }
+    slot.submit(0);
     Some(())
+}
+
+/// One call in `period`, at random (0: never).
+#[inline(always)]
+fn sampled(period: u32) -> bool {
+    // SAFETY: no preconditions.
+    period != 0 && unsafe { bpf_get_prandom_u32() } % period == 0
+}
+
+/// Adds one short wait, counted `weight` times, under the parked goroutine's stack.
+#[inline(always)]
+fn sample_stack(gp: u64, proc: &GoProcess, tgid: u32, reason: u32, duration_ns: u64, weight: u64) {
+    let Some(key) = GO_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot and this CPU's slot of a per-CPU value; nothing else runs
+    // on this CPU while the program does.
+    unsafe {
+        (*key).tgid = tgid;
+        (*key).reason = reason;
+        walk_parked(gp, proc, &mut (*key).stack);
+        // No overflow: below the threshold times at most 1024 (saturating_mul needs 128 bits).
+        let ns = duration_ns.wrapping_mul(weight);
+        match GO_SAMPLES.get_ptr_mut(&*key) {
+            Some(v) => {
+                (*v).count += weight;
+                (*v).total_ns = (*v).total_ns.saturating_add(ns);
+            }
+            None => {
+                let v = AggValue {
+                    count: weight,
+                    total_ns: ns,
+                };
+                if GO_SAMPLES
+                    .insert(&*key, &v, aya_ebpf::bindings::BPF_NOEXIST as u64)
+                    .is_err()
+                {
+                    bump(counter::GO_AGG_DROPPED);
+                }
+            }
+        }
+    }
+}
+
+/// Walks the frame-pointer chain of parked goroutine `gp` from its saved context: `g.sched.pc`
+/// (in `gopark`), then from `g.sched.bp` (`gopark`'s frame) each frame's return address at
+/// `bp + 8` and the caller's frame at `[bp]`. Frames are at rising addresses; anything else
+/// ends the walk. Unused slots are zeroed, so equal stacks make equal map keys.
+#[inline(always)]
+fn walk_parked(gp: u64, proc: &GoProcess, out: &mut GoStack) {
+    let pc = read_user_u64(gp.wrapping_add(proc.sched_pc_offset)).unwrap_or(0);
+    let mut bp = if pc != 0 {
+        read_user_u64(gp.wrapping_add(proc.sched_bp_offset)).unwrap_or(0)
+    } else {
+        0
+    };
+    out.pcs[0] = pc;
+    let mut len = u64::from(pc != 0);
+    for i in 1..GO_STACK_DEPTH {
+        if bp == 0 {
+            break;
+        }
+        let mut frame = [0u64; 2];
+        // SAFETY: bpf_probe_read_user never faults; 16 bytes into a 16-byte local.
+        let rc = unsafe {
+            bpf_probe_read_user(
+                frame.as_mut_ptr().cast(),
+                16,
+                bp as *const core::ffi::c_void,
+            )
+        };
+        let (next, ret) = (frame[0], frame[1]);
+        if rc != 0 || ret == 0 {
+            break;
+        }
+        out.pcs[i] = ret;
+        len = i as u64 + 1;
+        bp = if next > bp { next } else { 0 };
+    }
+    for i in 1..GO_STACK_DEPTH {
+        if i as u64 >= len {
+            out.pcs[i] = 0;
+        }
+    }
+    out.len = len;
 }
 
 /// `gopanic(e any)`: RAX = type, RBX = data. String-like panic values (string, plainError,

@@ -35,6 +35,12 @@ static THRESHOLD_NS: u64 = 100_000_000;
 #[no_mangle]
 static REPORT_IDLE: u32 = 0;
 
+/// 1 for `observer sidecar`: a watched process's child processes are watched from their
+/// birth (in the kernel, so none of their first waits is missed), and every exec on the host is
+/// sent to userspace, which decides what to watch.
+#[no_mangle]
+static SIDECAR: u32 = 0;
+
 /// Field offsets of the classic tracepoints, read from tracefs by the loader.
 #[no_mangle]
 static WAKING_PID_OFFSET: u32 = 24;
@@ -49,9 +55,10 @@ static DELIVER_CODE_OFFSET: u32 = 16;
 #[no_mangle]
 static DELIVER_HANDLER_OFFSET: u32 = 24;
 
-/// Processes (tgids) being observed.
+/// Processes (tgids) being observed; sized for a whole host in sidecar mode (pid_max is
+/// 32768 by default; a full map only means a process is not watched, and is counted).
 #[map]
-static WATCHED: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
+static WATCHED: HashMap<u32, u32> = HashMap::with_max_entries(32768, 0);
 
 /// Threads blocked right now, by tid. LRU: a thread that dies blocked must not leak an entry.
 #[map]

@@ -6,11 +6,11 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::{tracing::StackIdContext as _, TracePointContext},
 };
-use observer_common::{counter, event_kind, ExitEvent, ForkEvent};
+use observer_common::{counter, event_kind, ExecEvent, ExitEvent, ForkEvent};
 
 use crate::{
     bump, is_watched, read_global, read_user_u64, stacks, EVENTS, EXIT_GROUP_DEAD_OFFSET,
-    FORK_CHILD_PID_OFFSET, IN_FLIGHT, STACKS, WATCHED,
+    FORK_CHILD_PID_OFFSET, IN_FLIGHT, SIDECAR, STACKS, WATCHED,
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -38,12 +38,18 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
         SYS_CLONE3 => read_user_u64(regs.rdi).unwrap_or(0),
         _ => 0,
     };
-    if flags & CLONE_THREAD == 0 {
-        return Ok(());
-    }
     let off = read_global(&FORK_CHILD_PID_OFFSET) as usize;
     // SAFETY: offset of `child_pid` from the tracefs format.
     let child_tid: u32 = unsafe { ctx.read_at(off) }.map_err(|e| e as i64)?;
+    if flags & CLONE_THREAD == 0 {
+        if read_global(&SIDECAR) != 0 {
+            // A new process of a watched one (a worker, a shell's child): watched from birth.
+            if WATCHED.insert(&child_tid, &1, 0).is_err() {
+                bump(counter::WATCH_FULL);
+            }
+        }
+        return Ok(());
+    }
     let Some(mut slot) = EVENTS.reserve::<ForkEvent>(0) else {
         bump(counter::EVENTS_DROPPED);
         return Ok(());
@@ -110,4 +116,27 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     }
     slot.submit(0);
     Ok(())
+}
+
+/// `sched_process_exec` runs in the process that has just loaded a new program. Sidecar mode
+/// only: userspace decides whether the new program is watched (`--comm`) and a Go program.
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    if read_global(&SIDECAR) == 0 {
+        return 0;
+    }
+    let Some(mut slot) = EVENTS.reserve::<ExecEvent>(0) else {
+        bump(counter::EVENTS_DROPPED);
+        return 0;
+    };
+    let ev = slot.as_mut_ptr();
+    // SAFETY: scalar writes into an ExecEvent-sized reservation.
+    unsafe {
+        (*ev).kind = event_kind::EXEC;
+        (*ev).tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        (*ev).time_ns = bpf_ktime_get_ns();
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
+    slot.submit(0);
+    0
 }

@@ -35,6 +35,12 @@ pub struct Alert {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
+    /// The process and thread ids inside the target's own pid namespace (a container), when
+    /// they differ from the host's `pid` / `tid`.
+    #[serde(default)]
+    pub ns_pid: Option<u32>,
+    #[serde(default)]
+    pub ns_tid: Option<u32>,
     /// Innermost frame first.
     pub stack: Vec<String>,
     #[serde(flatten)]
@@ -233,6 +239,10 @@ impl Serialize for Alert {
             pid: u32,
             tid: u32,
             comm: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ns_pid: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ns_tid: Option<u32>,
             stack: &'a [String],
             #[serde(flatten)]
             detail: Body<'a>,
@@ -269,6 +279,8 @@ impl Serialize for Alert {
             pid: self.pid,
             tid: self.tid,
             comm: &self.comm,
+            ns_pid: self.ns_pid,
+            ns_tid: self.ns_tid,
             stack: &self.stack,
             detail,
         }
@@ -376,6 +388,8 @@ mod tests {
             pid: 100,
             tid: 101,
             comm: "bank".into(),
+            ns_pid: None,
+            ns_tid: None,
             stack: vec![
                 "transfer_a_to_b (bank.c:14)".into(),
                 "worker (bank.c:30)".into(),

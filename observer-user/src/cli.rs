@@ -44,11 +44,48 @@ pub enum Command {
     /// `observer report` reads after the process, and even its binary, are gone.
     Record {
         /// Process to record.
-        #[arg(long, value_name = "PID")]
-        pid: u32,
+        #[arg(
+            long,
+            value_name = "PID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        pid: Option<u32>,
+        /// Record every process on the host (like `observer sidecar`), e.g. during an incident
+        /// whose culprit is not known yet. --comm / --cgroup narrow it.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterOpts,
         /// The recording file to write.
         #[arg(short = 'o', long, value_name = "FILE")]
         output: PathBuf,
+        #[command(flatten)]
+        opts: ObserveOpts,
+    },
+    /// Watch every process on the host (or those --comm / --cgroup select), for good: the
+    /// fleet-wide mode, run once per host by systemd or a Kubernetes DaemonSet (see deploy/).
+    ///
+    /// Processes started later are watched from their birth; Go programs get the goroutine
+    /// probes as they start. Alerts go to --alerts as JSON lines, rotated by size; Prometheus
+    /// metrics are served on --metrics-addr. Exits of ordinary processes are only reported
+    /// when they crash (or fail, for processes singled out by --comm / --cgroup).
+    Sidecar {
+        #[command(flatten)]
+        filter: FilterOpts,
+        /// Rotate the --alerts file when it reaches this size (bytes; K, M, G suffixes).
+        #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+        alerts_max_bytes: u64,
+        /// How many rotated alert files to keep (ALERTS.1 ... ALERTS.N).
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        alerts_keep: u32,
+        /// Serve Prometheus metrics at http://ADDR/metrics. Binds loopback unless told
+        /// otherwise (e.g. 0.0.0.0:9464 for a scraper on another host).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        metrics_addr: String,
+        /// Do not serve metrics.
+        #[arg(long)]
+        no_metrics: bool,
         #[command(flatten)]
         opts: ObserveOpts,
     },
@@ -89,6 +126,42 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+}
+
+/// Which processes of the host (`sidecar`, `record --all`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterOpts {
+    /// Only processes whose name (comm, as in `ps -o comm`) matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub comm: Option<String>,
+    /// Only processes in this cgroup (v2) or below it, e.g. /sys/fs/cgroup/system.slice/app.service
+    /// or kubepods.slice.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+}
+
+/// `64M` -> 67108864.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1),
+        Some((i, _)) => {
+            let mult = match t[i..].to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                other => return Err(format!("unknown size suffix {other:?} (use K, M or G)")),
+            };
+            (&t[..i], mult)
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 64M"))?;
+    n.checked_mul(mult)
+        .filter(|&b| b >= 4096)
+        .ok_or_else(|| format!("{text:?}: must be at least 4K"))
 }
 
 #[derive(Debug, Args, Clone)]
@@ -135,4 +208,34 @@ pub struct ObserveOpts {
     /// Do not print alerts and the summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// No live view: print alerts as lines instead of a refreshing top-style screen (the
+    /// view is shown by `watch`, `record` and `sidecar` when stderr is a terminal).
+    #[arg(long)]
+    pub no_live: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("8KiB"), Ok(8 << 10));
+        assert_eq!(parse_size("10000"), Ok(10000));
+        assert!(parse_size("1K").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+    }
+
+    #[test]
+    fn record_needs_pid_or_all() {
+        assert!(Cli::try_parse_from(["observer", "record", "-o", "x"]).is_err());
+        assert!(Cli::try_parse_from(["observer", "record", "--all", "-o", "x"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["observer", "record", "--pid", "1", "--all", "-o", "x"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["observer", "sidecar", "--comm", "nginx"]).is_ok());
+    }
 }

@@ -1,7 +1,8 @@
 //! Typed views of the ring-buffer records the kernel programs send.
 
 use observer_common::{
-    event_kind, ExitEvent, ForkEvent, GoPanicEvent, GoWaitEvent, SignalEvent, UserStack, WaitEvent,
+    event_kind, ExecEvent, ExitEvent, ForkEvent, GoPanicEvent, GoStack, GoWaitEvent, SignalEvent,
+    UserStack, WaitEvent,
 };
 
 /// One record from the `EVENTS` ring buffer, copied out of the kernel's memory.
@@ -10,13 +11,15 @@ pub enum Event {
     Fork(Box<ForkEvent>),
     Exit(ExitEvent),
     Signal(SignalEvent),
-    GoWait(GoWaitEvent),
+    GoWait(Box<GoWaitEvent>),
     /// `runtime.gopanic`.
     GoPanic(Box<GoPanicEvent>),
     /// `runtime.recovery`: the goroutine's panic was recovered.
     GoRecovered(Box<GoPanicEvent>),
     /// `runtime.throw` / `runtime.fatal`: the process is dying.
     GoFatal(Box<GoPanicEvent>),
+    /// Sidecar: a process ran a new program.
+    Exec(ExecEvent),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,10 +41,11 @@ impl Event {
             event_kind::FORK => Event::Fork(Box::new(read(bytes)?)),
             event_kind::EXIT => Event::Exit(read(bytes)?),
             event_kind::SIGNAL => Event::Signal(read(bytes)?),
-            event_kind::GO_WAIT => Event::GoWait(read(bytes)?),
+            event_kind::GO_WAIT => Event::GoWait(Box::new(read(bytes)?)),
             event_kind::GO_PANIC => Event::GoPanic(Box::new(read(bytes)?)),
             event_kind::GO_RECOVERED => Event::GoRecovered(Box::new(read(bytes)?)),
             event_kind::GO_FATAL => Event::GoFatal(Box::new(read(bytes)?)),
+            event_kind::EXEC => Event::Exec(read(bytes)?),
             other => return Err(EventError::UnknownKind(other)),
         })
     }
@@ -61,6 +65,13 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, EventError> {
 pub fn stack_bytes(stack: &UserStack) -> &[u8] {
     let len = (stack.len as usize).min(stack.bytes.len());
     &stack.bytes[..len]
+}
+
+/// The frames of a goroutine stack walked by the kernel (innermost first); a length beyond the
+/// array is cut to it.
+pub fn go_stack_pcs(stack: &GoStack) -> &[u64] {
+    let len = usize::try_from(stack.len).map_or(stack.pcs.len(), |l| l.min(stack.pcs.len()));
+    &stack.pcs[..len]
 }
 
 /// The text of a Go panic or throw message, when it is printable text.
@@ -113,11 +124,62 @@ mod tests {
     }
 
     #[test]
+    fn parses_go_wait_record_with_its_stack() {
+        let mut stack = GoStack {
+            len: 3,
+            ..GoStack::default()
+        };
+        stack.pcs[..3].copy_from_slice(&[0x401000, 0x402000, 0x403000]);
+        let ev = GoWaitEvent {
+            kind: event_kind::GO_WAIT,
+            tgid: 7,
+            tid: 8,
+            reason: 2,
+            goid: 42,
+            waker_goid: 43,
+            gopc: 0x404000,
+            waker_stack_id: -1,
+            _pad: 0,
+            start_ns: 1,
+            duration_ns: 2,
+            stack,
+        };
+        // SAFETY: viewing a plain struct as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&ev as *const GoWaitEvent).cast::<u8>(),
+                std::mem::size_of::<GoWaitEvent>(),
+            )
+        };
+        match Event::parse(bytes) {
+            Ok(Event::GoWait(e)) => {
+                assert_eq!((e.goid, e.waker_goid), (42, 43));
+                assert_eq!(go_stack_pcs(&e.stack), &[0x401000, 0x402000, 0x403000]);
+            }
+            _ => panic!("not a goroutine wait event"),
+        }
+        assert_eq!(
+            Event::parse(&bytes[..bytes.len() - 1]).err(),
+            Some(EventError::Short(bytes.len() - 1))
+        );
+    }
+
+    #[test]
+    fn go_stack_length_is_cut_to_the_array() {
+        let stack = GoStack {
+            len: u64::MAX,
+            pcs: [5; observer_common::GO_STACK_DEPTH],
+        };
+        assert_eq!(go_stack_pcs(&stack).len(), observer_common::GO_STACK_DEPTH);
+        assert!(go_stack_pcs(&GoStack::default()).is_empty());
+    }
+
+    #[test]
     fn rejects_short_and_unknown_records() {
         assert_eq!(Event::parse(&[1, 0]).err(), Some(EventError::Short(2)));
         assert_eq!(
-            Event::parse(&[9, 0, 0, 0, 0, 0, 0, 0]).err(),
-            Some(EventError::UnknownKind(9))
+            Event::parse(&[99, 0, 0, 0, 0, 0, 0, 0]).err(),
+            Some(EventError::UnknownKind(99))
         );
         assert_eq!(
             Event::parse(&[3, 0, 0, 0, 0, 0, 0, 0]).err(),

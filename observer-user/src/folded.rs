@@ -7,10 +7,18 @@
 //! Both tools split frames on `;` and take the text after the last space as the weight, so frame
 //! names have `;` replaced by `:` and line breaks (and other control characters) by spaces; spaces
 //! inside a frame, as in `transfer (bank.c:14)`, are fine. Empty names become `[unknown]`.
+//!
+//! Frames keep their normalized addresses (module, file offset) for the exporters that want
+//! them (pprof, recordings): stacks are merged by name *and* address, so one function reached
+//! from two call sites without line information stays two stacks in [`FoldedProfile::entries`].
+//! The folded text and [`FoldedProfile::top`] are by name only and merge them again.
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::stackframe::{self, Frame};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FoldedError {
@@ -21,14 +29,59 @@ pub enum FoldedError {
 /// Blocked-time profile keyed by process, thread and stack.
 #[derive(Debug, Clone, Default)]
 pub struct FoldedProfile {
-    /// Key: sanitized `[process, thread, outermost, ..., innermost]`.
-    stacks: HashMap<Vec<String>, Totals>,
+    stacks: HashMap<Key, Totals>,
+}
+
+/// Sanitized names; ordered like the folded lines (process, thread, outermost frame first).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    process: String,
+    thread: String,
+    /// Outermost first.
+    frames: Vec<Frame>,
+}
+
+impl Key {
+    /// `process;thread;outermost;...;innermost`.
+    fn folded_text(&self) -> String {
+        let mut text = String::with_capacity(64);
+        text.push_str(&self.process);
+        text.push(';');
+        text.push_str(&self.thread);
+        for f in &self.frames {
+            text.push(';');
+            text.push_str(&f.name);
+        }
+        text
+    }
+
+    /// The key without addresses, as [`TopStack`] shows it.
+    fn by_name(&self) -> (String, String, Vec<String>) {
+        (
+            self.process.clone(),
+            self.thread.clone(),
+            self.frames.iter().map(|f| f.name.to_string()).collect(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Totals {
     weight_ns: u64,
     count: u64,
+}
+
+/// One merged stack with its frames and their addresses, for exporters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackEntry {
+    pub process: String,
+    pub thread: String,
+    /// Innermost first.
+    pub frames: Vec<Frame>,
+    /// Summed weight (blocked nanoseconds).
+    pub weight_ns: u64,
+    /// Number of samples (waits) merged into this stack.
+    pub count: u64,
 }
 
 /// One merged stack with its totals, for summaries.
@@ -69,16 +122,45 @@ impl FoldedProfile {
         weight_ns: u64,
         count: u64,
     ) {
-        let mut key = Vec::with_capacity(frames_innermost_first.len() + 2);
-        key.push(sanitize(process));
-        key.push(sanitize(thread));
-        key.extend(frames_innermost_first.iter().rev().map(|f| sanitize(f)));
+        let frames = stackframe::from_names(frames_innermost_first);
+        self.add_many_frames(process, thread, &frames, weight_ns, count);
+    }
+
+    /// Adds one sample whose frames keep their addresses (innermost first).
+    pub fn add_frames(
+        &mut self,
+        process: &str,
+        thread: &str,
+        frames_innermost_first: &[Frame],
+        weight_ns: u64,
+    ) {
+        self.add_many_frames(process, thread, frames_innermost_first, weight_ns, 1);
+    }
+
+    /// Like [`Self::add_frames`] for `count` waits summed elsewhere.
+    pub fn add_many_frames(
+        &mut self,
+        process: &str,
+        thread: &str,
+        frames_innermost_first: &[Frame],
+        weight_ns: u64,
+        count: u64,
+    ) {
+        let key = Key {
+            process: sanitize(process),
+            thread: sanitize(thread),
+            frames: frames_innermost_first
+                .iter()
+                .rev()
+                .map(sanitize_frame)
+                .collect(),
+        };
         let totals = self.stacks.entry(key).or_default();
         totals.weight_ns = totals.weight_ns.saturating_add(weight_ns);
         totals.count = totals.count.saturating_add(count);
     }
 
-    /// Number of distinct stacks.
+    /// Number of distinct stacks (by name and address).
     pub fn len(&self) -> usize {
         self.stacks.len()
     }
@@ -93,18 +175,17 @@ impl FoldedProfile {
             .fold(0u64, |acc, t| acc.saturating_add(t.weight_ns))
     }
 
-    /// The folded lines, sorted, without trailing newlines.
+    /// The folded lines, sorted, without trailing newlines. Stacks that differ only in their
+    /// addresses are one line.
     pub fn lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self
-            .stacks
-            .iter()
-            .map(|(key, t)| {
-                format!(
-                    "{} {}",
-                    protect_trailing_number(&key.join(";")),
-                    t.weight_ns
-                )
-            })
+        let mut by_text: HashMap<String, u64> = HashMap::new();
+        for (key, t) in &self.stacks {
+            let weight = by_text.entry(key.folded_text()).or_default();
+            *weight = weight.saturating_add(t.weight_ns);
+        }
+        let mut lines: Vec<String> = by_text
+            .into_iter()
+            .map(|(text, weight)| format!("{} {weight}", protect_trailing_number(&text)))
             .collect();
         lines.sort();
         lines
@@ -132,30 +213,68 @@ impl FoldedProfile {
         self.write(&mut BufWriter::new(file)).map_err(err)
     }
 
-    /// The `n` heaviest stacks, heaviest first (ties broken by stack text, for stable output).
+    /// The `n` heaviest stacks by name, heaviest first (ties broken by stack text, for stable
+    /// output).
     pub fn top(&self, n: usize) -> Vec<TopStack> {
-        let mut all: Vec<(&Vec<String>, &Totals)> = self.stacks.iter().collect();
-        all.sort_by(|a, b| b.1.weight_ns.cmp(&a.1.weight_ns).then_with(|| a.0.cmp(b.0)));
-        all.into_iter().take(n).map(to_top).collect()
+        let mut merged: HashMap<(String, String, Vec<String>), Totals> = HashMap::new();
+        for (key, t) in &self.stacks {
+            let totals = merged.entry(key.by_name()).or_default();
+            totals.weight_ns = totals.weight_ns.saturating_add(t.weight_ns);
+            totals.count = totals.count.saturating_add(t.count);
+        }
+        let mut all: Vec<_> = merged.into_iter().collect();
+        all.sort_by(|a, b| {
+            b.1.weight_ns
+                .cmp(&a.1.weight_ns)
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        all.into_iter()
+            .take(n)
+            .map(|((process, thread, mut frames), t)| {
+                frames.reverse();
+                TopStack {
+                    process,
+                    thread,
+                    frames,
+                    weight_ns: t.weight_ns,
+                    count: t.count,
+                }
+            })
+            .collect()
     }
 
-    /// Every merged stack in a stable order (process, thread, then frames outermost first), for
-    /// exporters (pprof, SVG) that need the counts and the frames, not just the folded text.
-    pub fn entries(&self) -> Vec<TopStack> {
-        let mut all: Vec<(&Vec<String>, &Totals)> = self.stacks.iter().collect();
+    /// Every merged stack, with addresses, in a stable order (process, thread, then frames
+    /// outermost first), for exporters (pprof, SVG, recordings) that need the counts and the
+    /// frames, not just the folded text.
+    pub fn entries(&self) -> Vec<StackEntry> {
+        let mut all: Vec<(&Key, &Totals)> = self.stacks.iter().collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
-        all.into_iter().map(to_top).collect()
+        all.into_iter()
+            .map(|(key, t)| StackEntry {
+                process: key.process.clone(),
+                thread: key.thread.clone(),
+                frames: key.frames.iter().rev().cloned().collect(),
+                weight_ns: t.weight_ns,
+                count: t.count,
+            })
+            .collect()
     }
 }
 
-/// A stored key (process, thread, frames outermost first) and its totals as a `TopStack`.
-fn to_top((key, t): (&Vec<String>, &Totals)) -> TopStack {
-    TopStack {
-        process: key[0].clone(),
-        thread: key[1].clone(),
-        frames: key[2..].iter().rev().cloned().collect(),
-        weight_ns: t.weight_ns,
-        count: t.count,
+/// The frame with a name the folded readers can split, keeping its address.
+fn sanitize_frame(frame: &Frame) -> Frame {
+    let name = &*frame.name;
+    let clean = !name.is_empty()
+        && name.trim() == name
+        && !name.chars().any(|c| c == ';' || c.is_control());
+    Frame {
+        name: if clean {
+            Arc::clone(&frame.name)
+        } else {
+            Arc::from(sanitize(name))
+        },
+        addr: frame.addr.clone(),
+        inlined: frame.inlined,
     }
 }
 
@@ -288,7 +407,10 @@ mod tests {
         let got: Vec<(String, String, Vec<String>, u64, u64)> = p
             .entries()
             .into_iter()
-            .map(|e| (e.process, e.thread, e.frames, e.weight_ns, e.count))
+            .map(|e| {
+                let names = stackframe::names(&e.frames);
+                (e.process, e.thread, names, e.weight_ns, e.count)
+            })
             .collect();
         assert_eq!(
             got,
@@ -298,6 +420,71 @@ mod tests {
                 ("b".into(), "t".into(), frames(&["f"]), 1, 1),
             ]
         );
+    }
+
+    fn at(name: &str, off: u64, inlined: bool) -> Frame {
+        let module = Arc::new(stackframe::Module {
+            path: "/bin/bank".into(),
+            build_id: Some("beef".into()),
+        });
+        Frame {
+            name: name.into(),
+            addr: Some(stackframe::NormAddr {
+                module,
+                file_offset: off,
+            }),
+            inlined,
+        }
+    }
+
+    #[test]
+    fn frames_keep_addresses_and_text_merges_by_name() {
+        let mut p = FoldedProfile::new();
+        // One function without line info, blocked from two call sites: two stacks by address.
+        let site_a = vec![at("lock", 0x10, false), at("main", 0x100, false)];
+        let site_b = vec![at("lock", 0x18, false), at("main", 0x100, false)];
+        p.add_frames("bank", "w", &site_a, 10);
+        p.add_frames("bank", "w", &site_a, 5);
+        p.add_many_frames("bank", "w", &site_b, 20, 3);
+        // Names only (an old caller): a third stack, same text.
+        p.add("bank", "w", &frames(&["lock", "main"]), 1);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.lines(), vec!["bank;w;main;lock 36"]);
+        let top = p.top(5);
+        assert_eq!(top.len(), 1);
+        assert_eq!((top[0].weight_ns, top[0].count), (36, 6));
+        assert_eq!(top[0].frames, frames(&["lock", "main"]));
+
+        let entries = p.entries();
+        assert_eq!(entries.len(), 3);
+        let with_a = entries
+            .iter()
+            .find(|e| e.frames == site_a)
+            .expect("site a kept with its addresses");
+        assert_eq!((with_a.weight_ns, with_a.count), (15, 2));
+        let offsets: Vec<Option<u64>> = entries
+            .iter()
+            .map(|e| e.frames[0].addr.as_ref().map(|a| a.file_offset))
+            .collect();
+        assert!(
+            offsets.contains(&Some(0x18)) && offsets.contains(&None),
+            "{offsets:?}"
+        );
+    }
+
+    #[test]
+    fn sanitizing_keeps_addresses_and_inline_marks() {
+        let mut p = FoldedProfile::new();
+        let stack = vec![at("a;b", 1, true), at(" outer\t", 1, false)];
+        p.add_frames("p", "t", &stack, 2);
+        let e = &p.entries()[0];
+        assert_eq!(stackframe::names(&e.frames), frames(&["a:b", "outer"]));
+        assert!(e.frames[0].inlined && !e.frames[1].inlined);
+        assert_eq!(e.frames[0].addr, stack[0].addr);
+        assert_eq!(p.lines(), vec!["p;t;outer;a:b 2"]);
+        let mut q = FoldedProfile::new();
+        q.add_frames("p", "t", &[at("x\ny", 1, false)], 1);
+        assert_eq!(q.lines(), vec!["p;t;x y 1"]);
     }
 
     /// The parsing rules of the readers: speedscope takes `^(.*) (\d+)$` and splits on `;`;

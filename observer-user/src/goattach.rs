@@ -1,17 +1,14 @@
 //! Turning on goroutine-level observation for a Go process: read its binary, hand the runtime
 //! layout to the kernel, and put the uprobes in place.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use observer_common::{GoKey, GoParked, GoProcess};
 use thiserror::Error;
 
 use crate::{
     golang::{goroutines, GoBinary, GoError},
-    gowatch::GoWatch,
+    gowatch::{self, GoWatch, INITIAL_SAMPLE_PERIOD},
     probes::{GoAttachPoint, ProbeError, Probes},
 };
 
@@ -79,6 +76,12 @@ pub fn attach(
         gopc_offset: off.g_gopc,
         m_offset: off.g_m,
         m_curg_offset: off.m_curg,
+        sched_pc_offset: off.g_sched + off.gobuf_pc,
+        sched_bp_offset: off.g_sched + off.gobuf_bp,
+        sample_all_ns: gowatch::SAMPLE_ALL_NS,
+        sample_period: INITIAL_SAMPLE_PERIOD,
+        _pad: 0,
+        parks: 0,
     };
     let mut points = Vec::new();
     let mut warnings = Vec::new();
@@ -100,25 +103,28 @@ pub fn attach(
         }
     }
     warnings.extend(probes.watch_go(pid, exe, layout, &points)?);
-    let mut seeded = HashMap::new();
     if seed {
-        match seed_parked(probes, pid, &bin) {
-            Ok(s) => seeded = s,
-            Err(e) => warnings.push(format!("goroutines parked before attach are not seen: {e}")),
+        if let Err(e) = seed_parked(probes, pid, &bin) {
+            warnings.push(format!("goroutines parked before attach are not seen: {e}"));
         }
     }
     let mut notes = vec![format!(
-        "Go {} (offsets from {}, wait reasons from {})",
+        "Go {} (offsets from {}, wait reasons from {}); profile stacks of short waits: all from \
+         {} ms, about {} a second of the shorter ones",
         bin.version().raw,
         bin.offsets_source(),
-        bin.wait_reasons_source()
+        bin.wait_reasons_source(),
+        gowatch::SAMPLE_ALL_NS / 1_000_000,
+        gowatch::SAMPLES_PER_SEC
     )];
     if bin.is_stripped() {
         notes.push("stripped binary: frames named from .gopclntab".into());
     }
-    let watch = GoWatch::new(pid, bin.wait_reasons().to_vec(), LEAK_WINDOW_NS).with_seeded(seeded);
+    let binary = std::sync::Arc::new(bin);
+    let watch = GoWatch::new(pid, binary.wait_reasons().to_vec(), LEAK_WINDOW_NS)
+        .with_binary(binary.clone());
     Ok(Some(GoAttached {
-        binary: std::sync::Arc::new(bin),
+        binary,
         watch,
         summary: notes.join("; "),
         warnings,
@@ -127,14 +133,9 @@ pub fn attach(
 
 /// Goroutines that parked before the probes were in place never pass `gopark` again until they
 /// wake: read them from `runtime.allgs` and enter them as parked since now (their blocked
-/// times are lower bounds). Returns their stacks, which the kernel has no stack id for.
-fn seed_parked(
-    probes: &mut Probes,
-    pid: u32,
-    bin: &GoBinary,
-) -> Result<HashMap<u64, Vec<u64>>, GoAttachError> {
+/// times are lower bounds). Their stacks are read like any parked goroutine's, from their `g`.
+fn seed_parked(probes: &mut Probes, pid: u32, bin: &GoBinary) -> Result<(), GoAttachError> {
     let now = crate::session::monotonic_ns();
-    let mut stacks = HashMap::new();
     for g in goroutines::dump(pid, bin)? {
         if g.status != goroutines::GStatus::Waiting {
             continue;
@@ -154,12 +155,12 @@ fn seed_parked(
         let parked = GoParked {
             start_ns: now,
             gopc: g.created_by_pc,
+            g: g.g_addr,
             reason: reason as u32,
-            stack_id: -1,
+            _pad: 0,
         };
-        if probes.seed_go_parked(key, parked).is_ok() {
-            stacks.insert(g.goid, g.pcs);
-        }
+        // Already there: the kernel saw it park since the dump, and knows better.
+        let _ = probes.seed_go_parked(key, parked);
     }
-    Ok(stacks)
+    Ok(())
 }

@@ -1,14 +1,20 @@
 //! Goroutine-level observation of one Go process: waits, stalls, leaks and panics, from the
 //! runtime uprobes (see observer-ebpf's `golang` module).
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Instant,
+};
 
-use observer_common::{GoPanicEvent, GoWaitEvent};
+use observer_common::{AggValue, GoPanicEvent, GoParked, GoWaitEvent};
 
+use crate::stackframe::Frame;
 use crate::{
     alert::{self, AlertDetail},
-    events::go_message,
+    events::{go_message, go_stack_pcs},
     folded::FoldedProfile,
+    golang::{goroutines, GoBinary},
     goleak::LeakDetector,
     probes::Probes,
     stackres::StackResolver,
@@ -56,9 +62,31 @@ pub struct GoWatch {
     fatal_message: Option<String>,
     last_panic_message: Option<String>,
     leaks: LeakDetector,
-    /// Stacks of goroutines parked before we attached (the kernel has no stack id for them).
-    seeded: HashMap<u64, Vec<u64>>,
+    /// The executable, to read the stacks of goroutines that stay parked from the process.
+    binary: Option<Arc<GoBinary>>,
+    /// Its load bias, learnt once the program runs (`observer run` attaches before exec).
+    bias: Option<u64>,
+    /// 1 in this many short waits has its stack walked, since `drained_at`.
+    sample_period: u32,
+    drained_at: Instant,
 }
+
+/// Parked goroutines of one creation site whose stacks are tried for a leak's sample stack.
+const LEAK_SAMPLE_TRIES: usize = 3;
+
+/// Short waits at least this long always have their stacks walked for the profile: they carry
+/// most of its weight, and one goroutine can end at most 100 of them a second (so at most 100
+/// walks a second per blocked goroutine; 1 ms let a loaded machine, where goroutines wait for
+/// a CPU, walk a third of a ping-pong's waits).
+pub const SAMPLE_ALL_NS: u64 = 10_000_000;
+
+/// Of the shorter waits, the kernel walks the stack of one in N (at random) and counts it N
+/// times. N starts here and is then set at every drain so that about `SAMPLES_PER_SEC` of them
+/// a second are walked: every wait of a process that parks little, a bounded number of walks
+/// for one that parks a lot. Weights stay exact per reason whatever N is (see `split_totals`).
+pub const INITIAL_SAMPLE_PERIOD: u32 = 16;
+pub const SAMPLES_PER_SEC: f64 = 256.0;
+const MAX_SAMPLE_PERIOD: u32 = 1024;
 
 /// An alert body with the common fields that the session fills in.
 pub struct GoAlert {
@@ -78,31 +106,58 @@ impl GoWatch {
             fatal_message: None,
             last_panic_message: None,
             leaks: LeakDetector::new(leak_window_ns, 10),
-            seeded: HashMap::new(),
+            binary: None,
+            bias: None,
+            sample_period: INITIAL_SAMPLE_PERIOD,
+            drained_at: Instant::now(),
         }
     }
 
-    pub fn with_seeded(mut self, seeded: HashMap<u64, Vec<u64>>) -> Self {
-        self.seeded = seeded;
+    /// The executable, without which parked goroutines have no stacks.
+    pub fn with_binary(mut self, binary: Arc<GoBinary>) -> Self {
+        self.binary = Some(binary);
         self
     }
 
-    /// A parked goroutine's stack: the kernel's stack id, or the one read at attach.
+    /// The stack of a goroutine that is parked right now, read from the process (the kernel
+    /// takes none at park time). `None` when it is no longer parked there (it woke, or its `g`
+    /// was reused); an empty stack when the process cannot be read.
     fn parked_stack(
-        &self,
+        &mut self,
         goid: u64,
-        stack_id: i32,
-        probes: &Probes,
+        parked: &GoParked,
         stacks: &mut StackResolver,
-    ) -> Vec<String> {
-        match self.seeded.get(&goid) {
-            Some(pcs) if stack_id < 0 => stacks.resolve_addrs(self.pid, pcs),
-            _ => stacks.resolve_id(probes, self.pid, stack_id),
+    ) -> Option<Vec<String>> {
+        let Some(bin) = self.binary.clone() else {
+            return Some(Vec::new());
+        };
+        let bias = match self.bias {
+            Some(b) => b,
+            None => match goroutines::load_bias(self.pid, &bin) {
+                Ok(b) => *self.bias.insert(b),
+                Err(e) => {
+                    log::debug!("pid {}: no load bias for goroutine stacks: {e}", self.pid);
+                    return Some(Vec::new());
+                }
+            },
+        };
+        match goroutines::parked_stack(self.pid, &bin, bias, parked.g, goid) {
+            Ok(Some(pcs)) => Some(stacks.resolve_addrs(self.pid, &pcs)),
+            Ok(None) => None,
+            Err(e) => {
+                log::debug!("pid {}: goroutine {goid}: {e}", self.pid);
+                Some(Vec::new())
+            }
         }
     }
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Goroutines stalled right now (reported by [`GoWatch::scan`] and still waiting).
+    pub fn stalled_count(&self) -> u64 {
+        self.stalls_reported.len() as u64
     }
 
     pub fn reason(&self, n: u32) -> String {
@@ -137,8 +192,9 @@ impl GoWatch {
         process: &str,
     ) -> Option<GoAlert> {
         let reason = self.reason(ev.reason);
-        let stack = stacks.resolve_id(probes, self.pid, ev.stack_id);
-        add_folded(folded, process, &reason, &stack, ev.duration_ns, 1);
+        let frames = stacks.resolve_addrs_frames(self.pid, go_stack_pcs(&ev.stack));
+        add_folded(folded, process, &reason, &frames, ev.duration_ns, 1);
+        let stack = crate::stackframe::names(&frames);
         if classify_reason(&reason) != ReasonClass::Sync {
             return None;
         }
@@ -157,7 +213,9 @@ impl GoWatch {
         })
     }
 
-    /// Short goroutine waits summed in the kernel, into the profile.
+    /// Short goroutine waits summed in the kernel, into the profile: each wait reason's exact
+    /// totals, split between the stacks sampled for it in the same period (a reason without a
+    /// sampled stack keeps its whole weight under "[stack not sampled]").
     pub fn drain_aggregates(
         &mut self,
         probes: &mut Probes,
@@ -165,20 +223,34 @@ impl GoWatch {
         folded: &mut FoldedProfile,
         process: &str,
     ) {
-        let Ok(aggs) = probes.drain_go_aggregates() else {
+        let Ok((samples, totals)) = probes.drain_go_aggregates(self.pid) else {
             return;
         };
-        for (key, value) in aggs.into_iter().filter(|(k, _)| k.tgid == self.pid) {
-            let reason = self.reason(key.reason);
-            let stack = stacks.resolve_id(probes, self.pid, key.stack_id);
-            add_folded(
-                folded,
-                process,
-                &reason,
-                &stack,
-                value.total_ns,
-                value.count,
-            );
+        let now = Instant::now();
+        let secs = now.duration_since(self.drained_at).as_secs_f64();
+        self.drained_at = now;
+        let waits = totals.iter().map(|(_, v)| v.count).sum();
+        let period = sample_period_for(waits, secs);
+        if period != self.sample_period && probes.set_go_sample_period(self.pid, period).is_ok() {
+            self.sample_period = period;
+        }
+        let totals: Vec<(u32, AggValue)> = totals
+            .into_iter()
+            .filter(|(k, _)| k.tgid == self.pid)
+            .map(|(k, v)| (k.reason, v))
+            .collect();
+        let samples: Vec<(u32, &[u64], AggValue)> = samples
+            .iter()
+            .filter(|(k, _)| k.tgid == self.pid)
+            .map(|(k, v)| (k.reason, go_stack_pcs(&k.stack), *v))
+            .collect();
+        for share in split_totals(&totals, &samples) {
+            let reason = self.reason(share.reason);
+            let stack = match share.stack {
+                Some(pcs) => stacks.resolve_addrs_frames(self.pid, pcs),
+                None => vec![Frame::named("[stack not sampled]")],
+            };
+            add_folded(folded, process, &reason, &stack, share.ns, share.count);
         }
     }
 
@@ -254,19 +326,25 @@ impl GoWatch {
                 ReasonClass::Sync => {
                     live.insert((*goid, p.start_ns));
                     let age = now_ns.saturating_sub(p.start_ns);
-                    if age >= stall_after_ns && self.stalls_reported.insert((*goid, p.start_ns)) {
-                        alerts.push(GoAlert {
-                            tid: 0,
-                            time_ns: None,
-                            stack: self.parked_stack(*goid, p.stack_id, probes, stacks),
-                            detail: AlertDetail::GoroutineStall(alert::GoroutineStall {
-                                goid: *goid,
-                                wait_reason: reason,
-                                blocked_ns: age,
-                                created_by: self.created_by(stacks, p.gopc),
-                            }),
-                        });
+                    if age < stall_after_ns || self.stalls_reported.contains(&(*goid, p.start_ns)) {
+                        continue;
                     }
+                    // Woken since the map was read: its wait ends as an event instead.
+                    let Some(stack) = self.parked_stack(*goid, p, stacks) else {
+                        continue;
+                    };
+                    self.stalls_reported.insert((*goid, p.start_ns));
+                    alerts.push(GoAlert {
+                        tid: 0,
+                        time_ns: None,
+                        stack,
+                        detail: AlertDetail::GoroutineStall(alert::GoroutineStall {
+                            goid: *goid,
+                            wait_reason: reason,
+                            blocked_ns: age,
+                            created_by: self.created_by(stacks, p.gopc),
+                        }),
+                    });
                 }
                 ReasonClass::Channel => *sites.entry((p.gopc, reason)).or_default() += 1,
                 ReasonClass::Idle => {}
@@ -276,8 +354,9 @@ impl GoWatch {
         for finding in self.leaks.sample(now_ns, sites) {
             let sample = parked
                 .iter()
-                .find(|(_, p)| p.gopc == finding.gopc)
-                .map(|(goid, p)| self.parked_stack(*goid, p.stack_id, probes, stacks))
+                .filter(|(_, p)| p.gopc == finding.gopc)
+                .take(LEAK_SAMPLE_TRIES)
+                .find_map(|(goid, p)| self.parked_stack(*goid, p, stacks))
                 .unwrap_or_default();
             alerts.push(GoAlert {
                 tid: 0,
@@ -309,29 +388,203 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
     }
 }
 
+/// A wait reason's share of the short-wait profile under one stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Share<'a> {
+    reason: u32,
+    /// `None`: no wait of this reason was sampled in the period.
+    stack: Option<&'a [u64]>,
+    ns: u64,
+    count: u64,
+}
+
+/// Splits each reason's exact totals between its sampled stacks, in proportion to the sampled
+/// blocked time (and count). The kernel weights each walked wait by the inverse of its chance
+/// to be walked (1 from `SAMPLE_ALL_NS` up, N below it), so a stack's share of the weighted
+/// nanoseconds estimates its share of all; the totals themselves are exact, and the shares of
+/// a reason add up to them exactly. Samples of a reason without totals (its totals were lost:
+/// map full) are left out rather than guessed.
+fn split_totals<'a>(
+    totals: &[(u32, AggValue)],
+    samples: &[(u32, &'a [u64], AggValue)],
+) -> Vec<Share<'a>> {
+    let mut out = Vec::new();
+    for &(reason, total) in totals {
+        let mine: Vec<&(u32, &[u64], AggValue)> =
+            samples.iter().filter(|(r, _, _)| *r == reason).collect();
+        if mine.is_empty() {
+            out.push(Share {
+                reason,
+                stack: None,
+                ns: total.total_ns,
+                count: total.count,
+            });
+            continue;
+        }
+        let sampled_ns: Vec<u64> = mine.iter().map(|(_, _, v)| v.total_ns).collect();
+        let sampled_counts: Vec<u64> = mine.iter().map(|(_, _, v)| v.count).collect();
+        // Zero-length waits only: split the time like the counts.
+        let ns_weights = if sampled_ns.iter().all(|&n| n == 0) {
+            &sampled_counts
+        } else {
+            &sampled_ns
+        };
+        let ns = apportion(total.total_ns, ns_weights);
+        let counts = apportion(total.count, &sampled_counts);
+        for ((s, ns), count) in mine.iter().zip(ns).zip(counts) {
+            out.push(Share {
+                reason,
+                stack: Some(s.1),
+                ns,
+                count,
+            });
+        }
+    }
+    out
+}
+
+/// The sampling period that walks about `SAMPLES_PER_SEC` of `waits` short waits seen in
+/// `secs` seconds: a power of two from 1 to `MAX_SAMPLE_PERIOD`.
+fn sample_period_for(waits: u64, secs: f64) -> u32 {
+    if secs <= 0.0 {
+        return INITIAL_SAMPLE_PERIOD;
+    }
+    let wanted = (waits as f64 / secs / SAMPLES_PER_SEC).ceil();
+    if wanted >= f64::from(MAX_SAMPLE_PERIOD) {
+        return MAX_SAMPLE_PERIOD;
+    }
+    (wanted as u32).max(1).next_power_of_two()
+}
+
+/// `total` split in proportion to `weights`, rounded down, the rest going to the heaviest, so
+/// the parts add up to `total` exactly. All-zero weights split evenly.
+fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    let mut parts: Vec<u64> = if sum == 0 {
+        vec![total / weights.len() as u64; weights.len()]
+    } else {
+        weights
+            .iter()
+            .map(|&w| (u128::from(total) * u128::from(w) / sum) as u64)
+            .collect()
+    };
+    let given: u64 = parts.iter().sum();
+    // The first of equals, so the result does not depend on the iterator's tie rule.
+    let heaviest = (0..weights.len()).fold(
+        0,
+        |best, i| {
+            if weights[i] > weights[best] {
+                i
+            } else {
+                best
+            }
+        },
+    );
+    parts[heaviest] += total - given;
+    parts
+}
+
 /// Goroutine waits in the profile: one "thread" column for all goroutines (goids would make
 /// every stack unique), the wait reason as the innermost frame.
 fn add_folded(
     folded: &mut FoldedProfile,
     process: &str,
     reason: &str,
-    stack: &[String],
+    stack: &[Frame],
     ns: u64,
     count: u64,
 ) {
     let mut frames = Vec::with_capacity(stack.len() + 1);
-    frames.push(format!("[{reason}]"));
+    frames.push(Frame::named(format!("[{reason}]")));
     if stack.is_empty() {
-        frames.push("[unknown]".to_string());
+        frames.push(Frame::named("[unknown]"));
     } else {
         frames.extend(stack.iter().cloned());
     }
-    folded.add_many(process, "goroutines", &frames, ns, count);
+    folded.add_many_frames(process, "goroutines", &frames, ns, count);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn agg(count: u64, total_ns: u64) -> AggValue {
+        AggValue { count, total_ns }
+    }
+
+    #[test]
+    fn sampling_period_follows_the_wait_rate() {
+        assert_eq!(sample_period_for(0, 5.0), 1);
+        assert_eq!(sample_period_for(1000, 5.0), 1);
+        assert_eq!(sample_period_for(256 * 5, 5.0), 1);
+        assert_eq!(sample_period_for(256 * 5 + 1, 5.0), 2);
+        assert_eq!(sample_period_for(500_000, 5.0), 512);
+        assert_eq!(sample_period_for(u64::MAX, 5.0), MAX_SAMPLE_PERIOD);
+        assert_eq!(sample_period_for(10, 0.0), INITIAL_SAMPLE_PERIOD);
+    }
+
+    #[test]
+    fn apportion_keeps_the_total() {
+        assert_eq!(apportion(100, &[1, 1, 1]), vec![34, 33, 33]);
+        assert_eq!(apportion(10, &[0, 3, 1]), vec![0, 8, 2]);
+        assert_eq!(apportion(7, &[0, 0]), vec![4, 3]);
+        assert_eq!(apportion(5, &[]), Vec::<u64>::new());
+        let parts = apportion(u64::MAX, &[u64::MAX, 1, 2]);
+        assert_eq!(
+            parts.iter().map(|&p| u128::from(p)).sum::<u128>(),
+            u128::from(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn totals_are_split_by_sampled_time() {
+        let (a, b, c): (&[u64], &[u64], &[u64]) = (&[1, 2], &[1, 3], &[9]);
+        // Reason 4: 1000 waits, 10 ms in all; samples saw stack a for 3 ms, b for 1 ms.
+        // Reason 7: no sample this period. Reason 9: samples only (no totals): left out.
+        let totals = [(4, agg(1000, 10_000_000)), (7, agg(5, 500))];
+        let samples = [
+            (4, a, agg(30, 3_000_000)),
+            (4, b, agg(30, 1_000_000)),
+            (9, c, agg(1, 10)),
+        ];
+        let shares = split_totals(&totals, &samples);
+        assert_eq!(
+            shares,
+            vec![
+                Share {
+                    reason: 4,
+                    stack: Some(a),
+                    ns: 7_500_000,
+                    count: 500
+                },
+                Share {
+                    reason: 4,
+                    stack: Some(b),
+                    ns: 2_500_000,
+                    count: 500
+                },
+                Share {
+                    reason: 7,
+                    stack: None,
+                    ns: 500,
+                    count: 5
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_length_samples_split_time_like_counts() {
+        let (a, b): (&[u64], &[u64]) = (&[1], &[2]);
+        let shares = split_totals(&[(1, agg(4, 40))], &[(1, a, agg(3, 0)), (1, b, agg(1, 0))]);
+        assert_eq!(
+            shares.iter().map(|s| (s.ns, s.count)).collect::<Vec<_>>(),
+            vec![(30, 3), (10, 1)]
+        );
+    }
 
     #[test]
     fn reasons_are_classed_by_text() {

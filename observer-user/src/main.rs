@@ -5,10 +5,11 @@ use std::{io::Write as _, process::ExitCode, time::Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use observer::{
-    cli::{Cli, Command, ObserveOpts},
+    cli::{Cli, Command, FilterOpts, ObserveOpts},
     privileges,
     probes::{ProbeConfig, Probes},
-    session::{Outcome, Session, SessionOptions},
+    scope::ProcessFilter,
+    session::{Outcome, Scope, Session, SessionOptions},
     target::{self, Launched},
     tracefs,
 };
@@ -34,7 +35,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Watch { pid, opts } => {
             check_outputs(&opts, None)?;
             target::check_pid(pid)?;
-            let probes = attach(&opts)?;
+            let probes = attach(&opts, false)?;
             // It may have exited while the probes were loading.
             target::check_pid(pid)?;
             if !opts.quiet {
@@ -48,24 +49,79 @@ fn run(cli: Cli) -> Result<i32> {
                         .unwrap_or_default()
                 );
             }
-            let session = Session::new(session_options(&opts), probes, pid)?;
+            let session = Session::new(session_options(&opts), probes, Scope::Process(pid))?;
             runtime.block_on(session.run(None))?;
             Ok(0)
         }
-        Command::Record { pid, output, opts } => {
+        Command::Record {
+            pid,
+            all,
+            filter,
+            output,
+            opts,
+        } => {
             check_outputs(&opts, Some(&output))?;
-            target::check_pid(pid)?;
-            let probes = attach(&opts)?;
-            target::check_pid(pid)?;
+            let scope = match pid {
+                Some(pid) => {
+                    target::check_pid(pid)?;
+                    Scope::Process(pid)
+                }
+                None => Scope::Host(process_filter(&filter)?),
+            };
+            debug_assert!(all || pid.is_some());
+            let probes = attach(&opts, matches!(scope, Scope::Host(_)))?;
+            let what = match &scope {
+                Scope::Process(pid) => {
+                    target::check_pid(*pid)?;
+                    format!("pid {pid}")
+                }
+                Scope::Host(f) => format!("the host ({})", f.describe()),
+            };
             if !opts.quiet {
                 eprintln!(
-                    "observer: recording pid {pid} to {}. Ctrl-C to stop.",
+                    "observer: recording {what} to {}. Ctrl-C to stop.",
                     output.display()
                 );
             }
             let mut session_opts = session_options(&opts);
             session_opts.record = Some(output);
-            let session = Session::new(session_opts, probes, pid)?;
+            let session = Session::new(session_opts, probes, scope)?;
+            runtime.block_on(session.run(None))?;
+            Ok(0)
+        }
+        Command::Sidecar {
+            filter,
+            alerts_max_bytes,
+            alerts_keep,
+            metrics_addr,
+            no_metrics,
+            opts,
+        } => {
+            check_outputs(&opts, None)?;
+            let filter = process_filter(&filter)?;
+            privileges::check()?;
+            let mut session_opts = session_options(&opts);
+            session_opts.alerts_rotation = Some((alerts_max_bytes, alerts_keep));
+            // Bound before the probes load: a taken port is a quick, clear error.
+            if !no_metrics {
+                let listener = runtime.block_on(observer::metrics::bind(&metrics_addr))?;
+                let metrics = observer::metrics::Metrics::new();
+                session_opts.metrics = Some(metrics.clone());
+                runtime.spawn(observer::metrics::serve(listener, metrics));
+                if !opts.quiet {
+                    eprintln!("observer: metrics on http://{metrics_addr}/metrics");
+                }
+            }
+            let probes = attach(&opts, true)?;
+            if !opts.quiet {
+                eprintln!(
+                    "observer: sidecar: watching {}; threshold {}, stall-after {}. Ctrl-C to stop.",
+                    filter.describe(),
+                    observer::duration::human(opts.threshold),
+                    observer::duration::human(opts.stall_after),
+                );
+            }
+            let session = Session::new(session_opts, probes, Scope::Host(filter))?;
             runtime.block_on(session.run(None))?;
             Ok(0)
         }
@@ -96,7 +152,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Run { opts, command } => {
             check_outputs(&opts, None)?;
-            let probes = attach(&opts)?;
+            let probes = attach(&opts, false)?;
             let _guard = runtime.enter(); // the command is awaited on a blocking task of the runtime
             let launched = Launched::spawn(&command)?;
             if !opts.quiet {
@@ -106,7 +162,10 @@ fn run(cli: Cli) -> Result<i32> {
                     launched.pid
                 );
             }
-            let session = Session::new(session_options(&opts), probes, launched.pid)?;
+            // The command shares the terminal: no live view over its output.
+            let mut session_opts = session_options(&opts);
+            session_opts.live = false;
+            let session = Session::new(session_opts, probes, Scope::Process(launched.pid))?;
             match runtime.block_on(session.run(Some(launched)))? {
                 Outcome::Command(code) => Ok(code),
                 Outcome::Finished => Ok(0),
@@ -173,7 +232,16 @@ fn check_outputs(opts: &ObserveOpts, extra: Option<&std::path::Path>) -> Result<
     Ok(())
 }
 
-fn attach(opts: &ObserveOpts) -> Result<Probes> {
+fn json_alerts_on_a_terminal(opts: &ObserveOpts) -> bool {
+    opts.alerts.as_deref() == Some(std::path::Path::new("-"))
+        && std::io::IsTerminal::is_terminal(&std::io::stdout())
+}
+
+fn process_filter(f: &FilterOpts) -> Result<ProcessFilter> {
+    Ok(ProcessFilter::new(f.comm.as_deref(), f.cgroup.as_deref())?)
+}
+
+fn attach(opts: &ObserveOpts, sidecar: bool) -> Result<Probes> {
     privileges::check()?;
     let tracefs_dir = tracefs::ensure_tracefs()?;
     let started = Instant::now();
@@ -181,6 +249,7 @@ fn attach(opts: &ObserveOpts) -> Result<Probes> {
         &ProbeConfig {
             threshold_ns: u64::try_from(opts.threshold.as_nanos()).unwrap_or(u64::MAX),
             report_idle: opts.report_idle,
+            sidecar,
         },
         &tracefs_dir,
     )?;
@@ -202,5 +271,9 @@ fn session_options(opts: &ObserveOpts) -> SessionOptions {
         no_go: opts.no_go,
         go_max_parks: opts.go_max_parks,
         record: None,
+        alerts_rotation: None,
+        metrics: None,
+        // JSON alerts on a terminal's stdout would scribble over the view.
+        live: !opts.no_live && !json_alerts_on_a_terminal(opts),
     }
 }

@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+const CAP_DAC_READ_SEARCH: u32 = 2;
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
@@ -45,10 +46,23 @@ pub fn missing_caps(caps: u64) -> Vec<&'static str> {
     missing
 }
 
+/// What observer can do without, but the user should know it lacks: without
+/// CAP_DAC_READ_SEARCH, binaries its user may not read (mode 0700 directories of other users)
+/// cannot be symbolized or unwound, and their processes' stacks come out empty.
+pub fn weaker_without(caps: u64) -> Option<&'static str> {
+    (caps & (1u64 << CAP_DAC_READ_SEARCH) == 0).then_some(
+        "CAP_DAC_READ_SEARCH is missing: programs whose files this user may not read will have          no symbolized stacks (grant it, or run as root)",
+    )
+}
+
 pub fn check() -> Result<(), PrivilegeError> {
     let status = std::fs::read_to_string("/proc/self/status")?;
-    let missing = missing_caps(effective_caps(&status).unwrap_or(0));
+    let caps = effective_caps(&status).unwrap_or(0);
+    let missing = missing_caps(caps);
     if missing.is_empty() {
+        if let Some(warning) = weaker_without(caps) {
+            eprintln!("observer: warning: {warning}");
+        }
         Ok(())
     } else {
         Err(PrivilegeError::Missing {
@@ -76,6 +90,12 @@ mod tests {
             missing_caps(0),
             vec!["CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE"]
         );
+    }
+
+    #[test]
+    fn dac_read_search_is_a_warning() {
+        assert!(weaker_without(0x1ff_ffff_ffff).is_none());
+        assert!(weaker_without(1 << CAP_BPF | 1 << CAP_PERFMON | 1 << CAP_SYS_PTRACE).is_some());
     }
 
     #[test]

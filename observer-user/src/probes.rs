@@ -14,7 +14,9 @@ use aya::{
     },
     Btf, Ebpf, EbpfLoader,
 };
-use observer_common::{counter, AggKey, AggValue, GoAggKey, GoKey, GoParked, GoProcess, InFlight};
+use observer_common::{
+    counter, AggKey, AggValue, GoAggKey, GoKey, GoParked, GoProcess, GoSampleKey, InFlight,
+};
 use thiserror::Error;
 
 use crate::tracefs;
@@ -57,6 +59,9 @@ pub struct ProbeConfig {
     pub threshold_ns: u64,
     /// Send long idle waits as events too (`--report-idle`).
     pub report_idle: bool,
+    /// `observer sidecar`: child processes of watched ones are watched from birth, and every
+    /// exec on the host is reported.
+    pub sidecar: bool,
 }
 
 /// Per-CPU counters summed over CPUs (indexes in `observer_common::counter`).
@@ -70,6 +75,8 @@ pub struct Counters {
     pub waits_long: u64,
     /// Goroutine parks seen by the Go probes (all Go processes).
     pub go_parks: u64,
+    /// Sidecar: new processes that could not be watched (the kernel's watch map was full).
+    pub watch_full: u64,
 }
 
 pub struct Probes {
@@ -114,10 +121,11 @@ pub struct GoAttachPoint {
 }
 
 /// Classic tracepoints: (program name, category, event).
-const TRACEPOINTS: [(&str, &str, &str); 4] = [
+const TRACEPOINTS: [(&str, &str, &str); 5] = [
     ("sched_waking", "sched", "sched_waking"),
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sched_process_exit", "sched", "sched_process_exit"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
     ("signal_deliver", "signal", "signal_deliver"),
 ];
 
@@ -141,6 +149,7 @@ impl Probes {
         let mut ebpf = loader
             .override_global("THRESHOLD_NS", &cfg.threshold_ns, true)
             .override_global("REPORT_IDLE", &u32::from(cfg.report_idle), true)
+            .override_global("SIDECAR", &u32::from(cfg.sidecar), true)
             .override_global("WAKING_PID_OFFSET", &off.waking_pid, true)
             .override_global("FORK_CHILD_PID_OFFSET", &off.fork_child_pid, true)
             .override_global("EXIT_GROUP_DEAD_OFFSET", &off.exit_group_dead, true)
@@ -260,6 +269,8 @@ impl Probes {
                 let _ = parked.remove(&k);
             }
         }
+        // Nobody drains its short waits any more.
+        let _ = self.drain_go_aggregates(pid);
     }
 
     /// Goroutines parked right now in `tgid`.
@@ -284,9 +295,59 @@ impl Probes {
             })
     }
 
-    /// Takes the summed short goroutine waits out of the kernel.
-    pub fn drain_go_aggregates(&mut self) -> Result<Vec<(GoAggKey, AggValue)>, ProbeError> {
-        drain_per_cpu(self.map_mut("GO_AGG")?)
+    /// Takes the short goroutine waits of process `tgid` out of the kernel (other processes'
+    /// stay for their own drain): the sampled ones by stack, then the exact totals by wait
+    /// reason. In that order, so that a wait whose sample is read has its total read too (the
+    /// kernel adds the total first).
+    #[allow(clippy::type_complexity)]
+    pub fn drain_go_aggregates(
+        &mut self,
+        tgid: u32,
+    ) -> Result<(Vec<(GoSampleKey, AggValue)>, Vec<(GoAggKey, AggValue)>), ProbeError> {
+        fn drain<K: aya::Pod>(
+            mut map: PerCpuHashMap<&mut MapData, K, AggValue>,
+            mine: impl Fn(&K) -> bool,
+        ) -> Vec<(K, AggValue)> {
+            let keys: Vec<K> = map.keys().filter_map(Result::ok).filter(&mine).collect();
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                if let Ok(values) = map.get(&key, 0) {
+                    let sum = values.iter().fold(AggValue::default(), |acc, v| AggValue {
+                        count: acc.count + v.count,
+                        total_ns: acc.total_ns + v.total_ns,
+                    });
+                    out.push((key, sum));
+                }
+                let _ = map.remove(&key);
+            }
+            out
+        }
+        let samples = drain(self.map_mut("GO_SAMPLES")?, |k: &GoSampleKey| {
+            k.tgid == tgid
+        });
+        let totals = drain(self.map_mut("GO_AGG")?, |k: &GoAggKey| k.tgid == tgid);
+        Ok((samples, totals))
+    }
+
+    /// Walk the stack of one short wait in `period` of Go process `pid` (0: none). No effect
+    /// on a process whose goroutine probes are off.
+    pub fn set_go_sample_period(&mut self, pid: u32, period: u32) -> Result<(), ProbeError> {
+        /// Map-update flag: update only if present (a process just unwatched stays out).
+        const BPF_EXIST: u64 = 2;
+        let map_err = |source| ProbeError::Map {
+            name: "GO_PROCS",
+            source,
+        };
+        let mut procs: HashMap<&mut MapData, u32, GoProcess> = self.map_mut("GO_PROCS")?;
+        let mut layout = procs.get(&pid, 0).map_err(map_err)?;
+        layout.sample_period = period;
+        procs.insert(pid, layout, BPF_EXIST).map_err(map_err)
+    }
+
+    /// Goroutine parks of Go process `pid` so far (None when its probes are off).
+    pub fn go_parks(&self, pid: u32) -> Option<u64> {
+        let procs: HashMap<&MapData, u32, GoProcess> = self.map("GO_PROCS").ok()?;
+        procs.get(&pid, 0).ok().map(|p| p.parks)
     }
 
     /// Starts observing every thread of process `tgid`, present and future.
@@ -296,6 +357,14 @@ impl Probes {
             name: "WATCHED",
             source,
         })
+    }
+
+    /// Processes the kernel watches now (sidecar mode adds children by itself).
+    pub fn watched(&self) -> Vec<u32> {
+        match self.map::<HashMap<&MapData, u32, u32>>("WATCHED") {
+            Ok(map) => map.keys().filter_map(Result::ok).collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     pub fn unwatch(&mut self, tgid: u32) {
@@ -389,6 +458,7 @@ impl Probes {
             waits_started: sum(counter::WAITS_STARTED),
             waits_long: sum(counter::WAITS_LONG),
             go_parks: sum(counter::GO_PARKS),
+            watch_full: sum(counter::WATCH_FULL),
         }
     }
 

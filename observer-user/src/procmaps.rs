@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use object::{Object, ReadCache};
 
+use crate::stackframe::{self, Module, NormAddr};
+
 /// Why the maps of a process could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum MapsError {
@@ -126,6 +128,7 @@ pub struct ObjectFile {
     opened: OnceLock<Option<Arc<Opened>>>,
     build_id: OnceLock<Option<Vec<u8>>>,
     debug_info_sane: OnceLock<bool>,
+    module: OnceLock<Arc<Module>>,
 }
 
 impl ObjectFile {
@@ -180,6 +183,16 @@ impl ObjectFile {
                 obj.build_id().ok().flatten().map(<[u8]>::to_vec)
             })
             .as_deref()
+    }
+
+    /// The file as a module of normalized addresses: its path and build id, built once.
+    pub fn module(&self) -> Arc<Module> {
+        Arc::clone(self.module.get_or_init(|| {
+            Arc::new(Module {
+                path: self.path.to_string_lossy().into_owned(),
+                build_id: self.build_id().map(stackframe::hex),
+            })
+        }))
     }
 
     /// Whether every compressed section claims a plausible decompressed size. A corrupt or
@@ -344,6 +357,7 @@ pub struct ProcessMaps {
     pid: u32,
     mappings: Vec<Mapping>,
     vdso: OnceLock<Option<Arc<[u8]>>>,
+    vdso_module: OnceLock<Arc<Module>>,
 }
 
 impl ProcessMaps {
@@ -384,6 +398,7 @@ impl ProcessMaps {
                         opened: OnceLock::new(),
                         build_id: OnceLock::new(),
                         debug_info_sane: OnceLock::new(),
+                        module: OnceLock::new(),
                     })
                 });
                 mapping.object = Some(Arc::clone(object));
@@ -395,6 +410,7 @@ impl ProcessMaps {
             pid,
             mappings,
             vdso: OnceLock::new(),
+            vdso_module: OnceLock::new(),
         }
     }
 
@@ -424,6 +440,37 @@ impl ProcessMaps {
                     .map(Arc::from)
             })
             .clone()
+    }
+
+    /// `addr` as (module, file offset), for addresses in file mappings and the vDSO; `None` for
+    /// anonymous memory (JIT code) and addresses outside every mapping. `addr` is the address
+    /// that is looked up: the pc, or a return address minus one.
+    pub fn normalize(&self, addr: u64) -> Option<NormAddr> {
+        let mapping = self.find(addr)?;
+        let module = if mapping.is_vdso() {
+            self.vdso_module()
+        } else {
+            mapping.object.as_ref()?.module()
+        };
+        Some(NormAddr {
+            module,
+            file_offset: mapping.file_offset(addr),
+        })
+    }
+
+    /// The vDSO as a module: it is an ELF image with its own build id, identical in every
+    /// process of one kernel.
+    fn vdso_module(&self) -> Arc<Module> {
+        Arc::clone(self.vdso_module.get_or_init(|| {
+            let build_id = self.vdso_image().and_then(|image| {
+                let obj = object::File::parse(&*image).ok()?;
+                obj.build_id().ok().flatten().map(stackframe::hex)
+            });
+            Arc::new(Module {
+                path: "[vdso]".to_string(),
+                build_id,
+            })
+        }))
     }
 
     /// Opens every file behind an executable mapping now, while the process is alive, so that
@@ -752,6 +799,55 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(a.seek(SeekFrom::End(-1)).expect("seek end"), 9);
         assert_eq!(a.seek(SeekFrom::Current(-9)).expect("seek back"), 0);
         assert!(a.seek(SeekFrom::Current(-1)).is_err());
+    }
+
+    #[test]
+    fn normalizes_addresses_to_file_offsets() {
+        let m = maps();
+        let exe = m.normalize(0x55d0c8a01234).expect("exe address");
+        assert_eq!(exe.module.path, "/usr/bin/bank app");
+        // Not a real file here: no build id, but the offset is still exact.
+        assert_eq!(exe.module.build_id, None);
+        assert_eq!(exe.file_offset, 0x1234);
+        let libc = m.normalize(0x7f3a1e24e000 + 0x10).expect("libc address");
+        assert_eq!(libc.module.path, "/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(libc.file_offset, 0x26010);
+        // Both mappings of libc give the same module, built once.
+        let first = m.normalize(0x7f3a1e228000).expect("libc r--");
+        assert!(Arc::ptr_eq(&first.module, &libc.module));
+        let gone = m.normalize(0x7f3a1e400010).expect("deleted file");
+        assert_eq!(
+            (gone.module.path.as_str(), gone.file_offset),
+            ("/tmp/gone.so", 0x2010)
+        );
+        assert_eq!(
+            m.normalize(0x7ffd5b9d6010)
+                .map(|a| (a.module.path.clone(), a.file_offset)),
+            Some(("[vdso]".to_string(), 0x10))
+        );
+        for unmapped in [0x7f3a1c000010, 0x7f3a1e401800, 0, u64::MAX] {
+            assert!(m.normalize(unmapped).is_none(), "{unmapped:#x}");
+        }
+    }
+
+    #[test]
+    fn normalizes_own_code_with_build_id() {
+        let m = ProcessMaps::load(std::process::id()).expect("own maps");
+        let here = normalizes_own_code_with_build_id as *const () as usize as u64;
+        let addr = m.normalize(here).expect("own code");
+        let mapping = m.find(here).expect("mapping");
+        assert_eq!(addr.file_offset, here - mapping.start + mapping.offset);
+        let id = addr
+            .module
+            .build_id
+            .clone()
+            .expect("test binaries have a build id");
+        assert!(
+            id.len() >= 16 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+        let exe = std::fs::read_link("/proc/self/exe").expect("exe");
+        assert_eq!(addr.module.path, exe.to_string_lossy());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::{
     duration::human,
     folded::FoldedProfile,
     pprof::{write_pprof, PprofMeta},
+    progress::Progress,
     recording::Recording,
     sink::one_line,
     svg,
@@ -28,10 +29,18 @@ pub enum Format {
 }
 
 pub fn profile_of(rec: &Recording) -> FoldedProfile {
+    profile_counted(rec, None)
+}
+
+/// [`profile_of`], counting each merged stack on `progress`.
+fn profile_counted(rec: &Recording, progress: Option<&Progress>) -> FoldedProfile {
     let mut profile = FoldedProfile::new();
     if let Some(snapshot) = &rec.profile {
         for s in &snapshot.stacks {
-            profile.add_many(&s.process, &s.thread, &s.frames, s.weight_ns, s.count);
+            profile.add_many_frames(&s.process, &s.thread, &s.frames, s.weight_ns, s.count);
+            if let Some(p) = progress {
+                p.inc(1);
+            }
         }
     }
     profile
@@ -40,7 +49,18 @@ pub fn profile_of(rec: &Recording) -> FoldedProfile {
 /// Writes the report; `out` None or `-` means stdout.
 pub fn report(rec: &Recording, format: Format, out: Option<&Path>) -> Result<()> {
     let to_stdout = out.is_none_or(|p| p == Path::new("-"));
-    let profile = profile_of(rec);
+    let stacks = rec.profile.as_ref().map_or(0, |p| p.stacks.len());
+    // Counts stacks merged and alerts written; drawing and encoding are single calls, during
+    // which the spinner and the elapsed time show the step is alive.
+    let progress = Progress::start(
+        &format!(
+            "writing the {} report ({stacks} stacks, {} alerts)",
+            format_name(format),
+            rec.alerts.len()
+        ),
+        None,
+    );
+    let profile = profile_counted(rec, Some(&progress));
     let title = match &rec.meta {
         Some(m) => format!("Blocked time: {} (pid {})", m.process, m.pid),
         None => "Blocked time".to_string(),
@@ -50,9 +70,12 @@ pub fn report(rec: &Recording, format: Format, out: Option<&Path>) -> Result<()>
         Format::Json => rec
             .alerts
             .iter()
-            .map(|a| format!("{}\n", a.to_json_line()))
+            .map(|a| {
+                progress.inc(1);
+                format!("{}\n", a.to_json_line())
+            })
             .collect(),
-        Format::Text => text_report(rec, &profile),
+        Format::Text => text_report(rec, &profile, &progress),
         Format::Svg => svg::render(&profile, &title)?,
         Format::Pprof => {
             let Some(path) = out.filter(|_| !to_stdout) else {
@@ -68,9 +91,12 @@ pub fn report(rec: &Recording, format: Format, out: Option<&Path>) -> Result<()>
                 time_nanos: 0,
             };
             write_pprof(&profile, &meta, path)?;
+            progress.finish();
             return Ok(());
         }
     };
+    // Before the output: the report may go to the same terminal as the progress line.
+    progress.finish();
     if to_stdout {
         std::io::stdout().write_all(text.as_bytes())?;
     } else if let Some(path) = out {
@@ -81,7 +107,17 @@ pub fn report(rec: &Recording, format: Format, out: Option<&Path>) -> Result<()>
     Ok(())
 }
 
-fn text_report(rec: &Recording, profile: &FoldedProfile) -> String {
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Folded => "folded",
+        Format::Svg => "svg",
+        Format::Pprof => "pprof",
+        Format::Json => "json",
+        Format::Text => "text",
+    }
+}
+
+fn text_report(rec: &Recording, profile: &FoldedProfile, progress: &Progress) -> String {
     let mut s = String::new();
     match &rec.meta {
         Some(m) => s.push_str(&format!(
@@ -109,6 +145,7 @@ fn text_report(rec: &Recording, profile: &FoldedProfile) -> String {
     }
     s.push_str(&format!("alerts: {}\n", rec.alerts.len()));
     for a in &rec.alerts {
+        progress.inc(1);
         s.push_str(&format!(
             "  {}\n",
             one_line(a).trim_start_matches("observer: ")

@@ -1,5 +1,7 @@
-//! Turns what the kernel captured into stacks of function names: `.eh_frame` unwinding of a
-//! register + stack copy where one exists, the kernel's frame-pointer stack otherwise.
+//! Turns what the kernel captured into stacks of frames: `.eh_frame` unwinding of a
+//! register + stack copy where one exists, the kernel's frame-pointer stack otherwise. Each
+//! frame has its name and its address normalized to (module, file offset), resolved while the
+//! process is alive; the `resolve_*` methods without `_frames` return the names only.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -10,14 +12,15 @@ use crate::{
     golang::GoBinary,
     probes::Probes,
     procmaps::read_process_memory,
-    symbolize::Symbolizer,
+    stackframe::{names, Frame},
+    symbolize::{frames_of, Symbolizer},
     unwind::{Regs, Unwinder},
 };
 
 pub struct StackResolver {
     unwinder: Unwinder,
     symbolizer: Symbolizer,
-    by_id: HashMap<(u32, i32), Vec<String>>,
+    by_id: HashMap<(u32, i32), Vec<Frame>>,
     /// Go executables (and their load bias) whose `.gopclntab` names what the symbol tables
     /// do not: stripped Go binaries keep it.
     go: HashMap<u32, (Arc<GoBinary>, u64)>,
@@ -44,16 +47,17 @@ impl StackResolver {
         self.go.insert(pid, (binary, load_bias));
     }
 
-    /// Addresses to names, innermost first (addrs[0] is an exact pc, the rest return
-    /// addresses).
-    fn symbolize(&mut self, pid: u32, addrs: &[u64]) -> Vec<String> {
+    /// Addresses to frames, innermost first (addrs[0] is an exact pc, the rest return
+    /// addresses), each with its normalized address.
+    fn symbolize(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
         let Some((bin, bias)) = self.go.get(&pid) else {
-            return self.symbolizer.symbolize(pid, addrs);
+            return self.symbolizer.symbolize_frames(pid, addrs);
         };
-        let groups = self.symbolizer.symbolize_each(pid, addrs);
+        let groups = self.symbolizer.symbolize_addrs(pid, addrs);
         let mut out = Vec::with_capacity(addrs.len());
         for (i, (group, &addr)) in groups.iter().zip(addrs).enumerate() {
             let unnamed = group
+                .names
                 .iter()
                 .all(|f| f.contains("+0x") || f.starts_with("[unknown]"));
             let go_frames = if unnamed {
@@ -65,16 +69,21 @@ impl StackResolver {
                 Vec::new()
             };
             if go_frames.is_empty() {
-                out.extend(group.iter().cloned());
+                out.extend(frames_of(&group.names, group.addr.as_ref()));
             } else {
-                out.extend(go_frames.into_iter().map(|f| {
-                    let file = f.file.rsplit('/').next().unwrap_or(&f.file).to_string();
-                    if file.is_empty() {
-                        f.function
-                    } else {
-                        format!("{} ({file}:{})", f.function, f.line)
-                    }
-                }));
+                // The pclntab names the code at the same normalized address.
+                let names: Vec<String> = go_frames
+                    .into_iter()
+                    .map(|f| {
+                        let file = f.file.rsplit('/').next().unwrap_or(&f.file).to_string();
+                        if file.is_empty() {
+                            f.function
+                        } else {
+                            format!("{} ({file}:{})", f.function, f.line)
+                        }
+                    })
+                    .collect();
+                out.extend(frames_of(&names, group.addr.as_ref()));
             }
         }
         out
@@ -90,13 +99,13 @@ impl StackResolver {
 
     /// A kernel snapshot: unwind the copy when there is one, else fall back to the
     /// frame-pointer stack id.
-    pub fn resolve_snapshot(
+    pub fn resolve_snapshot_frames(
         &mut self,
         probes: &Probes,
         pid: u32,
         snap: &UserStack,
         fallback_id: i32,
-    ) -> Vec<String> {
+    ) -> Vec<Frame> {
         let bytes = stack_bytes(snap);
         if snap.sp != 0 && !bytes.is_empty() {
             let regs = Regs {
@@ -106,11 +115,11 @@ impl StackResolver {
             };
             return self.resolve_registers(pid, regs, bytes);
         }
-        self.resolve_id(probes, pid, fallback_id)
+        self.resolve_id_frames(probes, pid, fallback_id)
     }
 
     /// A thread that is blocked right now: copy its stack from userspace (read-only).
-    pub fn resolve_blocked(&mut self, pid: u32, regs: Regs) -> Vec<String> {
+    pub fn resolve_blocked_frames(&mut self, pid: u32, regs: Regs) -> Vec<Frame> {
         let mut len = STACK_COPY_BYTES;
         while len >= 512 {
             if let Ok(bytes) = read_process_memory(pid, regs.sp, len) {
@@ -123,30 +132,62 @@ impl StackResolver {
         self.symbolize(pid, &[regs.ip])
     }
 
-    pub fn resolve_id(&mut self, probes: &Probes, pid: u32, stack_id: i32) -> Vec<String> {
-        if let Some(names) = self.by_id.get(&(pid, stack_id)) {
-            return names.clone();
+    /// A stack the kernel stored in its stack map (frame pointers).
+    pub fn resolve_id_frames(&mut self, probes: &Probes, pid: u32, stack_id: i32) -> Vec<Frame> {
+        if let Some(frames) = self.by_id.get(&(pid, stack_id)) {
+            return frames.clone();
         }
         let Some(addrs) = probes.stack(stack_id) else {
             return Vec::new();
         };
-        let names = self.symbolize(pid, &addrs);
-        self.by_id.insert((pid, stack_id), names.clone());
-        names
+        let frames = self.symbolize(pid, &addrs);
+        self.by_id.insert((pid, stack_id), frames.clone());
+        frames
     }
 
     /// A stack of addresses read from the process (innermost first: a pc, then return
     /// addresses).
-    pub fn resolve_addrs(&mut self, pid: u32, addrs: &[u64]) -> Vec<String> {
+    pub fn resolve_addrs_frames(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
         self.symbolize(pid, addrs)
     }
 
     /// One code address (e.g. a goroutine's creation site), with inlined callers.
-    pub fn resolve_pc(&mut self, pid: u32, pc: u64) -> Vec<String> {
+    pub fn resolve_pc_frames(&mut self, pid: u32, pc: u64) -> Vec<Frame> {
         self.symbolize(pid, &[pc])
     }
 
-    fn resolve_registers(&mut self, pid: u32, regs: Regs, bytes: &[u8]) -> Vec<String> {
+    /// [`Self::resolve_snapshot_frames`], names only.
+    pub fn resolve_snapshot(
+        &mut self,
+        probes: &Probes,
+        pid: u32,
+        snap: &UserStack,
+        fallback_id: i32,
+    ) -> Vec<String> {
+        names(&self.resolve_snapshot_frames(probes, pid, snap, fallback_id))
+    }
+
+    /// [`Self::resolve_blocked_frames`], names only.
+    pub fn resolve_blocked(&mut self, pid: u32, regs: Regs) -> Vec<String> {
+        names(&self.resolve_blocked_frames(pid, regs))
+    }
+
+    /// [`Self::resolve_id_frames`], names only.
+    pub fn resolve_id(&mut self, probes: &Probes, pid: u32, stack_id: i32) -> Vec<String> {
+        names(&self.resolve_id_frames(probes, pid, stack_id))
+    }
+
+    /// [`Self::resolve_addrs_frames`], names only.
+    pub fn resolve_addrs(&mut self, pid: u32, addrs: &[u64]) -> Vec<String> {
+        names(&self.symbolize(pid, addrs))
+    }
+
+    /// [`Self::resolve_pc_frames`], names only.
+    pub fn resolve_pc(&mut self, pid: u32, pc: u64) -> Vec<String> {
+        names(&self.symbolize(pid, &[pc]))
+    }
+
+    fn resolve_registers(&mut self, pid: u32, regs: Regs, bytes: &[u8]) -> Vec<Frame> {
         let addrs = self.unwinder.unwind(pid, regs, bytes);
         self.symbolize(pid, &addrs)
     }

@@ -15,6 +15,7 @@ use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized};
 use object::{Object, ObjectSegment, ObjectSymbol};
 
 use crate::procmaps::{FileId, Mapping, ObjectFile, ProcessMaps};
+use crate::stackframe::{Frame, NormAddr};
 
 /// Symbolized frames kept before the cache is dropped wholesale (bounds memory on long runs).
 const MAX_CACHED: usize = 200_000;
@@ -47,6 +48,15 @@ impl Default for Symbolizer {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What one address of a stack resolved to.
+#[derive(Debug, Clone)]
+pub struct AddrSymbols {
+    /// Function names, innermost (inlined) first; never empty.
+    pub names: Arc<[String]>,
+    /// The looked-up address as (module, file offset), when it lies in a file or the vDSO.
+    pub addr: Option<NormAddr>,
 }
 
 /// One address to symbolize inside a file.
@@ -101,6 +111,24 @@ impl Symbolizer {
 
     /// Like [`Self::symbolize`], grouped by input address: one non-empty list per address.
     pub fn symbolize_each(&mut self, pid: u32, addrs: &[u64]) -> Vec<Arc<[String]>> {
+        self.symbolize_addrs(pid, addrs)
+            .into_iter()
+            .map(|s| s.names)
+            .collect()
+    }
+
+    /// Like [`Self::symbolize`], as frames that keep their normalized addresses; the functions
+    /// inlined at one address share it.
+    pub fn symbolize_frames(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
+        self.symbolize_addrs(pid, addrs)
+            .iter()
+            .flat_map(|s| frames_of(&s.names, s.addr.as_ref()))
+            .collect()
+    }
+
+    /// Names and normalized address of every input address, in order: `addrs[0]` is an exact
+    /// pc, the others are return addresses (looked up, and normalized, one byte earlier).
+    pub fn symbolize_addrs(&mut self, pid: u32, addrs: &[u64]) -> Vec<AddrSymbols> {
         let lookups: Vec<u64> = addrs
             .iter()
             .enumerate()
@@ -160,7 +188,11 @@ impl Symbolizer {
         }
         out.into_iter()
             .zip(addrs)
-            .map(|(frames, &addr)| frames.unwrap_or_else(|| unknown(addr)))
+            .zip(lookups)
+            .map(|((frames, &addr), lookup)| AddrSymbols {
+                names: frames.unwrap_or_else(|| unknown(addr)),
+                addr: maps.as_ref().and_then(|m| m.normalize(lookup)),
+            })
             .collect()
     }
 
@@ -219,6 +251,19 @@ impl Symbolizer {
             }
         }
     }
+}
+
+/// One frame per name, all at `addr`, the outermost one not marked inlined.
+pub fn frames_of<'a>(
+    names: &'a [String],
+    addr: Option<&'a NormAddr>,
+) -> impl Iterator<Item = Frame> + 'a {
+    let last = names.len().saturating_sub(1);
+    names.iter().enumerate().map(move |(i, name)| Frame {
+        name: Arc::from(name.as_str()),
+        addr: addr.cloned(),
+        inlined: i < last,
+    })
 }
 
 fn file_key(object: &ObjectFile) -> Option<FileKey> {
@@ -338,6 +383,49 @@ mod tests {
         // Cached on the second call, same answer.
         assert_eq!(s.symbolize(std::process::id(), &[addr]), out);
         assert_eq!(s.cache.len(), 1);
+    }
+
+    #[test]
+    fn frames_carry_normalized_addresses() {
+        let addr = marker_function_for_symbolize_test();
+        let pid = std::process::id();
+        let maps = ProcessMaps::load(pid).expect("own maps");
+        let mapping = maps.find(addr).expect("own code");
+        let mut s = Symbolizer::new();
+        // A return address is normalized like it is looked up: one byte earlier.
+        let frames = s.symbolize_frames(pid, &[addr, addr + 1, 0x10]);
+        assert_eq!(frames.len(), 3, "{frames:?}");
+        let want = addr - mapping.start + mapping.offset;
+        for f in &frames[..2] {
+            let a = f.addr.as_ref().expect("normalized");
+            assert_eq!(a.file_offset, want);
+            assert!(a.module.build_id.is_some());
+            assert!(f.name.contains("marker_function_for_symbolize_test"));
+            assert!(!f.inlined);
+        }
+        assert_eq!(frames[2].addr, None);
+        assert_eq!(&*frames[2].name, "[unknown] 0x10");
+    }
+
+    #[test]
+    fn inline_chains_share_one_address() {
+        let module = Arc::new(crate::stackframe::Module {
+            path: "/bin/x".into(),
+            build_id: None,
+        });
+        let addr = NormAddr {
+            module,
+            file_offset: 7,
+        };
+        let names = ["inner".to_string(), "outer".to_string()];
+        let frames: Vec<Frame> = frames_of(&names, Some(&addr)).collect();
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0].inlined && !frames[1].inlined);
+        assert!(frames.iter().all(|f| f.addr.as_ref() == Some(&addr)));
+        let runs: Vec<usize> = crate::stackframe::machine_frames(&frames)
+            .map(<[Frame]>::len)
+            .collect();
+        assert_eq!(runs, vec![2]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Outputs people already use (pprof, SVG, folded) and incident recordings read after the
 //! process and its binary are gone.
 
-use std::{process::Command, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
 use observer_tests::{
     observer_bin, parse_alerts, require_root, stack_mentions, str_field, FramePointers,
@@ -81,6 +81,54 @@ fn pprof_svg_and_folded_name_the_contended_function() {
         traces_text.contains("thread:") && traces_text.contains("worker"),
         "{traces_text}"
     );
+    // Real mappings: the target's own file with its build id, its code at file offsets.
+    let path = std::fs::canonicalize(&target).expect("target path");
+    assert_mapping_with_build_id(&go, &pprof, &path, &gnu_build_id(&target));
+}
+
+/// `go tool pprof -raw` lists a Mapping for the file at `path` (as the process saw it) with its
+/// GNU build id, and some location lies in it.
+fn assert_mapping_with_build_id(go: &Path, pprof: &Path, path: &Path, build_id: &str) {
+    let raw = Command::new(go)
+        .args(["tool", "pprof", "-raw"])
+        .arg(pprof)
+        .output()
+        .expect("go tool pprof runs");
+    let raw_text = String::from_utf8_lossy(&raw.stdout);
+    assert!(
+        raw.status.success(),
+        "go tool pprof -raw failed: {}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let mappings = raw_text
+        .split("\nMappings\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Mappings section:\n{raw_text}"));
+    // `1: 0x10000000/0x10002000/0x0 /path/to/lock_hold 6f1c...e2 [FN][FL][LN][IN]`
+    let line = mappings
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == path.to_str())
+        .unwrap_or_else(|| panic!("no mapping for {}:\n{raw_text}", path.display()));
+    assert_eq!(line.split_whitespace().nth(3), Some(build_id), "{line}");
+    let id = line.split(':').next().expect("mapping id").trim();
+    assert!(
+        raw_text.contains(&format!(" M={id} ")),
+        "no location in mapping {id}:\n{raw_text}"
+    );
+}
+
+/// The GNU build id of an ELF file, as `readelf -n` prints it.
+fn gnu_build_id(file: &Path) -> String {
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(file)
+        .output()
+        .expect("readelf runs (binutils, installed with gcc)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{} has no build id", file.display()))
 }
 
 /// A recording taken while the process lived; the process exits and its binary is deleted;
@@ -104,6 +152,8 @@ fn recording_outlives_the_process_and_its_binary() {
     .run_to_end(&ws, TIMEOUT);
     let report = run.report();
     assert_eq!(run.exit_code(), Some(0), "{report}");
+    let build_id = gnu_build_id(&binary);
+    let binary_path = std::fs::canonicalize(&binary).expect("binary path");
     std::fs::remove_file(&binary).expect("delete the target's binary");
 
     let json = Command::new(observer_bin())
@@ -140,6 +190,41 @@ fn recording_outlives_the_process_and_its_binary() {
         .output()
         .expect("observer report runs");
     assert!(String::from_utf8_lossy(&folded.stdout).contains("worker_update"));
+
+    // pprof from the recording alone: names from its symbol table, real mappings and build ids.
+    let pprof = ws.path("from-recording.pb.gz");
+    let out = Command::new(observer_bin())
+        .args([
+            "report",
+            recording.to_str().unwrap(),
+            "--format",
+            "pprof",
+            "-o",
+        ])
+        .arg(&pprof)
+        .output()
+        .expect("observer report runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(go) = which("go") {
+        let top = Command::new(&go)
+            .args(["tool", "pprof", "-top"])
+            .arg(&pprof)
+            .output()
+            .expect("go tool pprof runs");
+        let top_text = String::from_utf8_lossy(&top.stdout);
+        assert!(top_text.contains("worker_update"), "{top_text}");
+        assert!(
+            top_text.contains(&format!("Build ID: {build_id}")),
+            "{top_text}"
+        );
+        assert_mapping_with_build_id(&go, &pprof, &binary_path, &build_id);
+    } else {
+        eprintln!("SKIPPED (loudly): `go` is not on PATH; pprof from the recording not checked");
+    }
 
     // Cut short: readable up to the last whole block, with a note.
     let bytes = std::fs::read(&recording).unwrap();

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -32,6 +33,10 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// Builds with the machine's stable rustc 1.95; the fuzz targets run on its nightly 1.97.
 const CARGO_FUZZ: &str = "0.13.2";
 const TRACEFS: &str = "/sys/kernel/tracing";
+/// Debian's Prometheus (2.42) scrapes the sidecar's metrics endpoint in an end-to-end test.
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+/// Debian's hook that invoke-rc.d and deb-systemd-invoke ask before starting a service.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 pub fn run() -> Result<()> {
     let root = is_root();
@@ -43,6 +48,7 @@ pub fn run() -> Result<()> {
     bpf_linker(llvm_ready)?;
     cargo_fuzz()?;
     tracefs(root, &mut needs_root)?;
+    prometheus(root, &mut needs_root)?;
 
     if !needs_root.is_empty() {
         bail!(
@@ -196,6 +202,62 @@ fn tracefs(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
     }
     step("tracefs", "mounting");
     run_cmd(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS]))
+}
+
+/// Installs Prometheus without leaving it running: the package would start a service on :9090
+/// (and enable it for boot), which a CI machine does not want; the test starts its own.
+fn prometheus(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
+    if Path::new(PROMETHEUS).exists() {
+        step("prometheus", "present");
+        return Ok(());
+    }
+    if !root {
+        step("prometheus", "missing (installing it needs root)");
+        needs_root.push("apt-get install --no-install-recommends prometheus".into());
+        return Ok(());
+    }
+    step("prometheus", "installing");
+    // A policy that answers 101 ("action forbidden") keeps the package scripts from starting
+    // the service; one that is already there (container images have one) is left alone.
+    let policy = Path::new(POLICY_RC_D);
+    let placed = !policy.exists();
+    if placed {
+        fs::write(
+            policy,
+            "#!/bin/sh\n# cargo xtask setup: no service starts while prometheus installs\nexit 101\n",
+        )
+        .with_context(|| format!("could not write {POLICY_RC_D}"))?;
+        fs::set_permissions(policy, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("could not make {POLICY_RC_D} executable"))?;
+    }
+    let installed = run_cmd(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .and_then(|()| {
+        run_cmd(
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    "prometheus",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    });
+    if placed {
+        // Left behind, it would stop every later package from starting its service.
+        fs::remove_file(policy).with_context(|| format!("could not remove {POLICY_RC_D}"))?;
+    }
+    installed?;
+    // On a machine booted with systemd the unit is still enabled for the next boot.
+    if Path::new("/run/systemd/system").is_dir() {
+        run_cmd(Command::new("systemctl").args(["disable", "--now", "prometheus.service"]))?;
+    }
+    Ok(())
 }
 
 /// Names of the packages that dpkg-query reports as installed, from `${Package} ${Status}` lines.

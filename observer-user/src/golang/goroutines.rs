@@ -353,6 +353,38 @@ pub fn dump(pid: u32, bin: &GoBinary) -> Result<Vec<Goroutine>, GoError> {
     Ok(raws.into_iter().map(|r| r.goroutine).collect())
 }
 
+/// The stack of one goroutine that is parked right now, read from the live process like the
+/// dump reads it (saved registers in its `g`, then its stack, unwound with pcsp). The `g` at
+/// `g_addr` must still be goroutine `goid` and still waiting: `Ok(None)` when it woke, exited or
+/// its `g` was reused since, so a stack is never pinned on the wrong goroutine.
+pub fn parked_stack(
+    pid: u32,
+    bin: &GoBinary,
+    bias: u64,
+    g_addr: u64,
+    goid: u64,
+) -> Result<Option<Vec<u64>>, GoError> {
+    let offsets = *bin.offsets().ok_or_else(|| GoError::NoOffsets {
+        version: bin.version().raw.clone(),
+    })?;
+    let bytes = read_exact(pid, g_addr, offsets.g_read_len())?;
+    let Some(raw) = decode_g(bin, &offsets, g_addr, &bytes, None) else {
+        return Ok(None);
+    };
+    let still_parked = raw.goroutine.goid == goid
+        && matches!(raw.goroutine.status, GStatus::Waiting | GStatus::Leaked);
+    let Some(saved) = raw.saved.filter(|_| still_parked) else {
+        return Ok(None);
+    };
+    let mut view = StackView {
+        pid,
+        base: saved.sp,
+        hi: saved.stack_hi,
+        bytes: Vec::new(),
+    };
+    Ok(Some(unwind(bin, bias, saved, &mut view)))
+}
+
 fn decode_g(
     bin: &GoBinary,
     o: &super::GOffsets,

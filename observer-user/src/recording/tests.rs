@@ -1,0 +1,253 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::alert::{AlertDetail, ProcessExit};
+use crate::folded::TopStack;
+use crate::stackframe::{self, Frame, Module, NormAddr};
+
+fn meta() -> Meta {
+    Meta {
+        observer_version: "0.1.0".into(),
+        pid: 42,
+        process: "bank".into(),
+        executable: Some("/usr/bin/bank".into()),
+        build_id: Some("abcd".into()),
+        started: "2026-11-26T20:00:00.000Z".into(),
+        threshold_ns: 100_000_000,
+        stall_after_ns: 5_000_000_000,
+        kernel: "6.18".into(),
+    }
+}
+
+fn alert() -> Alert {
+    Alert {
+        time: "2026-11-26T20:00:01.000Z".into(),
+        pid: 42,
+        tid: 42,
+        comm: "bank".into(),
+        ns_pid: None,
+        ns_tid: None,
+        stack: vec!["main (bank.c:3)".into()],
+        detail: AlertDetail::ProcessExit(ProcessExit {
+            exit_code: Some(1),
+            signal: None,
+            by_tid: 42,
+            message: None,
+        }),
+    }
+}
+
+fn snapshot() -> ProfileSnapshot {
+    let exe = Arc::new(Module {
+        path: "/usr/bin/bank".into(),
+        build_id: Some("abcd".into()),
+    });
+    let at = |name: &str, off: u64, inlined: bool| Frame {
+        name: name.into(),
+        addr: Some(NormAddr {
+            module: Arc::clone(&exe),
+            file_offset: off,
+        }),
+        inlined,
+    };
+    ProfileSnapshot {
+        elapsed_ns: 5,
+        stacks: vec![StackEntry {
+            process: "bank".into(),
+            thread: "worker".into(),
+            frames: vec![
+                Frame::named("[futex]"),
+                at("lock (bank.c:9)", 0x1230, true),
+                at("transfer (bank.c:14)", 0x1230, false),
+                at("main (bank.c:30)", 0x2000, false),
+            ],
+            weight_ns: 300,
+            count: 2,
+        }],
+        events_dropped: 0,
+        agg_dropped: 0,
+    }
+}
+
+fn write_full(path: &Path) {
+    let mut r = Recorder::create(path, &meta()).unwrap();
+    r.alert(&alert()).unwrap();
+    r.profile(&snapshot()).unwrap();
+    r.finish().unwrap();
+}
+
+#[test]
+fn round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.obsrec");
+    write_full(&path);
+    let rec = Recording::read(&path).unwrap();
+    assert_eq!(rec.version, 2);
+    assert_eq!(rec.meta, Some(meta()));
+    assert_eq!(rec.alerts, vec![alert()]);
+    assert_eq!(rec.profile, Some(snapshot()));
+    assert!(!rec.truncated);
+}
+
+#[test]
+fn the_last_profile_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.obsrec");
+    let mut r = Recorder::create(&path, &meta()).unwrap();
+    let mut early = snapshot();
+    early.elapsed_ns = 1;
+    early.stacks.clear();
+    r.profile(&early).unwrap();
+    r.profile(&snapshot()).unwrap();
+    r.finish().unwrap();
+    assert_eq!(Recording::read(&path).unwrap().profile, Some(snapshot()));
+}
+
+/// The stacks of [`v1_fixture`], as names.
+fn v1_stacks() -> Vec<TopStack> {
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        TopStack {
+            process: "bank".into(),
+            thread: "worker".into(),
+            frames: names(&["transfer (bank.c:14)"]),
+            weight_ns: 300,
+            count: 2,
+        },
+        TopStack {
+            process: "bank".into(),
+            thread: "main".into(),
+            frames: names(&["[futex]", "pthread_mutex_lock", "main (bank.c:3)"]),
+            weight_ns: 7,
+            count: 1,
+        },
+    ]
+}
+
+fn check_v1(rec: &Recording) {
+    assert_eq!(rec.version, 1);
+    assert_eq!(rec.meta, Some(meta()));
+    assert_eq!(rec.alerts, vec![alert()]);
+    assert!(!rec.truncated);
+    let profile = rec.profile.as_ref().expect("profile");
+    assert_eq!(profile.elapsed_ns, 5);
+    let got: Vec<TopStack> = profile
+        .stacks
+        .iter()
+        .map(|s| {
+            assert!(s.frames.iter().all(|f| f.addr.is_none() && !f.inlined));
+            TopStack {
+                process: s.process.clone(),
+                thread: s.thread.clone(),
+                frames: stackframe::names(&s.frames),
+                weight_ns: s.weight_ns,
+                count: s.count,
+            }
+        })
+        .collect();
+    assert_eq!(got, v1_stacks());
+}
+
+/// Written by the version 1 `Recorder` of observer 0.1 (commit 37ac5ed): meta, one alert, a
+/// profile of one stack, then one of two stacks, end.
+#[test]
+fn reads_a_version_1_file_written_by_the_old_observer() {
+    let bytes = include_bytes!("testdata/v1.obsrec");
+    assert_eq!(&bytes[8..10], &1u16.to_le_bytes());
+    check_v1(&Recording::parse(bytes).unwrap());
+}
+
+#[test]
+fn reads_version_1_written_by_the_old_code_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.obsrec");
+    let first = v1::ProfileV1 {
+        elapsed_ns: 5,
+        stacks: v1_stacks()[..1].to_vec(),
+        events_dropped: 0,
+        agg_dropped: 0,
+    };
+    let last = v1::ProfileV1 {
+        elapsed_ns: 5,
+        stacks: v1_stacks(),
+        events_dropped: 0,
+        agg_dropped: 0,
+    };
+    v1::write(&path, &meta(), &[alert()], &[first, last]).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    check_v1(&Recording::parse(&bytes).unwrap());
+    // The kept writer is the old one: same input, same bytes as the committed fixture.
+    assert_eq!(bytes, include_bytes!("testdata/v1.obsrec"));
+}
+
+#[test]
+fn every_truncation_is_readable_up_to_the_last_whole_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.obsrec");
+    write_full(&path);
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in 10..bytes.len() {
+        let rec = Recording::parse(&bytes[..cut]).unwrap();
+        assert!(rec.truncated, "cut at {cut}");
+    }
+    assert!(matches!(
+        Recording::parse(&bytes[..5]),
+        Err(RecordingError::BadMagic)
+    ));
+}
+
+#[test]
+fn corruption_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.obsrec");
+    write_full(&path);
+    let bytes = std::fs::read(&path).unwrap();
+    for i in 10..bytes.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut b = bytes.clone();
+            b[i] ^= flip;
+            // Any outcome but a panic is fine; a flipped payload byte must not be accepted.
+            let _ = Recording::parse(&b);
+        }
+    }
+    let mut b = bytes.clone();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x55;
+    assert!(Recording::parse(&b).is_err());
+}
+
+/// Damage the checksum cannot see: a writer bug or a hand-edited file with valid framing.
+#[test]
+fn well_framed_nonsense_is_an_error() {
+    let payloads: [&[u8]; 4] = [
+        b"not json",
+        br#"{"elapsed_ns":1,"events_dropped":0,"agg_dropped":0,"modules":[],
+            "symbols":[{"module":0,"offset":1,"names":["f"]}],"stacks":[]}"#,
+        br#"{"elapsed_ns":1,"events_dropped":0,"agg_dropped":0,"modules":[],"symbols":[],
+            "stacks":[{"process":"p","thread":"t","weight_ns":1,"count":1,"frames":[3]}]}"#,
+        // A version 1 profile in a version 2 file.
+        br#"{"elapsed_ns":1,"stacks":[],"events_dropped":0,"agg_dropped":0}"#,
+    ];
+    for payload in payloads {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&VERSION.to_le_bytes());
+        framing::write_block(&mut b, kind::PROFILE, payload).unwrap();
+        let err = Recording::parse(&b).unwrap_err();
+        assert!(
+            matches!(err, RecordingError::Corrupt { offset: 10, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("profile"), "{err}");
+    }
+}
+
+#[test]
+fn other_versions_are_refused() {
+    for v in [0u16, 3, 7] {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&v.to_le_bytes());
+        assert!(
+            matches!(Recording::parse(&b), Err(RecordingError::UnsupportedVersion(x)) if x == v)
+        );
+    }
+}

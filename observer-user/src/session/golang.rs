@@ -1,0 +1,157 @@
+//! Goroutine-level events and scans for the Go programs among the targets.
+
+use observer_common::{GoPanicEvent, GoWaitEvent};
+
+use super::{duration_ns, monotonic_ns, now_time, wall_time, Session};
+use crate::{gowatch::GoAlert, metrics::WaitKind};
+
+/// How often the park rate is checked, at most.
+const PARK_RATE_PERIOD_S: f64 = 0.5;
+
+impl Session {
+    pub(super) fn on_go_wait(&mut self, w: &GoWaitEvent) {
+        let process = self.process_name(w.tgid);
+        if let Some(m) = &self.opts.metrics {
+            m.wait(w.tgid, &process, WaitKind::Goroutine, 1, w.duration_ns);
+        }
+        let Some(go) = self.targets.get_mut(&w.tgid).and_then(|t| t.go.as_mut()) else {
+            return;
+        };
+        let alert = go.on_wait(
+            w,
+            &self.probes,
+            &mut self.stacks,
+            &mut self.folded,
+            &process,
+        );
+        if let Some(a) = alert {
+            self.emit_go(w.tgid, a);
+        }
+    }
+
+    pub(super) fn on_go_panic(&mut self, p: &GoPanicEvent) {
+        if let Some(go) = self.targets.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
+            go.on_panic(p, &self.probes, &mut self.stacks);
+        }
+    }
+
+    pub(super) fn on_go_recovered(&mut self, p: &GoPanicEvent) {
+        let alert = self
+            .targets
+            .get_mut(&p.tgid)
+            .and_then(|t| t.go.as_mut())
+            .and_then(|go| go.on_recovered(p));
+        if let Some(a) = alert {
+            self.emit_go(p.tgid, a);
+        }
+    }
+
+    pub(super) fn on_go_fatal(&mut self, p: &GoPanicEvent) {
+        if let Some(go) = self.targets.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
+            go.on_fatal(p);
+        }
+    }
+
+    /// The fatal message of a Go process that is exiting, and its panics never recovered.
+    pub(super) fn go_process_ended(&mut self, pid: u32, time_ns: u64) -> Option<String> {
+        let go = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut())?;
+        let message = go.exit_message();
+        let alerts = go.unrecovered(time_ns, true);
+        for a in alerts {
+            self.emit_go(pid, a);
+        }
+        message
+    }
+
+    /// Takes the Go probes off a target that parks goroutines faster than the limit: the
+    /// uprobe traps would then cost it more than observation is worth. Each Go process is
+    /// judged by its own park count (kept by the kernel program per process).
+    fn guard_park_rate(&mut self) {
+        if self.opts.go_max_parks == 0 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut over = Vec::new();
+        for (&pid, t) in self.targets.iter_mut().filter(|(_, t)| t.go.is_some()) {
+            let Some(parks) = self.probes.go_parks(pid) else {
+                continue;
+            };
+            let Some((since, at)) = t.park_rate_mark else {
+                t.park_rate_mark = Some((now, parks));
+                continue;
+            };
+            let elapsed = now.duration_since(since).as_secs_f64();
+            if elapsed < PARK_RATE_PERIOD_S {
+                continue;
+            }
+            let rate = parks.saturating_sub(at) as f64 / elapsed;
+            t.park_rate_mark = Some((now, parks));
+            if rate > self.opts.go_max_parks as f64 {
+                over.push((pid, rate));
+            }
+        }
+        for (pid, rate) in over {
+            self.probes.unwatch_go(pid);
+            if let Some(t) = self.targets.get_mut(&pid) {
+                t.go = None;
+            }
+            eprintln!(
+                "observer: WARNING: pid {pid} parks {rate:.0} goroutines/s, over --go-max-parks {}: \
+                 goroutine probes taken off (each park costs it two uprobe traps); \
+                 thread-level observation goes on. Raise --go-max-parks to keep them.",
+                self.opts.go_max_parks
+            );
+        }
+    }
+
+    /// Goroutine stalls, leaks, and panics that were never recovered.
+    pub(super) fn scan_goroutines(&mut self) {
+        self.guard_park_rate();
+        let now = monotonic_ns();
+        let stall_ns = duration_ns(self.opts.stall_after);
+        let pids: Vec<u32> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.go.is_some())
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in pids {
+            let Some(go) = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+                continue;
+            };
+            let mut alerts = go.scan(now, stall_ns, &self.probes, &mut self.stacks);
+            alerts.extend(go.unrecovered(now, false));
+            for a in alerts {
+                self.emit_go(pid, a);
+            }
+        }
+    }
+
+    /// Short goroutine waits summed in the kernel, into the profile.
+    pub(super) fn drain_go_aggregates(&mut self) {
+        let pids: Vec<u32> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.go.is_some())
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in pids {
+            let process = self.process_name(pid);
+            let Some(go) = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+                continue;
+            };
+            go.drain_aggregates(
+                &mut self.probes,
+                &mut self.stacks,
+                &mut self.folded,
+                &process,
+            );
+        }
+    }
+
+    pub(super) fn emit_go(&mut self, pid: u32, a: GoAlert) {
+        let time = a.time_ns.map(wall_time).unwrap_or_else(now_time);
+        let alert = self.alert(time, pid, a.tid, a.stack, a.detail);
+        self.emit(alert);
+    }
+}

@@ -1,0 +1,385 @@
+//! The processes a session observes: taking one on (watching it in the kernel, seeding the
+//! threads already blocked, attaching the goroutine probes to a Go program) and letting one go.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::Result;
+use observer_common::ExecEvent;
+
+use super::{monotonic_ns, Scope, Session};
+use crate::{events::comm_str, goattach, gowatch::GoWatch, procinfo, seed, target::Launched};
+
+/// One observed process.
+pub(super) struct Target {
+    pub name: String,
+    /// Its pid inside its own pid namespace, when that is not the host's.
+    pub ns_pid: Option<u32>,
+    /// A Go program: its futex waits are scheduler idling, never lock waits, whether or not
+    /// the goroutine probes are on.
+    pub is_go: bool,
+    /// Goroutine-level observation.
+    pub go: Option<GoWatch>,
+    /// Executable path and GNU build id, read while it runs (pprof mapping, recording).
+    pub executable: Option<(PathBuf, Option<String>)>,
+    /// Park counter and time of the last park-rate check.
+    pub park_rate_mark: Option<(Instant, u64)>,
+    /// In a pid namespace: thread ids as the process sees them (glibc writes those into its
+    /// mutexes as owners) -> host thread ids.
+    ns_tids: HashMap<u32, u32>,
+}
+
+impl Target {
+    fn new(pid: u32) -> Self {
+        Self {
+            name: procinfo::comm_of(pid).unwrap_or_else(|| format!("pid{pid}")),
+            ns_pid: procinfo::ns_id(pid, pid),
+            is_go: false,
+            go: None,
+            executable: None,
+            park_rate_mark: None,
+            ns_tids: HashMap::new(),
+        }
+    }
+}
+
+pub(super) struct ThreadInfo {
+    pub tgid: u32,
+    pub comm: String,
+}
+
+/// Host mode bookkeeping.
+#[derive(Default)]
+pub(super) struct Discovery {
+    /// Processes the filter turned down (until they exec or exit).
+    rejected: HashSet<u32>,
+    /// Executables known not to be Go programs, by (device, inode): a host runs the same
+    /// few binaries many times, and opening one is not free.
+    not_go: HashSet<(u64, u64)>,
+    /// Executables whose goroutine probes failed, not to be retried for every process.
+    go_failed: HashMap<(u64, u64), String>,
+}
+
+/// How a process came to be observed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Arrival {
+    /// Running before observer looked at it: threads and goroutines may be blocked already.
+    Running,
+    /// Just ran a new program (exec), or was born from a watched process.
+    New,
+}
+
+impl Session {
+    /// `observer run`: the command is stopped before exec until [`Launched::release`].
+    pub(super) fn start_launched(&mut self, pid: u32, launched: &mut Launched) -> Result<()> {
+        self.probes.watch(pid)?;
+        let mut t = Target::new(pid);
+        // Before exec, so that the first goroutines are seen too.
+        let go_binary = match (self.opts.no_go, launched.program.clone()) {
+            (false, Some(exe)) => self.attach_go(&mut t, pid, &exe, false),
+            _ => None,
+        };
+        launched.release();
+        if let Some(name) = procinfo::comm_of(pid) {
+            t.name = name;
+        }
+        // The command's maps are read on first use: right after exec, the dynamic loader
+        // has not mapped its libraries yet.
+        t.executable = executable_of(pid);
+        if let Some(bin) = go_binary {
+            let bias = crate::golang::goroutines::load_bias(pid, &bin).unwrap_or(0);
+            self.stacks.set_go_binary(pid, bin, bias);
+        }
+        self.targets.insert(pid, t);
+        Ok(())
+    }
+
+    /// `observer watch` / `record --pid`.
+    pub(super) fn start_running(&mut self, pid: u32) -> Result<()> {
+        self.probes.watch(pid)?;
+        self.adopt(pid, Arrival::Running);
+        Ok(())
+    }
+
+    /// Host mode: takes on every process the filter accepts that is not observed yet.
+    pub(super) fn discover(&mut self, first: bool) {
+        let Scope::Host(filter) = &self.scope else {
+            return;
+        };
+        let filter = filter.clone();
+        let me = std::process::id();
+        let mut found = 0usize;
+        let pids = procinfo::all_pids(Path::new("/proc"));
+        let alive: HashSet<u32> = pids.iter().copied().collect();
+        for pid in pids {
+            if pid == me
+                || self.targets.contains_key(&pid)
+                || self.discovery.rejected.contains(&pid)
+            {
+                continue;
+            }
+            if !procinfo::is_user_process(pid) || !self.accepts(&filter, pid) {
+                self.discovery.rejected.insert(pid);
+                continue;
+            }
+            if let Err(e) = self.probes.watch(pid) {
+                log::warn!("pid {pid}: not watched: {e}");
+                continue;
+            }
+            self.adopt(
+                pid,
+                if first {
+                    Arrival::Running
+                } else {
+                    Arrival::New
+                },
+            );
+            found += 1;
+        }
+        // Processes that ended without an exit event reaching us (ring buffer full).
+        self.discovery.rejected.retain(|p| alive.contains(p));
+        let vanished: Vec<u32> = self
+            .targets
+            .keys()
+            .copied()
+            .filter(|p| !alive.contains(p))
+            .collect();
+        for pid in vanished {
+            self.drop_target(pid);
+        }
+        if first && !self.opts.quiet {
+            let go = self.targets.values().filter(|t| t.go.is_some()).count();
+            eprintln!(
+                "observer: sidecar watching {found} processes ({go} Go programs with goroutine probes)"
+            );
+        }
+    }
+
+    fn accepts(&self, filter: &crate::scope::ProcessFilter, pid: u32) -> bool {
+        if filter.is_everything() {
+            return true;
+        }
+        let Some(comm) = procinfo::comm_of(pid) else {
+            return false;
+        };
+        let cgroup = if filter.needs_cgroup() {
+            procinfo::cgroup_of(pid)
+        } else {
+            None
+        };
+        filter.matches(&comm, cgroup.as_deref())
+    }
+
+    /// Whether an event of process `tgid` is taken. In host mode a process the kernel began to
+    /// watch by itself (a child of a watched one) is taken on here, at its first event.
+    pub(super) fn accept_event_from(&mut self, tgid: u32) -> bool {
+        match &self.scope {
+            Scope::Process(pid) => *pid == tgid && !self.target_gone,
+            Scope::Host(filter) => {
+                if self.targets.contains_key(&tgid) {
+                    return true;
+                }
+                let filter = filter.clone();
+                if self.discovery.rejected.contains(&tgid) || !self.accepts(&filter, tgid) {
+                    self.probes.unwatch(tgid);
+                    return false;
+                }
+                self.adopt(tgid, Arrival::New);
+                true
+            }
+        }
+    }
+
+    /// A process ran a new program (host mode): it may now match the filter or stop matching,
+    /// and it may now be a Go program or no longer one.
+    pub(super) fn on_exec(&mut self, e: &ExecEvent) {
+        let Scope::Host(filter) = &self.scope else {
+            return;
+        };
+        let filter = filter.clone();
+        let pid = e.tgid;
+        if pid == std::process::id() {
+            return;
+        }
+        if self.targets.contains_key(&pid) {
+            self.drop_target(pid);
+        }
+        self.discovery.rejected.remove(&pid);
+        let comm = comm_str(&e.comm);
+        let cgroup = if filter.needs_cgroup() {
+            procinfo::cgroup_of(pid)
+        } else {
+            None
+        };
+        if !filter.matches(&comm, cgroup.as_deref()) {
+            self.probes.unwatch(pid);
+            self.discovery.rejected.insert(pid);
+            return;
+        }
+        if let Err(e) = self.probes.watch(pid) {
+            log::warn!("pid {pid}: not watched: {e}");
+            return;
+        }
+        self.adopt(pid, Arrival::New);
+    }
+
+    /// Starts observing `pid` (already watched in the kernel).
+    pub(super) fn adopt(&mut self, pid: u32, arrival: Arrival) {
+        let mut t = Target::new(pid);
+        if arrival == Arrival::Running {
+            self.seed_blocked_threads(pid);
+        }
+        if self.single_pid().is_some() {
+            // Host mode reads maps lazily: most processes never block long.
+            self.stacks.prepare(pid);
+        }
+        t.executable = executable_of(pid);
+        if !self.opts.no_go {
+            let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+            if let Some(bin) = self.attach_go(&mut t, pid, &exe, arrival == Arrival::Running) {
+                // The process runs the binary: its load bias is known.
+                let bias = crate::golang::goroutines::load_bias(pid, &bin).unwrap_or(0);
+                self.stacks.set_go_binary(pid, bin, bias);
+            }
+        }
+        self.targets.insert(pid, t);
+    }
+
+    /// Goroutine-level observation when `exe` is a Go program. A failure costs the goroutine
+    /// view only: thread-level observation goes on, and the user is told.
+    pub(super) fn attach_go(
+        &mut self,
+        t: &mut Target,
+        pid: u32,
+        exe: &Path,
+        seed: bool,
+    ) -> Option<std::sync::Arc<crate::golang::GoBinary>> {
+        let id = file_id(exe);
+        if let Some(id) = id {
+            if self.discovery.not_go.contains(&id) {
+                return None;
+            }
+            if let Some(reason) = self.discovery.go_failed.get(&id) {
+                t.is_go = true;
+                log::info!("pid {pid}: no goroutine-level view: {reason}");
+                return None;
+            }
+        }
+        match goattach::attach(&mut self.probes, pid, exe, seed) {
+            Ok(Some(attached)) => {
+                if !self.opts.quiet {
+                    let who = if self.is_host() {
+                        format!(" to pid {pid} ({})", t.name)
+                    } else {
+                        String::new()
+                    };
+                    eprintln!(
+                        "observer: goroutine probes attached{who}: {}",
+                        attached.summary
+                    );
+                }
+                for w in &attached.warnings {
+                    eprintln!("observer: warning: pid {pid}: {w}");
+                }
+                t.go = Some(attached.watch);
+                t.is_go = true;
+                Some(attached.binary)
+            }
+            Ok(None) => {
+                if let Some(id) = id {
+                    self.discovery.not_go.insert(id);
+                }
+                None
+            }
+            Err(e) => {
+                // A Go program all the same, as far as its futex waits go.
+                let unreadable = matches!(e, goattach::GoAttachError::Go(_));
+                t.is_go = !unreadable;
+                if unreadable && self.is_host() {
+                    // Processes that exit at once, or whose binary cannot be read: on a whole
+                    // host that is routine, not news.
+                    log::info!("pid {pid}: no goroutine-level view: {e}");
+                } else {
+                    eprintln!("observer: warning: pid {pid}: no goroutine-level view: {e}");
+                }
+                if let Some(id) = id {
+                    self.discovery.go_failed.insert(id, e.to_string());
+                }
+                None
+            }
+        }
+    }
+
+    /// The host id of thread `tid` as process `pid` names it (a lock owner read from its
+    /// memory). The same id outside pid namespaces; 0 when no thread has that id now.
+    pub(super) fn host_tid(&mut self, pid: u32, tid: u32) -> u32 {
+        let Some(t) = self.targets.get_mut(&pid).filter(|t| t.ns_pid.is_some()) else {
+            return tid;
+        };
+        if let Some(&host) = t.ns_tids.get(&tid) {
+            return host;
+        }
+        t.ns_tids = procinfo::ns_thread_ids(pid);
+        t.ns_tids.get(&tid).copied().unwrap_or(0)
+    }
+
+    /// Stops observing `pid`: it exited, or ran a program the filter does not accept.
+    pub(super) fn drop_target(&mut self, pid: u32) {
+        if let Some(t) = self.targets.remove(&pid) {
+            if t.go.is_some() {
+                self.probes.unwatch_go(pid);
+            }
+        }
+        if self.is_host() {
+            self.probes.unwatch(pid);
+        }
+        self.stacks.process_gone(pid);
+        self.threads.retain(|_, t| t.tgid != pid);
+        self.recent_exits.retain(|(tgid, _, _)| *tgid != pid);
+        if let Some(m) = &self.opts.metrics {
+            m.process_gone(pid);
+        }
+        self.live_state.process_gone(pid);
+    }
+
+    /// Threads blocked since before we attached (see `seed`).
+    fn seed_blocked_threads(&mut self, pid: u32) {
+        let now = monotonic_ns();
+        for (tid, state) in seed::blocked_threads(pid) {
+            let entry = seed::in_flight_for(pid, tid, &state, now);
+            if self.probes.seed_in_flight(tid, &entry).is_err() {
+                continue; // the kernel saw it block meanwhile: its entry is better
+            }
+            // It may have woken between the read and the insert: then the entry is stale.
+            if seed::blocked_state(pid, tid) != Some(state) {
+                self.probes.unseed_in_flight(tid, now);
+            }
+        }
+    }
+}
+
+/// (device, inode) of a file, following links (`/proc/PID/exe` included).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+/// The executable's path and GNU build id (hex), read while the process lives. Only the
+/// headers and the note are read, not the whole file: a sidecar does this for every process.
+fn executable_of(pid: u32) -> Option<(PathBuf, Option<String>)> {
+    use object::{read::ReadCache, Object as _};
+    let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let build_id = std::fs::File::open(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|f| {
+            let cache = ReadCache::new(f);
+            let file = object::File::parse(&cache).ok()?;
+            let id = file.build_id().ok()??;
+            Some(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        });
+    Some((path, build_id))
+}

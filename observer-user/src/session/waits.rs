@@ -1,0 +1,328 @@
+//! Thread-level waits: long waits as they end, blocked threads scanned for stalls and deadlock
+//! cycles, and short waits summed in the kernel moved into the profile.
+
+use std::collections::{HashMap, HashSet};
+
+use observer_common::{lock_owner, sysno, wait_class, InFlight, WaitEvent};
+
+use super::DEADLOCK_MIN_AGE;
+use super::{class_frame, duration_ns, monotonic_ns, now_time, syscall_name, wall_time, Session};
+use crate::stackframe::Frame;
+use crate::{
+    alert::{self, AlertDetail},
+    liveview::{self, StalledWaiter},
+    metrics::WaitKind,
+    seed,
+    unwind::Regs,
+    waitgraph::Waiter,
+};
+
+impl Session {
+    fn is_go(&self, tgid: u32) -> bool {
+        self.targets.get(&tgid).is_some_and(|t| t.is_go)
+    }
+
+    pub(super) fn on_wait(&mut self, w: &WaitEvent) {
+        let stack_frames =
+            self.stacks
+                .resolve_snapshot_frames(&self.probes, w.tgid, &w.waiter, w.stack_id);
+        let stack = crate::stackframe::names(&stack_frames);
+        let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
+        let process = self.process_name(w.tgid);
+        // In a Go process futex waits are idle scheduler threads (M parking), never lock waits.
+        // A wait that ended because the process is exiting (the waker is in exit_group and
+        // kills its threads) was not granted the lock: stall/deadlock alerts cover it.
+        let owner = self.host_tid(w.tgid, w.owner);
+        let is_lock = !self.is_go(w.tgid)
+            && w.waker_syscall != sysno::EXIT_GROUP as i64
+            && w.class == wait_class::LOCK
+            && (w.waker_tid == owner || thread_exists(w.tgid, owner));
+        if let Some(m) = &self.opts.metrics {
+            let kind = if is_lock {
+                WaitKind::Lock
+            } else {
+                WaitKind::Idle
+            };
+            m.wait(w.tgid, &process, kind, 1, w.duration_ns);
+        }
+        if is_lock {
+            self.live_state.blocked(w.tgid, w.duration_ns);
+        }
+        if is_lock || self.opts.report_idle {
+            let mut frames = stack_frames;
+            if self.opts.report_idle {
+                frames.insert(
+                    0,
+                    Frame::named(class_frame(if is_lock {
+                        wait_class::LOCK
+                    } else {
+                        w.class
+                    })),
+                );
+            }
+            self.folded
+                .add_frames(&process, &comm, &frames, w.duration_ns);
+        }
+        let waker_known = w.waker_syscall == sysno::FUTEX as i64;
+        let (waker_tid, waker_comm, waker_stack) = if waker_known {
+            (
+                Some(w.waker_tid),
+                self.thread_comm(w.waker_tgid, w.waker_tid),
+                self.stacks.resolve_snapshot(
+                    &self.probes,
+                    w.waker_tgid,
+                    &w.waker,
+                    w.waker_stack_id,
+                ),
+            )
+        } else {
+            (None, None, Vec::new())
+        };
+        let time = wall_time(w.start_ns + w.duration_ns);
+        let detail = if is_lock {
+            AlertDetail::LockWait(alert::LockWait {
+                duration_ns: w.duration_ns,
+                uaddr: w.uaddr,
+                owner_tid: Some(owner),
+                waker_tid,
+                waker_comm,
+                waker_stack,
+            })
+        } else if self.opts.report_idle {
+            AlertDetail::IdleWait(alert::IdleWait {
+                duration_ns: w.duration_ns,
+                syscall: syscall_name(w.syscall).to_string(),
+                wait_class: class_frame(w.class).trim_matches(['[', ']']).to_string(),
+                waker_tid,
+            })
+        } else {
+            return;
+        };
+        let a = self.alert_with_comm(time, w.tgid, w.tid, comm, stack, detail);
+        self.emit(a);
+    }
+
+    /// Threads blocked right now: stalls (long waits on a held lock) and deadlock cycles.
+    /// Thread ids are unique host-wide, so one wait-for graph serves every process.
+    pub(super) fn scan_blocked(&mut self) {
+        let Ok(in_flight) = self.probes.in_flight() else {
+            return;
+        };
+        let now = monotonic_ns();
+        let stall_ns = duration_ns(self.opts.stall_after);
+        let cycle_ns = duration_ns(DEADLOCK_MIN_AGE.min(self.opts.stall_after));
+        let blocked: HashMap<u32, InFlight> = in_flight
+            .into_iter()
+            .filter(|(_, e)| self.targets.contains_key(&e.tgid))
+            .collect();
+        let mut waiters = Vec::new();
+        let mut live_episodes = HashSet::new();
+        let mut stalled_per_process: HashMap<u32, u64> = HashMap::new();
+        let mut stalled_now = Vec::new();
+        for (&tid, e) in &blocked {
+            if e.class != wait_class::LOCK || self.is_go(e.tgid) {
+                continue;
+            }
+            let age = now.saturating_sub(e.start_ns);
+            // The lock may have changed hands since the wait began: read its owner now.
+            let Some(owner) = self.current_owner(tid, e) else {
+                continue;
+            };
+            // A self-owned lock is a relock of a non-recursive mutex: a deadlock of one.
+            if owner != tid && !thread_exists(e.tgid, owner) {
+                continue;
+            }
+            live_episodes.insert((tid, e.start_ns));
+            if age >= cycle_ns {
+                waiters.push(Waiter {
+                    tid,
+                    uaddr: e.uaddr,
+                    owner_tid: Some(owner),
+                });
+            }
+            if age >= stall_ns {
+                *stalled_per_process.entry(e.tgid).or_default() += 1;
+                stalled_now.push((tid, *e, owner, age));
+            }
+            if age >= stall_ns && !self.stalls_reported.contains(&(tid, e.start_ns)) {
+                self.stalls_reported.insert((tid, e.start_ns));
+                let stack = self.stacks.resolve_blocked(e.tgid, regs_of(e));
+                let owner_stack = blocked
+                    .get(&owner)
+                    .map(|o| self.stacks.resolve_blocked(o.tgid, regs_of(o)))
+                    .unwrap_or_default();
+                self.live_state
+                    .stall_frames
+                    .insert((tid, e.start_ns), stack.clone());
+                let a = self.alert(
+                    now_time(),
+                    e.tgid,
+                    tid,
+                    stack,
+                    AlertDetail::Stall(alert::Stall {
+                        blocked_ns: age,
+                        uaddr: Some(e.uaddr),
+                        syscall: syscall_name(e.syscall).to_string(),
+                        owner_tid: Some(owner),
+                        owner_stack,
+                    }),
+                );
+                self.emit(a);
+            }
+        }
+        self.stalls_reported.retain(|k| live_episodes.contains(k));
+        self.live_state
+            .stall_frames
+            .retain(|k, _| live_episodes.contains(k));
+        if self.live.is_some() {
+            let mut rows = Vec::new();
+            for (tid, e, owner, age) in stalled_now {
+                rows.push(StalledWaiter {
+                    pid: e.tgid,
+                    comm: self.thread_comm(e.tgid, tid).unwrap_or_default(),
+                    waiter: liveview::Waiter::Thread { tid },
+                    blocked_ns: age,
+                    on: format!("lock {:#x} held by tid {owner}", e.uaddr),
+                    frames: self
+                        .live_state
+                        .stall_frames
+                        .get(&(tid, e.start_ns))
+                        .cloned()
+                        .unwrap_or_default(),
+                });
+            }
+            self.live_state.thread_stalls = rows;
+        }
+        if let Some(m) = self.opts.metrics.clone() {
+            for (&pid, t) in &self.targets {
+                let threads = stalled_per_process.get(&pid).copied().unwrap_or(0);
+                let goroutines = t.go.as_ref().map_or(0, |g| g.stalled_count());
+                m.set_blocked(pid, &t.name, threads, goroutines);
+            }
+        }
+        for cycle in self.deadlocks.scan(&waiters) {
+            let Some(pid) = cycle
+                .members
+                .first()
+                .and_then(|m| blocked.get(&m.tid))
+                .map(|e| e.tgid)
+            else {
+                continue;
+            };
+            let members: Vec<alert::DeadlockMember> = cycle
+                .members
+                .iter()
+                .map(|m| {
+                    let e = blocked.get(&m.tid).copied().unwrap_or_default();
+                    alert::DeadlockMember {
+                        tid: m.tid,
+                        comm: self.thread_comm(pid, m.tid).unwrap_or_default(),
+                        uaddr: m.uaddr,
+                        owner_tid: m.owner_tid,
+                        stack: self.stacks.resolve_blocked(pid, regs_of(&e)),
+                    }
+                })
+                .collect();
+            let Some(first) = members.first() else {
+                continue;
+            };
+            let (tid, comm, stack) = (first.tid, first.comm.clone(), first.stack.clone());
+            let a = self.alert_with_comm(
+                now_time(),
+                pid,
+                tid,
+                comm,
+                stack,
+                AlertDetail::Deadlock(alert::Deadlock { cycle: members }),
+            );
+            self.emit(a);
+        }
+    }
+
+    /// The lock's owner as it is now (it may have changed hands since the wait began), as a
+    /// host thread id.
+    fn current_owner(&mut self, tid: u32, e: &InFlight) -> Option<u32> {
+        let ns_tid = match self.targets.get(&e.tgid).and_then(|t| t.ns_pid) {
+            Some(_) => crate::procinfo::ns_id(e.tgid, tid)?,
+            None => tid,
+        };
+        let owner = lock_owner(e.op, seed::read_words(e.tgid, e.uaddr)?, ns_tid)?;
+        Some(self.host_tid(e.tgid, owner))
+    }
+
+    pub(super) fn drain_aggregates(&mut self) {
+        self.drain_go_aggregates();
+        let Ok(aggs) = self.probes.drain_aggregates() else {
+            return;
+        };
+        for (key, value) in aggs {
+            if !self.targets.contains_key(&key.tgid) {
+                continue;
+            }
+            let lock = key.class == wait_class::LOCK && !self.is_go(key.tgid);
+            let process = self.process_name(key.tgid);
+            if let Some(m) = &self.opts.metrics {
+                let kind = if lock { WaitKind::Lock } else { WaitKind::Idle };
+                m.wait(key.tgid, &process, kind, value.count, value.total_ns);
+            }
+            if lock {
+                self.live_state.blocked(key.tgid, value.total_ns);
+            }
+            if !lock && !self.opts.report_idle {
+                continue;
+            }
+            let mut frames = self
+                .stacks
+                .resolve_id_frames(&self.probes, key.tgid, key.stack_id);
+            if frames.is_empty() {
+                frames.push(Frame::named("[unknown]"));
+            }
+            if self.opts.report_idle {
+                frames.insert(0, Frame::named(class_frame(key.class)));
+            }
+            let comm = self
+                .thread_comm(key.tgid, key.tid)
+                .unwrap_or_else(|| key.tid.to_string());
+            self.folded
+                .add_many_frames(&process, &comm, &frames, value.total_ns, value.count);
+        }
+    }
+
+    /// Waits on held locks that have not ended (stalls, deadlocks) count in the profile for
+    /// the time they have lasted so far.
+    pub(super) fn add_ongoing_lock_waits(&mut self) {
+        let Ok(in_flight) = self.probes.in_flight() else {
+            return;
+        };
+        let now = monotonic_ns();
+        for (tid, e) in in_flight {
+            if !self.targets.contains_key(&e.tgid)
+                || (e.class != wait_class::LOCK && !self.opts.report_idle)
+            {
+                continue;
+            }
+            let mut frames = self.stacks.resolve_blocked_frames(e.tgid, regs_of(&e));
+            if self.opts.report_idle {
+                frames.insert(0, Frame::named(class_frame(e.class)));
+            }
+            let comm = self
+                .thread_comm(e.tgid, tid)
+                .unwrap_or_else(|| tid.to_string());
+            let process = self.process_name(e.tgid);
+            self.folded
+                .add_frames(&process, &comm, &frames, now.saturating_sub(e.start_ns));
+        }
+    }
+}
+
+fn regs_of(e: &InFlight) -> Regs {
+    Regs {
+        ip: e.ip,
+        sp: e.sp,
+        bp: e.bp,
+    }
+}
+
+pub(super) fn thread_exists(tgid: u32, tid: u32) -> bool {
+    tid != 0 && std::path::Path::new(&format!("/proc/{tgid}/task/{tid}")).exists()
+}

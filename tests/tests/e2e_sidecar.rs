@@ -1,0 +1,521 @@
+//! `observer sidecar`: host-wide watching narrowed by `--comm`, metrics that a real Prometheus
+//! scrapes and stores, a metrics endpoint on loopback by default, and size-rotated alert files.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use observer_tests::{
+    require_root, str_field, u64_field, wait_until, FramePointers, Observer, ObserverCmd, Target,
+    Value, Workspace,
+};
+
+/// Debian's Prometheus, installed by `cargo xtask setup`.
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A port nobody listens on right now (the kernel picks it; it could be taken again before use,
+/// which on a test machine does not happen in practice).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("could not find a free port")
+        .port()
+}
+
+/// `targets/<name>.c` built and copied under a name no other process on the host has, so that
+/// `--comm ^NAME$` selects this one process. Returns the binary and its comm.
+fn unique_target(ws: &Workspace, name: &str) -> (PathBuf, String) {
+    let built = ws.build_target(name, FramePointers::Omit);
+    // comm keeps 15 bytes: 6 of the name and the test process's pid fit.
+    let comm = format!("{}{}", &name[..name.len().min(6)], std::process::id());
+    let copy = ws.path(&comm);
+    fs::copy(&built, &copy).expect("could not copy the target");
+    (copy, comm)
+}
+
+/// The process name (`/proc/PID/comm`), which the per-process metric series are labelled with.
+fn process_comm(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether observer is still running (an exited child stays a zombie until the test reaps it).
+fn running(observer: &Observer) -> bool {
+    fs::read_to_string(format!("/proc/{}/stat", observer.pid()))
+        .ok()
+        .and_then(|stat| {
+            let after = &stat[stat.rfind(')')? + 1..];
+            after.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// The complete lines of an alerts file that observer may be writing to right now.
+fn alerts_so_far(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// A plain HTTP/1.0 GET (no chunked encoding, the server closes): (status, head, body).
+fn http_get(port: u16, target: &str) -> Result<(u16, String, String), String> {
+    let mut stream =
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port)).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {target} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("receive: {e}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of headers in {response:?}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    Ok((status, head.to_string(), body.to_string()))
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A Prometheus server with a temporary configuration and database; killed when dropped.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Prometheus {
+    /// Scrapes `127.0.0.1:<scrape_port>/metrics` every second.
+    fn start(ws: &Workspace, scrape_port: u16) -> Self {
+        assert!(
+            Path::new(PROMETHEUS).is_file(),
+            "{PROMETHEUS} not found: run `cargo xtask setup` (it installs Debian's prometheus)"
+        );
+        let config = ws.path("prometheus.yml");
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: observer\n    scrape_interval: 1s\n    \
+                 scrape_timeout: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{scrape_port}']\n"
+            ),
+        )
+        .expect("could not write the prometheus configuration");
+        let port = free_port();
+        let log = ws.path("prometheus.log");
+        let out = fs::File::create(&log).expect("could not create the prometheus log");
+        let err = out.try_clone().expect("could not share the prometheus log");
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", ws.path("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {PROMETHEUS}: {e}"));
+        let prometheus = Prometheus { child, port, log };
+        assert!(
+            wait_until(TIMEOUT, || matches!(
+                http_get(prometheus.port, "/-/ready"),
+                Ok((200, _, _))
+            )),
+            "prometheus did not become ready on port {port}\n{}",
+            prometheus.log()
+        );
+        prometheus
+    }
+
+    /// The `data.result` vector of an instant query.
+    fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
+        let (status, _, body) = http_get(
+            self.port,
+            &format!("/api/v1/query?query={}", url_encode(promql)),
+        )?;
+        let reply: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        if status != 200 || str_field(&reply, "status") != Some("success") {
+            return Err(format!("HTTP {status}: {body}"));
+        }
+        reply
+            .pointer("/data/result")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| format!("no data.result in {body}"))
+    }
+
+    /// What Prometheus says about its scrape target (health, last error), for failure messages.
+    fn targets(&self) -> String {
+        http_get(self.port, "/api/v1/targets")
+            .map(|(_, _, body)| body)
+            .unwrap_or_else(|e| e)
+    }
+
+    fn log(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(4000);
+        let start = (start..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        format!("prometheus log (tail):\n{}", &text[start..])
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn label<'a>(series: &'a Value, name: &str) -> Option<&'a str> {
+    series
+        .pointer(&format!("/metric/{name}"))
+        .and_then(Value::as_str)
+}
+
+/// The value of an instant-query sample (`"value": [time, "1"]`).
+fn sample_value(series: &Value) -> Option<f64> {
+    series.pointer("/value/1")?.as_str()?.parse().ok()
+}
+
+/// A deadlocked process found by the sidecar ends up in Prometheus' database as
+/// `observer_alerts_total{kind="deadlock"}`, labelled with its pid and name.
+#[test]
+fn deadlock_alert_reaches_prometheus() {
+    require_root();
+    let ws = Workspace::new("sidecar-prometheus");
+    let (binary, comm) = unique_target(&ws, "deadlock");
+    let target = Target::spawn(&binary, &["0"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            !target.tids_named("alice").is_empty() && !target.tids_named("bob").is_empty()
+        }),
+        "deadlock target did not start threads alice and bob"
+    );
+    let pid = target.pid();
+    assert_eq!(
+        process_comm(pid),
+        comm,
+        "the target's comm is not its file name"
+    );
+
+    let metrics_port = free_port();
+    let alerts = ws.path("alerts.jsonl");
+    let observer = ObserverCmd::raw(&["sidecar"])
+        .opt("--comm", &format!("^{comm}$"))
+        .opt("--metrics-addr", &format!("127.0.0.1:{metrics_port}"))
+        .opt("--stall-after", "1s")
+        .alerts(&ws)
+        .spawn(&ws);
+
+    // The deadlock alert in the file first: metrics cannot be ahead of the alerts.
+    let found = wait_until(TIMEOUT, || {
+        !running(&observer)
+            || alerts_so_far(&alerts).iter().any(|a| {
+                str_field(a, "kind") == Some("deadlock") && u64_field(a, "pid") == Some(pid.into())
+            })
+    });
+    assert!(
+        found && running(&observer),
+        "no deadlock alert for pid {pid} in {} within {TIMEOUT:?} (observer running: {})\nalerts:\n{}\nobserver stderr:\n{}",
+        alerts.display(),
+        running(&observer),
+        fs::read_to_string(&alerts).unwrap_or_default(),
+        observer.stderr_so_far()
+    );
+
+    // The endpoint itself: format 0.0.4, and the series the alert counted.
+    let (status, head, body) = http_get(metrics_port, "/metrics")
+        .unwrap_or_else(|e| panic!("GET /metrics on port {metrics_port}: {e}"));
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.lines().any(|l| l
+            .to_ascii_lowercase()
+            .starts_with("content-type: text/plain; version=0.0.4")),
+        "{head}"
+    );
+    let expected =
+        format!("observer_alerts_total{{pid=\"{pid}\",comm=\"{comm}\",kind=\"deadlock\"}} ");
+    assert!(
+        body.lines().any(|l| l.starts_with(&expected)),
+        "no `{expected}...` line in the metrics:\n{body}"
+    );
+
+    let prometheus = Prometheus::start(&ws, metrics_port);
+    let query = "observer_alerts_total{kind=\"deadlock\"}";
+    let mut last = Err(String::from("never queried"));
+    let stored = wait_until(TIMEOUT, || {
+        last = prometheus.query(query);
+        matches!(&last, Ok(series) if !series.is_empty())
+    });
+    assert!(
+        stored,
+        "Prometheus has no `{query}` after {TIMEOUT:?}: {last:?}\ntargets: {}\n{}",
+        prometheus.targets(),
+        prometheus.log()
+    );
+    let series = last.unwrap_or_default();
+    // Only the target was selected by --comm: it is the only deadlocked process there can be.
+    assert_eq!(series.len(), 1, "{series:?}");
+    let s = &series[0];
+    assert_eq!(label(s, "pid"), Some(pid.to_string().as_str()), "{s}");
+    assert_eq!(label(s, "comm"), Some(comm.as_str()), "{s}");
+    assert_eq!(label(s, "kind"), Some("deadlock"), "{s}");
+    assert_eq!(label(s, "job"), Some("observer"), "{s}");
+    assert!(sample_value(s).is_some_and(|v| v >= 1.0), "{s}");
+
+    let up = prometheus
+        .query("up{job=\"observer\"}")
+        .unwrap_or_else(|e| panic!("query up: {e}"));
+    assert!(
+        up.len() == 1 && sample_value(&up[0]) == Some(1.0),
+        "the scrape target is not up: {up:?}\n{}",
+        prometheus.targets()
+    );
+}
+
+/// (local address, port) of the TCP sockets in LISTEN state among `inodes`, from a
+/// `/proc/PID/net/tcp` or `tcp6` table (addresses as hex, in the kernel's byte order).
+fn listening(table: &str, inodes: &[u64]) -> Vec<(String, u16)> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, port) = fields.get(1)?.split_once(':')?;
+            let listen = *fields.get(3)? == "0A";
+            let inode: u64 = fields.get(9)?.parse().ok()?;
+            if !listen || !inodes.contains(&inode) {
+                return None;
+            }
+            Some((decode_addr(addr)?, u16::from_str_radix(port, 16).ok()?))
+        })
+        .collect()
+}
+
+/// An IPv4 address as `/proc/net/tcp` prints it (one 32-bit word in host order); IPv6 ones
+/// are left in hex.
+fn decode_addr(hex: &str) -> Option<String> {
+    if hex.len() != 8 {
+        return Some(hex.to_string());
+    }
+    let word = u32::from_str_radix(hex, 16).ok()?;
+    Some(Ipv4Addr::from(word.to_ne_bytes()).to_string())
+}
+
+/// Inodes of the sockets a process holds open.
+fn socket_inodes(pid: u32) -> Vec<u64> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let link = fs::read_link(e.path()).ok()?;
+                    let link = link.to_str()?;
+                    link.strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Without --metrics-addr the endpoint listens on 127.0.0.1:9464 and nowhere else. observer
+/// runs in a network namespace of its own (loopback up), so that port 9464 is free whatever
+/// else runs on this host, and its sockets are read from that namespace's tables.
+#[test]
+fn metrics_listen_on_loopback_only_by_default() {
+    require_root();
+    let ws = Workspace::new("sidecar-loopback");
+    // No comm is longer than 15 bytes: this selects nothing, and the sidecar waits for it.
+    let observer = ObserverCmd::raw(&["sidecar", "--quiet"])
+        .opt("--comm", "^observer-sidecar-test-selects-nothing$")
+        .wrapped_in(&[
+            "unshare",
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .spawn(&ws);
+    let pid = observer.pid();
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    let bound = wait_until(TIMEOUT, || {
+        let inodes = socket_inodes(pid);
+        v4 = listening(
+            &fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default(),
+            &inodes,
+        );
+        v6 = listening(
+            &fs::read_to_string(format!("/proc/{pid}/net/tcp6")).unwrap_or_default(),
+            &inodes,
+        );
+        !running(&observer) || !v4.is_empty() || !v6.is_empty()
+    });
+    assert!(
+        bound && running(&observer),
+        "observer (pid {pid}) listened on nothing within {TIMEOUT:?} (running: {})\nstderr:\n{}",
+        running(&observer),
+        observer.stderr_so_far()
+    );
+    // Give a second listener (if there were one) time to appear too.
+    std::thread::sleep(Duration::from_millis(500));
+    let inodes = socket_inodes(pid);
+    v4 = listening(
+        &fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default(),
+        &inodes,
+    );
+    v6 = listening(
+        &fs::read_to_string(format!("/proc/{pid}/net/tcp6")).unwrap_or_default(),
+        &inodes,
+    );
+    assert_eq!(
+        v4,
+        vec![("127.0.0.1".to_string(), 9464)],
+        "IPv4 listeners of observer (tcp6: {v6:?})"
+    );
+    assert!(v6.is_empty(), "observer also listens on IPv6: {v6:?}");
+}
+
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    PathBuf::from(format!("{}.{n}", path.display()))
+}
+
+/// `--alerts-max-bytes 4K --alerts-keep 3` on a target that raises lock_wait alerts by the
+/// hundred (every wait over 1us): ALERTS, ALERTS.1 ... ALERTS.3 and no more, each within the
+/// limit (or holding a single longer line), every line whole.
+#[test]
+fn alerts_rotate_by_size() {
+    require_root();
+    let ws = Workspace::new("sidecar-rotation");
+    let (binary, comm) = unique_target(&ws, "contention");
+    let target = Target::spawn(&binary, &["60", "2"]);
+    let alerts = ws.path("alerts.jsonl");
+    let alerts_arg = alerts.to_str().expect("temporary path is not UTF-8");
+    let observer = ObserverCmd::raw(&["sidecar", "--quiet", "--no-metrics"])
+        .opt("--comm", &format!("^{comm}$"))
+        .opt("--threshold", "1us")
+        .opt("--alerts", alerts_arg)
+        .opt("--alerts-max-bytes", "4K")
+        .opt("--alerts-keep", "3")
+        .spawn(&ws);
+    let rotated = wait_until(TIMEOUT, || {
+        !running(&observer) || numbered(&alerts, 3).exists()
+    });
+    assert!(
+        rotated && running(&observer),
+        "{} did not appear within {TIMEOUT:?} (observer running: {})\nstderr:\n{}",
+        numbered(&alerts, 3).display(),
+        running(&observer),
+        observer.stderr_so_far()
+    );
+    // SIGTERM: observer stops, flushes and exits; then nothing moves while the files are read.
+    // SAFETY: kill(2) on observer, our own unreaped child.
+    unsafe {
+        libc::kill(observer.pid() as libc::pid_t, libc::SIGTERM);
+    }
+    let run = observer.wait(TIMEOUT);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.report());
+
+    assert!(
+        !numbered(&alerts, 4).exists(),
+        "--alerts-keep 3 kept a fourth rotated file"
+    );
+    let mut total = 0;
+    for path in [
+        alerts.clone(),
+        numbered(&alerts, 1),
+        numbered(&alerts, 2),
+        numbered(&alerts, 3),
+    ] {
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            text.len() <= 4096 || lines.len() == 1,
+            "{} has {} bytes in {} lines, over the 4K limit",
+            path.display(),
+            text.len(),
+            lines.len()
+        );
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{} ends inside a line",
+            path.display()
+        );
+        for line in lines {
+            let alert: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line}", path.display()));
+            assert_eq!(
+                u64_field(&alert, "pid"),
+                Some(u64::from(target.pid())),
+                "an alert for another process than the one --comm selected: {line}"
+            );
+            total += 1;
+        }
+    }
+    // Rotated files are never empty: a file is rotated when a line does not fit any more.
+    for n in 1..=3 {
+        assert!(
+            fs::metadata(numbered(&alerts, n))
+                .map(|m| m.len())
+                .unwrap_or(0)
+                > 0,
+            "{} is empty",
+            numbered(&alerts, n).display()
+        );
+    }
+    assert!(total >= 4, "only {total} alerts in four files");
+}
+
+/// The /proc/net/tcp reading above, on a real table layout (needs no root).
+#[test]
+fn proc_net_tcp_listeners_are_decoded() {
+    let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:24F8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:24F8 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 20 4 30 10 -1
+";
+    assert_eq!(
+        listening(table, &[4242, 4343]),
+        vec![
+            ("127.0.0.1".to_string(), 9464),
+            ("0.0.0.0".to_string(), 8080)
+        ]
+    );
+    assert_eq!(
+        listening(table, &[4343]),
+        vec![("0.0.0.0".to_string(), 8080)]
+    );
+    assert!(listening(table, &[1]).is_empty());
+}
