@@ -2,9 +2,11 @@
  * many_threads: a process with many threads that mostly sleep or wait and now and then contend,
  * for measuring what observer itself costs (CPU, memory, attach time) on a large process.
  *
- * Usage: many_threads [THREADS=2000] [SECONDS=10]
+ * Usage: many_threads [THREADS=2000] [SECONDS=10] [TICKS=0]
  * Prints "many_threads: N threads started" once every thread runs (the bench attaches then), and
- * at the end "many_threads: threads=N secs=T ops=X".
+ * at the end "many_threads: threads=N secs=T ops=X". With TICKS=1 it also prints
+ * "many_threads: tick secs=T ops=X" every 500 ms (cumulative since the start), so that a reader
+ * can take the throughput of any window without stopping the process.
  *
  * Even threads sleep 50-150 ms, then take one of 8 mutexes for a few microseconds. Odd threads
  * wait on one condition variable that the main thread broadcasts every 500 ms, then take a mutex
@@ -76,8 +78,9 @@ static double now(void) {
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2000;
     double secs = argc > 2 ? atof(argv[2]) : 10.0;
+    int ticks = argc > 3 ? atoi(argv[3]) : 0;
     if (threads < 1 || threads > 100000 || !(secs > 0)) {
-        fprintf(stderr, "usage: many_threads [THREADS] [SECONDS > 0]\n");
+        fprintf(stderr, "usage: many_threads [THREADS] [SECONDS > 0] [TICKS=0|1]\n");
         return 2;
     }
     for (int i = 0; i < NLOCKS; i++)
@@ -106,6 +109,11 @@ int main(int argc, char **argv) {
         generation++;
         pthread_cond_broadcast(&cv);
         pthread_mutex_unlock(&cv_lock);
+        if (ticks) {
+            printf("many_threads: tick secs=%.3f ops=%llu\n", now() - start,
+                   (unsigned long long)atomic_load(&ops));
+            fflush(stdout);
+        }
     }
     atomic_store(&stop, 1);
     pthread_mutex_lock(&cv_lock);

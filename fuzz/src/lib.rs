@@ -107,16 +107,7 @@ pub fn recording(data: &[u8]) {
     };
     let profile = observer::report::profile_of(&rec);
     let _ = (profile.lines(), profile.top(10), profile.total_weight_ns());
-    let pprof_meta = observer::pprof::PprofMeta {
-        main_binary: rec
-            .meta
-            .as_ref()
-            .and_then(|m| m.executable.clone().map(Into::into)),
-        build_id: rec.meta.as_ref().and_then(|m| m.build_id.clone()),
-        duration_ns: rec.profile.as_ref().map_or(0, |p| p.elapsed_ns),
-        time_nanos: 0,
-    };
-    let _ = observer::pprof::build(&profile, &pprof_meta);
+    let _ = observer::pprof::build(&profile, &observer::report::pprof_meta(&rec));
 
     let meta = rec.meta.clone().unwrap_or_else(|| Meta {
         observer_version: String::new(),
@@ -262,6 +253,9 @@ pub fn ring_event(data: &[u8]) {
         Event::GoWait(_) => {}
         Event::GoPanic(p) | Event::GoRecovered(p) | Event::GoFatal(p) => {
             let _ = go_message(&p);
+        }
+        Event::Exec(e) => {
+            let _ = comm_str(&e.comm);
         }
     }
 }

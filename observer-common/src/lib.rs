@@ -133,9 +133,12 @@ pub struct InFlight {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AggKey {
     pub tgid: u32,
-    pub tid: u32,
     pub stack_id: i32,
     pub class: u32,
+    pub _pad: u32,
+    /// The waiting thread's name, not its id: a pool of 2,000 workers blocking at the same
+    /// few places is a few keys, not 2,000 x those (the profile names threads anyway).
+    pub comm: [u8; 16],
 }
 
 #[repr(C)]

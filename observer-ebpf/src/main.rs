@@ -45,6 +45,8 @@ static SIDECAR: u32 = 0;
 #[no_mangle]
 static WAKING_PID_OFFSET: u32 = 24;
 #[no_mangle]
+static WAKING_COMM_OFFSET: u32 = 8;
+#[no_mangle]
 static FORK_CHILD_PID_OFFSET: u32 = 20;
 #[no_mangle]
 static EXIT_GROUP_DEAD_OFFSET: u32 = 32;

@@ -17,7 +17,7 @@ use observer_common::{
 
 use crate::{
     aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks, AGG, EVENTS, IN_FLIGHT,
-    JOINED, REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_PID_OFFSET,
+    JOINED, REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET, WAKING_PID_OFFSET,
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
@@ -144,13 +144,13 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
 
     let wanted = entry.class == wait_class::LOCK || read_global(&REPORT_IDLE) != 0;
     if duration_ns < read_global(&THRESHOLD_NS) || !wanted {
-        aggregate(&entry, tid, duration_ns);
+        aggregate(ctx, &entry, duration_ns);
         return Ok(());
     }
     bump(counter::WAITS_LONG);
     let Some(mut slot) = EVENTS.reserve::<WaitEvent>(0) else {
         bump(counter::EVENTS_DROPPED);
-        aggregate(&entry, tid, duration_ns); // keep its time in the profile
+        aggregate(ctx, &entry, duration_ns); // keep its time in the profile
         return Ok(());
     };
     let ev = slot.as_mut_ptr();
@@ -201,12 +201,16 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
 }
 
 #[inline(always)]
-fn aggregate(entry: &InFlight, tid: u32, duration_ns: u64) {
+fn aggregate(ctx: &TracePointContext, entry: &InFlight, duration_ns: u64) {
+    let off = read_global(&WAKING_COMM_OFFSET) as usize;
+    // SAFETY: offset of the woken task's `comm` in this tracepoint's record (tracefs format).
+    let comm: [u8; 16] = unsafe { ctx.read_at(off) }.unwrap_or([0; 16]);
     let key = AggKey {
         tgid: entry.tgid,
-        tid,
         stack_id: entry.stack_id,
         class: entry.class,
+        _pad: 0,
+        comm,
     };
     aggregate_wait(&AGG, &key, duration_ns, counter::AGG_DROPPED);
 }

@@ -87,6 +87,7 @@ pub struct Probes {
 
 struct Offsets {
     waking_pid: u32,
+    waking_comm: u32,
     fork_child_pid: u32,
     exit_group_dead: u32,
     deliver_sig: u32,
@@ -99,6 +100,7 @@ impl Offsets {
         let f = |cat, ev, field| tracefs::field_offset(tracefs_dir, cat, ev, field);
         Ok(Self {
             waking_pid: f("sched", "sched_waking", "pid")?,
+            waking_comm: f("sched", "sched_waking", "comm")?,
             fork_child_pid: f("sched", "sched_process_fork", "child_pid")?,
             exit_group_dead: f("sched", "sched_process_exit", "group_dead")?,
             deliver_sig: f("signal", "signal_deliver", "sig")?,
@@ -151,6 +153,7 @@ impl Probes {
             .override_global("REPORT_IDLE", &u32::from(cfg.report_idle), true)
             .override_global("SIDECAR", &u32::from(cfg.sidecar), true)
             .override_global("WAKING_PID_OFFSET", &off.waking_pid, true)
+            .override_global("WAKING_COMM_OFFSET", &off.waking_comm, true)
             .override_global("FORK_CHILD_PID_OFFSET", &off.fork_child_pid, true)
             .override_global("EXIT_GROUP_DEAD_OFFSET", &off.exit_group_dead, true)
             .override_global("DELIVER_SIG_OFFSET", &off.deliver_sig, true)

@@ -81,16 +81,7 @@ pub fn report(rec: &Recording, format: Format, out: Option<&Path>) -> Result<()>
             let Some(path) = out.filter(|_| !to_stdout) else {
                 bail!("--format pprof writes a binary file: give it a path with -o");
             };
-            let meta = PprofMeta {
-                main_binary: rec
-                    .meta
-                    .as_ref()
-                    .and_then(|m| m.executable.clone().map(Into::into)),
-                build_id: rec.meta.as_ref().and_then(|m| m.build_id.clone()),
-                duration_ns: rec.profile.as_ref().map_or(0, |p| p.elapsed_ns),
-                time_nanos: 0,
-            };
-            write_pprof(&profile, &meta, path)?;
+            write_pprof(&profile, &pprof_meta(rec), path)?;
             progress.finish();
             return Ok(());
         }
@@ -168,4 +159,17 @@ fn text_report(rec: &Recording, profile: &FoldedProfile, progress: &Progress) ->
         ));
     }
     s
+}
+
+/// What a pprof profile of a recording says about the program.
+pub fn pprof_meta(rec: &Recording) -> PprofMeta {
+    PprofMeta {
+        main_binary: rec
+            .meta
+            .as_ref()
+            .and_then(|m| m.executable.clone().map(Into::into)),
+        build_id: rec.meta.as_ref().and_then(|m| m.build_id.clone()),
+        duration_ns: rec.profile.as_ref().map_or(0, |p| p.elapsed_ns),
+        time_nanos: 0,
+    }
 }

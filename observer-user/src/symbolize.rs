@@ -42,7 +42,14 @@ pub struct Symbolizer {
     processes: HashMap<u32, KnownProcess>,
     /// Frames (innermost first, inlined ones included) per (file, file offset of lookup addr).
     cache: HashMap<(FileKey, u64), Arc<[String]>>,
+    /// Files symbolized at least once: the first use of a big binary's debug information is
+    /// the slow step (decompressing and indexing DWARF) that gets a progress line.
+    opened: std::cell::RefCell<std::collections::HashSet<std::path::PathBuf>>,
 }
+
+/// Files larger than this get a progress line on their first symbolization (compressed
+/// DWARF of a 35 MiB Go compiler took 0.9 s here; see progress.rs for what is shown when).
+const BIG_BINARY_BYTES: u64 = 32 << 20;
 
 impl Default for Symbolizer {
     fn default() -> Self {
@@ -77,6 +84,7 @@ impl Symbolizer {
             blaze,
             processes: HashMap::new(),
             cache: HashMap::new(),
+            opened: Default::default(),
         }
     }
 
@@ -207,7 +215,10 @@ impl Symbolizer {
         elf.debug_syms = object.debug_info_sane();
         let src = Source::Elf(elf);
         let offsets: Vec<u64> = items.iter().map(|i| i.offset).collect();
-        let syms = match self.blaze.symbolize(&src, Input::FileOffset(&offsets)) {
+        let progress = self.first_use_of_big_file(object, path);
+        let result = self.blaze.symbolize(&src, Input::FileOffset(&offsets));
+        drop(progress);
+        let syms = match result {
             Ok(syms) => syms,
             Err(err) => {
                 log::debug!("symbolizing in {}: {err}", object.path().display());
@@ -222,6 +233,29 @@ impl Symbolizer {
                 _ => fallback(item),
             })
             .collect()
+    }
+
+    /// A progress line for the first symbolization in a big file with debug information
+    /// (silent unless it takes long).
+    fn first_use_of_big_file(
+        &self,
+        object: &ObjectFile,
+        path: &std::path::Path,
+    ) -> Option<crate::progress::Progress> {
+        if !object.debug_info_sane() || !self.opened.borrow_mut().insert(path.to_path_buf()) {
+            return None;
+        }
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        (size >= BIG_BINARY_BYTES).then(|| {
+            crate::progress::Progress::start(
+                &format!(
+                    "symbolizing {} ({})",
+                    object.path().display(),
+                    crate::progress::size_label(size)
+                ),
+                None,
+            )
+        })
     }
 
     fn maps_for(&mut self, pid: u32) -> Option<Arc<ProcessMaps>> {

@@ -109,12 +109,7 @@ impl Session {
         self.guard_park_rate();
         let now = monotonic_ns();
         let stall_ns = duration_ns(self.opts.stall_after);
-        let pids: Vec<u32> = self
-            .targets
-            .iter()
-            .filter(|(_, t)| t.go.is_some())
-            .map(|(p, _)| *p)
-            .collect();
+        let pids = self.go_pids();
         for pid in pids {
             let Some(go) = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
                 continue;
@@ -129,12 +124,7 @@ impl Session {
 
     /// Short goroutine waits summed in the kernel, into the profile.
     pub(super) fn drain_go_aggregates(&mut self) {
-        let pids: Vec<u32> = self
-            .targets
-            .iter()
-            .filter(|(_, t)| t.go.is_some())
-            .map(|(p, _)| *p)
-            .collect();
+        let pids = self.go_pids();
         for pid in pids {
             let process = self.process_name(pid);
             let Some(go) = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
@@ -147,6 +137,15 @@ impl Session {
                 &process,
             );
         }
+    }
+
+    /// Targets with the goroutine probes on.
+    fn go_pids(&self) -> Vec<u32> {
+        self.targets
+            .iter()
+            .filter(|(_, t)| t.go.is_some())
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     pub(super) fn emit_go(&mut self, pid: u32, a: GoAlert) {

@@ -280,9 +280,7 @@ impl Session {
             if self.opts.report_idle {
                 frames.insert(0, Frame::named(class_frame(key.class)));
             }
-            let comm = self
-                .thread_comm(key.tgid, key.tid)
-                .unwrap_or_else(|| key.tid.to_string());
+            let comm = crate::events::comm_str(&key.comm);
             self.folded
                 .add_many_frames(&process, &comm, &frames, value.total_ns, value.count);
         }
