@@ -102,12 +102,21 @@ fn run(cli: Cli) -> Result<i32> {
             privileges::check()?;
             let mut session_opts = session_options(&opts);
             session_opts.alerts_rotation = Some((alerts_max_bytes, alerts_keep));
-            // Bound before the probes load: a taken port is a quick, clear error.
+            // Bound before the probes load: a taken port is a quick, clear error. Served from
+            // a thread of its own, so that a scrape never waits for the session's work
+            // (draining the kernel maps, symbolizing).
             if !no_metrics {
-                let listener = runtime.block_on(observer::metrics::bind(&metrics_addr))?;
+                let server = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the metrics server")?;
+                let listener = server.block_on(observer::metrics::bind(&metrics_addr))?;
                 let metrics = observer::metrics::Metrics::new();
                 session_opts.metrics = Some(metrics.clone());
-                runtime.spawn(observer::metrics::serve(listener, metrics));
+                std::thread::Builder::new()
+                    .name("observer-metrics".into())
+                    .spawn(move || server.block_on(observer::metrics::serve(listener, metrics)))
+                    .context("starting the metrics server")?;
                 if !opts.quiet {
                     eprintln!("observer: metrics on http://{metrics_addr}/metrics");
                 }

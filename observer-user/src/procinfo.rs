@@ -61,6 +61,21 @@ pub fn parse_is_kernel_thread(stat: &str) -> Option<bool> {
     Some(flags & PF_KTHREAD != 0)
 }
 
+/// When the process started, in nanoseconds since boot (field 22 of `/proc/PID/stat`, in
+/// clock ticks), the clock of kernel timestamps on a machine that never suspended.
+pub fn parse_start_time_ns(stat: &str, ticks_per_second: u64) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    Some(ticks.saturating_mul(1_000_000_000) / ticks_per_second.max(1))
+}
+
+pub fn start_time_ns(pid: u32) -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time_ns(&stat, u64::try_from(hz).unwrap_or(100))
+}
+
 /// A user-space process (not a kernel thread) that exists now.
 pub fn is_user_process(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -115,6 +130,14 @@ mod tests {
         assert_eq!(parse_is_kernel_thread(user), Some(false));
         assert_eq!(parse_is_kernel_thread("garbage"), None);
         assert_eq!(parse_is_kernel_thread("1 (x) S"), None);
+    }
+
+    #[test]
+    fn start_time_from_stat() {
+        let stat = "77 (a (weird) name) S 1 77 77 0 -1 4194560 120 0 0 0 1 0 0 0 20 0 1 0 250 1000";
+        assert_eq!(parse_start_time_ns(stat, 100), Some(2_500_000_000));
+        assert_eq!(parse_start_time_ns("1 (x) S 1", 100), None);
+        assert!(start_time_ns(std::process::id()).is_some());
     }
 
     #[test]

@@ -113,6 +113,12 @@ impl Session {
             }
         }
         for d in self.exits.poll(now) {
+            if !self.thread_exit_worth_an_alert(d.tgid, d.time_ns) {
+                if let Some(m) = &self.opts.metrics {
+                    m.thread_deaths(d.tgid, &self.process_name(d.tgid), 1);
+                }
+                continue;
+            }
             let a = self.alert_with_comm(
                 wall_time(d.time_ns),
                 d.tgid,
@@ -131,6 +137,26 @@ impl Session {
         }
     }
 }
+
+impl Session {
+    /// Watching a whole host, unfiltered, thread deaths of processes younger than
+    /// [`SERVICE_AGE_NS`] are counted, not alerted: compilers and other tools end worker
+    /// threads all the time, while the silent death that matters is a service's, which has
+    /// been up for a while. Processes singled out by pid, `--comm` or `--cgroup` always alert.
+    fn thread_exit_worth_an_alert(&self, pid: u32, time_ns: u64) -> bool {
+        match &self.scope {
+            Scope::Host(filter) if filter.is_everything() => self
+                .targets
+                .get(&pid)
+                .and_then(|t| t.start_ns)
+                .is_some_and(|start| time_ns.saturating_sub(start) >= SERVICE_AGE_NS),
+            _ => true,
+        }
+    }
+}
+
+/// See [`Session::thread_exit_worth_an_alert`].
+const SERVICE_AGE_NS: u64 = 30_000_000_000;
 
 /// On a whole host, processes end all the time: only crashes and Go fatal errors are worth an
 /// alert, plus failures of processes the user singled out with `--comm`/`--cgroup`. (The one

@@ -27,6 +27,8 @@ pub(super) struct Target {
     pub executable: Option<(PathBuf, Option<String>)>,
     /// Park counter and time of the last park-rate check.
     pub park_rate_mark: Option<(Instant, u64)>,
+    /// When it started (ns since boot), for the host-mode thread-exit rule.
+    pub start_ns: Option<u64>,
     /// In a pid namespace: thread ids as the process sees them (glibc writes those into its
     /// mutexes as owners) -> host thread ids.
     ns_tids: HashMap<u32, u32>,
@@ -42,6 +44,7 @@ impl Target {
             executable: None,
             park_rate_mark: None,
             ns_tids: HashMap::new(),
+            start_ns: procinfo::start_time_ns(pid),
         }
     }
 }
