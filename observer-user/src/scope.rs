@@ -14,8 +14,9 @@ pub enum ScopeError {
     },
 }
 
-/// Where the unified cgroup hierarchy is mounted; `--cgroup` accepts paths with or without it.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// Where the unified cgroup hierarchy is mounted (alone, or beside the v1 controllers on a
+/// hybrid system); `--cgroup` accepts paths with or without it.
+const CGROUP_ROOTS: [&str; 2] = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
 
 #[derive(Debug, Clone, Default)]
 pub struct ProcessFilter {
@@ -86,7 +87,13 @@ impl ProcessFilter {
 }
 
 fn normalize_cgroup(path: &str) -> String {
-    let rel = path.strip_prefix(CGROUP_ROOT).unwrap_or(path);
+    let rel = CGROUP_ROOTS
+        .iter()
+        .find_map(|root| {
+            path.strip_prefix(root)
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .unwrap_or(path);
     let trimmed = rel.trim_end_matches('/');
     if trimmed.is_empty() {
         "/".into()
@@ -127,6 +134,10 @@ mod tests {
         assert!(!f.matches("x", None));
         let root = ProcessFilter::new(None, Some("/sys/fs/cgroup")).unwrap();
         assert!(root.matches("x", Some("/anything")));
+        let hybrid = ProcessFilter::new(None, Some("/sys/fs/cgroup/unified/app")).unwrap();
+        assert!(hybrid.matches("x", Some("/app/worker")));
+        let named = ProcessFilter::new(None, Some("/sys/fs/cgroupx")).unwrap();
+        assert!(named.matches("x", Some("/sys/fs/cgroupx")));
         let rel = ProcessFilter::new(None, Some("kubepods")).unwrap();
         assert!(rel.matches("x", Some("/kubepods/pod1")));
     }

@@ -251,3 +251,97 @@ fn children_of(pid: u32) -> Vec<u32> {
         .filter_map(|p| p.parse().ok())
         .collect()
 }
+
+/// `--cgroup`: only the process moved into the given cgroup (v2) is watched.
+#[test]
+fn sidecar_cgroup_filter() {
+    require_root();
+    let Some(root) = cgroup2_mount() else {
+        eprintln!(
+            "SKIPPED sidecar_cgroup_filter: no cgroup2 file system is mounted on this machine"
+        );
+        return;
+    };
+    let ws = Workspace::new("sidecar-cgroup");
+    let binary = ws.build_target("deadlock", FramePointers::Omit);
+    let group = root.join(format!("observer-e2e-{}", std::process::id()));
+    std::fs::create_dir(&group).expect("creating a cgroup");
+    let inside = Target::spawn(&binary, &["0"]);
+    let outside = Target::spawn(&binary, &["0"]);
+    std::fs::write(group.join("cgroup.procs"), inside.pid().to_string())
+        .expect("moving the target into the cgroup");
+    let run = ObserverCmd::raw(&["sidecar", "--no-metrics"])
+        .opt("--cgroup", &group.display().to_string())
+        .opt("--duration", "4s")
+        .opt("--stall-after", "1s")
+        .alerts(&ws)
+        .run_to_end(&ws, TIMEOUT);
+    let report = run.report();
+    let inside_pid = inside.pid();
+    let outside_pid = outside.pid();
+    drop(inside);
+    drop(outside);
+    // The cgroup can be removed once its process is gone.
+    for _ in 0..50 {
+        if std::fs::remove_dir(&group).is_ok() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !deadlocks_of(&run, inside_pid).is_empty(),
+        "no deadlock alert for pid {inside_pid} inside {}\n{report}",
+        group.display()
+    );
+    assert!(
+        deadlocks_of(&run, outside_pid).is_empty(),
+        "pid {outside_pid}, outside the cgroup, was reported\n{report}"
+    );
+}
+
+/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a
+/// hybrid system), from /proc/self/mountinfo.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(Into::into))
+            .flatten()
+    })
+}
+
+/// The live view on a terminal: `watch` under a pseudo-terminal (`script`) takes the alternate
+/// screen, shows the stalled threads, and gives the terminal back before the summary.
+#[test]
+fn live_view_on_a_terminal() {
+    require_root();
+    let ws = Workspace::new("live-view");
+    let binary = ws.build_target("deadlock", FramePointers::Omit);
+    let target = Target::spawn(&binary, &["0"]);
+    thread::sleep(Duration::from_millis(300));
+    let command = format!(
+        "TERM=xterm {} watch --pid {} --duration 3s --stall-after 1s",
+        observer_tests::observer_bin().display(),
+        target.pid()
+    );
+    let out = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .output()
+        .expect("running script(1)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let enter = screen.find("\x1b[?1049h");
+    let leave = screen.rfind("\x1b[?1049l");
+    assert!(
+        enter.is_some() && leave.is_some() && enter < leave,
+        "the view enters and then leaves the alternate screen:\n{screen:?}"
+    );
+    let view = &screen[enter.unwrap_or(0)..leave.unwrap_or(0)];
+    for shown in ["STALLED NOW", "transfer_a_to_b", "observer watch"] {
+        assert!(view.contains(shown), "the view shows {shown:?}:\n{view}");
+    }
+    assert!(
+        screen[leave.unwrap_or(0)..].contains("observer summary"),
+        "the summary comes after the view, on the normal screen:\n{screen}"
+    );
+}
