@@ -75,11 +75,18 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
         }
         _ => {}
     }
-    entry.stack_id = match ctx.get_stackid(&STACKS, USER_STACK_FLAGS) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            bump(counter::STACK_MISSING);
-            -1
+    // Idle waits (condvars, sleeps, poll, reads: most waits of most programs) are only
+    // counted unless --report-idle: their stacks would be walked for nobody. Stalls and
+    // deadlocks unwind from the saved registers, not from this stack id.
+    entry.stack_id = if entry.class != wait_class::LOCK && read_global(&REPORT_IDLE) == 0 {
+        -1
+    } else {
+        match ctx.get_stackid(&STACKS, USER_STACK_FLAGS) {
+            Ok(id) => id as i32,
+            Err(_) => {
+                bump(counter::STACK_MISSING);
+                -1
+            }
         }
     };
     // SAFETY: no preconditions.
