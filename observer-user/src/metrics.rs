@@ -78,6 +78,9 @@ impl WaitKind {
     }
 }
 
+/// A metric family drawn from the wait totals: name, help text, and the value it shows.
+type WaitFamily = (&'static str, &'static str, fn(&WaitTotals) -> String);
+
 #[derive(Clone, Copy, Default)]
 struct WaitTotals {
     count: u64,
@@ -403,41 +406,27 @@ impl Metrics {
             })
             .collect();
 
-        family(
-            &mut out,
-            "observer_waits_total",
-            "counter",
-            "Blocking waits observed, by process and kind (lock, idle, goroutine).",
-        );
-        for (_, p, l) in &labels {
-            for kind in WaitKind::ALL {
-                let w = p.waits[kind.index()];
-                if w.count > 0 || w.total_ns > 0 {
-                    let _ = writeln!(
-                        out,
-                        "observer_waits_total{{{l},kind=\"{}\"}} {}",
-                        kind.label(),
-                        w.count
-                    );
-                }
-            }
-        }
-        family(
-            &mut out,
-            "observer_wait_seconds_total",
-            "counter",
-            "Time spent in those waits, in seconds.",
-        );
-        for (_, p, l) in &labels {
-            for kind in WaitKind::ALL {
-                let w = p.waits[kind.index()];
-                if w.count > 0 || w.total_ns > 0 {
-                    let _ = writeln!(
-                        out,
-                        "observer_wait_seconds_total{{{l},kind=\"{}\"}} {}",
-                        kind.label(),
-                        seconds(w.total_ns)
-                    );
+        let waits: [WaitFamily; 2] = [
+            (
+                "observer_waits_total",
+                "Blocking waits observed, by process and kind (lock, idle, goroutine).",
+                |w| w.count.to_string(),
+            ),
+            (
+                "observer_wait_seconds_total",
+                "Time spent in those waits, in seconds.",
+                |w| seconds(w.total_ns),
+            ),
+        ];
+        for (name, help, value) in waits {
+            family(&mut out, name, "counter", help);
+            for (_, p, l) in &labels {
+                for kind in WaitKind::ALL {
+                    let w = p.waits[kind.index()];
+                    if w.count > 0 || w.total_ns > 0 {
+                        let _ =
+                            writeln!(out, "{name}{{{l},kind=\"{}\"}} {}", kind.label(), value(&w));
+                    }
                 }
             }
         }
