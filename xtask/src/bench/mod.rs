@@ -39,7 +39,8 @@ use tools::Tools;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Rounds per comparison; each round runs every variant once. Default 5 (2 with --quick).
+    /// Rounds per comparison. Default 7 (2 with --quick). In the goal sections (1-3) a round runs
+    /// every variant 3 times and keeps each one's best; elsewhere once.
     #[arg(long, value_name = "N")]
     rounds: Option<usize>,
     /// CI-size run (about 2 minutes): 1-second workloads, 2 rounds. Prints the results and writes
@@ -130,6 +131,10 @@ struct Plan {
     quick: bool,
     /// Length of each timed workload, in seconds.
     secs: u32,
+    /// Length of each try in the best-of sections.
+    short_secs: u32,
+    /// Tries per variant and round in the goal sections.
+    best_of: usize,
     syscall_loops: u64,
     many_threads: u32,
     /// The sidecar case spreads `many_threads` over this many processes: a host runs many.
@@ -143,14 +148,25 @@ impl Plan {
     fn new(args: &BenchArgs) -> Plan {
         let quick = args.quick;
         Plan {
-            rounds: args.rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
+            rounds: args.rounds.unwrap_or(Plan::default_rounds(quick)).max(1),
             quick,
             secs: if quick { 1 } else { 2 },
-            syscall_loops: if quick { 1_000_000 } else { 3_000_000 },
+            short_secs: 1,
+            best_of: if quick { 1 } else { 3 },
+            // About one second of getppid calls here.
+            syscall_loops: if quick { 1_000_000 } else { 6_000_000 },
             many_threads: 2000,
             sidecar_procs: 10,
             sidecar_window: Duration::from_secs(if quick { 2 } else { 4 }),
             uprobe_calls: if quick { 50_000 } else { 200_000 },
+        }
+    }
+
+    fn default_rounds(quick: bool) -> usize {
+        if quick {
+            2
+        } else {
+            7
         }
     }
 

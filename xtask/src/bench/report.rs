@@ -80,10 +80,12 @@ pub(super) fn render_report(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "- Run: `cargo xtask bench{}{}`: {} rounds, workloads of {} s, took {:.0} s; load average {} at the start, {} at the end.",
+        "- Run: `cargo xtask bench{}{}`: {} rounds; sections 1-3: best of {} tries of {} s per variant and round, other workloads {} s; took {:.0} s; load average {} at the start, {} at the end.",
         if r.plan.quick { " --quick" } else { "" },
-        if r.plan.rounds != if r.plan.quick { 2 } else { 5 } { format!(" --rounds {}", r.plan.rounds) } else { String::new() },
+        if r.plan.rounds != Plan::default_rounds(r.plan.quick) { format!(" --rounds {}", r.plan.rounds) } else { String::new() },
         r.plan.rounds,
+        r.plan.best_of,
+        r.plan.short_secs,
         r.plan.secs,
         r.elapsed.as_secs_f64(),
         f.start_load,
@@ -94,10 +96,13 @@ pub(super) fn render_report(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "- Method: each round runs every variant once, bare and observed side by side (order reversed \
-         every other round). A ratio is a variant's figure over the bare figure **of the same round** \
+        "- Method: each round runs every variant, bare and observed side by side (order reversed \
+         every other pass). In sections 1-3 a round makes 3 passes and keeps each variant's best try: \
+         interference from the rest of the host (this is a shared VM: back-to-back bare runs differ by \
+         up to 20 %) only ever slows a run, while anything observer does, it does in every try. \
+         A ratio is a variant's figure over the bare figure **of the same round** \
          (1.00x = no cost, higher is better); the table gives the median over rounds and the min-max \
-         range. observer's CPU is its own user+system time (not the target's) from the moment it \
+         range; every try is listed under each table. observer's CPU is its own user+system time (not the target's) from the moment it \
          attached until it exited, summary included, as a share of one core over that time (its \
          start-up is in section 6); RSS is its peak resident set (VmHWM)."
     );
@@ -205,11 +210,18 @@ fn render_workload(s: &mut String, w: &WorkloadResult) {
     for (v, runs) in &w.runs {
         let vals: Vec<String> = runs
             .iter()
-            .map(|r| {
-                fmt_opt_si(
-                    r.as_ref()
-                        .and_then(|r| r.metrics.first().copied().flatten()),
-                )
+            .map(|r| match r {
+                Some(r) if r.tries.len() > 1 => format!(
+                    "{} (of {})",
+                    fmt_opt_si(r.metrics.first().copied().flatten()),
+                    r.tries
+                        .iter()
+                        .map(|t| fmt_opt_si(Some(*t)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                Some(r) => fmt_opt_si(r.metrics.first().copied().flatten()),
+                None => fmt_opt_si(None),
             })
             .collect();
         let _ = writeln!(s, "- {}: {}", v.label(), vals.join(", "));
@@ -340,6 +352,7 @@ mod tests {
             Some(RunResult {
                 metrics: vec![Some(v)],
                 observer: None,
+                tries: vec![v],
             })
         };
         let bare = vec![r(10.0), r(20.0), None];

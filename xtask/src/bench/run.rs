@@ -12,7 +12,7 @@ use super::fmt::fmt_opt_si;
 use super::ownstats::{observer_stats, ObserverStats};
 use super::proc::{command, tail, Proc, Stream};
 use super::tools::Tools;
-use super::workloads::{Variant, Workload};
+use super::workloads::{Compare, Variant, Workload};
 use super::{loud, round_order, Plan};
 use crate::util::display_path;
 
@@ -20,6 +20,9 @@ use crate::util::display_path;
 pub(super) struct RunResult {
     pub(super) metrics: Vec<Option<f64>>,
     pub(super) observer: Option<ObserverStats>,
+    /// With `best_of` > 1: the first metric of every try of this round, in run order (this
+    /// result is the best of them).
+    pub(super) tries: Vec<f64>,
 }
 
 pub(super) struct WorkloadResult {
@@ -58,13 +61,28 @@ pub(super) fn run_workload(
         commands.insert(*v, describe_variant(tools, &workload.argv, *v));
     }
     for round in 0..plan.rounds {
-        for v in round_order(&variants, round) {
-            let outcome = run_variant(plan, tools, &workload, v);
-            let entry = runs.entry(v).or_default();
+        // best_of passes over all variants, each pass in alternating order, so that a slow
+        // drift of the machine spreads over every variant's tries alike.
+        let mut tries: BTreeMap<Variant, Vec<Result<RunResult>>> = BTreeMap::new();
+        for pass in 0..workload.best_of.max(1) {
+            for v in round_order(&variants, round + pass) {
+                tries
+                    .entry(v)
+                    .or_default()
+                    .push(run_variant(plan, tools, &workload, v));
+            }
+        }
+        for v in &variants {
+            let lower_is_better = workload
+                .metrics
+                .first()
+                .is_some_and(|m| m.compare == Compare::Difference);
+            let outcome = best_try(tries.remove(v).unwrap_or_default(), lower_is_better);
+            let entry = runs.entry(*v).or_default();
             match outcome {
                 Ok(r) => {
                     println!(
-                        "  round {} {:<34} {}",
+                        "  round {} {:<34} {}{}",
                         round + 1,
                         v.label(),
                         r.metrics
@@ -72,7 +90,19 @@ pub(super) fn run_workload(
                             .zip(&workload.metrics)
                             .map(|(m, spec)| format!("{} {}", fmt_opt_si(*m), spec.label))
                             .collect::<Vec<_>>()
-                            .join(", ")
+                            .join(", "),
+                        if r.tries.len() > 1 {
+                            format!(
+                                " (best of {})",
+                                r.tries
+                                    .iter()
+                                    .map(|t| fmt_opt_si(Some(*t)))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        } else {
+                            String::new()
+                        }
                     );
                     entry.push(Some(r));
                 }
@@ -182,7 +212,53 @@ fn run_variant(plan: &Plan, tools: &Tools, w: &Workload, v: Variant) -> Result<R
     if metrics.first().copied().flatten().is_none() {
         bail!("no figure in the output: {}", tail(&stdout, 3));
     }
-    Ok(RunResult { metrics, observer })
+    Ok(RunResult {
+        tries: metrics.first().copied().flatten().into_iter().collect(),
+        metrics,
+        observer,
+    })
+}
+
+/// The round's result of one variant: the try with the best first metric (highest throughput,
+/// or lowest time for a `Difference` metric). Interference from the rest of the host only ever
+/// slows a run down, so the best of a few short runs is the steadier estimate of what the
+/// variant itself costs; anything observer does in every run (its periodic work) is in all of
+/// them. Fails only when every try failed.
+fn best_try(tries: Vec<Result<RunResult>>, lower_is_better: bool) -> Result<RunResult> {
+    let mut firsts = Vec::new();
+    let mut best: Option<RunResult> = None;
+    let mut last_err = None;
+    for t in tries {
+        match t {
+            Ok(r) => {
+                let v = r.metrics.first().copied().flatten().unwrap_or(f64::NAN);
+                firsts.push(v);
+                let better = match &best {
+                    None => true,
+                    Some(b) => {
+                        let bv = b.metrics.first().copied().flatten().unwrap_or(f64::NAN);
+                        if lower_is_better {
+                            v < bv
+                        } else {
+                            v > bv
+                        }
+                    }
+                };
+                if better {
+                    best = Some(r);
+                }
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match (best, last_err) {
+        (Some(mut b), _) => {
+            b.tries = firsts;
+            Ok(b)
+        }
+        (None, Some(e)) => Err(e),
+        (None, None) => bail!("no try was run"),
+    }
 }
 
 /// Pause between a tracer saying it is attached and the measured command: the tracer's own
@@ -221,4 +297,36 @@ fn describe_variant(tools: &Tools, argv: &[String], v: Variant) -> String {
 
 pub(super) fn shorten(path: &str) -> String {
     display_path(Path::new(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(v: f64) -> Result<RunResult> {
+        Ok(RunResult {
+            metrics: vec![Some(v), Some(v * 10.0)],
+            observer: None,
+            tries: vec![v],
+        })
+    }
+
+    #[test]
+    fn best_try_keeps_the_fastest_and_lists_every_try() {
+        let b = best_try(vec![ok(5.0), ok(7.0), ok(6.0)], false).unwrap();
+        assert_eq!(b.metrics, vec![Some(7.0), Some(70.0)]);
+        assert_eq!(b.tries, vec![5.0, 7.0, 6.0]);
+        let b = best_try(vec![ok(5.0), ok(7.0), ok(6.0)], true).unwrap();
+        assert_eq!(b.metrics[0], Some(5.0));
+    }
+
+    #[test]
+    fn best_try_skips_failed_tries_and_fails_only_when_all_did() {
+        let b = best_try(vec![Err(anyhow::anyhow!("x")), ok(3.0)], false).unwrap();
+        assert_eq!(b.metrics[0], Some(3.0));
+        assert_eq!(b.tries, vec![3.0]);
+        let e = best_try(vec![Err(anyhow::anyhow!("boom"))], false).unwrap_err();
+        assert!(format!("{e}").contains("boom"));
+        assert!(best_try(Vec::new(), false).is_err());
+    }
 }

