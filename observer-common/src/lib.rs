@@ -322,7 +322,10 @@ pub const GO_STACK_DEPTH: usize = 32;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GoStack {
-    pub len: u64,
+    pub len: u32,
+    /// Nonzero when the frame chain went on past `GO_STACK_DEPTH` frames (the outer callers
+    /// are missing).
+    pub truncated: u32,
     pub pcs: [u64; GO_STACK_DEPTH],
 }
 

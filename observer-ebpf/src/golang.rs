@@ -238,7 +238,9 @@ fn sample_stack(gp: u64, proc: &GoProcess, tgid: u32, reason: u32, duration_ns: 
 /// Walks the frame-pointer chain of parked goroutine `gp` from its saved context: `g.sched.pc`
 /// (in `gopark`), then from `g.sched.bp` (`gopark`'s frame) each frame's return address at
 /// `bp + 8` and the caller's frame at `[bp]`. Frames are at rising addresses; anything else
-/// ends the walk. Unused slots are zeroed, so equal stacks make equal map keys.
+/// ends the walk. Unused slots are zeroed, so equal stacks make equal map keys. A chain still
+/// going when the array is full is marked `truncated`, so that nobody reads the outermost
+/// frame kept as the goroutine's root.
 #[inline(always)]
 fn walk_parked(gp: u64, proc: &GoProcess, out: &mut GoStack) {
     let pc = read_user_u64(gp.wrapping_add(proc.sched_pc_offset)).unwrap_or(0);
@@ -275,7 +277,8 @@ fn walk_parked(gp: u64, proc: &GoProcess, out: &mut GoStack) {
             out.pcs[i] = 0;
         }
     }
-    out.len = len;
+    out.len = len as u32;
+    out.truncated = u32::from(len == GO_STACK_DEPTH as u64 && bp != 0);
 }
 
 /// `gopanic(e any)`: RAX = type, RBX = data. String-like panic values (string, plainError,

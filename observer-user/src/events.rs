@@ -167,7 +167,8 @@ mod tests {
     #[test]
     fn go_stack_length_is_cut_to_the_array() {
         let stack = GoStack {
-            len: u64::MAX,
+            len: u32::MAX,
+            truncated: 1,
             pcs: [5; observer_common::GO_STACK_DEPTH],
         };
         assert_eq!(go_stack_pcs(&stack).len(), observer_common::GO_STACK_DEPTH);

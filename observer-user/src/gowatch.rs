@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use observer_common::{AggValue, GoPanicEvent, GoParked, GoWaitEvent};
+use observer_common::{AggValue, GoPanicEvent, GoParked, GoStack, GoWaitEvent};
 
 use crate::stackframe::Frame;
 use crate::{
@@ -192,7 +192,7 @@ impl GoWatch {
         process: &str,
     ) -> Option<GoAlert> {
         let reason = self.reason(ev.reason);
-        let frames = stacks.resolve_addrs_frames(self.pid, go_stack_pcs(&ev.stack));
+        let frames = go_stack_frames(stacks, self.pid, &ev.stack);
         add_folded(folded, process, &reason, &frames, ev.duration_ns, 1);
         let stack = crate::stackframe::names(&frames);
         if classify_reason(&reason) != ReasonClass::Sync {
@@ -239,15 +239,15 @@ impl GoWatch {
             .filter(|(k, _)| k.tgid == self.pid)
             .map(|(k, v)| (k.reason, v))
             .collect();
-        let samples: Vec<(u32, &[u64], AggValue)> = samples
+        let samples: Vec<(u32, &GoStack, AggValue)> = samples
             .iter()
             .filter(|(k, _)| k.tgid == self.pid)
-            .map(|(k, v)| (k.reason, go_stack_pcs(&k.stack), *v))
+            .map(|(k, v)| (k.reason, &k.stack, *v))
             .collect();
         for share in split_totals(&totals, &samples) {
             let reason = self.reason(share.reason);
             let stack = match share.stack {
-                Some(pcs) => stacks.resolve_addrs_frames(self.pid, pcs),
+                Some(walked) => go_stack_frames(stacks, self.pid, walked),
                 None => vec![Frame::named("[stack not sampled]")],
             };
             add_folded(folded, process, &reason, &stack, share.ns, share.count);
@@ -388,12 +388,26 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
     }
 }
 
+/// Marks where a goroutine stack walked in the kernel was cut (at `GO_STACK_DEPTH` frames):
+/// the frame before it is not the goroutine's root.
+pub const TRUNCATED_FRAME: &str = "[deeper callers not walked]";
+
+/// The frames of a goroutine stack the kernel walked, innermost first, with
+/// [`TRUNCATED_FRAME`] after the outermost one when the walk was cut.
+fn go_stack_frames(stacks: &mut StackResolver, pid: u32, walked: &GoStack) -> Vec<Frame> {
+    let mut frames = stacks.resolve_addrs_frames(pid, go_stack_pcs(walked));
+    if walked.truncated != 0 {
+        frames.push(Frame::named(TRUNCATED_FRAME));
+    }
+    frames
+}
+
 /// A wait reason's share of the short-wait profile under one stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Share<'a> {
+struct Share<S> {
     reason: u32,
     /// `None`: no wait of this reason was sampled in the period.
-    stack: Option<&'a [u64]>,
+    stack: Option<S>,
     ns: u64,
     count: u64,
 }
@@ -404,13 +418,13 @@ struct Share<'a> {
 /// nanoseconds estimates its share of all; the totals themselves are exact, and the shares of
 /// a reason add up to them exactly. Samples of a reason without totals (its totals were lost:
 /// map full) are left out rather than guessed.
-fn split_totals<'a>(
+fn split_totals<S: Copy>(
     totals: &[(u32, AggValue)],
-    samples: &[(u32, &'a [u64], AggValue)],
-) -> Vec<Share<'a>> {
+    samples: &[(u32, S, AggValue)],
+) -> Vec<Share<S>> {
     let mut out = Vec::new();
     for &(reason, total) in totals {
-        let mine: Vec<&(u32, &[u64], AggValue)> =
+        let mine: Vec<&(u32, S, AggValue)> =
             samples.iter().filter(|(r, _, _)| *r == reason).collect();
         if mine.is_empty() {
             out.push(Share {
@@ -574,6 +588,23 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_cut_walk_ends_with_the_truncation_marker() {
+        let mut stacks = StackResolver::new();
+        let mut walked = GoStack {
+            len: 2,
+            ..GoStack::default()
+        };
+        walked.pcs[..2].copy_from_slice(&[0x1000, 0x2000]);
+        // No such process: the addresses stay unnamed, but the marker is ours to add.
+        let whole = go_stack_frames(&mut stacks, u32::MAX, &walked);
+        assert!(whole.iter().all(|f| &*f.name != TRUNCATED_FRAME));
+        walked.truncated = 1;
+        let cut = go_stack_frames(&mut stacks, u32::MAX, &walked);
+        assert_eq!(cut.len(), whole.len() + 1);
+        assert_eq!(cut.last().map(|f| &*f.name), Some(TRUNCATED_FRAME));
     }
 
     #[test]
