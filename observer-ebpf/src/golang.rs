@@ -15,8 +15,8 @@
 //! profile, for every short wait of at least `GoProcess::sample_all_ns` (few, and where the
 //! blocked time is) and one in `GoProcess::sample_period` of the shorter ones (chosen at random,
 //! so that alternating waits cannot alias with the period; counted `sample_period` times).
-//! Short waits are summed exactly per wait reason in `GO_AGG`; the walked ones per stack in
-//! `GO_SAMPLES`, which userspace scales to those exact totals. Goroutines that stay parked are
+//! Short waits are summed exactly per wait reason in `GO_AGG0/1`; the walked ones per stack in
+//! `GO_SAMPLES0/1` (two copies of each, see `AGG_SIDE`), which userspace scales to those exact totals. Goroutines that stay parked are
 //! read from userspace (`GO_PARKED` has their `g`).
 
 use aya_ebpf::{
@@ -34,7 +34,10 @@ use observer_common::{
     GoStack, GoWaitEvent, GO_MESSAGE_BYTES, GO_STACK_DEPTH,
 };
 
-use crate::{aggregate_wait, bump, read_global, read_user_u64, EVENTS, STACKS, THRESHOLD_NS};
+use crate::{
+    add_after_lost_race, agg_side, aggregate_wait, bump, read_global, read_user_u64, EVENTS,
+    STACKS, THRESHOLD_NS,
+};
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
 
@@ -47,13 +50,18 @@ static GO_PROCS: HashMap<u32, GoProcess> = HashMap::with_max_entries(1024, 0);
 #[map]
 static GO_PARKED: LruHashMap<GoKey, GoParked> = LruHashMap::with_max_entries(65536, 0);
 
-/// Exact count and blocked time of short waits, per process and wait reason.
+/// Exact count and blocked time of short waits, per process and wait reason (two copies,
+/// see `AGG_SIDE`).
 #[map]
-static GO_AGG: PerCpuHashMap<GoAggKey, AggValue> = PerCpuHashMap::with_max_entries(4096, 0);
+static GO_AGG0: PerCpuHashMap<GoAggKey, AggValue> = PerCpuHashMap::with_max_entries(4096, 0);
+#[map]
+static GO_AGG1: PerCpuHashMap<GoAggKey, AggValue> = PerCpuHashMap::with_max_entries(4096, 0);
 
-/// The sampled short waits, per process, wait reason and stack.
+/// The sampled short waits, per process, wait reason and stack (two copies).
 #[map]
-static GO_SAMPLES: PerCpuHashMap<GoSampleKey, AggValue> = PerCpuHashMap::with_max_entries(8192, 0);
+static GO_SAMPLES0: PerCpuHashMap<GoSampleKey, AggValue> = PerCpuHashMap::with_max_entries(8192, 0);
+#[map]
+static GO_SAMPLES1: PerCpuHashMap<GoSampleKey, AggValue> = PerCpuHashMap::with_max_entries(8192, 0);
 
 /// Room to build a `GoSampleKey` (too large for the 512-byte BPF stack next to the rest).
 #[map]
@@ -147,7 +155,13 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
             tgid,
             reason: parked.reason,
         };
-        aggregate_wait(&GO_AGG, &agg_key, duration_ns, counter::GO_AGG_DROPPED);
+        let side = agg_side();
+        // One call per map: the verifier keeps each helper call's map a constant.
+        if side == 0 {
+            aggregate_wait(&GO_AGG0, &agg_key, duration_ns, counter::GO_AGG_DROPPED);
+        } else {
+            aggregate_wait(&GO_AGG1, &agg_key, duration_ns, counter::GO_AGG_DROPPED);
+        }
         let weight = if duration_ns >= proc.sample_all_ns {
             1
         } else if sampled(proc.sample_period) {
@@ -156,7 +170,12 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
             0
         };
         if weight != 0 {
-            sample_stack(gp, &proc, tgid, parked.reason, duration_ns, weight);
+            let samples = if side == 0 {
+                &GO_SAMPLES0
+            } else {
+                &GO_SAMPLES1
+            };
+            sample_stack(samples, gp, &proc, tgid, parked.reason, duration_ns, weight);
         }
         return Some(());
     }
@@ -202,7 +221,15 @@ fn sampled(period: u32) -> bool {
 
 /// Adds one short wait, counted `weight` times, under the parked goroutine's stack.
 #[inline(always)]
-fn sample_stack(gp: u64, proc: &GoProcess, tgid: u32, reason: u32, duration_ns: u64, weight: u64) {
+fn sample_stack(
+    samples: &PerCpuHashMap<GoSampleKey, AggValue>,
+    gp: u64,
+    proc: &GoProcess,
+    tgid: u32,
+    reason: u32,
+    duration_ns: u64,
+    weight: u64,
+) {
     let Some(key) = GO_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -214,7 +241,7 @@ fn sample_stack(gp: u64, proc: &GoProcess, tgid: u32, reason: u32, duration_ns: 
         walk_parked(gp, proc, &mut (*key).stack);
         // No overflow: below the threshold times at most 1024 (saturating_mul needs 128 bits).
         let ns = duration_ns.wrapping_mul(weight);
-        match GO_SAMPLES.get_ptr_mut(&*key) {
+        match samples.get_ptr_mut(&*key) {
             Some(v) => {
                 (*v).count += weight;
                 (*v).total_ns = (*v).total_ns.saturating_add(ns);
@@ -224,11 +251,11 @@ fn sample_stack(gp: u64, proc: &GoProcess, tgid: u32, reason: u32, duration_ns: 
                     count: weight,
                     total_ns: ns,
                 };
-                if GO_SAMPLES
+                if samples
                     .insert(&*key, &v, aya_ebpf::bindings::BPF_NOEXIST as u64)
                     .is_err()
                 {
-                    bump(counter::GO_AGG_DROPPED);
+                    add_after_lost_race(samples, &*key, &v, counter::GO_AGG_DROPPED);
                 }
             }
         }

@@ -21,11 +21,11 @@ mod threads;
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use observer_common::{counter, AggKey, AggValue, InFlight};
 
-/// Waits at least this long are sent as events instead of being summed in `AGG`.
+/// Waits at least this long are sent as events instead of being summed in `AGG0`/`AGG1`.
 #[no_mangle]
 static THRESHOLD_NS: u64 = 100_000_000;
 
@@ -66,9 +66,19 @@ static WATCHED: HashMap<u32, u32> = HashMap::with_max_entries(32768, 0);
 #[map]
 static IN_FLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(32768, 0);
 
-/// Short waits summed by (thread, stack, class).
+/// Which copy of each aggregate map (`AGG0`/`AGG1`, `GO_AGG0`/`GO_AGG1`,
+/// `GO_SAMPLES0`/`GO_SAMPLES1`) the programs add to: slot 0 holds 0 or 1. Userspace flips it,
+/// waits until no program that read the old value is still running (an RCU grace period),
+/// then reads and empties the other copy, which nothing writes any more. With one map, an
+/// update landing between userspace's read of a key and its delete was lost without a trace.
 #[map]
-static AGG: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(16384, 0);
+static AGG_SIDE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Short waits summed by (process, thread name, stack, class); two copies, see `AGG_SIDE`.
+#[map]
+static AGG0: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(16384, 0);
+#[map]
+static AGG1: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(16384, 0);
 
 /// Threads that were waited for by a joiner when they exited (tid -> 1).
 #[map]
@@ -98,6 +108,12 @@ fn bump(index: u32) {
     }
 }
 
+/// The copy of the aggregate maps to add to now (see `AGG_SIDE`).
+#[inline(always)]
+fn agg_side() -> u32 {
+    AGG_SIDE.get(0).copied().unwrap_or(0) & 1
+}
+
 /// Adds one wait to a per-CPU (key -> count, total ns) aggregate; a full map is counted in
 /// `drop_counter`, never silent.
 #[inline(always)]
@@ -122,9 +138,29 @@ fn aggregate_wait<K>(
                 .insert(key, &v, aya_ebpf::bindings::BPF_NOEXIST as u64)
                 .is_err()
             {
-                bump(drop_counter);
+                add_after_lost_race(map, key, &v, drop_counter);
             }
         }
+    }
+}
+
+/// An insert of a new key failed: another CPU may have inserted the same key between our
+/// lookup and our insert (EEXIST), in which case the wait is added to it; only a full map
+/// loses it, and that is counted.
+#[inline(always)]
+fn add_after_lost_race<K>(
+    map: &PerCpuHashMap<K, AggValue>,
+    key: &K,
+    v: &AggValue,
+    drop_counter: u32,
+) {
+    match map.get_ptr_mut(key) {
+        // SAFETY: this CPU's slot of a per-CPU value.
+        Some(slot) => unsafe {
+            (*slot).count += v.count;
+            (*slot).total_ns = (*slot).total_ns.saturating_add(v.total_ns);
+        },
+        None => bump(drop_counter),
     }
 }
 

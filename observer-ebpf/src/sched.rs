@@ -16,8 +16,9 @@ use observer_common::{
 };
 
 use crate::{
-    aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks, AGG, EVENTS, IN_FLIGHT,
-    JOINED, REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET, WAKING_PID_OFFSET,
+    agg_side, aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks, AGG0, AGG1,
+    EVENTS, IN_FLIGHT, JOINED, REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET,
+    WAKING_PID_OFFSET,
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
@@ -219,5 +220,10 @@ fn aggregate(ctx: &TracePointContext, entry: &InFlight, duration_ns: u64) {
         _pad: 0,
         comm,
     };
-    aggregate_wait(&AGG, &key, duration_ns, counter::AGG_DROPPED);
+    // One call per map: the verifier keeps each helper call's map a constant.
+    if agg_side() == 0 {
+        aggregate_wait(&AGG0, &key, duration_ns, counter::AGG_DROPPED);
+    } else {
+        aggregate_wait(&AGG1, &key, duration_ns, counter::AGG_DROPPED);
+    }
 }

@@ -7,7 +7,9 @@ use std::{
     time::Instant,
 };
 
-use observer_common::{AggValue, GoPanicEvent, GoParked, GoStack, GoWaitEvent};
+use observer_common::{
+    AggValue, GoAggKey, GoPanicEvent, GoParked, GoSampleKey, GoStack, GoWaitEvent,
+};
 
 use crate::stackframe::Frame;
 use crate::{
@@ -218,14 +220,13 @@ impl GoWatch {
     /// sampled stack keeps its whole weight under "[stack not sampled]").
     pub fn drain_aggregates(
         &mut self,
+        drained: GoDrained<'_>,
         probes: &mut Probes,
         stacks: &mut StackResolver,
         folded: &mut FoldedProfile,
         process: &str,
     ) {
-        let Ok((samples, totals)) = probes.drain_go_aggregates(self.pid) else {
-            return;
-        };
+        let GoDrained { totals, samples } = drained;
         let now = Instant::now();
         let secs = now.duration_since(self.drained_at).as_secs_f64();
         self.drained_at = now;
@@ -235,9 +236,9 @@ impl GoWatch {
             self.sample_period = period;
         }
         let totals: Vec<(u32, AggValue)> = totals
-            .into_iter()
+            .iter()
             .filter(|(k, _)| k.tgid == self.pid)
-            .map(|(k, v)| (k.reason, v))
+            .map(|(k, v)| (k.reason, *v))
             .collect();
         let samples: Vec<(u32, &GoStack, AggValue)> = samples
             .iter()
@@ -386,6 +387,13 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
             recovered,
         }),
     }
+}
+
+/// One drain of the goroutine short-wait maps, every process's entries (each `GoWatch` takes
+/// its own).
+pub struct GoDrained<'a> {
+    pub totals: &'a [(GoAggKey, AggValue)],
+    pub samples: &'a [(GoSampleKey, AggValue)],
 }
 
 /// Marks where a goroutine stack walked in the kernel was cut (at `GO_STACK_DEPTH` frames):

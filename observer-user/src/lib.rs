@@ -17,6 +17,7 @@ pub mod probes;
 pub mod procexit;
 pub mod procinfo;
 pub mod procmaps;
+pub mod progbarrier;
 pub mod progress;
 pub mod recording;
 pub mod report;

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeScope},
         BtfTracePoint, TracePoint, UProbe,
@@ -19,6 +19,7 @@ use observer_common::{
 };
 use thiserror::Error;
 
+use crate::progbarrier::ProgramBarrier;
 use crate::tracefs;
 
 /// `BPF_NOEXIST` map-update flag: insert only if absent.
@@ -83,7 +84,26 @@ pub struct Probes {
     ebpf: Ebpf,
     /// Goroutine uprobes, per Go process, so they can be taken off one process alone.
     go_links: Vec<(u32, &'static str, aya::programs::uprobe::UProbeLinkId)>,
+    /// The copy of the aggregate maps the programs add to now (0 or 1, see `AGG_SIDE`).
+    agg_side: u32,
+    /// `None` when the kernel refused the barrier's maps: draining then waits a fixed time.
+    barrier: Option<ProgramBarrier>,
 }
+
+/// What the programs summed since the last drain.
+#[derive(Debug, Default)]
+pub struct Aggregates {
+    /// Short thread waits.
+    pub waits: Vec<(AggKey, AggValue)>,
+    /// Exact goroutine short-wait totals per (process, wait reason).
+    pub go_totals: Vec<(GoAggKey, AggValue)>,
+    /// Sampled goroutine short waits per (process, wait reason, stack).
+    pub go_samples: Vec<(GoSampleKey, AggValue)>,
+}
+
+/// Wait for in-flight programs when the barrier is unavailable: programs run for
+/// microseconds, so this is ample unless a CPU is stopped mid-program.
+const FALLBACK_PROGRAM_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 struct Offsets {
     waking_pid: u32,
@@ -194,9 +214,22 @@ impl Probes {
                 .map_err(err)?;
             p.load().map_err(err)?;
         }
+        let barrier = match ProgramBarrier::new() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                log::warn!(
+                    "could not create the maps that wait for running eBPF programs ({e}); \
+                     draining the aggregates waits {} ms instead",
+                    FALLBACK_PROGRAM_WAIT.as_millis()
+                );
+                None
+            }
+        };
         Ok(Self {
             ebpf,
             go_links: Vec::new(),
+            agg_side: 0,
+            barrier,
         })
     }
 
@@ -272,8 +305,8 @@ impl Probes {
                 let _ = parked.remove(&k);
             }
         }
-        // Nobody drains its short waits any more.
-        let _ = self.drain_go_aggregates(pid);
+        // Its short waits still in the aggregate maps go with the next drain, which empties
+        // the maps whoever the entries belong to.
     }
 
     /// Goroutines parked right now in `tgid`.
@@ -296,40 +329,6 @@ impl Probes {
                 name: "GO_PARKED",
                 source,
             })
-    }
-
-    /// Takes the short goroutine waits of process `tgid` out of the kernel (other processes'
-    /// stay for their own drain): the sampled ones by stack, then the exact totals by wait
-    /// reason. In that order, so that a wait whose sample is read has its total read too (the
-    /// kernel adds the total first).
-    #[allow(clippy::type_complexity)]
-    pub fn drain_go_aggregates(
-        &mut self,
-        tgid: u32,
-    ) -> Result<(Vec<(GoSampleKey, AggValue)>, Vec<(GoAggKey, AggValue)>), ProbeError> {
-        fn drain<K: aya::Pod>(
-            mut map: PerCpuHashMap<&mut MapData, K, AggValue>,
-            mine: impl Fn(&K) -> bool,
-        ) -> Vec<(K, AggValue)> {
-            let keys: Vec<K> = map.keys().filter_map(Result::ok).filter(&mine).collect();
-            let mut out = Vec::with_capacity(keys.len());
-            for key in keys {
-                if let Ok(values) = map.get(&key, 0) {
-                    let sum = values.iter().fold(AggValue::default(), |acc, v| AggValue {
-                        count: acc.count + v.count,
-                        total_ns: acc.total_ns + v.total_ns,
-                    });
-                    out.push((key, sum));
-                }
-                let _ = map.remove(&key);
-            }
-            out
-        }
-        let samples = drain(self.map_mut("GO_SAMPLES")?, |k: &GoSampleKey| {
-            k.tgid == tgid
-        });
-        let totals = drain(self.map_mut("GO_AGG")?, |k: &GoAggKey| k.tgid == tgid);
-        Ok((samples, totals))
     }
 
     /// Walk the stack of one short wait in `period` of Go process `pid` (0: none). No effect
@@ -414,10 +413,39 @@ impl Probes {
         }
     }
 
-    /// Takes the summed short waits out of the kernel (read, then delete, so the map stays
-    /// small on long runs). Per-CPU values are added up.
-    pub fn drain_aggregates(&mut self) -> Result<Vec<(AggKey, AggValue)>, ProbeError> {
-        drain_per_cpu(self.map_mut("AGG")?)
+    /// Takes what the programs summed since the last call out of the kernel: points them at
+    /// the other copy of the maps, waits until none still adds to this one, then reads and
+    /// empties it (so the maps stay small on long runs, and no update is lost in between).
+    /// Per-CPU values are added up. Blocks for an RCU grace period (a few ms).
+    pub fn drain_aggregates(&mut self) -> Result<Aggregates, ProbeError> {
+        let drained = self.agg_side;
+        let next = drained ^ 1;
+        let mut side: Array<&mut MapData, u32> = self.map_mut("AGG_SIDE")?;
+        side.set(0, next, 0).map_err(|source| ProbeError::Map {
+            name: "AGG_SIDE",
+            source,
+        })?;
+        self.agg_side = next;
+        // From here no program that could still add to the drained copy is running.
+        match &self.barrier {
+            Some(b) => {
+                if let Err(e) = b.wait() {
+                    log::warn!("waiting for running eBPF programs failed ({e})");
+                    std::thread::sleep(FALLBACK_PROGRAM_WAIT);
+                }
+            }
+            None => std::thread::sleep(FALLBACK_PROGRAM_WAIT),
+        }
+        let (waits, go_totals, go_samples) = if drained == 0 {
+            ("AGG0", "GO_AGG0", "GO_SAMPLES0")
+        } else {
+            ("AGG1", "GO_AGG1", "GO_SAMPLES1")
+        };
+        Ok(Aggregates {
+            waits: drain_per_cpu(self.map_mut(waits)?)?,
+            go_totals: drain_per_cpu(self.map_mut(go_totals)?)?,
+            go_samples: drain_per_cpu(self.map_mut(go_samples)?)?,
+        })
     }
 
     /// Frame-pointer user stack for an id from the kernel, innermost first.
@@ -485,7 +513,8 @@ impl Probes {
     }
 }
 
-/// Reads every key of a per-CPU aggregate, sums the CPUs, and deletes what it read.
+/// Reads every key of a per-CPU aggregate, sums the CPUs, and deletes what it read. Only for
+/// the copy no program writes (see `Probes::drain_aggregates`).
 fn drain_per_cpu<K: aya::Pod + Eq>(
     mut map: PerCpuHashMap<&mut MapData, K, AggValue>,
 ) -> Result<Vec<(K, AggValue)>, ProbeError> {

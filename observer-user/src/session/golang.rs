@@ -1,9 +1,12 @@
 //! Goroutine-level events and scans for the Go programs among the targets.
 
-use observer_common::{GoPanicEvent, GoWaitEvent};
+use observer_common::{AggValue, GoAggKey, GoPanicEvent, GoSampleKey, GoWaitEvent};
 
 use super::{duration_ns, monotonic_ns, now_time, wall_time, Session};
-use crate::{gowatch::GoAlert, metrics::WaitKind};
+use crate::{
+    gowatch::{GoAlert, GoDrained},
+    metrics::WaitKind,
+};
 
 /// How often the park rate is checked, at most.
 const PARK_RATE_PERIOD_S: f64 = 0.5;
@@ -122,8 +125,13 @@ impl Session {
         }
     }
 
-    /// Short goroutine waits summed in the kernel, into the profile.
-    pub(super) fn drain_go_aggregates(&mut self) {
+    /// Short goroutine waits summed in the kernel, into the profile (those of processes no
+    /// longer watched are dropped with the map entries).
+    pub(super) fn drain_go_aggregates(
+        &mut self,
+        totals: &[(GoAggKey, AggValue)],
+        samples: &[(GoSampleKey, AggValue)],
+    ) {
         let pids = self.go_pids();
         for pid in pids {
             let process = self.process_name(pid);
@@ -131,6 +139,7 @@ impl Session {
                 continue;
             };
             go.drain_aggregates(
+                GoDrained { totals, samples },
                 &mut self.probes,
                 &mut self.stacks,
                 &mut self.folded,

@@ -251,11 +251,11 @@ impl Session {
     }
 
     pub(super) fn drain_aggregates(&mut self) {
-        self.drain_go_aggregates();
-        let Ok(aggs) = self.probes.drain_aggregates() else {
+        let Ok(drained) = self.probes.drain_aggregates() else {
             return;
         };
-        for (key, value) in aggs {
+        self.drain_go_aggregates(&drained.go_totals, &drained.go_samples);
+        for (key, value) in drained.waits {
             if !self.targets.contains_key(&key.tgid) {
                 continue;
             }
