@@ -27,6 +27,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::stackframe::Frame;
+
 /// One alert: common fields plus the fields of its kind (flattened into the same JSON object).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Alert {
@@ -45,6 +47,12 @@ pub struct Alert {
     pub stack: Vec<String>,
     #[serde(flatten)]
     pub detail: AlertDetail,
+    /// The frames behind the stacks of this alert, by JSON field (`stack`, `waker_stack`,
+    /// `owner_stack`, `cycle.N.stack`), with code addresses normalized to (module, file
+    /// offset): what a recording keeps besides the names, so that a stack can be symbolized
+    /// again elsewhere. Not part of the JSON line, which carries the names.
+    #[serde(skip)]
+    pub frames: Vec<(String, Vec<Frame>)>,
 }
 
 /// The kind of an alert and its own fields; serialized as the `kind` tag plus those fields.
@@ -215,6 +223,14 @@ impl AlertDetail {
 impl Alert {
     pub fn kind(&self) -> &'static str {
         self.detail.kind()
+    }
+
+    /// Keeps `frames` as the frames behind stack field `field`, when any of them has an
+    /// address (frames that are only names add nothing to the names in the line).
+    pub fn keep_frames(&mut self, field: impl Into<String>, frames: Vec<Frame>) {
+        if frames.iter().any(|f| f.addr.is_some()) {
+            self.frames.push((field.into(), frames));
+        }
     }
 
     /// The alert as one JSON object on one line, without the trailing newline.
@@ -395,6 +411,7 @@ mod tests {
                 "worker (bank.c:30)".into(),
             ],
             detail,
+            frames: Vec::new(),
         }
     }
 

@@ -49,7 +49,7 @@ struct PendingPanic {
     tid: u32,
     time_ns: u64,
     message: Option<String>,
-    stack: Vec<String>,
+    stack: Vec<Frame>,
 }
 
 /// How long an unrecovered panic may stay pending before it is reported anyway (a panic that
@@ -94,7 +94,7 @@ const MAX_SAMPLE_PERIOD: u32 = 1024;
 pub struct GoAlert {
     pub tid: u32,
     pub time_ns: Option<u64>,
-    pub stack: Vec<String>,
+    pub stack: Vec<Frame>,
     pub detail: AlertDetail,
 }
 
@@ -129,7 +129,7 @@ impl GoWatch {
         goid: u64,
         parked: &GoParked,
         stacks: &mut StackResolver,
-    ) -> Option<Vec<String>> {
+    ) -> Option<Vec<Frame>> {
         let Some(bin) = self.binary.clone() else {
             return Some(Vec::new());
         };
@@ -144,7 +144,7 @@ impl GoWatch {
             },
         };
         match goroutines::parked_stack(self.pid, &bin, bias, parked.g, goid) {
-            Ok(Some(pcs)) => Some(stacks.resolve_addrs(self.pid, &pcs)),
+            Ok(Some(pcs)) => Some(stacks.resolve_addrs_frames(self.pid, &pcs)),
             Ok(None) => None,
             Err(e) => {
                 log::debug!("pid {}: goroutine {goid}: {e}", self.pid);
@@ -196,7 +196,6 @@ impl GoWatch {
         let reason = self.reason(ev.reason);
         let frames = go_stack_frames(stacks, self.pid, &ev.stack);
         add_folded(folded, process, &reason, &frames, ev.duration_ns, 1);
-        let stack = crate::stackframe::names(&frames);
         if classify_reason(&reason) != ReasonClass::Sync {
             return None;
         }
@@ -211,7 +210,7 @@ impl GoWatch {
                 waker_goid: (ev.waker_goid != 0).then_some(ev.waker_goid),
                 waker_stack: stacks.resolve_id(probes, self.pid, ev.waker_stack_id),
             }),
-            stack,
+            stack: frames,
         })
     }
 
@@ -258,7 +257,7 @@ impl GoWatch {
     pub fn on_panic(&mut self, ev: &GoPanicEvent, probes: &Probes, stacks: &mut StackResolver) {
         let message = go_message(ev);
         self.last_panic_message = message.clone().or(self.last_panic_message.take());
-        let stack = stacks.resolve_id(probes, self.pid, ev.stack_id);
+        let stack = stacks.resolve_id_frames(probes, self.pid, ev.stack_id);
         // A nested panic (panicking in a deferred call) replaces the first for this goroutine.
         self.pending_panics.insert(
             ev.goid,

@@ -1,16 +1,18 @@
 //! `observer report`: turn a recording into the outputs people read, after the fact.
 
-use std::{io::Write, path::Path};
+use std::{collections::BTreeMap, io::Write, path::Path, sync::Arc};
 
 use anyhow::{bail, Context, Result};
 
 use crate::{
+    alert::Alert,
     duration::human,
     folded::FoldedProfile,
     pprof::{write_pprof, PprofMeta},
     progress::Progress,
     recording::Recording,
     sink::one_line,
+    stackframe::{machine_frames, Module},
     svg,
 };
 
@@ -135,12 +137,26 @@ fn text_report(rec: &Recording, profile: &FoldedProfile, progress: &Progress) ->
         ));
     }
     s.push_str(&format!("alerts: {}\n", rec.alerts.len()));
+    let mut modules = BTreeMap::new();
     for a in &rec.alerts {
         progress.inc(1);
         s.push_str(&format!(
             "  {}\n",
             one_line(a).trim_start_matches("observer: ")
         ));
+        for line in alert_addresses(a, &mut modules) {
+            s.push_str(&format!("      {line}\n"));
+        }
+    }
+    if !modules.is_empty() {
+        s.push_str("  alert stack addresses are file offsets in:\n");
+        for (short, module) in &modules {
+            s.push_str(&format!(
+                "    {short} = {} (build id {})\n",
+                module.path,
+                module.build_id.as_deref().unwrap_or("none")
+            ));
+        }
     }
     s.push_str("top blocked stacks:\n");
     for t in profile.top(10) {
@@ -161,6 +177,55 @@ fn text_report(rec: &Recording, profile: &FoldedProfile, progress: &Progress) ->
     s
 }
 
+/// Frames kept per alert stack in the text report; the names are in the alert line.
+const ADDRESSES_SHOWN: usize = 8;
+
+/// One line per stack of the alert: its code addresses as `module+0xoffset`, innermost first
+/// (one per machine frame: inlined functions share their caller's). The modules seen are
+/// collected for a legend, keyed by file name.
+fn alert_addresses(a: &Alert, modules: &mut BTreeMap<String, Arc<Module>>) -> Vec<String> {
+    a.frames
+        .iter()
+        .map(|(field, frames)| {
+            let shown: Vec<String> = machine_frames(frames)
+                .filter_map(|run| run[0].addr.as_ref())
+                .take(ADDRESSES_SHOWN)
+                .map(|addr| {
+                    let short = module_short_name(&addr.module, modules);
+                    format!("{short}+{:#x}", addr.file_offset)
+                })
+                .collect();
+            format!("{field} at {}", shown.join(" "))
+        })
+        .collect()
+}
+
+/// The file name of `module`, made unique among the modules already in the legend.
+fn module_short_name(module: &Arc<Module>, modules: &mut BTreeMap<String, Arc<Module>>) -> String {
+    let base = module
+        .path
+        .rsplit('/')
+        .next()
+        .filter(|b| !b.is_empty())
+        .unwrap_or(&module.path)
+        .to_string();
+    let mut name = base.clone();
+    let mut n = 1;
+    loop {
+        match modules.get(&name) {
+            Some(m) if m == module => return name,
+            Some(_) => {
+                n += 1;
+                name = format!("{base}#{n}");
+            }
+            None => {
+                modules.insert(name.clone(), Arc::clone(module));
+                return name;
+            }
+        }
+    }
+}
+
 /// What a pprof profile of a recording says about the program.
 pub fn pprof_meta(rec: &Recording) -> PprofMeta {
     PprofMeta {
@@ -171,5 +236,68 @@ pub fn pprof_meta(rec: &Recording) -> PprofMeta {
         build_id: rec.meta.as_ref().and_then(|m| m.build_id.clone()),
         duration_ns: rec.profile.as_ref().map_or(0, |p| p.elapsed_ns),
         time_nanos: 0,
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+    use crate::alert::{AlertDetail, ProcessExit};
+    use crate::stackframe::{Frame, NormAddr};
+
+    fn at(name: &str, module: &Arc<Module>, off: u64, inlined: bool) -> Frame {
+        Frame {
+            name: name.into(),
+            addr: Some(NormAddr {
+                module: Arc::clone(module),
+                file_offset: off,
+            }),
+            inlined,
+        }
+    }
+
+    #[test]
+    fn alert_stacks_show_module_offsets_and_a_legend() {
+        let exe = Arc::new(Module {
+            path: "/srv/bank".into(),
+            build_id: Some("abcd".into()),
+        });
+        let other = Arc::new(Module {
+            path: "/opt/other/bank".into(),
+            build_id: None,
+        });
+        let mut a = Alert {
+            time: "t".into(),
+            pid: 1,
+            tid: 1,
+            comm: "bank".into(),
+            ns_pid: None,
+            ns_tid: None,
+            stack: vec![],
+            detail: AlertDetail::ProcessExit(ProcessExit {
+                exit_code: Some(1),
+                signal: None,
+                by_tid: 1,
+                message: None,
+            }),
+            frames: Vec::new(),
+        };
+        a.keep_frames(
+            "stack",
+            vec![
+                Frame::named("[futex]"),
+                at("helper (bank.c:9)", &exe, 0x1234, true),
+                at("worker (bank.c:30)", &exe, 0x1234, false),
+                at("main", &other, 0x10, false),
+            ],
+        );
+        a.keep_frames("waker_stack", vec![Frame::named("[unknown]")]);
+        let mut modules = BTreeMap::new();
+        assert_eq!(
+            alert_addresses(&a, &mut modules),
+            vec!["stack at bank+0x1234 bank#2+0x10".to_string()]
+        );
+        assert_eq!(modules.keys().collect::<Vec<_>>(), vec!["bank", "bank#2"]);
+        assert_eq!(modules["bank"].build_id.as_deref(), Some("abcd"));
     }
 }

@@ -185,6 +185,34 @@ fn recording_outlives_the_process_and_its_binary() {
         "{alerts:?}"
     );
 
+    // The alert stacks are kept as code addresses too: (file, build id, offset) per frame.
+    let text = Command::new(observer_bin())
+        .args(["report", recording.to_str().unwrap(), "--format", "text"])
+        .output()
+        .expect("observer report runs");
+    let text = String::from_utf8_lossy(&text.stdout);
+    let addresses_of = |field: &str| {
+        text.lines().any(|l| {
+            l.trim_start().starts_with(&format!("{field} at "))
+                && l.contains(" doomed_lock_hold+0x")
+        })
+    };
+    assert!(
+        addresses_of("stack"),
+        "no addresses in the binary for the alert stack in the text report:\n{text}"
+    );
+    assert!(
+        addresses_of("waker_stack"),
+        "no addresses in the binary for the waker stack in the text report:\n{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "doomed_lock_hold = {} (build id {build_id})",
+            binary_path.display()
+        )),
+        "the module legend should name the deleted binary and its build id:\n{text}"
+    );
+
     let folded = Command::new(observer_bin())
         .args(["report", recording.to_str().unwrap(), "--format", "folded"])
         .output()

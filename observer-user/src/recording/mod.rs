@@ -11,8 +11,8 @@
 //! file offset), with a module table (path, build id) and a symbol table naming each address
 //! (its inline chain), resolved while the process was alive: that is the symbol data a later
 //! report needs, and why it works after the binary is deleted (see [`v2`]). Version 1 stored
-//! names only; it is still read. Alert stacks are names in both versions (alerts are the JSON
-//! lines of `--alerts`).
+//! names only; it is still read. An alert is its JSON line (as `--alerts` writes it, names
+//! only), followed in version 2 by a block with the normalized frames behind its stacks.
 //!
 //! Readers never panic: a wrong magic, an unknown version, a bad checksum, a dangling table
 //! reference or a truncated block is an error or, at the tail, a `truncated` flag.
@@ -41,6 +41,9 @@ mod kind {
     pub const ALERT: u16 = 2;
     pub const PROFILE: u16 = 3;
     pub const END: u16 = 4;
+    /// The normalized frames behind the alert before it (added within version 2: readers
+    /// that predate it skip it, as they skip every kind they do not know).
+    pub const ALERT_FRAMES: u16 = 5;
 }
 
 /// What was observed, and how.
@@ -98,6 +101,8 @@ pub struct Recording {
 /// Appends blocks to a recording file, flushing each.
 pub struct Recorder {
     out: BufWriter<File>,
+    /// Alerts written so far (the index of the next one).
+    alerts: usize,
 }
 
 impl Recorder {
@@ -106,13 +111,23 @@ impl Recorder {
         let mut out = BufWriter::new(file);
         out.write_all(MAGIC)?;
         out.write_all(&VERSION.to_le_bytes())?;
-        let mut r = Self { out };
+        let mut r = Self { out, alerts: 0 };
         r.block(kind::META, &json(meta))?;
         Ok(r)
     }
 
+    /// The alert's JSON line, then the normalized frames behind its stacks (when it has any).
     pub fn alert(&mut self, alert: &Alert) -> Result<(), RecordingError> {
-        self.block(kind::ALERT, alert.to_json_line().as_bytes())
+        let index = self.alerts;
+        self.block(kind::ALERT, alert.to_json_line().as_bytes())?;
+        self.alerts += 1;
+        if !alert.frames.is_empty() {
+            self.block(
+                kind::ALERT_FRAMES,
+                &v2::encode_alert_frames(index, &alert.frames),
+            )?;
+        }
+        Ok(())
     }
 
     pub fn profile(&mut self, snapshot: &ProfileSnapshot) -> Result<(), RecordingError> {
@@ -175,6 +190,17 @@ impl Recording {
                         _ => v2::decode_profile(payload),
                     };
                     rec.profile = Some(profile.map_err(|e| corrupt(format!("profile: {e}")))?);
+                }
+                kind::ALERT_FRAMES => {
+                    let (index, frames) = v2::decode_alert_frames(payload)
+                        .map_err(|e| corrupt(format!("alert frames: {e}")))?;
+                    let before = rec.alerts.len();
+                    let alert = rec.alerts.get_mut(index).ok_or_else(|| {
+                        corrupt(format!(
+                            "alert frames for alert {index}, but the file has {before} alerts before them"
+                        ))
+                    })?;
+                    alert.frames = frames;
                 }
                 kind::END => ended = true,
                 // Blocks of later minor additions are skipped, not fatal.

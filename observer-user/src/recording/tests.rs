@@ -34,6 +34,7 @@ fn alert() -> Alert {
             by_tid: 42,
             message: None,
         }),
+        frames: Vec::new(),
     }
 }
 
@@ -87,6 +88,70 @@ fn round_trip() {
     assert_eq!(rec.alerts, vec![alert()]);
     assert_eq!(rec.profile, Some(snapshot()));
     assert!(!rec.truncated);
+}
+
+/// An alert with its stacks' frames, as the session emits it.
+fn alert_with_frames() -> Alert {
+    let exe = Arc::new(Module {
+        path: "/usr/bin/bank".into(),
+        build_id: Some("abcd".into()),
+    });
+    let libc = Arc::new(Module {
+        path: "/usr/lib/libc.so.6".into(),
+        build_id: None,
+    });
+    let at = |m: &Arc<Module>, name: &str, off: u64, inlined: bool| Frame {
+        name: name.into(),
+        addr: Some(NormAddr {
+            module: Arc::clone(m),
+            file_offset: off,
+        }),
+        inlined,
+    };
+    let mut a = alert();
+    a.keep_frames(
+        "stack",
+        vec![
+            at(&libc, "__lll_lock_wait", 0x8b1a4, false),
+            at(&exe, "lock (bank.c:9)", 0x1230, true),
+            at(&exe, "transfer (bank.c:14)", 0x1230, false),
+            Frame::named("[unknown]"),
+        ],
+    );
+    a.keep_frames(
+        "waker_stack",
+        vec![at(&exe, "main (bank.c:3)", 0x2000, false)],
+    );
+    a
+}
+
+#[test]
+fn alert_frames_round_trip_with_their_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.obsrec");
+    let mut r = Recorder::create(&path, &meta()).unwrap();
+    r.alert(&alert()).unwrap();
+    r.alert(&alert_with_frames()).unwrap();
+    r.finish().unwrap();
+    let rec = Recording::read(&path).unwrap();
+    assert_eq!(rec.alerts, vec![alert(), alert_with_frames()]);
+    assert!(rec.alerts[0].frames.is_empty());
+    assert_eq!(rec.alerts[1].frames.len(), 2);
+}
+
+#[test]
+fn alert_frames_without_their_alert_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.obsrec");
+    let mut r = Recorder::create(&path, &meta()).unwrap();
+    r.block(
+        kind::ALERT_FRAMES,
+        &v2::encode_alert_frames(3, &alert_with_frames().frames),
+    )
+    .unwrap();
+    r.finish().unwrap();
+    let err = Recording::read(&path).unwrap_err().to_string();
+    assert!(err.contains("alert frames for alert 3"), "{err}");
 }
 
 #[test]

@@ -113,6 +113,22 @@ impl<'a> Tables<'a> {
     }
 }
 
+impl<'a> Tables<'a> {
+    /// A stack as machine frames: a symbol index where the code address is known, the
+    /// names otherwise.
+    fn frames(&mut self, frames: &'a [Frame]) -> Vec<FrameV2> {
+        machine_frames(frames)
+            .flat_map(|run| match &run[0].addr {
+                Some(addr) => vec![FrameV2::Symbol(self.symbol(addr, run))],
+                None => run
+                    .iter()
+                    .map(|f| FrameV2::Name(f.name.to_string()))
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
 /// Table sizes are bounded by memory long before 2^32 entries.
 fn index(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
@@ -128,15 +144,7 @@ pub(super) fn encode_profile(snapshot: &ProfileSnapshot) -> Vec<u8> {
             thread: s.thread.clone(),
             weight_ns: s.weight_ns,
             count: s.count,
-            frames: machine_frames(&s.frames)
-                .flat_map(|run| match &run[0].addr {
-                    Some(addr) => vec![FrameV2::Symbol(tables.symbol(addr, run))],
-                    None => run
-                        .iter()
-                        .map(|f| FrameV2::Name(f.name.to_string()))
-                        .collect(),
-                })
-                .collect(),
+            frames: tables.frames(&s.frames),
         })
         .collect();
     let profile = ProfileV2 {
@@ -153,8 +161,37 @@ pub(super) fn encode_profile(snapshot: &ProfileSnapshot) -> Vec<u8> {
 
 pub(super) fn decode_profile(payload: &[u8]) -> Result<ProfileSnapshot, String> {
     let p: ProfileV2 = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-    let modules: Vec<Arc<Module>> = p
-        .modules
+    let symbols = decode_symbols(p.modules, p.symbols)?;
+    let mut total = 0usize;
+    let mut stacks = Vec::with_capacity(p.stacks.len());
+    for (i, s) in p.stacks.into_iter().enumerate() {
+        let frames = decode_frames(&symbols, s.frames, &format!("stack {i}"))?;
+        total += frames.len();
+        if total > MAX_TOTAL_FRAMES {
+            return Err(format!("profile has more than {MAX_TOTAL_FRAMES} frames"));
+        }
+        stacks.push(StackEntry {
+            process: s.process,
+            thread: s.thread,
+            frames,
+            weight_ns: s.weight_ns,
+            count: s.count,
+        });
+    }
+    Ok(ProfileSnapshot {
+        elapsed_ns: p.elapsed_ns,
+        stacks,
+        events_dropped: p.events_dropped,
+        agg_dropped: p.agg_dropped,
+    })
+}
+
+/// The symbol table: each entry's inline chain as frames sharing one normalized address.
+fn decode_symbols(
+    modules: Vec<ModuleV2>,
+    symbols: Vec<SymbolV2>,
+) -> Result<Vec<Vec<Frame>>, String> {
+    let modules: Vec<Arc<Module>> = modules
         .into_iter()
         .map(|m| {
             Arc::new(Module {
@@ -163,8 +200,7 @@ pub(super) fn decode_profile(payload: &[u8]) -> Result<ProfileSnapshot, String> 
             })
         })
         .collect();
-    let symbols = p
-        .symbols
+    symbols
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
@@ -189,44 +225,91 @@ pub(super) fn decode_profile(payload: &[u8]) -> Result<ProfileSnapshot, String> 
                 })
                 .collect::<Vec<Frame>>())
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect()
+}
 
-    let mut total = 0usize;
-    let mut stacks = Vec::with_capacity(p.stacks.len());
-    for (i, s) in p.stacks.into_iter().enumerate() {
-        let mut frames = Vec::with_capacity(s.frames.len());
-        for f in s.frames {
-            match f {
-                FrameV2::Symbol(id) => {
-                    let run = symbols
-                        .get(id as usize)
-                        .ok_or_else(|| format!("stack {i} names symbol {id}, not in the table"))?;
-                    frames.extend(run.iter().cloned());
-                }
-                FrameV2::Name(name) => frames.push(Frame::named(name)),
+/// One stack's frames; `what` names it in errors.
+fn decode_frames(
+    symbols: &[Vec<Frame>],
+    encoded: Vec<FrameV2>,
+    what: &str,
+) -> Result<Vec<Frame>, String> {
+    let mut frames = Vec::with_capacity(encoded.len());
+    for f in encoded {
+        match f {
+            FrameV2::Symbol(id) => {
+                let run = symbols
+                    .get(id as usize)
+                    .ok_or_else(|| format!("{what} names symbol {id}, not in the table"))?;
+                frames.extend(run.iter().cloned());
             }
-            if frames.len() > MAX_STACK_FRAMES {
-                return Err(format!("stack {i} has more than {MAX_STACK_FRAMES} frames"));
-            }
+            FrameV2::Name(name) => frames.push(Frame::named(name)),
         }
-        total += frames.len();
-        if total > MAX_TOTAL_FRAMES {
-            return Err(format!("profile has more than {MAX_TOTAL_FRAMES} frames"));
+        if frames.len() > MAX_STACK_FRAMES {
+            return Err(format!("{what} has more than {MAX_STACK_FRAMES} frames"));
         }
-        stacks.push(StackEntry {
-            process: s.process,
-            thread: s.thread,
-            frames,
-            weight_ns: s.weight_ns,
-            count: s.count,
-        });
     }
-    Ok(ProfileSnapshot {
-        elapsed_ns: p.elapsed_ns,
+    Ok(frames)
+}
+
+/// An alert-frames block: the frames behind the stacks of the `alert`-th alert of the file
+/// (counting from 0), with their own module and symbol tables.
+#[derive(Debug, Serialize, Deserialize)]
+struct AlertFramesV2 {
+    alert: u64,
+    modules: Vec<ModuleV2>,
+    symbols: Vec<SymbolV2>,
+    stacks: Vec<FieldFramesV2>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FieldFramesV2 {
+    field: String,
+    frames: Vec<FrameV2>,
+}
+
+pub(super) fn encode_alert_frames(alert: usize, stacks: &[(String, Vec<Frame>)]) -> Vec<u8> {
+    let mut tables = Tables::default();
+    let stacks = stacks
+        .iter()
+        .map(|(field, frames)| FieldFramesV2 {
+            field: field.clone(),
+            frames: tables.frames(frames),
+        })
+        .collect();
+    let block = AlertFramesV2 {
+        alert: alert as u64,
+        modules: tables.modules,
+        symbols: tables.symbols,
         stacks,
-        events_dropped: p.events_dropped,
-        agg_dropped: p.agg_dropped,
-    })
+    };
+    // Plain data with string keys: serde_json cannot fail on it.
+    serde_json::to_vec(&block).unwrap_or_default()
+}
+
+/// Stack fields per alert are a handful; more is not a recording observer wrote.
+const MAX_ALERT_STACKS: usize = 64;
+
+/// The alert's index in the file and its stacks' frames.
+pub(super) type AlertFrames = (usize, Vec<(String, Vec<Frame>)>);
+
+pub(super) fn decode_alert_frames(payload: &[u8]) -> Result<AlertFrames, String> {
+    let b: AlertFramesV2 = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    if b.stacks.len() > MAX_ALERT_STACKS {
+        return Err(format!("more than {MAX_ALERT_STACKS} stacks for one alert"));
+    }
+    let alert =
+        usize::try_from(b.alert).map_err(|_| format!("alert index {} out of range", b.alert))?;
+    let symbols = decode_symbols(b.modules, b.symbols)?;
+    let stacks = b
+        .stacks
+        .into_iter()
+        .map(|s| {
+            let frames = decode_frames(&symbols, s.frames, &format!("alert stack {}", s.field))?;
+            Ok((s.field, frames))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((alert, stacks))
 }
 
 #[cfg(test)]

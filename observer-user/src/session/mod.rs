@@ -36,6 +36,7 @@ use crate::{
     recording::{self, Recorder},
     scope::ProcessFilter,
     sink::AlertSink,
+    stackframe::Frame,
     stackres::StackResolver,
     summary,
     target::{self, Launched},
@@ -486,13 +487,14 @@ impl Session {
         })
     }
 
-    /// An alert about process `pid`, thread `tid`, with their namespace ids when they differ.
+    /// An alert about process `pid`, thread `tid`, with their namespace ids when they differ;
+    /// `stack` gives the alert's `stack` names and the frames a recording keeps.
     fn alert(
         &mut self,
         time: String,
         pid: u32,
         tid: u32,
-        stack: Vec<String>,
+        stack: Vec<Frame>,
         detail: AlertDetail,
     ) -> Alert {
         let comm = if tid != 0 {
@@ -509,21 +511,24 @@ impl Session {
         pid: u32,
         tid: u32,
         comm: String,
-        stack: Vec<String>,
+        stack: Vec<Frame>,
         detail: AlertDetail,
     ) -> Alert {
         let ns_pid = self.targets.get(&pid).and_then(|t| t.ns_pid);
         let ns_tid = ns_pid.and_then(|_| crate::procinfo::ns_id(pid, tid));
-        Alert {
+        let mut alert = Alert {
             time,
             pid,
             tid,
             comm,
             ns_pid,
             ns_tid,
-            stack,
+            stack: crate::stackframe::names(&stack),
             detail,
-        }
+            frames: Vec::new(),
+        };
+        alert.keep_frames("stack", stack);
+        alert
     }
 
     fn emit(&mut self, alert: Alert) {

@@ -26,7 +26,6 @@ impl Session {
         let stack_frames =
             self.stacks
                 .resolve_snapshot_frames(&self.probes, w.tgid, &w.waiter, w.stack_id);
-        let stack = crate::stackframe::names(&stack_frames);
         let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
         let process = self.process_name(w.tgid);
         // In a Go process futex waits are idle scheduler threads (M parking), never lock waits.
@@ -49,7 +48,7 @@ impl Session {
             self.live_state.blocked(w.tgid, w.duration_ns);
         }
         if is_lock || self.opts.report_idle {
-            let mut frames = stack_frames;
+            let mut frames = stack_frames.clone();
             if self.opts.report_idle {
                 frames.insert(
                     0,
@@ -64,11 +63,11 @@ impl Session {
                 .add_frames(&process, &comm, &frames, w.duration_ns);
         }
         let waker_known = w.waker_syscall == sysno::FUTEX as i64;
-        let (waker_tid, waker_comm, waker_stack) = if waker_known {
+        let (waker_tid, waker_comm, waker_frames) = if waker_known {
             (
                 Some(w.waker_tid),
                 self.thread_comm(w.waker_tgid, w.waker_tid),
-                self.stacks.resolve_snapshot(
+                self.stacks.resolve_snapshot_frames(
                     &self.probes,
                     w.waker_tgid,
                     &w.waker,
@@ -78,6 +77,7 @@ impl Session {
         } else {
             (None, None, Vec::new())
         };
+        let waker_stack = crate::stackframe::names(&waker_frames);
         let time = wall_time(w.start_ns + w.duration_ns);
         let detail = if is_lock {
             AlertDetail::LockWait(alert::LockWait {
@@ -98,7 +98,10 @@ impl Session {
         } else {
             return;
         };
-        let a = self.alert_with_comm(time, w.tgid, w.tid, comm, stack, detail);
+        let mut a = self.alert_with_comm(time, w.tgid, w.tid, comm, stack_frames, detail);
+        if is_lock {
+            a.keep_frames("waker_stack", waker_frames);
+        }
         self.emit(a);
     }
 
@@ -146,15 +149,15 @@ impl Session {
             }
             if age >= stall_ns && !self.stalls_reported.contains(&(tid, e.start_ns)) {
                 self.stalls_reported.insert((tid, e.start_ns));
-                let stack = self.stacks.resolve_blocked(e.tgid, regs_of(e));
-                let owner_stack = blocked
+                let stack = self.stacks.resolve_blocked_frames(e.tgid, regs_of(e));
+                let owner_frames = blocked
                     .get(&owner)
-                    .map(|o| self.stacks.resolve_blocked(o.tgid, regs_of(o)))
+                    .map(|o| self.stacks.resolve_blocked_frames(o.tgid, regs_of(o)))
                     .unwrap_or_default();
                 self.live_state
                     .stall_frames
-                    .insert((tid, e.start_ns), stack.clone());
-                let a = self.alert(
+                    .insert((tid, e.start_ns), crate::stackframe::names(&stack));
+                let mut a = self.alert(
                     now_time(),
                     e.tgid,
                     tid,
@@ -164,9 +167,10 @@ impl Session {
                         uaddr: Some(e.uaddr),
                         syscall: syscall_name(e.syscall).to_string(),
                         owner_tid: Some(owner),
-                        owner_stack,
+                        owner_stack: crate::stackframe::names(&owner_frames),
                     }),
                 );
+                a.keep_frames("owner_stack", owner_frames);
                 self.emit(a);
             }
         }
@@ -209,32 +213,42 @@ impl Session {
             else {
                 continue;
             };
-            let members: Vec<alert::DeadlockMember> = cycle
+            let member_frames: Vec<Vec<Frame>> = cycle
                 .members
                 .iter()
                 .map(|m| {
                     let e = blocked.get(&m.tid).copied().unwrap_or_default();
-                    alert::DeadlockMember {
-                        tid: m.tid,
-                        comm: self.thread_comm(pid, m.tid).unwrap_or_default(),
-                        uaddr: m.uaddr,
-                        owner_tid: m.owner_tid,
-                        stack: self.stacks.resolve_blocked(pid, regs_of(&e)),
-                    }
+                    self.stacks.resolve_blocked_frames(pid, regs_of(&e))
+                })
+                .collect();
+            let members: Vec<alert::DeadlockMember> = cycle
+                .members
+                .iter()
+                .zip(&member_frames)
+                .map(|(m, frames)| alert::DeadlockMember {
+                    tid: m.tid,
+                    comm: self.thread_comm(pid, m.tid).unwrap_or_default(),
+                    uaddr: m.uaddr,
+                    owner_tid: m.owner_tid,
+                    stack: crate::stackframe::names(frames),
                 })
                 .collect();
             let Some(first) = members.first() else {
                 continue;
             };
-            let (tid, comm, stack) = (first.tid, first.comm.clone(), first.stack.clone());
-            let a = self.alert_with_comm(
+            let (tid, comm) = (first.tid, first.comm.clone());
+            let first_frames = member_frames.first().cloned().unwrap_or_default();
+            let mut a = self.alert_with_comm(
                 now_time(),
                 pid,
                 tid,
                 comm,
-                stack,
+                first_frames,
                 AlertDetail::Deadlock(alert::Deadlock { cycle: members }),
             );
+            for (i, frames) in member_frames.into_iter().enumerate() {
+                a.keep_frames(format!("cycle.{i}.stack"), frames);
+            }
             self.emit(a);
         }
     }
