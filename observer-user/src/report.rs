@@ -243,17 +243,10 @@ pub fn pprof_meta(rec: &Recording) -> PprofMeta {
 mod address_tests {
     use super::*;
     use crate::alert::{AlertDetail, ProcessExit};
-    use crate::stackframe::{Frame, NormAddr};
+    use crate::stackframe::Frame;
 
     fn at(name: &str, module: &Arc<Module>, off: u64, inlined: bool) -> Frame {
-        Frame {
-            name: name.into(),
-            addr: Some(NormAddr {
-                module: Arc::clone(module),
-                file_offset: off,
-            }),
-            inlined,
-        }
+        Frame::at(name, module, off, inlined)
     }
 
     #[test]

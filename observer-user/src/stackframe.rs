@@ -43,6 +43,18 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A function at file offset `file_offset` of `module`.
+    pub fn at(name: &str, module: &Arc<Module>, file_offset: u64, inlined: bool) -> Frame {
+        Frame {
+            name: name.into(),
+            addr: Some(NormAddr {
+                module: Arc::clone(module),
+                file_offset,
+            }),
+            inlined,
+        }
+    }
+
     /// A frame without an address (a wait reason, a name read back from an old recording).
     pub fn named(name: impl Into<Arc<str>>) -> Frame {
         Frame {
@@ -108,14 +120,7 @@ mod tests {
     use super::*;
 
     fn at(name: &str, module: &Arc<Module>, off: u64, inlined: bool) -> Frame {
-        Frame {
-            name: name.into(),
-            addr: Some(NormAddr {
-                module: Arc::clone(module),
-                file_offset: off,
-            }),
-            inlined,
-        }
+        Frame::at(name, module, off, inlined)
     }
 
     #[test]

@@ -369,18 +369,8 @@ fn metrics_listen_on_loopback_only_by_default() {
         ])
         .spawn(&ws);
     let pid = observer.pid();
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
     let bound = wait_until(TIMEOUT, || {
-        let inodes = socket_inodes(pid);
-        v4 = listening(
-            &fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default(),
-            &inodes,
-        );
-        v6 = listening(
-            &fs::read_to_string(format!("/proc/{pid}/net/tcp6")).unwrap_or_default(),
-            &inodes,
-        );
+        let (v4, v6) = listeners_of(pid);
         !running(&observer) || !v4.is_empty() || !v6.is_empty()
     });
     assert!(
@@ -391,21 +381,28 @@ fn metrics_listen_on_loopback_only_by_default() {
     );
     // Give a second listener (if there were one) time to appear too.
     std::thread::sleep(Duration::from_millis(500));
-    let inodes = socket_inodes(pid);
-    v4 = listening(
-        &fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default(),
-        &inodes,
-    );
-    v6 = listening(
-        &fs::read_to_string(format!("/proc/{pid}/net/tcp6")).unwrap_or_default(),
-        &inodes,
-    );
+    let (v4, v6) = listeners_of(pid);
     assert_eq!(
         v4,
         vec![("127.0.0.1".to_string(), 9464)],
         "IPv4 listeners of observer (tcp6: {v6:?})"
     );
     assert!(v6.is_empty(), "observer also listens on IPv6: {v6:?}");
+}
+
+/// Listening sockets as (address, port).
+type Listeners = Vec<(String, u16)>;
+
+/// The TCP listening sockets of process `pid`: IPv4, then IPv6.
+fn listeners_of(pid: u32) -> (Listeners, Listeners) {
+    let inodes = socket_inodes(pid);
+    let table = |name: &str| {
+        listening(
+            &fs::read_to_string(format!("/proc/{pid}/net/{name}")).unwrap_or_default(),
+            &inodes,
+        )
+    };
+    (table("tcp"), table("tcp6"))
 }
 
 fn numbered(path: &Path, n: u32) -> PathBuf {

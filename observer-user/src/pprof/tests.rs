@@ -302,14 +302,7 @@ fn module(path: &str, build_id: Option<&str>) -> Arc<Module> {
 }
 
 fn at(name: &str, m: &Arc<Module>, off: u64, inlined: bool) -> Frame {
-    Frame {
-        name: name.into(),
-        addr: Some(crate::stackframe::NormAddr {
-            module: Arc::clone(m),
-            file_offset: off,
-        }),
-        inlined,
-    }
+    Frame::at(name, m, off, inlined)
 }
 
 /// Stacks with normalized addresses: an inline chain, two call sites of one function,

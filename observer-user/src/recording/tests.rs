@@ -3,7 +3,7 @@ use std::sync::Arc;
 use super::*;
 use crate::alert::{AlertDetail, ProcessExit};
 use crate::folded::TopStack;
-use crate::stackframe::{self, Frame, Module, NormAddr};
+use crate::stackframe::{self, Frame, Module};
 
 fn meta() -> Meta {
     Meta {
@@ -43,14 +43,7 @@ fn snapshot() -> ProfileSnapshot {
         path: "/usr/bin/bank".into(),
         build_id: Some("abcd".into()),
     });
-    let at = |name: &str, off: u64, inlined: bool| Frame {
-        name: name.into(),
-        addr: Some(NormAddr {
-            module: Arc::clone(&exe),
-            file_offset: off,
-        }),
-        inlined,
-    };
+    let at = |name: &str, off: u64, inlined: bool| Frame::at(name, &exe, off, inlined);
     ProfileSnapshot {
         elapsed_ns: 5,
         stacks: vec![StackEntry {
@@ -100,14 +93,8 @@ fn alert_with_frames() -> Alert {
         path: "/usr/lib/libc.so.6".into(),
         build_id: None,
     });
-    let at = |m: &Arc<Module>, name: &str, off: u64, inlined: bool| Frame {
-        name: name.into(),
-        addr: Some(NormAddr {
-            module: Arc::clone(m),
-            file_offset: off,
-        }),
-        inlined,
-    };
+    let at =
+        |m: &Arc<Module>, name: &str, off: u64, inlined: bool| Frame::at(name, m, off, inlined);
     let mut a = alert();
     a.keep_frames(
         "stack",

@@ -324,14 +324,7 @@ mod tests {
     }
 
     fn at(name: &str, m: &Arc<Module>, off: u64, inlined: bool) -> Frame {
-        Frame {
-            name: name.into(),
-            addr: Some(NormAddr {
-                module: Arc::clone(m),
-                file_offset: off,
-            }),
-            inlined,
-        }
+        Frame::at(name, m, off, inlined)
     }
 
     fn snapshot() -> ProfileSnapshot {
