@@ -96,6 +96,8 @@ pub struct GoAlert {
     pub time_ns: Option<u64>,
     pub stack: Vec<Frame>,
     pub detail: AlertDetail,
+    /// Frames behind the detail's own stacks (a goroutine wait's `waker_stack`), by field.
+    pub more_frames: Vec<(&'static str, Vec<Frame>)>,
 }
 
 impl GoWatch {
@@ -144,7 +146,13 @@ impl GoWatch {
             },
         };
         match goroutines::parked_stack(self.pid, &bin, bias, parked.g, goid) {
-            Ok(Some(pcs)) => Some(stacks.resolve_addrs_frames(self.pid, &pcs)),
+            Ok(Some((pcs, truncated))) => {
+                let mut frames = stacks.resolve_addrs_frames(self.pid, &pcs);
+                if truncated {
+                    frames.push(Frame::named(TRUNCATED_FRAME));
+                }
+                Some(frames)
+            }
             Ok(None) => None,
             Err(e) => {
                 log::debug!("pid {}: goroutine {goid}: {e}", self.pid);
@@ -199,6 +207,7 @@ impl GoWatch {
         if classify_reason(&reason) != ReasonClass::Sync {
             return None;
         }
+        let waker_frames = stacks.resolve_id_frames(probes, self.pid, ev.waker_stack_id);
         Some(GoAlert {
             tid: ev.tid,
             time_ns: Some(ev.start_ns + ev.duration_ns),
@@ -208,9 +217,10 @@ impl GoWatch {
                 duration_ns: ev.duration_ns,
                 created_by: self.created_by(stacks, ev.gopc),
                 waker_goid: (ev.waker_goid != 0).then_some(ev.waker_goid),
-                waker_stack: stacks.resolve_id(probes, self.pid, ev.waker_stack_id),
+                waker_stack: crate::stackframe::names(&waker_frames),
             }),
             stack: frames,
+            more_frames: vec![("waker_stack", waker_frames)],
         })
     }
 
@@ -337,6 +347,7 @@ impl GoWatch {
                     alerts.push(GoAlert {
                         tid: 0,
                         time_ns: None,
+                        more_frames: Vec::new(),
                         stack,
                         detail: AlertDetail::GoroutineStall(alert::GoroutineStall {
                             goid: *goid,
@@ -361,6 +372,7 @@ impl GoWatch {
             alerts.push(GoAlert {
                 tid: 0,
                 time_ns: None,
+                more_frames: Vec::new(),
                 stack: sample,
                 detail: AlertDetail::GoroutineLeak(alert::GoroutineLeak {
                     created_by: self.created_by(stacks, finding.gopc),
@@ -379,6 +391,7 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
     GoAlert {
         tid: p.tid,
         time_ns: Some(p.time_ns),
+        more_frames: Vec::new(),
         stack: p.stack,
         detail: AlertDetail::GoPanic(alert::GoPanic {
             goid,

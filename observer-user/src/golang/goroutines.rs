@@ -138,6 +138,8 @@ pub struct Goroutine {
     pub start_pc: u64,
     /// Stack, innermost first: a saved pc, then return addresses; empty when running.
     pub pcs: Vec<u64>,
+    /// The stack went on past `MAX_FRAMES` frames: the outer callers are not in `pcs`.
+    pub stack_truncated: bool,
     /// `g.lockedm != 0` (`runtime.LockOSThread`).
     pub locked_to_thread: bool,
     /// Runtime-internal goroutine (Go hides these from dumps unless GOTRACEBACK=system).
@@ -346,7 +348,8 @@ pub fn dump(pid: u32, bin: &GoBinary) -> Result<Vec<Goroutine>, GoError> {
                     hi: saved.stack_hi,
                     bytes: stacks.remove(&i).unwrap_or_default(),
                 };
-                raw.goroutine.pcs = unwind(bin, bias, saved, &mut view);
+                let walked = unwind(bin, bias, saved, &mut view);
+                (raw.goroutine.pcs, raw.goroutine.stack_truncated) = capped(walked);
             }
         }
     }
@@ -356,14 +359,15 @@ pub fn dump(pid: u32, bin: &GoBinary) -> Result<Vec<Goroutine>, GoError> {
 /// The stack of one goroutine that is parked right now, read from the live process like the
 /// dump reads it (saved registers in its `g`, then its stack, unwound with pcsp). The `g` at
 /// `g_addr` must still be goroutine `goid` and still waiting: `Ok(None)` when it woke, exited or
-/// its `g` was reused since, so a stack is never pinned on the wrong goroutine.
+/// its `g` was reused since, so a stack is never pinned on the wrong goroutine. The flag says
+/// the stack was cut at `MAX_FRAMES`.
 pub fn parked_stack(
     pid: u32,
     bin: &GoBinary,
     bias: u64,
     g_addr: u64,
     goid: u64,
-) -> Result<Option<Vec<u64>>, GoError> {
+) -> Result<Option<(Vec<u64>, bool)>, GoError> {
     let offsets = *bin.offsets().ok_or_else(|| GoError::NoOffsets {
         version: bin.version().raw.clone(),
     })?;
@@ -382,7 +386,14 @@ pub fn parked_stack(
         hi: saved.stack_hi,
         bytes: Vec::new(),
     };
-    Ok(Some(unwind(bin, bias, saved, &mut view)))
+    Ok(Some(capped(unwind(bin, bias, saved, &mut view))))
+}
+
+/// The first `MAX_FRAMES` of a walk that may hold one more, and whether there was more.
+fn capped(mut pcs: Vec<u64>) -> (Vec<u64>, bool) {
+    let truncated = pcs.len() > MAX_FRAMES;
+    pcs.truncate(MAX_FRAMES);
+    (pcs, truncated)
 }
 
 fn decode_g(
@@ -430,6 +441,7 @@ fn decode_g(
             created_by_goid: o.g_parent_goid.map(|off| le64(b, at(off))),
             start_pc: le64(b, at(o.g_startpc)),
             pcs: Vec::new(),
+            stack_truncated: false,
             locked_to_thread: o.g_lockedm.is_some_and(|off| le64(b, at(off)) != 0),
             system: false,
             g_addr: addr,
@@ -487,11 +499,12 @@ impl StackView {
 
 /// Walks the stack with pcsp frame sizes, as Go's unwinder does; frame pointers when the
 /// first pc has no pcsp (outside Go code).
+/// Walks one frame past `MAX_FRAMES` when there is one, so that [`capped`] can tell a cut.
 fn unwind(bin: &GoBinary, bias: u64, saved: Saved, stack: &mut StackView) -> Vec<u64> {
     let mut pcs = vec![saved.pc];
     let mut pc = saved.pc;
     let mut sp = saved.sp;
-    while pcs.len() < MAX_FRAMES {
+    while pcs.len() <= MAX_FRAMES {
         let Some((delta, top)) = bin.frame_step(pc.wrapping_sub(bias), &STACK_TOPS) else {
             if pcs.len() == 1 {
                 return unwind_fp(saved, &mut |a| stack.word(a));
@@ -520,7 +533,7 @@ fn unwind(bin: &GoBinary, bias: u64, saved: Saved, stack: &mut StackView) -> Vec
 fn unwind_fp(saved: Saved, word: &mut dyn FnMut(u64) -> Option<u64>) -> Vec<u64> {
     let mut pcs = vec![saved.pc];
     let mut bp = saved.bp;
-    while pcs.len() < MAX_FRAMES && bp != 0 && bp < saved.stack_hi {
+    while pcs.len() <= MAX_FRAMES && bp != 0 && bp < saved.stack_hi {
         let (Some(next), Some(ret)) = (word(bp), word(bp + 8)) else {
             break;
         };
@@ -539,6 +552,14 @@ fn unwind_fp(saved: Saved, word: &mut dyn FnMut(u64) -> Option<u64>) -> Vec<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_walk_past_the_cap_is_cut_and_flagged() {
+        let (pcs, cut) = capped((0..=MAX_FRAMES as u64).collect());
+        assert_eq!((pcs.len(), cut), (MAX_FRAMES, true));
+        let (pcs, cut) = capped((0..MAX_FRAMES as u64).collect());
+        assert_eq!((pcs.len(), cut), (MAX_FRAMES, false));
+    }
 
     #[test]
     fn statuses_decode_with_scan_bit() {

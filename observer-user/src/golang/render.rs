@@ -268,6 +268,10 @@ pub fn render_debug2(
                 }
                 out.push('\n');
             }
+            if g.stack_truncated {
+                // Go's own traceback says it this way when it stops early.
+                out.push_str("...additional frames elided...\n");
+            }
         }
         write_created_by(&mut out, g, sym, opts);
     }
@@ -405,6 +409,7 @@ pub fn render_json(goroutines: &[Goroutine], sym: &mut dyn GoSymbolize) -> Value
                 "start_function": start,
                 "created_by": created_by,
                 "frames": frames,
+                "frames_truncated": g.stack_truncated,
             })
         })
         .collect();
@@ -456,10 +461,21 @@ mod tests {
             created_by_goid: Some(1),
             start_pc: 0x100,
             pcs,
+            stack_truncated: false,
             locked_to_thread: false,
             system: false,
             g_addr: 0xc000,
         }
+    }
+
+    #[test]
+    fn a_cut_stack_says_frames_were_elided() {
+        let mut cut = g(7, vec![0x210, 0x115, 0x251]);
+        cut.stack_truncated = true;
+        let out = render_debug2(&[cut], &mut Fake, RenderOptions::default());
+        assert!(out.contains("...additional frames elided...\n"), "{out}");
+        let whole = render_debug2(&[g(7, vec![0x210])], &mut Fake, RenderOptions::default());
+        assert!(!whole.contains("elided"), "{whole}");
     }
 
     #[test]

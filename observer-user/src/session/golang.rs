@@ -159,7 +159,10 @@ impl Session {
 
     pub(super) fn emit_go(&mut self, pid: u32, a: GoAlert) {
         let time = a.time_ns.map(wall_time).unwrap_or_else(now_time);
-        let alert = self.alert(time, pid, a.tid, a.stack, a.detail);
+        let mut alert = self.alert(time, pid, a.tid, a.stack, a.detail);
+        for (field, frames) in a.more_frames {
+            alert.keep_frames(field, frames);
+        }
         self.emit(alert);
     }
 }
