@@ -114,49 +114,25 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
                 "getppid in a loop while observer watches an idle `sleep` (or while bpftrace sits \
                     on the futex syscall tracepoints): what every other process on the host pays.",
         });
-        list.push(Workload {
-            section: "2a",
-            title: "Futex-heavy, never blocks: perf bench futex hash -t 2",
-            argv: perf_argv(&["bench", "futex", "hash", "-t", "2", "-r", &short]),
-            best_of: plan.best_of,
-            metrics: vec![Metric {
-                label: "futex ops/s per thread",
-                parse: metric_futex_avg,
-                compare: Compare::Ratio,
-            }],
-            variants: vec![
-                Variant::Bare,
-                Variant::ObserverRun,
-                Variant::BpftraceFutexctn,
-                Variant::BpftraceNoop,
-            ],
-            goal: Some(GOAL_FUTEX),
-            about:
-                "FUTEX_WAIT calls whose value never matches: every call returns EAGAIN at once and \
-                    no thread ever sleeps.",
-        });
-        list.push(Workload {
-            section: "2b",
-            title: "Futex waits that block: perf bench futex lock-pi -t 2",
-            argv: perf_argv(&["bench", "futex", "lock-pi", "-t", "2", "-r", &short]),
-            best_of: plan.best_of,
-            metrics: vec![Metric {
-                label: "lock/unlock pairs/s per thread",
-                parse: metric_futex_avg,
-                compare: Compare::Ratio,
-            }],
-            variants: vec![
-                Variant::Bare,
-                Variant::ObserverRun,
-                Variant::BpftraceFutexctn,
-                Variant::BpftraceNoop,
-            ],
-            goal: Some(GOAL_FUTEX),
-            about:
-                "Two threads lock and unlock one priority-inheritance futex: the kernel hands the \
-                    lock over, so each contended lock really sleeps (sched_switch) and is woken \
-                    (sched_waking).",
-        });
+        list.push(perf_futex_workload(
+            plan,
+            "2a",
+            "Futex-heavy, never blocks: perf bench futex hash -t 2",
+            "hash",
+            "futex ops/s per thread",
+            "FUTEX_WAIT calls whose value never matches: every call returns EAGAIN at once and \
+                no thread ever sleeps.",
+        ));
+        list.push(perf_futex_workload(
+            plan,
+            "2b",
+            "Futex waits that block: perf bench futex lock-pi -t 2",
+            "lock-pi",
+            "lock/unlock pairs/s per thread",
+            "Two threads lock and unlock one priority-inheritance futex: the kernel hands the \
+                lock over, so each contended lock really sleeps (sched_switch) and is woken \
+                (sched_waking).",
+        ));
     }
     list.push(Workload {
         section: "3",
@@ -231,6 +207,44 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
                 goroutine park and ready pays it once in section 4.",
     });
     list
+}
+
+/// `perf bench futex OP -t 2` for one short try, under observer and both bpftrace peers.
+fn perf_futex_workload(
+    plan: &Plan,
+    section: &'static str,
+    title: &'static str,
+    op: &str,
+    label: &'static str,
+    about: &'static str,
+) -> Workload {
+    Workload {
+        section,
+        title,
+        argv: perf_argv(&[
+            "bench",
+            "futex",
+            op,
+            "-t",
+            "2",
+            "-r",
+            &plan.short_secs.to_string(),
+        ]),
+        best_of: plan.best_of,
+        metrics: vec![Metric {
+            label,
+            parse: metric_futex_avg,
+            compare: Compare::Ratio,
+        }],
+        variants: vec![
+            Variant::Bare,
+            Variant::ObserverRun,
+            Variant::BpftraceFutexctn,
+            Variant::BpftraceNoop,
+        ],
+        goal: Some(GOAL_FUTEX),
+        about,
+    }
 }
 
 fn metric_syscall_ops(out: &str) -> Option<f64> {
