@@ -175,7 +175,7 @@ pub fn proc_text(data: &[u8]) {
         }
         1 => {
             // No file named in the text is opened unless asked (it stays lazy).
-            let maps = ProcessMaps::from_text(1, &text, true);
+            let maps = ProcessMaps::from_text(1, &text);
             let probes = maps
                 .mappings()
                 .iter()
@@ -310,7 +310,7 @@ pub fn stack_unwind(data: &[u8]) {
 /// stack through the files it names and symbolizes the frames, as observer does for a target
 /// whose executable or libraries are those files.
 pub fn unwind_and_symbolize(pid: u32, maps_text: &str, regs: Regs, stack: &[u8]) -> Vec<String> {
-    let maps = std::sync::Arc::new(ProcessMaps::from_text(pid, maps_text, true));
+    let maps = std::sync::Arc::new(ProcessMaps::from_text(pid, maps_text));
     let mut unwinder = Unwinder::new();
     unwinder.insert_maps(std::sync::Arc::clone(&maps));
     let frames = unwinder.unwind(pid, regs, stack);

@@ -1,5 +1,6 @@
 //! observer: an external stall observer for Linux processes (library side of the `observer` binary).
 pub mod alert;
+pub mod binfile;
 pub mod cli;
 pub mod duration;
 pub mod events;
@@ -9,6 +10,7 @@ pub mod goattach;
 pub mod golang;
 pub mod goleak;
 pub mod gowatch;
+pub mod inflate;
 pub mod liveview;
 pub mod metrics;
 pub mod pprof;

@@ -2,7 +2,9 @@
 //!
 //! Files are resolved through `/proc/PID/map_files` or `/proc/PID/root` so that binaries inside
 //! containers (other mount namespaces) and deleted binaries are found; the path from the maps
-//! file is kept for display. A file is opened at most once and the handle is kept, which is what
+//! file is kept for display only and never opened: a local user may swap it (for a FIFO, say)
+//! at any moment. Files are opened without blocking and checked to be the mapped inode
+//! ([`crate::binfile`]). A file is opened at most once and the handle is kept, which is what
 //! lets stacks be unwound and symbolized after the process has exited. Handles are shared by
 //! all processes mapping the same file, so watching many processes costs one descriptor per
 //! distinct binary, not per process.
@@ -11,7 +13,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
@@ -110,6 +111,8 @@ struct Opened {
     file: File,
     id: FileId,
     reopen_path: PathBuf,
+    /// Whether its debug information may be used, decided once per file.
+    debug_usable: OnceLock<bool>,
 }
 
 /// A file mapped into the target process. Opened lazily, at most once.
@@ -123,11 +126,8 @@ pub struct ObjectFile {
     dev: (u32, u32),
     inode: u64,
     deleted: bool,
-    /// Whether the target shares our root directory, so that `path` means the same file to us.
-    same_root: bool,
     opened: OnceLock<Option<Arc<Opened>>>,
     build_id: OnceLock<Option<Vec<u8>>>,
-    debug_info_sane: OnceLock<bool>,
     module: OnceLock<Arc<Module>>,
 }
 
@@ -167,9 +167,9 @@ impl ObjectFile {
         self.opened().map(|o| o.id)
     }
 
-    /// A path that opens this very file from our process: the original path when it names the
-    /// same file for us, otherwise `/proc/self/fd/N` of the handle we hold (which stays valid
-    /// after the target exits, and for deleted files).
+    /// A path that opens this very file from our process: `/proc/self/fd/N` of the handle we
+    /// hold, which no rename on disk can redirect, and which stays valid after the target
+    /// exits and for deleted files.
     pub fn reopen_path(&self) -> Option<&Path> {
         self.opened().map(|o| o.reopen_path.as_path())
     }
@@ -195,29 +195,27 @@ impl ObjectFile {
         }))
     }
 
-    /// Whether every compressed section claims a plausible decompressed size. A corrupt or
-    /// hostile size would make a DWARF reader allocate it up front (blazesym 0.2.7 does, and the
-    /// process aborts): such a file is symbolized from its symbol table only.
-    pub fn debug_info_sane(&self) -> bool {
-        use object::{Object as _, ObjectSection as _};
-        const MAX_DECOMPRESSED: u64 = 1 << 30;
-        *self.debug_info_sane.get_or_init(|| {
-            let Some(reader) = self.reader() else {
-                return false;
-            };
-            let cache = ReadCache::new(reader);
-            let Ok(obj) = object::File::parse(&cache) else {
-                return false;
-            };
-            obj.sections()
-                .all(|section| match section.compressed_file_range() {
-                    Ok(range) => {
-                        range.format == object::CompressionFormat::None
-                            || range.uncompressed_size <= MAX_DECOMPRESSED
-                    }
-                    Err(_) => false,
-                })
-        })
+    /// Whether a symbolizer may read this file's debug information (DWARF, debug links) or
+    /// must stick to its symbol table. Decided once per file, and logged when refused: every
+    /// compressed section must inflate to exactly its declared size within the per-file
+    /// budget ([`crate::inflate`]), and a file naming companion debug files must be one only
+    /// root can change, since those are looked up by path next to it.
+    pub fn debug_info_usable(&self) -> bool {
+        let Some(opened) = self.opened() else {
+            return false;
+        };
+        *opened
+            .debug_usable
+            .get_or_init(|| match check_debug_info(&opened.file) {
+                Ok(()) => true,
+                Err(reason) => {
+                    log::warn!(
+                        "{}: symbolized from its symbol table only: {reason}",
+                        self.path.display()
+                    );
+                    false
+                }
+            })
     }
 
     fn opened(&self) -> Option<&Opened> {
@@ -251,14 +249,13 @@ impl ObjectFile {
 
     fn candidates(&self) -> Vec<PathBuf> {
         // map_files names exactly the mapped file, even deleted or replaced on disk, but needs
-        // CAP_SYS_ADMIN; the root-relative path works for everybody allowed to read the maps.
+        // CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); the root-relative path works for everybody
+        // allowed to read the maps, and is only accepted when it still holds the mapped inode.
         let mut paths = vec![PathBuf::from(format!(
             "/proc/{}/map_files/{:x}-{:x}",
             self.pid, self.range.0, self.range.1
         ))];
-        if self.same_root {
-            paths.push(self.path.clone());
-        } else if let Ok(rel) = self.path.strip_prefix("/") {
+        if let Ok(rel) = self.path.strip_prefix("/") {
             paths.push(Path::new(&format!("/proc/{}/root", self.pid)).join(rel));
         }
         paths
@@ -266,50 +263,61 @@ impl ObjectFile {
 
     fn open(&self) -> Option<Opened> {
         for candidate in self.candidates() {
-            let Ok(file) = File::open(&candidate) else {
-                continue;
+            let file = match crate::binfile::open_regular(&candidate, Some(self.inode)) {
+                Ok(file) => file,
+                Err(err) => {
+                    log::debug!("pid {}: {err}", self.pid);
+                    continue;
+                }
             };
             let Ok(meta) = file.metadata() else { continue };
-            if !self.plausibly_same(&meta) {
-                log::debug!(
-                    "{} is not the file mapped by pid {} (inode {} != {})",
-                    candidate.display(),
-                    self.pid,
-                    meta.ino(),
-                    self.inode
-                );
-                continue;
-            }
             let id = FileId {
                 dev: meta.dev(),
                 inode: meta.ino(),
                 size: meta.size(),
                 mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
             };
-            let reopen_path = if self.same_root && !self.deleted && same_file(&self.path, &id) {
-                // Keeps the real directory, where tools look for `.gnu_debuglink` files.
-                self.path.clone()
-            } else {
-                PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
-            };
             return Some(Opened {
+                reopen_path: crate::binfile::fd_path(&file),
                 file,
                 id,
-                reopen_path,
+                debug_usable: OnceLock::new(),
             });
         }
         log::debug!("cannot open {} of pid {}", self.path.display(), self.pid);
         None
     }
+}
 
-    /// Rejects a file that replaced the mapped one on disk (same device, other inode). A
-    /// different device is accepted: overlayfs reports the lower layer's device in the maps.
-    fn plausibly_same(&self, meta: &std::fs::Metadata) -> bool {
-        let dev = meta.dev();
-        let (major, minor) = (libc::major(dev), libc::minor(dev));
-        let same_dev = (major, minor) == self.dev;
-        !same_dev || meta.ino() == self.inode
+/// Sections through which a DWARF reader goes looking for other files by path.
+const DEBUG_LINK_SECTIONS: [&str; 3] = [".gnu_debuglink", ".gnu_debugaltlink", ".debug_sup"];
+
+/// Why the debug information of `file` must not be used, if it must not.
+fn check_debug_info(file: &File) -> Result<(), String> {
+    use object::ObjectSection as _;
+    let cache = ReadCache::new(PositionalReader { file, pos: 0 });
+    let obj = object::File::parse(&cache).map_err(|e| format!("not a readable ELF file: {e}"))?;
+    crate::inflate::verify_sections(&obj, |offset, len| {
+        Ok(io::Read::take(PositionalReader { file, pos: offset }, len))
+    })
+    .map_err(|e| e.to_string())?;
+    let links = obj.sections().find(|s| {
+        s.name()
+            .is_ok_and(|name| DEBUG_LINK_SECTIONS.contains(&name))
+    });
+    if let Some(section) = links {
+        // blazesym resolves the link from the file's real path: the directory it lives in must
+        // be one nobody else can plant a file (a FIFO, a huge file) in.
+        let real = std::fs::read_link(crate::binfile::fd_path(file)).unwrap_or_default();
+        if !crate::binfile::root_controlled(file, &real) {
+            return Err(format!(
+                "it names companion debug files ({}) and {} can be changed by non-root users",
+                section.name().unwrap_or("?"),
+                real.display()
+            ));
+        }
     }
+    Ok(())
 }
 
 /// `Read + Seek` over a shared [`File`] through `pread`, keeping the position here rather
@@ -345,12 +353,6 @@ impl io::Seek for PositionalReader<'_> {
     }
 }
 
-fn same_file(path: &Path, id: &FileId) -> bool {
-    std::fs::metadata(path)
-        .map(|m| m.dev() == id.dev && m.ino() == id.inode)
-        .unwrap_or(false)
-}
-
 /// The parsed memory map of one process, sorted by address.
 #[derive(Debug)]
 pub struct ProcessMaps {
@@ -365,12 +367,11 @@ impl ProcessMaps {
     pub fn load(pid: u32) -> Result<ProcessMaps, MapsError> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
             .map_err(|source| MapsError::Read { pid, source })?;
-        Ok(Self::from_text(pid, &text, shares_our_root(pid)))
+        Ok(Self::from_text(pid, &text))
     }
 
     /// Builds the maps from the text of a maps file; no file is touched until it is needed.
-    /// `same_root` says whether paths in `text` name the same files for us as for `pid`.
-    pub fn from_text(pid: u32, text: &str, same_root: bool) -> ProcessMaps {
+    pub fn from_text(pid: u32, text: &str) -> ProcessMaps {
         let mut objects: HashMap<(PathBuf, (u32, u32), u64), Arc<ObjectFile>> = HashMap::new();
         let mut mappings = Vec::new();
         for line in text.lines() {
@@ -394,10 +395,8 @@ impl ProcessMaps {
                         dev: mapping.dev,
                         inode: mapping.inode,
                         deleted: *deleted,
-                        same_root,
                         opened: OnceLock::new(),
                         build_id: OnceLock::new(),
-                        debug_info_sane: OnceLock::new(),
                         module: OnceLock::new(),
                     })
                 });
@@ -481,17 +480,6 @@ impl ProcessMaps {
                 let _ = object.file();
             }
         }
-    }
-}
-
-/// Whether `/proc/PID/root` is our own root directory (no container in between).
-fn shares_our_root(pid: u32) -> bool {
-    let theirs = std::fs::metadata(format!("/proc/{pid}/root"));
-    let ours = std::fs::metadata("/");
-    match (theirs, ours) {
-        (Ok(t), Ok(o)) => t.dev() == o.dev() && t.ino() == o.ino(),
-        // Unknown: prefer the /proc/PID/root route, which can only fail, never mislead.
-        _ => false,
     }
 }
 
@@ -606,6 +594,7 @@ fn parse_perms(s: &str) -> Option<Perms> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::io::AsRawFd;
 
     const MAPS: &str = "\
 55d0c8a00000-55d0c8a01000 r--p 00000000 fd:01 131090                     /usr/bin/bank app
@@ -624,7 +613,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
 ";
 
     fn maps() -> ProcessMaps {
-        ProcessMaps::from_text(42, MAPS, true)
+        ProcessMaps::from_text(42, MAPS)
     }
 
     #[test]
@@ -723,7 +712,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
             assert!(parse_line(bad).is_err(), "{bad:?}");
         }
         // Bad lines are skipped, good ones kept.
-        let m = ProcessMaps::from_text(1, "garbage\n1000-2000 r-xp 00000000 00:00 0\n", true);
+        let m = ProcessMaps::from_text(1, "garbage\n1000-2000 r-xp 00000000 00:00 0\n");
         assert_eq!(m.mappings().len(), 1);
     }
 
@@ -772,7 +761,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
     fn opens_files_through_proc_root_for_other_namespaces() {
         let pid = std::process::id();
         let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
-        let m = ProcessMaps::from_text(pid, &text, false);
+        let m = ProcessMaps::from_text(pid, &text);
         let here = opens_files_through_proc_root_for_other_namespaces as *const () as usize as u64;
         let obj = m.find(here).and_then(|m| m.object.clone()).expect("object");
         assert!(obj

@@ -47,6 +47,10 @@ pub struct Symbolizer {
     opened: std::cell::RefCell<std::collections::HashSet<std::path::PathBuf>>,
 }
 
+/// Where separate debug files are looked up by build id or debug link: root-owned system
+/// directories only (blazesym's default list has no others here, but says so nowhere stable).
+const DEBUG_DIRS: [&str; 1] = ["/usr/lib/debug"];
+
 /// Files larger than this get a progress line on their first symbolization (compressed
 /// DWARF of a 35 MiB Go compiler took 0.9 s here; see progress.rs for what is shown when).
 const BIG_BINARY_BYTES: u64 = 32 << 20;
@@ -79,6 +83,7 @@ impl Symbolizer {
             .enable_code_info(true)
             .enable_inlined_fns(true)
             .enable_demangling(true)
+            .set_debug_dirs(Some(DEBUG_DIRS))
             .build();
         Symbolizer {
             blaze,
@@ -212,7 +217,7 @@ impl Symbolizer {
             return items.iter().map(fallback).collect();
         };
         let mut elf = Elf::new(path);
-        elf.debug_syms = object.debug_info_sane();
+        elf.debug_syms = object.debug_info_usable();
         let src = Source::Elf(elf);
         let offsets: Vec<u64> = items.iter().map(|i| i.offset).collect();
         let progress = self.first_use_of_big_file(object, path);
@@ -242,10 +247,10 @@ impl Symbolizer {
         object: &ObjectFile,
         path: &std::path::Path,
     ) -> Option<crate::progress::Progress> {
-        if !object.debug_info_sane() || !self.opened.borrow_mut().insert(path.to_path_buf()) {
+        if !object.debug_info_usable() || !self.opened.borrow_mut().insert(path.to_path_buf()) {
             return None;
         }
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let size = object.file_id().map_or(0, |id| id.size);
         (size >= BIG_BINARY_BYTES).then(|| {
             crate::progress::Progress::start(
                 &format!(

@@ -7,7 +7,6 @@
 //! from disassembling `runtime.allgadd`. Data symbols other than `runtime.allgs` are not
 //! recoverable and [`GoBinary::symbol_addr`] returns `None` for them.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::buildinfo::{read_version, GoVersion};
@@ -90,7 +89,7 @@ impl GoBinary {
             path: path.to_path_buf(),
             reason: format!("unrecognised Go version {raw:?}"),
         })?;
-        let meta = std::fs::metadata(path).map_err(|source| GoError::Io {
+        let inode = elf.file_id().map_err(|source| GoError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -116,7 +115,7 @@ impl GoBinary {
             wait_reasons_source: reasons_source.into(),
             pclntab,
             allgs: None,
-            inode: (meta.dev(), meta.ino()),
+            inode,
         };
         bin.allgs = bin.find_allgs();
         Ok(bin)
@@ -136,6 +135,13 @@ impl GoBinary {
 
     pub fn path(&self) -> &Path {
         &self.elf.path
+    }
+
+    /// A path to exactly the file read here (`/proc/self/fd/N`), for attaching uprobes: the
+    /// offsets computed from this file must land in this file, not in whatever was renamed
+    /// over its path since.
+    pub fn probe_path(&self) -> PathBuf {
+        self.elf.fd_path()
     }
 
     /// (device, inode) of the file, to find its mappings in a process.

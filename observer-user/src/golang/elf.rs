@@ -3,22 +3,19 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use object::{
-    CompressionFormat, Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadCache,
-    RelocationFlags, RelocationTarget, SectionKind, SymbolKind,
+    Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadCache, RelocationFlags,
+    RelocationTarget, SectionKind, SymbolKind,
 };
 
 use super::GoError;
 
 /// `R_X86_64_RELATIVE`: a PIE's pointers live in these addends, not in the file bytes.
 const R_X86_64_RELATIVE: u32 = 8;
-
-/// Upper bound on a decompressed debug section: a corrupt header must not exhaust memory.
-const MAX_DEBUG_SECTION: u64 = 1 << 30;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Section {
@@ -78,13 +75,20 @@ const DEBUG_SECTIONS: [&str; 6] = [
 ];
 
 impl ElfImage {
-    /// Parses `path`. A file that is not ELF is reported as not Go (the caller's question).
+    /// Parses `path`, opened once without blocking (it may be a user's file, swapped for a
+    /// FIFO). A file that is not ELF is reported as not Go (the caller's question).
     pub fn open(path: &Path) -> Result<(ElfImage, DebugSections), GoError> {
         let io_err = |source| GoError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(io_err)?;
+        let file = crate::binfile::open_regular(path, None).map_err(|e| match e {
+            crate::binfile::OpenError::Io { source, .. } => io_err(source),
+            other => io_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                other.to_string(),
+            )),
+        })?;
         let handle = file.try_clone().map_err(io_err)?;
         let cache = ReadCache::new(handle);
         let obj = object::File::parse(&cache).map_err(|_| GoError::NotGo {
@@ -148,13 +152,19 @@ impl ElfImage {
         }
 
         let mut debug = DebugSections::new();
+        let mut budget = crate::inflate::Budget::default();
         for name in DEBUG_SECTIONS {
             if let Some(section) = obj.section_by_name(name) {
-                match decompressed(&section) {
-                    Some(data) => {
+                match crate::inflate::section_data(&section, &mut budget) {
+                    Ok(data) => {
                         debug.insert(name, data);
                     }
-                    None => log::debug!("{}: cannot read {name}", path.display()),
+                    Err(e) => {
+                        // Half the DWARF would give wrong answers: use none of it.
+                        log::warn!("{}: DWARF not used: {e}", path.display());
+                        debug.clear();
+                        break;
+                    }
                 }
             }
         }
@@ -175,6 +185,19 @@ impl ElfImage {
         ))
     }
 
+    /// `/proc/self/fd/N` of the file parsed here: the kernel resolves it to this very inode
+    /// (for uprobes), whatever is renamed over the original path meanwhile.
+    pub fn fd_path(&self) -> PathBuf {
+        crate::binfile::fd_path(&self.file)
+    }
+
+    /// (device, inode) of the file parsed here.
+    pub fn file_id(&self) -> io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.file.metadata()?;
+        Ok((meta.dev(), meta.ino()))
+    }
+
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
     }
@@ -189,10 +212,17 @@ impl ElfImage {
 
     pub fn read_at(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
         // Lengths come from the file's own headers: a corrupt one must not make us allocate
-        // more than the file holds (an allocation failure aborts the process).
+        // more than the file holds (an allocation failure aborts the process), nor more than
+        // the per-file budget (a sparse file can hold terabytes).
         let size = self.file.metadata()?.len();
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        if len > crate::inflate::MAX_DECOMPRESSED_PER_FILE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{len}-byte read over the per-file budget"),
+            ));
         }
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let mut buf = vec![0u8; len];
@@ -231,26 +261,6 @@ impl ElfImage {
             .get(&addr)
             .copied()
             .unwrap_or_else(|| le64(bytes, index * 8))
-    }
-}
-
-/// Section contents, decompressing zlib (`SHF_COMPRESSED` or GNU `.zdebug_`) as Go writes it.
-fn decompressed<'data, S: ObjectSection<'data>>(section: &S) -> Option<Vec<u8>> {
-    let compressed = section.compressed_data().ok()?;
-    match compressed.format {
-        CompressionFormat::None => Some(compressed.data.to_vec()),
-        CompressionFormat::Zlib => {
-            if compressed.uncompressed_size > MAX_DEBUG_SECTION {
-                return None;
-            }
-            let mut out = Vec::with_capacity(compressed.uncompressed_size as usize);
-            flate2::read::ZlibDecoder::new(compressed.data)
-                .take(MAX_DEBUG_SECTION)
-                .read_to_end(&mut out)
-                .ok()?;
-            Some(out)
-        }
-        _ => None,
     }
 }
 

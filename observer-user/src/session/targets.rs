@@ -376,13 +376,12 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 fn executable_of(pid: u32) -> Option<(PathBuf, Option<String>)> {
     use object::{read::ReadCache, Object as _};
     let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    let build_id = std::fs::File::open(format!("/proc/{pid}/exe"))
-        .ok()
-        .and_then(|f| {
-            let cache = ReadCache::new(f);
-            let file = object::File::parse(&cache).ok()?;
-            let id = file.build_id().ok()??;
-            Some(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
-        });
+    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    let build_id = crate::binfile::open_regular(&exe, None).ok().and_then(|f| {
+        let cache = ReadCache::new(f);
+        let file = object::File::parse(&cache).ok()?;
+        let id = file.build_id().ok()??;
+        Some(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    });
     Some((path, build_id))
 }
