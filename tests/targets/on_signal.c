@@ -1,10 +1,12 @@
 /*
  * on_signal: stays idle until told to misbehave, so that a test can tamper with its file first.
  *
- * The first SIGUSR1 makes thread "worker" wait ~300ms for a mutex thread "maintenance" holds
- * (in worker_update / maintenance_compact, as in lock_hold.c); the second one starts an AB/BA
- * deadlock between threads "alice" (transfer_a_to_b) and "bob" (transfer_b_to_a). It never
- * exits on its own.
+ * The first SIGUSR1 makes thread "worker" wait ~300ms (in worker_update, called from
+ * worker_main) for a mutex thread "maintenance" holds (in maintenance_compact, as in
+ * lock_hold.c); the second does the same with worker_update called from retry_main, so that
+ * its stack has code addresses not symbolized before; the third starts an AB/BA deadlock
+ * between threads "alice" (transfer_a_to_b) and "bob" (transfer_b_to_a). It never exits on
+ * its own.
  *
  * usage: on_signal   (prints nothing)
  */
@@ -51,6 +53,27 @@ __attribute__((noinline)) void *worker_main(void *arg)
 	usleep(50 * 1000); /* maintenance takes the lock first */
 	worker_update();
 	return NULL;
+}
+
+__attribute__((noinline)) void *retry_main(void *arg)
+{
+	(void)arg;
+	pthread_setname_np(pthread_self(), "worker");
+	usleep(50 * 1000);
+	worker_update();
+	table_version++;
+	return NULL;
+}
+
+static void contend(void *(*worker)(void *))
+{
+	pthread_t a, b;
+
+	if (pthread_create(&a, NULL, maintenance_main, NULL) != 0 ||
+	    pthread_create(&b, NULL, worker, NULL) != 0)
+		exit(2);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
 }
 
 __attribute__((noinline)) void transfer_a_to_b(void)
@@ -100,11 +123,9 @@ int main(void)
 	sigprocmask(SIG_BLOCK, &set, NULL); /* inherited by the threads: only sigwait takes it */
 
 	sigwait(&set, &sig);
-	if (pthread_create(&a, NULL, maintenance_main, NULL) != 0 ||
-	    pthread_create(&b, NULL, worker_main, NULL) != 0)
-		return 2;
-	pthread_join(a, NULL);
-	pthread_join(b, NULL);
+	contend(worker_main);
+	sigwait(&set, &sig);
+	contend(retry_main);
 
 	sigwait(&set, &sig);
 	if (pthread_create(&a, NULL, alice_main, NULL) != 0 ||

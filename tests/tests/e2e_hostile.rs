@@ -120,7 +120,8 @@ fn wait_for_alert(
     })
 }
 
-/// The victim's lock wait after the swap is alerted with a symbolized stack, a deadlock
+/// The victim's lock waits are alerted before and after the swap, with symbolized stacks
+/// (the one after has code not symbolized before, so its file is read again), a deadlock
 /// started afterwards (by `deadlock`, which starts it) is reported, and SIGINT still stops
 /// observer.
 fn survives_fifo_swap(
@@ -130,17 +131,30 @@ fn survives_fifo_swap(
     program: &Path,
     deadlock: impl FnOnce() -> u32,
 ) {
-    // Long enough for observer to have read the victim's maps and opened its files.
-    thread::sleep(Duration::from_millis(1500));
+    let lock_wait_in = |caller: &'static str| {
+        move |a: &Value| {
+            str_field(a, "kind") == Some("lock_wait")
+                && u64_field(a, "pid") == Some(victim.pid().into())
+                && stack_mentions(a, "stack", "worker_update")
+                && stack_mentions(a, "stack", caller)
+        }
+    };
+    // Long enough for the sidecar to have found the victim.
+    thread::sleep(Duration::from_millis(1000));
+    signal(victim.pid(), libc::SIGUSR1);
+    wait_for_alert(
+        &observer,
+        alerts,
+        "lock_wait alert before the swap",
+        lock_wait_in("worker_main"),
+    );
     plant_fifo_over(program);
     signal(victim.pid(), libc::SIGUSR1);
-    let wait = wait_for_alert(&observer, alerts, "lock_wait alert after the swap", |a| {
-        str_field(a, "kind") == Some("lock_wait")
-            && u64_field(a, "pid") == Some(victim.pid().into())
-    });
-    assert!(
-        stack_mentions(&wait, "stack", "worker_update"),
-        "the stack is not symbolized from the swapped-out file: {wait}"
+    wait_for_alert(
+        &observer,
+        alerts,
+        "lock_wait alert symbolized after the swap",
+        lock_wait_in("retry_main"),
     );
 
     let deadlocked = deadlock();
@@ -174,7 +188,6 @@ fn fifo_renamed_over_a_watched_binary() {
     let pid = victim.pid();
     survives_fifo_swap(observer, &alerts, &victim, &program, || {
         // The same process deadlocks next: `watch` sees one process.
-        thread::sleep(Duration::from_millis(500));
         signal(pid, libc::SIGUSR1);
         pid
     });
