@@ -48,6 +48,15 @@ pub struct GoAttached {
     pub warnings: Vec<String>,
 }
 
+/// What the user reads when a binary's claimed Go version is contradicted and it has no
+/// DWARF: goroutine probes would read `runtime.g` at the offsets of another version.
+pub fn refusal(conflict: &str) -> String {
+    format!(
+        "{conflict}: goroutine probes refused (their runtime.g offsets would be guessed from a \
+         version that may be fake); rebuild without stripping DWARF (no -ldflags=-w) to get them"
+    )
+}
+
 /// `Ok(None)` when `exe` is not a Go program. `exe` may be a program about to be exec'ed by
 /// `pid` (`observer run`): uprobes placed on the file follow the process through exec, so the
 /// first goroutines are seen too. With `seed`, goroutines already parked (`observer watch`)
@@ -68,9 +77,10 @@ pub fn attach(
         version: bin.version().raw.clone(),
         reason: reason.to_string(),
     };
-    let off = bin
-        .offsets()
-        .ok_or_else(|| unsupported("runtime.g layout unknown (no DWARF, no table entry)"))?;
+    let off = bin.offsets().ok_or_else(|| match bin.version_conflict() {
+        Some(conflict) => unsupported(&refusal(conflict)),
+        None => unsupported("runtime.g layout unknown (no DWARF, no table entry)"),
+    })?;
     let layout = GoProcess {
         goid_offset: off.g_goid,
         gopc_offset: off.g_gopc,

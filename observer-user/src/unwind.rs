@@ -57,6 +57,14 @@ impl ElfUnwindInfo {
         };
         let with_data = |name: &str| {
             let s = obj.section_by_name(name)?;
+            // The size is the file's word: a sparse file can claim gigabytes of unwind tables.
+            if s.size() > crate::inflate::MAX_DECOMPRESSED_PER_FILE {
+                log::warn!(
+                    "{name} of {} bytes is over the per-file budget: not used",
+                    s.size()
+                );
+                return None;
+            }
             let bytes = s.data().ok()?;
             Some((
                 s.address()..s.address().saturating_add(s.size()),

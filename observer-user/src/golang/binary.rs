@@ -70,6 +70,8 @@ pub struct GoBinary {
     pclntab: Option<Pclntab>,
     allgs: Option<(u64, Source)>,
     inode: (u64, u64),
+    /// Why the claimed Go version is not believed (the offsets table is then not used).
+    version_conflict: Option<String>,
 }
 
 impl VaddrReader for ElfImage {
@@ -94,8 +96,11 @@ impl GoBinary {
             source,
         })?;
 
+        let version_conflict = super::versioncheck::contradiction(&elf, &version);
         let (offsets, offsets_source) = match offsets_from_dwarf(&debug) {
             Some(o) => (Some(o), Source::Dwarf),
+            // The table is chosen by the version: a doubtful one must not choose.
+            None if version_conflict.is_some() => (None, Source::None),
             None => match table_offsets(&version) {
                 Some((o, TableMatch::Exact)) => (Some(o), Source::Table),
                 Some((o, TableMatch::Nearest(_))) => (Some(o), Source::TableNearest),
@@ -116,6 +121,7 @@ impl GoBinary {
             pclntab,
             allgs: None,
             inode,
+            version_conflict,
         };
         bin.allgs = bin.find_allgs();
         Ok(bin)
@@ -171,6 +177,12 @@ impl GoBinary {
     /// without DWARF.
     pub fn offsets(&self) -> Option<&GOffsets> {
         self.offsets.as_ref()
+    }
+
+    /// Why the Go version claimed by `.go.buildinfo` contradicts the rest of the binary; the
+    /// offsets are then known only from DWARF.
+    pub fn version_conflict(&self) -> Option<&str> {
+        self.version_conflict.as_deref()
     }
 
     /// `"dwarf"`, `"table"`, `"table-nearest"` (another version's row) or `"none"`.

@@ -96,7 +96,8 @@ pub(crate) fn inline_string(bytes: &[u8]) -> Option<String> {
     String::from_utf8(body.to_vec()).ok()
 }
 
-fn pointed_string(elf: &ElfImage, header_vaddr: u64) -> Option<String> {
+/// The Go string whose header `{ptr, len}` is at `header_vaddr`.
+pub(crate) fn pointed_string(elf: &ElfImage, header_vaddr: u64) -> Option<String> {
     let data = elf.read_ptr(header_vaddr)?;
     let len = elf.read_vaddr(header_vaddr + 8, 8).map(|b| le64(&b, 0))?;
     if len == 0 || len > 256 {

@@ -22,6 +22,7 @@ mod moduledata;
 mod offsets;
 mod pclntab;
 mod render;
+mod versioncheck;
 mod waitreasons;
 
 pub mod binary;

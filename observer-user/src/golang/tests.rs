@@ -654,3 +654,86 @@ fn compare_with_pprof(path: &Path, version: &str, variant: Variant) {
         );
     }
 }
+
+/// A copy of `binary` whose `.go.buildinfo` claims `fake` instead of `real` (same length),
+/// as its owner could write it.
+fn with_faked_version(binary: &Path, real: &str, fake: &str) -> tempfile::NamedTempFile {
+    assert_eq!(real.len(), fake.len(), "the fake must keep the layout");
+    let mut bytes = std::fs::read(binary).expect("read binary");
+    let data = bytes.clone();
+    let obj = object::File::parse(&*data).expect("ELF");
+    let (offset, len) = object::Object::section_by_name(&obj, ".go.buildinfo")
+        .and_then(|s| object::ObjectSection::file_range(&s))
+        .expect(".go.buildinfo");
+    let info = &mut bytes[offset as usize..(offset + len) as usize];
+    let at = info
+        .windows(real.len())
+        .position(|w| w == real.as_bytes())
+        .expect("version in .go.buildinfo");
+    info[at..at + real.len()].copy_from_slice(fake.as_bytes());
+    let mut copy = tempfile::NamedTempFile::new().expect("tempfile");
+    copy.write_all(&bytes).expect("write copy");
+    copy
+}
+
+/// Another Go minor version of the same string length, in another `.gopclntab` era.
+fn fake_of(version: &GoVersion) -> String {
+    let other = if version.at_least(1, 20) { 19 } else { 22 };
+    let real_minor = version.minor.to_string();
+    version
+        .raw
+        .replacen(&format!("go1.{real_minor}"), &format!("go1.{other}"), 1)
+}
+
+#[test]
+fn faked_go_version_is_refused_not_trusted() {
+    let chains = toolchains();
+    if chains.is_empty() {
+        eprintln!("!!! SKIPPED faked_go_version_is_refused_not_trusted: no Go toolchain");
+        return;
+    }
+    for (go, version) in chains {
+        let stripped = build(go, version, "goroutines", Variant::Stripped).expect("build -s -w");
+        let plain = build(go, version, "goroutines", Variant::Plain).expect("build");
+        let honest = GoBinary::open(&stripped).expect("open stripped");
+        assert_eq!(honest.version_conflict(), None, "{version}");
+        assert!(honest.offsets().is_some(), "{version}");
+        let fake = fake_of(honest.version());
+        assert_ne!(&fake, version);
+
+        // Stripped: only the table could give offsets, and the fake would choose the row.
+        let doctored = with_faked_version(&stripped, version, &fake);
+        let bin = GoBinary::open(doctored.path()).expect("open doctored");
+        assert_eq!(
+            bin.version().raw,
+            fake,
+            "the fake is what .go.buildinfo says"
+        );
+        let conflict = bin.version_conflict().expect("the fake is noticed");
+        assert!(conflict.contains(".gopclntab"), "{conflict}");
+        assert!(
+            bin.offsets().is_none(),
+            "{version}: offsets chosen by a fake version"
+        );
+        assert_eq!(bin.offsets_source(), "none");
+        let message = crate::goattach::refusal(conflict);
+        assert!(
+            message.contains(&format!(".go.buildinfo says {fake}"))
+                && message.contains("goroutine probes refused")
+                && !message.contains('\n'),
+            "{message}"
+        );
+
+        // With DWARF the offsets do not depend on the claim, and the runtime's own copy of
+        // the version gives the fake away.
+        let doctored = with_faked_version(&plain, version, &fake);
+        let bin = GoBinary::open(doctored.path()).expect("open doctored plain");
+        let conflict = bin.version_conflict().expect("the fake is noticed");
+        assert!(conflict.contains("runtime.buildVersion"), "{conflict}");
+        assert_eq!(bin.offsets_source(), "dwarf");
+        assert_eq!(
+            bin.offsets(),
+            GoBinary::open(&plain).expect("open plain").offsets()
+        );
+    }
+}
