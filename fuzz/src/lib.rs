@@ -72,6 +72,58 @@ pub fn exercise_go_binary(path: &std::path::Path) {
     }
 }
 
+/// Compressed ELF sections, checked and inflated as observer does before any DWARF reader
+/// sees them. The first byte picks the input: `0` a bare zlib stream whose declared size is
+/// the next two bytes, anything else a whole ELF file. Property: nothing inflates past what
+/// its header declared, nor past the per-file budget.
+pub fn compressed_sections(data: &[u8]) {
+    use object::{Object, ObjectSection};
+    use observer::inflate::{self, Budget, InflateError, MAX_DECOMPRESSED_PER_FILE};
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    if which == 0 {
+        let (declared, stream) = match rest {
+            [a, b, stream @ ..] => (u64::from(u16::from_le_bytes([*a, *b])), stream),
+            _ => return,
+        };
+        let mut out = Vec::new();
+        match inflate::inflate_zlib("fuzz", stream, declared, &mut out) {
+            Ok(()) => assert_eq!(out.len() as u64, declared),
+            Err(InflateError::LongerThanDeclared { .. }) => {
+                assert_eq!(out.len() as u64, declared + 1, "inflated past declared + 1")
+            }
+            Err(_) => assert!(out.len() as u64 <= declared),
+        }
+        return;
+    }
+    let Ok(obj) = object::File::parse(rest) else {
+        return;
+    };
+    let _ = inflate::verify_sections(&obj, |offset, len| {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(rest.len());
+        let end = usize::try_from(offset.saturating_add(len))
+            .unwrap_or(usize::MAX)
+            .min(rest.len());
+        Ok(&rest[start..end.max(start)])
+    });
+    let mut budget = Budget::default();
+    let mut total = 0u64;
+    for section in obj.sections() {
+        let compressed = section
+            .compressed_file_range()
+            .is_ok_and(|r| r.format != object::CompressionFormat::None);
+        if let Ok(bytes) = inflate::section_data(&section, &mut budget) {
+            if compressed {
+                total += bytes.len() as u64;
+            }
+        }
+    }
+    assert!(total <= MAX_DECOMPRESSED_PER_FILE, "{total} bytes inflated");
+}
+
 /// One file per fuzzing process, rewritten for every input: `GoBinary` reads from a path.
 fn scratch_file() -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();

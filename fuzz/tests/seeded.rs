@@ -239,6 +239,47 @@ fn go_binary_files() {
 }
 
 #[test]
+fn compressed_sections() {
+    use std::io::Write;
+    let zlib = |data: &[u8]| {
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).expect("compress");
+        enc.finish().expect("finish")
+    };
+    // Honest, short and bomb-like streams (1 MiB of zeros declared as 4 KiB).
+    let mut honest = vec![0u8, 16, 0];
+    honest.extend(zlib(b"0123456789abcdef"));
+    let mut bomb = vec![0u8, 0, 16];
+    bomb.extend(zlib(&vec![0u8; 1 << 20]));
+    let mut seeds = vec![honest, bomb];
+    // A real ELF file with zlib-compressed DWARF (`-gz=zlib`), when gcc is there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("p.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").expect("write");
+    let bin = dir.path().join("p");
+    let built = std::process::Command::new("gcc")
+        .args(["-g", "-gz=zlib", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    if built {
+        let mut elf = vec![1u8];
+        elf.extend(std::fs::read(&bin).expect("read"));
+        seeds.push(elf);
+    } else {
+        eprintln!("!!! compressed_sections: no gcc, no ELF seed");
+    }
+    drive(
+        "compressed_sections",
+        0x9f0c_000a,
+        3_000,
+        &seeds,
+        observer_fuzz::compressed_sections,
+    );
+}
+
+#[test]
 fn stack_unwinding() {
     let mut rng = Rng(0x9f0c_0006);
     // Real stack words (return addresses into this test binary) are the interesting seeds.
