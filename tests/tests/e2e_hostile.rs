@@ -167,17 +167,34 @@ fn survives_fifo_swap(
     assert!(run.status.success(), "{}", run.report());
 }
 
+/// The capabilities deploy/ grants the DaemonSet (no CAP_SYS_ADMIN: `/proc/PID/map_files`
+/// cannot be opened, files are reached through `/proc/PID/root`).
+const DEPLOY_CAPS: &str =
+    "--bounding-set=-all,+bpf,+perfmon,+sys_ptrace,+sys_resource,+dac_read_search";
+
 #[test]
 fn fifo_renamed_over_a_watched_binary() {
+    fifo_renamed_over_a_watched_binary_as(None);
+}
+
+#[test]
+fn fifo_renamed_over_a_watched_binary_with_the_deploy_capabilities() {
+    fifo_renamed_over_a_watched_binary_as(Some(DEPLOY_CAPS));
+}
+
+fn fifo_renamed_over_a_watched_binary_as(bounding_set: Option<&str>) {
     require_root();
     let ws = Workspace::new("hostile-fifo-watch");
     let program = user_program(&ws, "victim");
     let victim = spawn_as_user(&program);
     let alerts = ws.path("alerts.jsonl");
-    let observer = ObserverCmd::watch(victim.pid())
+    let mut cmd = ObserverCmd::watch(victim.pid())
         .opt("--stall-after", "1s")
-        .alerts(&ws)
-        .spawn(&ws);
+        .alerts(&ws);
+    if let Some(set) = bounding_set {
+        cmd = cmd.wrapped_in(&["setpriv", set, "--"]);
+    }
+    let observer = cmd.spawn(&ws);
     assert!(
         wait_until(TIMEOUT, || observer
             .stderr_so_far()
@@ -191,6 +208,40 @@ fn fifo_renamed_over_a_watched_binary() {
         signal(pid, libc::SIGUSR1);
         pid
     });
+}
+
+/// The FIFO is in place before observer ever looks at the program: the lock wait is still
+/// alerted (its frames named when the mapped file can be reached through map_files, as root
+/// can), and nothing blocks.
+#[test]
+fn fifo_renamed_over_a_binary_before_observer_attaches() {
+    require_root();
+    let ws = Workspace::new("hostile-fifo-early");
+    let program = user_program(&ws, "victim");
+    let victim = spawn_as_user(&program);
+    plant_fifo_over(&program);
+    let alerts = ws.path("alerts.jsonl");
+    let observer = ObserverCmd::watch(victim.pid())
+        .opt("--stall-after", "1s")
+        .alerts(&ws)
+        .spawn(&ws);
+    assert!(
+        wait_until(TIMEOUT, || observer
+            .stderr_so_far()
+            .contains("watching pid")),
+        "observer did not attach: {}",
+        observer.stderr_so_far()
+    );
+    thread::sleep(Duration::from_millis(500));
+    signal(victim.pid(), libc::SIGUSR1);
+    let wait = wait_for_alert(&observer, &alerts, "lock_wait alert", |a| {
+        str_field(a, "kind") == Some("lock_wait")
+            && u64_field(a, "pid") == Some(victim.pid().into())
+    });
+    assert!(stack_mentions(&wait, "stack", "worker_update"), "{wait}");
+    signal(observer.pid(), libc::SIGINT);
+    let run = observer.wait(Duration::from_secs(10));
+    assert!(run.status.success(), "{}", run.report());
 }
 
 #[test]
