@@ -773,6 +773,23 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
     }
 
     #[test]
+    fn debug_links_are_followed_only_in_root_controlled_places() {
+        // Debian's libc names its debug file in /usr/lib/debug: root's, so it is used.
+        let libc_path = Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6");
+        let Ok(libc_file) = crate::binfile::open_regular(libc_path, None) else {
+            return;
+        };
+        assert_eq!(check_debug_info(&libc_file), Ok(()));
+        // The same bytes in a directory others can write to are not followed.
+        let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+        let copy = dir.path().join("libc.so.6");
+        std::fs::copy(libc_path, &copy).expect("copy");
+        let file = crate::binfile::open_regular(&copy, None).expect("open copy");
+        let err = check_debug_info(&file).expect_err("a debug link next to a user's file");
+        assert!(err.contains(".gnu_debuglink"), "{err}");
+    }
+
+    #[test]
     fn positional_reader_keeps_its_own_position() {
         use std::io::{Read, Seek, SeekFrom};
         let mut tmp = tempfile::tempfile().expect("tempfile");

@@ -352,3 +352,55 @@ fn decompression_bomb_in_debug_info() {
         peak_kib / 1024
     );
 }
+
+/// The user's program names a companion debug file (`.gnu_debuglink`) next to it, and that
+/// file is a FIFO: symbolizers look such files up by path, so observer must not follow the
+/// link for a file others can change. The stack is named from the symbol table instead.
+#[test]
+fn fifo_as_the_debug_link_of_a_user_binary() {
+    require_root();
+    let ws = Workspace::new("hostile-debuglink");
+    let program = user_program(&ws, "victim");
+    let debug = program.with_extension("debug");
+    fs::write(&debug, b"not debug info").expect("write");
+    let status = Command::new("objcopy")
+        .arg(format!("--add-gnu-debuglink={}", debug.display()))
+        .arg(&program)
+        .status()
+        .expect("objcopy");
+    assert!(status.success(), "objcopy --add-gnu-debuglink failed");
+    fs::remove_file(&debug).expect("rm");
+    let c = std::ffi::CString::new(debug.to_str().expect("utf8")).expect("cstr");
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0, "mkfifo");
+    std::os::unix::fs::chown(&debug, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).expect("chown");
+
+    let victim = spawn_as_user(&program);
+    let alerts = ws.path("alerts.jsonl");
+    let observer = ObserverCmd::watch(victim.pid())
+        .opt("--stall-after", "1s")
+        .alerts(&ws)
+        .spawn(&ws);
+    assert!(
+        wait_until(TIMEOUT, || observer
+            .stderr_so_far()
+            .contains("watching pid")),
+        "observer did not attach: {}",
+        observer.stderr_so_far()
+    );
+    thread::sleep(Duration::from_millis(500));
+    signal(victim.pid(), libc::SIGUSR1);
+    let wait = wait_for_alert(&observer, &alerts, "lock_wait alert", |a| {
+        str_field(a, "kind") == Some("lock_wait")
+            && u64_field(a, "pid") == Some(victim.pid().into())
+    });
+    assert!(stack_mentions(&wait, "stack", "worker_update"), "{wait}");
+    signal(observer.pid(), libc::SIGINT);
+    let run = observer.wait(Duration::from_secs(10));
+    assert!(run.status.success(), "{}", run.report());
+    assert!(
+        run.stderr.contains("symbol table only") && run.stderr.contains(".gnu_debuglink"),
+        "observer did not say why it skipped the debug link\n{}",
+        run.stderr
+    );
+}
