@@ -7,6 +7,7 @@
 //! file that lies is refused whole rather than trusted in part.
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use object::{CompressionFormat, Object, ObjectSection};
 
@@ -14,6 +15,43 @@ use object::{CompressionFormat, Object, ObjectSection};
 /// in memory while it uses the file; big real binaries (a 35 MiB Go compiler: ~40 MiB of
 /// DWARF) fit with room to spare.
 pub const MAX_DECOMPRESSED_PER_FILE: u64 = 256 << 20;
+
+/// What the inflated sections of all files in use at once may declare together: a symbolizer
+/// keeps each file's inflated DWARF while the file is in use, and many honest files add up
+/// like one bomb. Measured: a sidecar holding one 200 MiB section peaked at 260 MiB, or at
+/// 460 MiB in some runs (blazesym's transient copies); 160 MiB keeps even twice the budget
+/// plus the sidecar's own ~60 MiB well below the 512 MiB DaemonSet limit.
+pub const MAX_DECOMPRESSED_TOTAL: u64 = 160 << 20;
+
+/// Bytes of [`MAX_DECOMPRESSED_TOTAL`] held by live [`Reservation`]s.
+static RESERVED: AtomicU64 = AtomicU64::new(0);
+
+/// A share of [`MAX_DECOMPRESSED_TOTAL`], returned when dropped (when the file is closed).
+#[derive(Debug)]
+pub struct Reservation(u64);
+
+impl Reservation {
+    /// Takes `bytes` of the process-wide budget, or says how much is in use.
+    pub fn take(bytes: u64) -> Result<Reservation, InflateError> {
+        RESERVED
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes)
+                    .filter(|&total| total <= MAX_DECOMPRESSED_TOTAL)
+            })
+            .map(|_| Reservation(bytes))
+            .map_err(|used| InflateError::OverTotalBudget {
+                declared: bytes,
+                used,
+                budget: MAX_DECOMPRESSED_TOTAL,
+            })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        RESERVED.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
 
 /// Why a compressed section is not trusted.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +62,12 @@ pub enum InflateError {
     OverBudget {
         section: String,
         declared: u64,
+        budget: u64,
+    },
+    #[error("its debug sections declare {declared} decompressed bytes and files in use already hold {used} of the {budget}-byte budget")]
+    OverTotalBudget {
+        declared: u64,
+        used: u64,
         budget: u64,
     },
     #[error("{section}: inflates past its declared {declared} bytes (a decompression bomb)")]
@@ -127,8 +171,9 @@ pub fn section_data<'data, S: ObjectSection<'data>>(
 
 /// Checks every compressed section of `obj` without keeping its contents: declared sizes fit
 /// the budget, and each stream inflates to exactly its declared size. `read_range` gives the
-/// file bytes at (offset, len) as a reader, so that nothing is held in memory.
-pub fn verify_sections<'data, O, R, F>(obj: &O, mut read_range: F) -> Result<(), InflateError>
+/// file bytes at (offset, len) as a reader, so that nothing is held in memory. Returns the
+/// total declared (what a reader of all of them would hold).
+pub fn verify_sections<'data, O, R, F>(obj: &O, mut read_range: F) -> Result<u64, InflateError>
 where
     O: Object<'data>,
     R: Read,
@@ -161,7 +206,7 @@ where
             })?;
         inflate_zlib(&name, reader, range.uncompressed_size, io::sink())?;
     }
-    Ok(())
+    Ok(budget.declared)
 }
 
 #[cfg(test)]
@@ -228,6 +273,22 @@ mod tests {
         ));
         let err = inflate_zlib("s", &b"not zlib at all"[..], 6, io::sink()).expect_err("bad");
         assert!(matches!(err, InflateError::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn process_wide_budget_is_returned_on_drop() {
+        // Other tests of this process may hold reservations: work relative to what is free.
+        let first = Reservation::take(MAX_DECOMPRESSED_TOTAL / 2).expect("half is free");
+        let err = Reservation::take(MAX_DECOMPRESSED_TOTAL / 2 + (64 << 20))
+            .expect_err("over what is left");
+        assert!(
+            err.to_string().contains("files in use already hold"),
+            "{err}"
+        );
+        drop(first);
+        let again = Reservation::take(MAX_DECOMPRESSED_TOTAL / 2 + (64 << 20));
+        assert!(again.is_ok(), "the dropped reservation came back");
+        assert!(Reservation::take(u64::MAX).is_err());
     }
 
     #[test]

@@ -111,8 +111,20 @@ struct Opened {
     file: File,
     id: FileId,
     reopen_path: PathBuf,
-    /// Whether its debug information may be used, decided once per file.
-    debug_usable: OnceLock<bool>,
+    /// Whether its debug information may be used, decided once per file, with the share of
+    /// the process-wide inflation budget it holds while open.
+    debug_usable: OnceLock<Option<crate::inflate::Reservation>>,
+}
+
+/// Whether a file opened for symbolization is still open (its `/proc/self/fd/N` path still
+/// names it): caches keyed by that path must be dropped once it is not.
+#[derive(Debug, Clone)]
+pub struct OpenFileLife(Weak<Opened>);
+
+impl OpenFileLife {
+    pub fn is_open(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 /// A file mapped into the target process. Opened lazily, at most once.
@@ -204,18 +216,32 @@ impl ObjectFile {
         let Some(opened) = self.opened() else {
             return false;
         };
-        *opened
+        opened
             .debug_usable
-            .get_or_init(|| match check_debug_info(&opened.file) {
-                Ok(()) => true,
-                Err(reason) => {
-                    log::warn!(
-                        "{}: symbolized from its symbol table only: {reason}",
-                        self.path.display()
-                    );
-                    false
+            .get_or_init(|| {
+                let verdict = check_debug_info(&opened.file).and_then(|declared| {
+                    crate::inflate::Reservation::take(declared).map_err(|e| e.to_string())
+                });
+                match verdict {
+                    Ok(reservation) => Some(reservation),
+                    Err(reason) => {
+                        log::warn!(
+                            "{}: symbolized from its symbol table only: {reason}",
+                            self.path.display()
+                        );
+                        None
+                    }
                 }
             })
+            .is_some()
+    }
+
+    /// Tells whether the handle opened for this file is still open.
+    pub fn life(&self) -> Option<OpenFileLife> {
+        self.opened
+            .get()?
+            .as_ref()
+            .map(|o| OpenFileLife(Arc::downgrade(o)))
     }
 
     fn opened(&self) -> Option<&Opened> {
@@ -292,12 +318,13 @@ impl ObjectFile {
 /// Sections through which a DWARF reader goes looking for other files by path.
 const DEBUG_LINK_SECTIONS: [&str; 3] = [".gnu_debuglink", ".gnu_debugaltlink", ".debug_sup"];
 
-/// Why the debug information of `file` must not be used, if it must not.
-fn check_debug_info(file: &File) -> Result<(), String> {
+/// Why the debug information of `file` must not be used, if it must not; else what its
+/// compressed sections declare in total.
+fn check_debug_info(file: &File) -> Result<u64, String> {
     use object::ObjectSection as _;
     let cache = ReadCache::new(PositionalReader { file, pos: 0 });
     let obj = object::File::parse(&cache).map_err(|e| format!("not a readable ELF file: {e}"))?;
-    crate::inflate::verify_sections(&obj, |offset, len| {
+    let declared = crate::inflate::verify_sections(&obj, |offset, len| {
         Ok(io::Read::take(PositionalReader { file, pos: offset }, len))
     })
     .map_err(|e| e.to_string())?;
@@ -317,7 +344,7 @@ fn check_debug_info(file: &File) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    Ok(declared)
 }
 
 /// `Read + Seek` over a shared [`File`] through `pread`, keeping the position here rather
@@ -779,7 +806,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let Ok(libc_file) = crate::binfile::open_regular(libc_path, None) else {
             return;
         };
-        assert_eq!(check_debug_info(&libc_file), Ok(()));
+        assert!(check_debug_info(&libc_file).is_ok());
         // The same bytes in a directory others can write to are not followed.
         let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
         let copy = dir.path().join("libc.so.6");

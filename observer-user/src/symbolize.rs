@@ -14,7 +14,7 @@ use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized};
 use object::{Object, ObjectSegment, ObjectSymbol};
 
-use crate::procmaps::{FileId, Mapping, ObjectFile, ProcessMaps};
+use crate::procmaps::{FileId, Mapping, ObjectFile, OpenFileLife, ProcessMaps};
 use crate::stackframe::{Frame, NormAddr};
 
 /// Symbolized frames kept before the cache is dropped wholesale (bounds memory on long runs).
@@ -45,6 +45,10 @@ pub struct Symbolizer {
     /// Files symbolized at least once: the first use of a big binary's debug information is
     /// the slow step (decompressing and indexing DWARF) that gets a progress line.
     opened: std::cell::RefCell<std::collections::HashSet<std::path::PathBuf>>,
+    /// Files handed to blazesym, by the `/proc/self/fd/N` path it caches them under: once a
+    /// file is closed its cache (inflated DWARF included) is evicted, since the descriptor
+    /// number will name another file and the memory budget was returned.
+    handed: HashMap<std::path::PathBuf, OpenFileLife>,
 }
 
 /// Where separate debug files are looked up by build id or debug link: root-owned system
@@ -90,6 +94,7 @@ impl Symbolizer {
             processes: HashMap::new(),
             cache: HashMap::new(),
             opened: Default::default(),
+            handed: HashMap::new(),
         }
     }
 
@@ -106,9 +111,45 @@ impl Symbolizer {
         );
     }
 
-    /// Drops the maps of `pid` (cached symbols of its files stay).
+    /// Drops the maps of `pid` (cached symbols of its files stay), and blazesym's data of
+    /// the files no process uses any more.
     pub fn forget(&mut self, pid: u32) {
         self.processes.remove(&pid);
+        let closed: Vec<std::path::PathBuf> = self
+            .handed
+            .iter()
+            .filter(|(_, life)| !life.is_open())
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in closed {
+            self.evict(&path);
+        }
+    }
+
+    fn evict(&mut self, path: &Path) {
+        self.handed.remove(path);
+        self.opened.borrow_mut().remove(path);
+        let evict =
+            blazesym::symbolize::evict::Evict::from(blazesym::symbolize::evict::Elf::new(path));
+        if let Err(err) = self.blaze.evict(&evict) {
+            log::debug!("evicting {}: {err}", path.display());
+        }
+    }
+
+    /// Records that blazesym caches `object` under `path`, evicting what it cached under the
+    /// same path for a file closed since.
+    fn hand_over(&mut self, object: &ObjectFile, path: &Path) {
+        let Some(life) = object.life() else { return };
+        match self.handed.get(path) {
+            Some(known) if known.is_open() => {}
+            Some(_) => {
+                self.evict(path);
+                self.handed.insert(path.to_path_buf(), life);
+            }
+            None => {
+                self.handed.insert(path.to_path_buf(), life);
+            }
+        }
     }
 
     /// Symbolizes a stack, innermost first: `addrs[0]` is an exact pc, the others are return
@@ -210,12 +251,13 @@ impl Symbolizer {
     }
 
     /// One result per item, in order.
-    fn symbolize_in_file(&self, object: &ObjectFile, items: &[Pending]) -> Vec<Arc<[String]>> {
+    fn symbolize_in_file(&mut self, object: &ObjectFile, items: &[Pending]) -> Vec<Arc<[String]>> {
         let fallback =
             |item: &Pending| -> Arc<[String]> { Arc::from([offset_name(object, item.offset)]) };
         let Some(path) = object.reopen_path() else {
             return items.iter().map(fallback).collect();
         };
+        self.hand_over(object, path);
         let mut elf = Elf::new(path);
         elf.debug_syms = object.debug_info_usable();
         let src = Source::Elf(elf);

@@ -272,13 +272,15 @@ fn fifo_renamed_over_a_binary_under_the_sidecar() {
     });
 }
 
-/// Rewrites `.debug_info` of the ELF file `path` into a zlib stream of `inflated` zero bytes
-/// whose compression header (`Elf64_Chdr`) declares only `declared` bytes: a decompression
-/// bomb of about `inflated / 1000` bytes in the file. The new section goes at the end.
-fn plant_debug_info_bomb(path: &Path, declared: u64, inflated: u64) {
+/// Rewrites `section` of the ELF file `path` into a zlib stream of its own bytes followed by
+/// zeros up to `inflated` bytes, whose compression header (`Elf64_Chdr`) declares `declared`
+/// bytes: with `declared < inflated` a decompression bomb of about `inflated / 1000` bytes in
+/// the file, else an honest but huge section whose contents still read as before. The new
+/// section goes at the end of the file.
+fn plant_compressed(path: &Path, section: &str, declared: u64, inflated: u64) {
     const SCRIPT: &str = r#"
 import struct, sys, zlib
-path, declared, inflated = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, section, declared, inflated = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 data = bytearray(open(path, "rb").read())
 shoff, = struct.unpack_from("<Q", data, 0x28)
 shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
@@ -287,11 +289,12 @@ stroff, = struct.unpack_from("<Q", data, sh(shstrndx) + 0x18)
 def name(i):
     n, = struct.unpack_from("<I", data, sh(i))
     return bytes(data[stroff + n:data.index(b"\0", stroff + n)]).decode()
-idx = next(i for i in range(shnum) if name(i) == ".debug_info")
+idx = next(i for i in range(shnum) if name(i) == section)
+old_off, old_size = struct.unpack_from("<QQ", data, sh(idx) + 0x18)
 z = zlib.compressobj(9)
 chunk = bytes(1 << 20)
-body = bytearray()
-left = inflated
+body = bytearray(z.compress(bytes(data[old_off:old_off + old_size])))
+left = inflated - old_size
 while left > 0:
     n = min(left, len(chunk))
     body += z.compress(chunk[:n])
@@ -309,6 +312,7 @@ open(path, "wb").write(data)
     let status = Command::new("python3")
         .args(["-c", SCRIPT])
         .arg(path)
+        .arg(section)
         .arg(declared.to_string())
         .arg(inflated.to_string())
         .status()
@@ -324,7 +328,7 @@ fn decompression_bomb_in_debug_info() {
     require_root();
     let ws = Workspace::new("hostile-bomb");
     let binary = ws.build_target("lock_hold", FramePointers::Omit);
-    plant_debug_info_bomb(&binary, 4096, 2 << 30);
+    plant_compressed(&binary, ".debug_info", 4096, 2 << 30);
     let size = fs::metadata(&binary).expect("bomb").len();
     assert!(size < 4 << 20, "the bomb is {size} bytes");
     let (run, peak_kib) = ObserverCmd::run()
@@ -346,6 +350,7 @@ fn decompression_bomb_in_debug_info() {
         "observer did not say why the DWARF was skipped\n{}",
         run.stderr
     );
+    eprintln!("observer peak RSS: {} MiB\n{}", peak_kib / 1024, run.stderr);
     assert!(
         peak_kib < 512 * 1024,
         "observer peaked at {} MiB",
@@ -401,6 +406,58 @@ fn fifo_as_the_debug_link_of_a_user_binary() {
     assert!(
         run.stderr.contains("symbol table only") && run.stderr.contains(".gnu_debuglink"),
         "observer did not say why it skipped the debug link\n{}",
+        run.stderr
+    );
+}
+
+/// Honest files add up like a bomb: four programs whose `.debug_str` declares and inflates
+/// to 120 MiB each (its strings, then zeros: 120 KiB in the file), with DWARF that stays
+/// valid, so a symbolizer keeps it. The sidecar inflates what fits its budget, names the
+/// others from their symbol tables, alerts on all four and stays below 512 MiB.
+#[test]
+fn many_big_compressed_binaries_share_one_budget() {
+    require_root();
+    let ws = Workspace::new("hostile-budget");
+    let built = ws.build_target("lock_hold", FramePointers::Omit);
+    let programs: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let copy = ws.path(&format!("hbudget{i}"));
+            fs::copy(&built, &copy).expect("copy");
+            // Without a build id each copy is a file of its own to symbolize, not a cache hit.
+            let status = Command::new("objcopy")
+                .args(["--remove-section", ".note.gnu.build-id"])
+                .arg(&copy)
+                .status()
+                .expect("objcopy");
+            assert!(status.success(), "objcopy --remove-section failed");
+            plant_compressed(&copy, ".debug_str", 120 << 20, 120 << 20);
+            copy
+        })
+        .collect();
+    let alerts = ws.path("alerts.jsonl");
+    let observer = ObserverCmd::raw(&["sidecar", "--no-metrics"])
+        .opt("--comm", "^hbudget[0-9]$")
+        .alerts(&ws)
+        .spawn(&ws);
+    thread::sleep(Duration::from_millis(1500));
+    let targets: Vec<Target> = programs.iter().map(|p| Target::spawn(p, &["4"])).collect();
+    for t in &targets {
+        wait_for_alert(&observer, &alerts, "lock_wait alert", |a| {
+            str_field(a, "kind") == Some("lock_wait") && u64_field(a, "pid") == Some(t.pid().into())
+        });
+    }
+    signal(observer.pid(), libc::SIGINT);
+    let (run, peak_kib) = observer.wait_with_peak_rss(Duration::from_secs(30));
+    assert!(run.status.success(), "{}", run.report());
+    eprintln!("observer peak RSS: {} MiB\n{}", peak_kib / 1024, run.stderr);
+    assert!(
+        peak_kib < 512 * 1024,
+        "observer peaked at {} MiB",
+        peak_kib / 1024
+    );
+    assert!(
+        run.stderr.contains("files in use already hold"),
+        "no file was refused for the shared budget\n{}",
         run.stderr
     );
 }
