@@ -117,6 +117,10 @@ pub struct InFlight {
     pub bp: u64,
     pub syscall: u64,
     pub op: u64,
+    /// The blocked thread's `task_struct` (kernel address; 0 for entries seeded from
+    /// userspace), read at wake-up to tell a release from a kill. Only ever passed to
+    /// `bpf_probe_read_kernel`, which cannot fault on a stale pointer.
+    pub task: u64,
     pub tgid: u32,
     /// Futex word at block time (PI futexes: owner TID and flags).
     pub futex_val: u32,

@@ -9,6 +9,7 @@ pub mod goattach;
 pub mod golang;
 pub mod goleak;
 pub mod gowatch;
+pub mod kernel_btf;
 pub mod liveview;
 pub mod metrics;
 pub mod pprof;

@@ -51,6 +51,8 @@ pub enum ProbeError {
     Btf(#[source] aya::BtfError),
     #[error(transparent)]
     Tracefs(#[from] tracefs::TracefsError),
+    #[error("kernel struct offsets from /sys/kernel/btf/vmlinux: {0}")]
+    KernelBtf(#[from] crate::kernel_btf::BtfError),
 }
 
 /// What the probes need to know before they are loaded.
@@ -159,6 +161,7 @@ impl Probes {
         }
         raise_memlock_limit();
         let off = Offsets::read(tracefs_dir)?;
+        let task = crate::kernel_btf::TaskOffsets::from_sys_fs()?;
         let mut loader = EbpfLoader::new();
         // Tests shrink the ring buffer to prove that overflow is counted and reported.
         if let Some(bytes) = std::env::var("OBSERVER_RING_BUFFER_BYTES")
@@ -179,6 +182,8 @@ impl Probes {
             .override_global("DELIVER_SIG_OFFSET", &off.deliver_sig, true)
             .override_global("DELIVER_CODE_OFFSET", &off.deliver_code, true)
             .override_global("DELIVER_HANDLER_OFFSET", &off.deliver_handler, true)
+            .override_global("TASK_FLAGS_OFFSET", &task.flags, true)
+            .override_global("TASK_PENDING_SIGNAL_OFFSET", &task.pending_signal, true)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
 
