@@ -14,12 +14,8 @@ const KIND_UNION: u32 = 5;
 
 #[derive(Debug, Error)]
 pub enum BtfError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("reading {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error(
         "not BTF data (bad magic or header); is this kernel built with CONFIG_DEBUG_INFO_BTF?"
     )]
@@ -49,9 +45,9 @@ impl TaskOffsets {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let data = std::fs::read(path).map_err(|source| BtfError::Read {
+        let data = std::fs::read(path).map_err(|error| BtfError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::parse(&data)
     }

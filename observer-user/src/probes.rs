@@ -51,8 +51,9 @@ pub enum ProbeError {
     Btf(#[source] aya::BtfError),
     #[error(transparent)]
     Tracefs(#[from] tracefs::TracefsError),
-    #[error("kernel struct offsets from /sys/kernel/btf/vmlinux: {0}")]
-    KernelBtf(#[from] crate::kernel_btf::BtfError),
+    /// Not a `#[source]`: the message carries it, printed once.
+    #[error("kernel struct offsets: {0}")]
+    KernelBtf(crate::kernel_btf::BtfError),
 }
 
 /// What the probes need to know before they are loaded.
@@ -161,7 +162,7 @@ impl Probes {
         }
         raise_memlock_limit();
         let off = Offsets::read(tracefs_dir)?;
-        let task = crate::kernel_btf::TaskOffsets::from_sys_fs()?;
+        let task = crate::kernel_btf::TaskOffsets::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         let mut loader = EbpfLoader::new();
         // Tests shrink the ring buffer to prove that overflow is counted and reported.
         if let Some(bytes) = std::env::var("OBSERVER_RING_BUFFER_BYTES")

@@ -30,12 +30,9 @@ pub enum TargetError {
     KernelThread { pid: u32, name: String },
     #[error("pid {pid} ({name}) has already exited: it is a zombie that its parent (pid {parent}) has not reaped, and has nothing left to observe")]
     Zombie { pid: u32, name: String, parent: u32 },
-    #[error("pid {pid}: cannot read /proc/{pid}/maps ({source}); observer needs ptrace access to the process to read its memory map and stacks: run it as root or with CAP_SYS_PTRACE (and a kernel.yama.ptrace_scope that allows it)")]
-    MapsUnreadable {
-        pid: u32,
-        #[source]
-        source: io::Error,
-    },
+    // The io error is part of the message, not a source: printed once, where it belongs.
+    #[error("pid {pid}: cannot read /proc/{pid}/maps ({error}); observer needs ptrace access to the process to read its memory map and stacks: run it as root or with CAP_SYS_PTRACE (and a kernel.yama.ptrace_scope that allows it)")]
+    MapsUnreadable { pid: u32, error: io::Error },
 }
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
@@ -59,7 +56,7 @@ pub fn check_pid(pid: u32) -> Result<(), TargetError> {
     {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(TargetError::NoSuchPid(pid)),
-        Err(source) => Err(TargetError::MapsUnreadable { pid, source }),
+        Err(error) => Err(TargetError::MapsUnreadable { pid, error }),
     }
 }
 
