@@ -14,16 +14,37 @@ use observer_tests::{require_root, signal_is, wait_until, FramePointers, Observe
 /// kill look like a release ("released by ? in ?").
 #[test]
 fn sigkill_of_lock_waiters_is_not_a_lock_release() {
+    killed_while_waiting(true);
+}
+
+/// The same with waits that began before observer attached (found in /proc and seeded): the
+/// kernel's check needs the waiter's task, which a seeded wait lacks; the waker, in kill(2),
+/// tells it instead.
+#[test]
+fn sigkill_of_lock_waiters_blocked_before_attach_is_not_a_lock_release() {
+    killed_while_waiting(false);
+}
+
+fn killed_while_waiting(attach_first: bool) {
     require_root();
     let ws = Workspace::new("lock_killed");
     let binary = ws.build_target("lock_killed", FramePointers::Omit);
+    let args: &[&str] = if attach_first { &["4", "gate"] } else { &["4"] };
     let mut target = Command::new(&binary)
-        .args(["4", "gate"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("could not start lock_killed");
     let pid = target.id();
+    let mut stdout = BufReader::new(target.stdout.take().expect("stdout"));
+    let mut ready = String::new();
+    if !attach_first {
+        stdout
+            .read_line(&mut ready)
+            .expect("reading lock_killed's stdout");
+        assert_eq!(ready.trim(), "ready");
+    }
     let observer = ObserverCmd::watch(pid)
         .opt("--threshold", "100ms")
         .opt("--stall-after", "30s")
@@ -41,13 +62,14 @@ fn sigkill_of_lock_waiters_is_not_a_lock_release() {
         kill_target(&mut target);
         panic!("observer did not attach:\n{}", observer.stderr_so_far());
     }
-    let mut gate = target.stdin.take().expect("stdin");
-    gate.write_all(b"go\n").expect("could not open the gate");
-    let mut ready = String::new();
-    BufReader::new(target.stdout.take().expect("stdout"))
-        .read_line(&mut ready)
-        .expect("reading lock_killed's stdout");
-    assert_eq!(ready.trim(), "ready");
+    if attach_first {
+        let mut gate = target.stdin.take().expect("stdin");
+        gate.write_all(b"go\n").expect("could not open the gate");
+        stdout
+            .read_line(&mut ready)
+            .expect("reading lock_killed's stdout");
+        assert_eq!(ready.trim(), "ready");
+    }
     // Every waiter has now waited well over the threshold.
     thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) of the child this test started and has not reaped.
