@@ -171,7 +171,12 @@ fn write_thread_deaths(
                 frames_text(&app_frames, frames_shown)
             )
         };
-        writeln!(out, "  {:>8}x  pid {}: {origin}", s.exits, s.tgid)?;
+        let who = if s.tgid == crate::thread_exits::EXITED_PROCESSES {
+            "exited processes".to_string()
+        } else {
+            format!("pid {}", s.tgid)
+        };
+        writeln!(out, "  {:>8}x  {who}: {origin}", s.exits)?;
     }
     if sites.len() > MAX_SITES {
         let rest = &sites[MAX_SITES..];

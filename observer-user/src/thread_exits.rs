@@ -28,6 +28,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+/// Past this many creation sites, the sites of exited processes are merged under pid
+/// [`EXITED_PROCESSES`], one per creation stack: a sidecar on a host whose short processes
+/// lose threads keeps one entry per place in the code, not one per process ever seen.
+pub const SITES_BEFORE_MERGE: usize = 1024;
+/// The pid under which merged sites of exited processes are counted.
+pub const EXITED_PROCESSES: u32 = 0;
+
 /// Grace period used by [`ThreadExitTracker::default`].
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 
@@ -161,6 +168,8 @@ pub struct ThreadExitTracker {
     /// Recently exited processes, for thread deaths whose event arrives after the process exit.
     exited: HashMap<u32, u64>,
     sites: HashMap<(u32, SiteKey), SiteState>,
+    /// Exited processes that still have sites of their own (see [`SITES_BEFORE_MERGE`]).
+    exited_with_sites: HashSet<u32>,
     stats: ThreadExitStats,
 }
 
@@ -181,6 +190,7 @@ impl ThreadExitTracker {
             joined: HashSet::new(),
             exited: HashMap::new(),
             sites: HashMap::new(),
+            exited_with_sites: HashSet::new(),
             stats: ThreadExitStats::default(),
         }
     }
@@ -262,6 +272,9 @@ impl ThreadExitTracker {
         }
         self.alive.retain(|&(g, _), _| g != tgid);
         self.present_at_attach.retain(|&(g, _)| g != tgid);
+        if self.sites.keys().any(|(g, _)| *g == tgid) {
+            self.exited_with_sites.insert(tgid);
+        }
         self.joined.retain(|&(g, _)| g != tgid);
         self.exited.insert(tgid, time_ns);
     }
@@ -324,6 +337,27 @@ impl ThreadExitTracker {
         }
     }
 
+    /// Folds the sites of exited processes into one per creation stack under
+    /// [`EXITED_PROCESSES`], adding up their deaths.
+    fn merge_exited_sites(&mut self) {
+        let exited = std::mem::take(&mut self.exited_with_sites);
+        let keys: Vec<(u32, SiteKey)> = self
+            .sites
+            .keys()
+            .filter(|(g, _)| exited.contains(g))
+            .cloned()
+            .collect();
+        for key in keys {
+            let Some(state) = self.sites.remove(&key) else {
+                continue;
+            };
+            self.sites
+                .entry((EXITED_PROCESSES, key.1))
+                .and_modify(|s| s.exits += state.exits)
+                .or_insert(state);
+        }
+    }
+
     fn process_exit_covers(&self, thread_end: u64, process_end: u64) -> bool {
         thread_end <= process_end && process_end - thread_end <= self.grace_ns
     }
@@ -344,6 +378,11 @@ impl ThreadExitTracker {
             },
             None => SiteKey::Stack(created_by.clone()),
         };
+        if self.sites.len() >= SITES_BEFORE_MERGE
+            && !self.sites.contains_key(&(exit.tgid, site.clone()))
+        {
+            self.merge_exited_sites();
+        }
         let state = self
             .sites
             .entry((exit.tgid, site))
@@ -614,6 +653,30 @@ mod tests {
             again.and_then(|s| s.unknown),
             Some(UnknownCreator::CreationLost)
         );
+    }
+
+    /// Short processes that each lose a thread from the same place: the sites stay bounded,
+    /// and no death is lost from the totals.
+    #[test]
+    fn sites_of_exited_processes_merge_past_the_bound() {
+        let mut t = ThreadExitTracker::default();
+        let processes = 3 * SITES_BEFORE_MERGE as u32;
+        for tgid in 1..=processes {
+            let tid = tgid + 1_000_000;
+            t.thread_created(tgid, tid, 0, stack("spawn_detached"));
+            t.thread_exited(exit(tgid, tid, S));
+            t.poll(3 * S);
+            t.process_exited(tgid, 4 * S);
+        }
+        let sites = t.site_counts();
+        assert!(
+            sites.len() <= SITES_BEFORE_MERGE + 1,
+            "{} sites",
+            sites.len()
+        );
+        let total: u64 = sites.iter().map(|s| s.exits).sum();
+        assert_eq!(total, u64::from(processes));
+        assert!(sites.iter().any(|s| s.tgid == EXITED_PROCESSES));
     }
 
     #[test]
