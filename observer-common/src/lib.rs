@@ -32,6 +32,20 @@ pub mod sysno {
     pub const EPOLL_PWAIT2: u64 = 441;
     pub const FUTEX_WAITV: u64 = 449;
     pub const FUTEX_WAIT: u64 = 455;
+    pub const KILL: u64 = 62;
+    pub const RT_SIGQUEUEINFO: u64 = 129;
+    pub const TKILL: u64 = 200;
+    pub const TGKILL: u64 = 234;
+    pub const RT_TGSIGQUEUEINFO: u64 = 297;
+    pub const PIDFD_SEND_SIGNAL: u64 = 424;
+
+    /// Syscalls that send a signal: a thread they wake was signalled, not handed a lock.
+    pub const fn sends_signal(nr: u64) -> bool {
+        matches!(
+            nr,
+            KILL | RT_SIGQUEUEINFO | TKILL | TGKILL | RT_TGSIGQUEUEINFO | PIDFD_SEND_SIGNAL
+        )
+    }
 }
 
 /// `futex(2)` operations (after masking FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME).
@@ -117,6 +131,10 @@ pub struct InFlight {
     pub bp: u64,
     pub syscall: u64,
     pub op: u64,
+    /// The blocked thread's `task_struct` (kernel address; 0 for entries seeded from
+    /// userspace), read at wake-up to tell a release from a kill. Only ever passed to
+    /// `bpf_probe_read_kernel`, which cannot fault on a stale pointer.
+    pub task: u64,
     pub tgid: u32,
     /// Futex word at block time (PI futexes: owner TID and flags).
     pub futex_val: u32,

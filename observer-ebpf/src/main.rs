@@ -57,6 +57,12 @@ static DELIVER_CODE_OFFSET: u32 = 16;
 #[no_mangle]
 static DELIVER_HANDLER_OFFSET: u32 = 24;
 
+/// Offsets in `task_struct`, read from the kernel's BTF by the loader (no CO-RE from Rust).
+#[no_mangle]
+static TASK_FLAGS_OFFSET: u32 = 0;
+#[no_mangle]
+static TASK_PENDING_SIGNAL_OFFSET: u32 = 0;
+
 /// Processes (tgids) being observed; sized for a whole host in sidecar mode (pid_max is
 /// 32768 by default; a full map only means a process is not watched, and is counted).
 #[map]
@@ -177,6 +183,46 @@ fn read_user_u64(addr: u64) -> Option<u64> {
         )
     };
     (rc == 0).then_some(v)
+}
+
+/// A plain value at a kernel address; `None` when it cannot be read (never faults, also
+/// not on a stale pointer).
+#[inline(always)]
+fn read_kernel<T: Copy + Default>(addr: u64) -> Option<T> {
+    let mut v = T::default();
+    // SAFETY: bpf_probe_read_kernel never faults; `v` is a plain value of the size passed.
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            (&mut v as *mut T).cast(),
+            core::mem::size_of::<T>() as u32,
+            addr as *const core::ffi::c_void,
+        )
+    };
+    (rc == 0).then_some(v)
+}
+
+/// `PF_EXITING` in `task_struct.flags`: the thread is in do_exit. Its remaining switches
+/// (the last one after `sched_process_exit` above all) are not waits, and nothing would
+/// remove their entries.
+const PF_EXITING: u32 = 0x4;
+
+#[inline(always)]
+fn task_is_exiting(task: u64) -> bool {
+    let off = u64::from(read_global(&TASK_FLAGS_OFFSET));
+    read_kernel::<u32>(task.wrapping_add(off)).is_some_and(|f| f & PF_EXITING != 0)
+}
+
+/// SIGKILL queued for the thread itself: the kernel's `__fatal_signal_pending`. Every way a
+/// process dies with threads still in it (kill -9, a fatal signal's default action,
+/// exit_group, a core dump) queues SIGKILL on each of them before waking them.
+#[inline(always)]
+fn task_is_being_killed(task: u64) -> bool {
+    const SIGKILL_BIT: u64 = 1 << (9 - 1);
+    if task == 0 {
+        return false;
+    }
+    let off = u64::from(read_global(&TASK_PENDING_SIGNAL_OFFSET));
+    read_kernel::<u64>(task.wrapping_add(off)).is_some_and(|s| s & SIGKILL_BIT != 0)
 }
 
 #[inline(always)]

@@ -16,9 +16,9 @@ use observer_common::{
 };
 
 use crate::{
-    agg_side, aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks, AGG0, AGG1,
-    EVENTS, IN_FLIGHT, JOINED, REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET,
-    WAKING_PID_OFFSET,
+    agg_side, aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks,
+    task_is_being_killed, task_is_exiting, AGG0, AGG1, EVENTS, IN_FLIGHT, JOINED, REPORT_IDLE,
+    STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET, WAKING_PID_OFFSET,
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
@@ -41,6 +41,10 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if tid == 0 || !is_watched(tgid) {
         return Ok(());
     }
+    let task: u64 = ctx.arg(1);
+    if task_is_exiting(task) {
+        return Ok(());
+    }
     let regs = stacks::current_user_regs().ok_or(-1i64)?;
     let syscall = regs.orig_rax;
     let mut entry = InFlight {
@@ -51,6 +55,7 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
         bp: regs.rbp,
         syscall,
         op: 0,
+        task,
         tgid,
         futex_val: 0,
         owner: 0,
@@ -138,6 +143,10 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
         None => return Ok(()), // not a watched thread, or not blocked
     };
     let _ = IN_FLIGHT.remove(&tid);
+    // Woken to die, not granted anything: neither a lock wait nor its time in the profile.
+    if task_is_being_killed(entry.task) {
+        return Ok(());
+    }
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let duration_ns = now.saturating_sub(entry.start_ns);

@@ -85,10 +85,12 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // Before the watch check: the last thread of a process may already have taken it out of
+    // WATCHED, and a dead thread's entry must go whoever it belonged to (tids are host-wide).
+    let _ = IN_FLIGHT.remove(&tid);
     if !is_watched(tgid) {
         return Ok(());
     }
-    let _ = IN_FLIGHT.remove(&tid);
     let off = read_global(&EXIT_GROUP_DEAD_OFFSET) as usize;
     // SAFETY: offset of `group_dead` from the tracefs format.
     let group_dead: u8 = unsafe { ctx.read_at(off) }.unwrap_or(0);

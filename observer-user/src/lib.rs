@@ -11,6 +11,7 @@ pub mod golang;
 pub mod goleak;
 pub mod gowatch;
 pub mod inflate;
+pub mod kernel_btf;
 pub mod liveview;
 pub mod metrics;
 pub mod pprof;

@@ -51,6 +51,9 @@ pub enum ProbeError {
     Btf(#[source] aya::BtfError),
     #[error(transparent)]
     Tracefs(#[from] tracefs::TracefsError),
+    /// Not a `#[source]`: the message carries it, printed once.
+    #[error("kernel struct offsets: {0}")]
+    KernelBtf(crate::kernel_btf::BtfError),
 }
 
 /// What the probes need to know before they are loaded.
@@ -159,6 +162,7 @@ impl Probes {
         }
         raise_memlock_limit();
         let off = Offsets::read(tracefs_dir)?;
+        let task = crate::kernel_btf::TaskOffsets::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         let mut loader = EbpfLoader::new();
         // Tests shrink the ring buffer to prove that overflow is counted and reported.
         if let Some(bytes) = std::env::var("OBSERVER_RING_BUFFER_BYTES")
@@ -179,6 +183,8 @@ impl Probes {
             .override_global("DELIVER_SIG_OFFSET", &off.deliver_sig, true)
             .override_global("DELIVER_CODE_OFFSET", &off.deliver_code, true)
             .override_global("DELIVER_HANDLER_OFFSET", &off.deliver_handler, true)
+            .override_global("TASK_FLAGS_OFFSET", &task.flags, true)
+            .override_global("TASK_PENDING_SIGNAL_OFFSET", &task.pending_signal, true)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
 

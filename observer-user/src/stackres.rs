@@ -3,7 +3,11 @@
 //! frame has its name and its address normalized to (module, file offset), resolved while the
 //! process is alive; the `resolve_*` methods without `_frames` return the names only.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use observer_common::{UserStack, STACK_COPY_BYTES};
 
@@ -24,7 +28,16 @@ pub struct StackResolver {
     /// Go executables (and their load bias) whose `.gopclntab` names what the symbol tables
     /// do not: stripped Go binaries keep it.
     go: HashMap<u32, (Arc<GoBinary>, u64)>,
+    /// Processes that exited, oldest first: their maps stay for the events still on their
+    /// way (a long wait ending with the process, a thread death read late), then go. Kept
+    /// for good, they made a sidecar's memory grow with every process the host ever ran.
+    gone: VecDeque<(u32, Instant)>,
 }
+
+/// How long the maps of an exited process are kept for its late events.
+const GONE_RETENTION: Duration = Duration::from_secs(10);
+/// At most this many exited processes' maps are kept, however fast processes end.
+const GONE_MAX: usize = 256;
 
 impl Default for StackResolver {
     fn default() -> Self {
@@ -39,6 +52,7 @@ impl StackResolver {
             symbolizer: Symbolizer::new(),
             by_id: HashMap::new(),
             go: HashMap::new(),
+            gone: VecDeque::new(),
         }
     }
 
@@ -198,5 +212,46 @@ impl StackResolver {
             self.symbolizer.insert_maps(maps);
         }
         self.by_id.retain(|(p, _), _| *p != pid);
+        self.gone.push_back((pid, Instant::now()));
+        self.expire_gone(Instant::now());
+    }
+
+    /// Forgets the exited processes kept longer than [`GONE_RETENTION`] or beyond
+    /// [`GONE_MAX`]. A pid reused since by a process we watch keeps its (new) maps.
+    fn expire_gone(&mut self, now: Instant) {
+        while let Some(&(pid, since)) = self.gone.front() {
+            if self.gone.len() <= GONE_MAX && now.duration_since(since) < GONE_RETENTION {
+                break;
+            }
+            self.gone.pop_front();
+            let reused = self.unwinder.maps(pid).is_some() || self.gone.iter().any(|g| g.0 == pid);
+            if !reused {
+                self.symbolizer.forget(pid);
+                self.go.remove(&pid);
+            }
+        }
+    }
+
+    /// Exited processes whose maps are still kept (for tests and memory checks).
+    pub fn gone_kept(&self) -> usize {
+        self.gone.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many processes come and go, the exited ones kept are bounded.
+    #[test]
+    fn exited_processes_are_kept_bounded() {
+        let mut r = StackResolver::new();
+        for pid in 1_000_000..1_010_000 {
+            r.process_gone(pid);
+        }
+        assert_eq!(r.gone_kept(), GONE_MAX);
+        // And they expire with time even when nothing else exits.
+        r.expire_gone(Instant::now() + GONE_RETENTION + Duration::from_secs(1));
+        assert_eq!(r.gone_kept(), 0);
     }
 }

@@ -158,8 +158,11 @@ fn write_thread_deaths(
         let app_frames = own_frames(&s.created_by).to_vec();
         let origin = if app_frames.is_empty() {
             format!(
-                "thread {:?}, creator unknown (started before observer attached)",
-                s.comm
+                "thread {:?}, creator unknown ({})",
+                s.comm,
+                s.unknown
+                    .unwrap_or(crate::thread_exits::UnknownCreator::BeforeAttach)
+                    .describe()
             )
         } else {
             format!(
@@ -168,7 +171,12 @@ fn write_thread_deaths(
                 frames_text(&app_frames, frames_shown)
             )
         };
-        writeln!(out, "  {:>8}x  pid {}: {origin}", s.exits, s.tgid)?;
+        let who = if s.tgid == crate::thread_exits::EXITED_PROCESSES {
+            "exited processes".to_string()
+        } else {
+            format!("pid {}", s.tgid)
+        };
+        writeln!(out, "  {:>8}x  {who}: {origin}", s.exits)?;
     }
     if sites.len() > MAX_SITES {
         let rest = &sites[MAX_SITES..];
@@ -272,12 +280,14 @@ mod tests {
                         "b",
                         "main",
                     ]),
+                    unknown: None,
                     comm: "handler".into(),
                     exits: 56,
                 },
                 SiteCount {
                     tgid: 100,
                     created_by: vec![],
+                    unknown: Some(crate::thread_exits::UnknownCreator::BeforeAttach),
                     comm: "io".into(),
                     exits: 1,
                 },
@@ -332,6 +342,7 @@ alerts (JSON lines): alerts.jsonl\n";
                 .map(|i| SiteCount {
                     tgid: 1,
                     created_by: frames(&[&format!("site{i}")]),
+                    unknown: None,
                     comm: "t".into(),
                     exits: 2,
                 })

@@ -26,32 +26,78 @@ pub enum TargetError {
     },
     #[error("pipe: {0}")]
     Pipe(#[source] io::Error),
+    #[error("pid {pid} ({name}) is a kernel thread: it has no user space to observe; pass the pid of a user process")]
+    KernelThread { pid: u32, name: String },
+    #[error("pid {pid} ({name}) has already exited: it is a zombie that its parent (pid {parent}) has not reaped, and has nothing left to observe")]
+    Zombie { pid: u32, name: String, parent: u32 },
+    // The io error is part of the message, not a source: printed once, where it belongs.
+    #[error("pid {pid}: cannot read /proc/{pid}/maps ({error}); observer needs ptrace access to the process to read its memory map and stacks: run it as root or with CAP_SYS_PTRACE (and a kernel.yama.ptrace_scope that allows it)")]
+    MapsUnreadable { pid: u32, error: io::Error },
 }
 
-/// Checks that `pid` names a live process (not a thread id of another process).
+/// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Checks that `pid` names a live user process (not a thread id of another process, not a
+/// kernel thread, not a zombie) whose memory map observer can read.
 pub fn check_pid(pid: u32) -> Result<(), TargetError> {
-    let status = format!("/proc/{pid}/status");
-    match std::fs::read_to_string(&status) {
-        Ok(text) => {
-            let tgid = text
-                .lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .and_then(|v| v.trim().parse::<u32>().ok());
-            if tgid == Some(pid) || tgid.is_none() {
-                Ok(())
-            } else {
-                Err(TargetError::Inaccessible {
-                    pid,
-                    source: io::Error::other(format!(
-                        "{pid} is a thread of process {}; pass the process id",
-                        tgid.unwrap_or(0)
-                    )),
-                })
-            }
-        }
+    let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}"));
+    let status = match read("status") {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(TargetError::NoSuchPid(pid)),
+        Err(source) => return Err(TargetError::Inaccessible { pid, source }),
+    };
+    let stat = read("stat").unwrap_or_default();
+    check_proc_text(pid, &status, &stat)?;
+    // A kernel thread's maps are empty and a zombie's unreadable: those were refused above,
+    // so a failure here is a permission.
+    match std::fs::File::open(format!("/proc/{pid}/maps"))
+        .and_then(|mut f| io::Read::read(&mut f, &mut [0u8; 64]))
+    {
+        Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(TargetError::NoSuchPid(pid)),
-        Err(source) => Err(TargetError::Inaccessible { pid, source }),
+        Err(error) => Err(TargetError::MapsUnreadable { pid, error }),
     }
+}
+
+/// The refusals that `/proc/PID/status` and `/proc/PID/stat` alone decide.
+pub fn check_proc_text(pid: u32, status: &str, stat: &str) -> Result<(), TargetError> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let name = field("Name").unwrap_or("?").to_string();
+    let tgid = field("Tgid").and_then(|v| v.parse::<u32>().ok());
+    if tgid.is_some_and(|t| t != pid) {
+        return Err(TargetError::Inaccessible {
+            pid,
+            source: io::Error::other(format!(
+                "{pid} is a thread of process {}; pass the process id",
+                tgid.unwrap_or(0)
+            )),
+        });
+    }
+    // After the comm (which may hold spaces and parentheses): state, ppid, pgrp, session,
+    // tty_nr, tpgid, flags (proc(5)).
+    let after_comm: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let flags = after_comm.get(6).and_then(|f| f.parse::<u64>().ok());
+    let kthread = field("Kthread") == Some("1") || flags.is_some_and(|f| f & PF_KTHREAD != 0);
+    if kthread {
+        return Err(TargetError::KernelThread { pid, name });
+    }
+    let state = field("State")
+        .and_then(|s| s.chars().next())
+        .or_else(|| after_comm.first().and_then(|s| s.chars().next()));
+    if matches!(state, Some('Z' | 'X')) {
+        let parent = field("PPid").and_then(|v| v.parse().ok()).unwrap_or(0);
+        return Err(TargetError::Zombie { pid, name, parent });
+    }
+    Ok(())
 }
 
 /// Whether the process still exists (and is not a zombie).
@@ -201,4 +247,62 @@ pub fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
         .flatten()
         .map(|dir| dir.join(program))
         .find(|p| is_exec(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, state: &str, tgid: u32, ppid: u32, kthread: Option<u8>) -> String {
+        let mut s = format!(
+            "Name:\t{name}\nUmask:\t0022\nState:\t{state}\nTgid:\t{tgid}\nNgid:\t0\nPid:\t{tgid}\nPPid:\t{ppid}\n"
+        );
+        if let Some(k) = kthread {
+            s.push_str(&format!("Kthread:\t{k}\n"));
+        }
+        s
+    }
+
+    #[test]
+    fn a_kernel_thread_is_refused_by_its_flag_or_status_line() {
+        let stat = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0";
+        let e =
+            check_proc_text(2, &status("kthreadd", "S (sleeping)", 2, 0, None), stat).unwrap_err();
+        assert!(matches!(e, TargetError::KernelThread { pid: 2, .. }), "{e}");
+        assert!(e.to_string().contains("kernel thread") && e.to_string().contains("kthreadd"));
+        let user_stat = "7 (a) b) S 1 7 7 0 -1 4194560 0 0";
+        assert!(matches!(
+            check_proc_text(7, &status("x", "S (sleeping)", 7, 1, Some(1)), user_stat),
+            Err(TargetError::KernelThread { .. })
+        ));
+        check_proc_text(7, &status("x", "S (sleeping)", 7, 1, Some(0)), user_stat).unwrap();
+    }
+
+    #[test]
+    fn a_zombie_is_refused_with_its_parent() {
+        let stat = "40 (sh) Z 39 40 40 0 -1 4227148 0 0";
+        let e =
+            check_proc_text(40, &status("sh", "Z (zombie)", 40, 39, Some(0)), stat).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TargetError::Zombie {
+                    pid: 40,
+                    parent: 39,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not reaped"), "{e}");
+    }
+
+    #[test]
+    fn a_thread_id_is_refused_and_a_live_process_accepted() {
+        let stat = "41 (w) S 1 40 40 0 -1 4194368 0 0";
+        let e =
+            check_proc_text(41, &status("w", "S (sleeping)", 40, 1, Some(0)), stat).unwrap_err();
+        assert!(e.to_string().contains("thread of process 40"), "{e}");
+        check_proc_text(40, &status("w", "S (sleeping)", 40, 1, None), "").unwrap();
+    }
 }

@@ -16,8 +16,8 @@
 //!    (`pthread_join` sleeping on the thread's tid word) before or during the grace period, the death
 //!    was expected and is dropped.
 //! 4. **One alert per creation site per process.** Deaths that pass are grouped by the stack of the
-//!    thread that created them (or by the thread name when the thread existed before the observer
-//!    attached). The first death from a site raises an alert with `count` 1; later ones are only
+//!    thread that created them (or, when that is unknown, by the thread name and why: the thread
+//!    existed before the observer attached, or its creation event was lost). The first death from a site raises an alert with `count` 1; later ones are only
 //!    counted ([`ThreadExitTracker::site_counts`]) and show in the end-of-run summary, so a
 //!    thread-per-request server does not flood the alert stream.
 //!
@@ -27,6 +27,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
+
+/// Past this many creation sites, the sites of exited processes are merged under pid
+/// [`EXITED_PROCESSES`], one per creation stack: a sidecar on a host whose short processes
+/// lose threads keeps one entry per place in the code, not one per process ever seen.
+pub const SITES_BEFORE_MERGE: usize = 1024;
+/// The pid under which merged sites of exited processes are counted.
+pub const EXITED_PROCESSES: u32 = 0;
 
 /// Grace period used by [`ThreadExitTracker::default`].
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
@@ -63,12 +70,38 @@ pub struct ThreadExitDecision {
     pub count: u64,
 }
 
+/// Why a dead thread's creator is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnknownCreator {
+    /// The thread existed when observation began (or is the process's main thread).
+    BeforeAttach,
+    /// It started while observed, but its creation event never arrived: the ring buffer was
+    /// full (the drop counters say how often).
+    CreationLost,
+    /// Its creation was seen, but the creator's stack could not be read.
+    StackUnreadable,
+}
+
+impl UnknownCreator {
+    pub fn describe(self) -> &'static str {
+        match self {
+            UnknownCreator::BeforeAttach => "started before observer attached",
+            UnknownCreator::CreationLost => {
+                "creation not recorded: its event was dropped, the ring buffer was full (see drops)"
+            }
+            UnknownCreator::StackUnreadable => "the creating thread's stack could not be read",
+        }
+    }
+}
+
 /// Deaths per creation site, for the summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteCount {
     pub tgid: u32,
     /// Creator's stack, innermost first; empty if unknown (then `comm` identifies the site).
     pub created_by: Vec<String>,
+    /// Why `created_by` is empty, when it is.
+    pub unknown: Option<UnknownCreator>,
     /// Name of the first thread that died from this site.
     pub comm: String,
     /// Deaths that passed the rule; only the first was alerted.
@@ -95,14 +128,22 @@ pub struct ThreadExitStats {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum SiteKey {
     Stack(Vec<String>),
-    UnknownCreator { comm: String },
+    UnknownCreator { comm: String, why: UnknownCreator },
 }
 
 #[derive(Debug, Clone)]
 struct SiteState {
     created_by: Vec<String>,
+    unknown: Option<UnknownCreator>,
     comm: String,
     exits: u64,
+}
+
+/// What is known of a dead thread's creation.
+#[derive(Debug, Clone)]
+enum Origin {
+    Known(Created),
+    Unknown(Option<Created>, UnknownCreator),
 }
 
 #[derive(Debug, Clone)]
@@ -116,14 +157,19 @@ struct Created {
 pub struct ThreadExitTracker {
     grace_ns: u64,
     alive: HashMap<(u32, u32), Created>,
+    /// Threads that existed when observation of their process began: no creation event will
+    /// ever come for them, unlike for a thread whose event was dropped.
+    present_at_attach: HashSet<(u32, u32)>,
     /// Candidates in their grace period, in death order.
-    pending: BTreeMap<(u64, u32, u32), (ThreadExitEvent, Option<Created>)>,
+    pending: BTreeMap<(u64, u32, u32), (ThreadExitEvent, Origin)>,
     pending_index: HashMap<(u32, u32), u64>,
     /// Threads a joiner waits for, seen before their death.
     joined: HashSet<(u32, u32)>,
     /// Recently exited processes, for thread deaths whose event arrives after the process exit.
     exited: HashMap<u32, u64>,
     sites: HashMap<(u32, SiteKey), SiteState>,
+    /// Exited processes that still have sites of their own (see [`SITES_BEFORE_MERGE`]).
+    exited_with_sites: HashSet<u32>,
     stats: ThreadExitStats,
 }
 
@@ -138,11 +184,13 @@ impl ThreadExitTracker {
         ThreadExitTracker {
             grace_ns: u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX),
             alive: HashMap::new(),
+            present_at_attach: HashSet::new(),
             pending: BTreeMap::new(),
             pending_index: HashMap::new(),
             joined: HashSet::new(),
             exited: HashMap::new(),
             sites: HashMap::new(),
+            exited_with_sites: HashSet::new(),
             stats: ThreadExitStats::default(),
         }
     }
@@ -160,6 +208,13 @@ impl ThreadExitTracker {
         );
     }
 
+    /// Process `tgid` is observed from now on and has threads `tids` already: their deaths
+    /// will come without a creation event.
+    pub fn threads_present(&mut self, tgid: u32, tids: impl IntoIterator<Item = u32>) {
+        self.present_at_attach
+            .extend(tids.into_iter().map(|tid| (tgid, tid)));
+    }
+
     /// A joiner is blocked waiting for `tid` to end.
     pub fn joiner_waiting(&mut self, tgid: u32, tid: u32) {
         if let Some(time) = self.pending_index.remove(&(tgid, tid)) {
@@ -174,6 +229,13 @@ impl ThreadExitTracker {
     pub fn thread_exited(&mut self, exit: ThreadExitEvent) {
         let key = (exit.tgid, exit.tid);
         let created = self.alive.remove(&key);
+        let before_attach = self.present_at_attach.remove(&key) || exit.tid == exit.tgid;
+        let origin = match created {
+            Some(c) if !c.created_by.is_empty() => Origin::Known(c),
+            Some(c) => Origin::Unknown(Some(c), UnknownCreator::StackUnreadable),
+            None if before_attach => Origin::Unknown(None, UnknownCreator::BeforeAttach),
+            None => Origin::Unknown(None, UnknownCreator::CreationLost),
+        };
         if self.joined.remove(&key) {
             self.stats.dropped_joined += 1;
             return;
@@ -192,7 +254,7 @@ impl ThreadExitTracker {
             self.pending.remove(&(old, exit.tgid, exit.tid));
         }
         self.pending
-            .insert((exit.time_ns, exit.tgid, exit.tid), (exit, created));
+            .insert((exit.time_ns, exit.tgid, exit.tid), (exit, origin));
     }
 
     /// The whole process `tgid` ended at `time_ns`.
@@ -209,6 +271,10 @@ impl ThreadExitTracker {
             self.stats.dropped_process_exit += 1;
         }
         self.alive.retain(|&(g, _), _| g != tgid);
+        self.present_at_attach.retain(|&(g, _)| g != tgid);
+        if self.sites.keys().any(|(g, _)| *g == tgid) {
+            self.exited_with_sites.insert(tgid);
+        }
         self.joined.retain(|&(g, _)| g != tgid);
         self.exited.insert(tgid, time_ns);
     }
@@ -221,9 +287,9 @@ impl ThreadExitTracker {
             if time.saturating_add(self.grace_ns) > now_ns {
                 break;
             }
-            let (exit, created) = entry.remove();
+            let (exit, origin) = entry.remove();
             self.pending_index.remove(&(tgid, tid));
-            if let Some(d) = self.count(exit, created) {
+            if let Some(d) = self.count(exit, origin) {
                 out.push(d);
             }
         }
@@ -249,6 +315,7 @@ impl ThreadExitTracker {
             .map(|((tgid, _), s)| SiteCount {
                 tgid: *tgid,
                 created_by: s.created_by.clone(),
+                unknown: s.unknown,
                 comm: s.comm.clone(),
                 exits: s.exits,
             })
@@ -270,31 +337,58 @@ impl ThreadExitTracker {
         }
     }
 
+    /// Folds the sites of exited processes into one per creation stack under
+    /// [`EXITED_PROCESSES`], adding up their deaths.
+    fn merge_exited_sites(&mut self) {
+        let exited = std::mem::take(&mut self.exited_with_sites);
+        let keys: Vec<(u32, SiteKey)> = self
+            .sites
+            .keys()
+            .filter(|(g, _)| exited.contains(g))
+            .cloned()
+            .collect();
+        for key in keys {
+            let Some(state) = self.sites.remove(&key) else {
+                continue;
+            };
+            self.sites
+                .entry((EXITED_PROCESSES, key.1))
+                .and_modify(|s| s.exits += state.exits)
+                .or_insert(state);
+        }
+    }
+
     fn process_exit_covers(&self, thread_end: u64, process_end: u64) -> bool {
         thread_end <= process_end && process_end - thread_end <= self.grace_ns
     }
 
-    fn count(
-        &mut self,
-        exit: ThreadExitEvent,
-        created: Option<Created>,
-    ) -> Option<ThreadExitDecision> {
+    fn count(&mut self, exit: ThreadExitEvent, origin: Origin) -> Option<ThreadExitDecision> {
+        let (created, unknown) = match origin {
+            Origin::Known(c) => (Some(c), None),
+            Origin::Unknown(c, why) => (c, Some(why)),
+        };
         let created_by = created
             .as_ref()
             .map(|c| c.created_by.clone())
             .unwrap_or_default();
-        let site = if created_by.is_empty() {
-            SiteKey::UnknownCreator {
+        let site = match unknown {
+            Some(why) => SiteKey::UnknownCreator {
                 comm: exit.comm.clone(),
-            }
-        } else {
-            SiteKey::Stack(created_by.clone())
+                why,
+            },
+            None => SiteKey::Stack(created_by.clone()),
         };
+        if self.sites.len() >= SITES_BEFORE_MERGE
+            && !self.sites.contains_key(&(exit.tgid, site.clone()))
+        {
+            self.merge_exited_sites();
+        }
         let state = self
             .sites
             .entry((exit.tgid, site))
             .or_insert_with(|| SiteState {
                 created_by: created_by.clone(),
+                unknown,
                 comm: exit.comm.clone(),
                 exits: 0,
             });
@@ -511,6 +605,78 @@ mod tests {
         let sites = t.site_counts();
         assert_eq!(sites[0].comm, "io");
         assert_eq!(sites[0].exits, 2);
+    }
+
+    /// A creator is unknown for a reason, and the summary says which: a thread that was there
+    /// when observation began, one whose creation event was dropped, one whose creator's
+    /// stack could not be read.
+    #[test]
+    fn unknown_creator_says_why() {
+        let mut t = ThreadExitTracker::default();
+        t.threads_present(100, [100, 101]);
+        t.thread_created(100, 103, 0, Vec::new());
+        for tid in [101, 102, 103] {
+            t.thread_exited(exit(100, tid, S));
+        }
+        t.poll(3 * S);
+        let why = |tid: u32| {
+            let sites = t.site_counts();
+            let comm = format!("worker-{tid}");
+            sites
+                .iter()
+                .find(|s| s.comm == comm)
+                .and_then(|s| s.unknown)
+        };
+        assert_eq!(why(101), Some(UnknownCreator::BeforeAttach));
+        assert_eq!(why(102), Some(UnknownCreator::CreationLost));
+        assert_eq!(why(103), Some(UnknownCreator::StackUnreadable));
+        assert!(UnknownCreator::CreationLost.describe().contains("dropped"));
+        assert!(!UnknownCreator::CreationLost
+            .describe()
+            .contains("before observer attached"));
+    }
+
+    /// The presence mark is for one thread's life: a reused tid after its death, whose
+    /// creation event was lost, is not "before attach".
+    #[test]
+    fn presence_at_attach_does_not_survive_the_thread() {
+        let mut t = ThreadExitTracker::default();
+        t.threads_present(100, [101]);
+        t.thread_exited(exit(100, 101, S));
+        t.thread_exited(ThreadExitEvent {
+            comm: "again".into(),
+            ..exit(100, 101, 5 * S)
+        });
+        t.poll(10 * S);
+        let again = t.site_counts().into_iter().find(|s| s.comm == "again");
+        assert_eq!(
+            again.and_then(|s| s.unknown),
+            Some(UnknownCreator::CreationLost)
+        );
+    }
+
+    /// Short processes that each lose a thread from the same place: the sites stay bounded,
+    /// and no death is lost from the totals.
+    #[test]
+    fn sites_of_exited_processes_merge_past_the_bound() {
+        let mut t = ThreadExitTracker::default();
+        let processes = 3 * SITES_BEFORE_MERGE as u32;
+        for tgid in 1..=processes {
+            let tid = tgid + 1_000_000;
+            t.thread_created(tgid, tid, 0, stack("spawn_detached"));
+            t.thread_exited(exit(tgid, tid, S));
+            t.poll(3 * S);
+            t.process_exited(tgid, 4 * S);
+        }
+        let sites = t.site_counts();
+        assert!(
+            sites.len() <= SITES_BEFORE_MERGE + 1,
+            "{} sites",
+            sites.len()
+        );
+        let total: u64 = sites.iter().map(|s| s.exits).sum();
+        assert_eq!(total, u64::from(processes));
+        assert!(sites.iter().any(|s| s.tgid == EXITED_PROCESSES));
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub mod bpfmaps;
+
 pub use serde_json::Value;
 use tempfile::TempDir;
 

@@ -6,12 +6,16 @@
  * creation site (spawn_wave), so a thread-per-request program like this must neither flood the
  * alert stream nor make observer's memory grow with the number of threads ever seen.
  *
- * usage: thread_churn [TOTAL] [WAVE]   (defaults 100000 and 100; prints "done N" on stdout)
+ * With PAUSE, it then sleeps that many seconds before exiting: the process stays, idle, after
+ * its churn, which is when whatever the churn left behind in observer shows as cost.
+ *
+ * usage: thread_churn [TOTAL] [WAVE] [PAUSE]   (defaults 100000, 100, 0; prints "done N" on stdout)
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define MAX_WAVE 1024
 
@@ -43,6 +47,7 @@ int main(int argc, char **argv)
 {
 	long total = argc > 1 ? atol(argv[1]) : 100000;
 	int wave = argc > 2 ? atoi(argv[2]) : 100;
+	int pause_s = argc > 3 ? atoi(argv[3]) : 0;
 	pthread_t threads[MAX_WAVE];
 	long done = 0;
 
@@ -59,5 +64,8 @@ int main(int argc, char **argv)
 		done += started;
 	}
 	printf("done %ld\n", done);
+	fflush(stdout);
+	if (pause_s > 0)
+		sleep(pause_s);
 	return 0;
 }

@@ -234,6 +234,10 @@ impl Session {
         let mut t = Target::new(pid);
         if arrival == Arrival::Running {
             self.seed_blocked_threads(pid);
+            // Their deaths will come without a creation event, as a lost one would: tell
+            // the two apart.
+            let tids = procinfo::all_pids(Path::new(&format!("/proc/{pid}/task")));
+            self.exits.threads_present(pid, tids);
         }
         if self.single_pid().is_some() {
             // Host mode reads maps lazily: most processes never block long.

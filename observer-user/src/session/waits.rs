@@ -33,7 +33,7 @@ impl Session {
         // kills its threads) was not granted the lock: stall/deadlock alerts cover it.
         let owner = self.host_tid(w.tgid, w.owner);
         let is_lock = !self.is_go(w.tgid)
-            && w.waker_syscall != sysno::EXIT_GROUP as i64
+            && !woken_by_signal_or_exit(w.waker_syscall)
             && w.class == wait_class::LOCK
             && (w.waker_tid == owner || thread_exists(w.tgid, owner));
         if let Some(m) = &self.opts.metrics {
@@ -327,6 +327,14 @@ impl Session {
     }
 }
 
+/// A wait ended by a thread in `exit_group` (it kills its threads) or in a signal-sending
+/// call was not handed the lock: the waiter dies, or runs a handler and waits again. The
+/// kernel drops most kill wake-ups itself (SIGKILL queued for the waiter); this also covers
+/// waits seeded from /proc, whose kernel task the probes do not know.
+fn woken_by_signal_or_exit(waker_syscall: i64) -> bool {
+    u64::try_from(waker_syscall).is_ok_and(|nr| nr == sysno::EXIT_GROUP || sysno::sends_signal(nr))
+}
+
 fn regs_of(e: &InFlight) -> Regs {
     Regs {
         ip: e.ip,
@@ -337,4 +345,20 @@ fn regs_of(e: &InFlight) -> Regs {
 
 pub(super) fn thread_exists(tgid: u32, tid: u32) -> bool {
     tid != 0 && std::path::Path::new(&format!("/proc/{tgid}/task/{tid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_senders_and_exit_group_do_not_release_locks() {
+        for nr in [62, 129, 200, 234, 297, 424, 231] {
+            assert!(woken_by_signal_or_exit(nr), "syscall {nr}");
+        }
+        // futex (the unlock), a timer or interrupt (no syscall), anything else.
+        for nr in [202, -1, 0, 60, 35] {
+            assert!(!woken_by_signal_or_exit(nr), "syscall {nr}");
+        }
+    }
 }
