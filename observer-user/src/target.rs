@@ -26,6 +26,60 @@ pub enum TargetError {
     },
     #[error("pipe: {0}")]
     Pipe(#[source] io::Error),
+    /// The command cannot be executed; `exit_code` is what a shell would exit with (127: not
+    /// found, 126: found but not executable).
+    #[error("cannot run {program}: {reason}")]
+    CannotRun {
+        program: String,
+        reason: String,
+        exit_code: u8,
+    },
+}
+
+/// Checks, before anything is attached, that `program` can be executed the way `execvp` will
+/// look for it, so that a typo is reported with its path and reason (and a shell's exit code)
+/// instead of as the death of a process named "observer".
+pub fn check_command(program: &str) -> Result<(), TargetError> {
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |reason: String, exit_code| TargetError::CannotRun {
+        program: program.to_string(),
+        reason,
+        exit_code,
+    };
+    let path = if program.contains('/') {
+        std::path::PathBuf::from(program)
+    } else {
+        match resolve_program(program) {
+            Some(p) => p,
+            None => {
+                return Err(cannot(
+                    "command not found in PATH (give its path, e.g. ./NAME)".into(),
+                    127,
+                ))
+            }
+        }
+    };
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        let code = if e.kind() == io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        };
+        cannot(crate::errors::io_reason(&e), code)
+    })?;
+    if meta.is_dir() {
+        return Err(cannot("is a directory".into(), 126));
+    }
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| cannot("contains a NUL byte".into(), 127))?;
+    // SAFETY: a valid NUL-terminated path. access() checks with the real uid, like the
+    // kernel's exec does with ours here (observer is not setuid).
+    let executable = unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0
+        && meta.permissions().mode() & 0o111 != 0;
+    if !executable {
+        return Err(cannot("Permission denied (not executable)".into(), 126));
+    }
+    Ok(())
 }
 
 /// Checks that `pid` names a live process (not a thread id of another process).
@@ -96,6 +150,11 @@ impl Launched {
             .map_err(|_| spawn_err(io::Error::other("argument contains a NUL byte")))?;
         let mut c_argv: Vec<*const libc::c_char> = c_args.iter().map(|a| a.as_ptr()).collect();
         c_argv.push(std::ptr::null());
+        let exec_failed = format!(
+            "observer: cannot run {}: exec failed\n",
+            crate::stderr::escape(&argv[0])
+        )
+        .into_bytes();
         let mut fds = [0i32; 2];
         // SAFETY: pipe2 fills two fds; O_CLOEXEC keeps them out of the exec'ed program.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -119,8 +178,9 @@ impl Launched {
                     libc::_exit(127); // observer went away before letting us run
                 }
                 libc::execvp(c_argv[0], c_argv.as_ptr());
-                let msg = b"observer: cannot execute the command\n";
-                libc::write(2, msg.as_ptr().cast(), msg.len());
+                // Checked before the fork (check_command); this is the rare file that changed
+                // in between.
+                libc::write(2, exec_failed.as_ptr().cast(), exec_failed.len());
                 libc::_exit(127);
             }
         }
