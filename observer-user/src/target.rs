@@ -164,7 +164,7 @@ impl Launched {
         let (read_end, write_end) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: between fork and exec the child only calls async-signal-safe functions
-        // (close, read, execvp, write, _exit) on memory prepared before the fork.
+        // (close, read, signal, execvp, write, _exit) on memory prepared before the fork.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(spawn_err(io::Error::last_os_error()));
@@ -177,6 +177,10 @@ impl Launched {
                 if n != 1 {
                     libc::_exit(127); // observer went away before letting us run
                 }
+                // Rust's runtime ignores SIGPIPE in observer, and an ignored signal stays
+                // ignored across exec: the command must get the default, as from a shell (std's
+                // Command does the same), or `yes | head` under `run` never ends quietly.
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
                 libc::execvp(c_argv[0], c_argv.as_ptr());
                 // Checked before the fork (check_command); this is the rare file that changed
                 // in between.

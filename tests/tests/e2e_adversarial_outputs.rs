@@ -515,3 +515,35 @@ fn report_streams_a_large_recording() {
         "peak RSS {peak_kib} KiB for a 512 MiB recording"
     );
 }
+
+/// The command of `run` inherited observer's ignored SIGPIPE: a writer whose reader went away
+/// got EPIPE errors ("yes: standard output: Broken pipe") instead of ending quietly as it
+/// does from a shell.
+#[test]
+fn run_gives_the_command_the_default_sigpipe() {
+    require_root();
+    let ws = Workspace::new("sigpipe");
+    let run = ObserverCmd::run()
+        .command(
+            Path::new("/bin/sh"),
+            &[
+                "-c",
+                "yes | head -1 >/dev/null; grep SigIgn /proc/self/status",
+            ],
+        )
+        .run_to_end(&ws, QUICK);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.report());
+    assert!(
+        !run.stderr.contains("Broken pipe"),
+        "the command ran with SIGPIPE ignored\n{}",
+        run.report()
+    );
+    // SigIgn is a hex mask; SIGPIPE (13) is bit 12.
+    let ignored = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .expect("SigIgn line");
+    assert_eq!(ignored & (1 << 12), 0, "{}", run.report());
+}
