@@ -130,6 +130,10 @@ pub struct Launched {
     /// The executable the command will run, when it could be resolved.
     pub program: Option<std::path::PathBuf>,
     gate: Option<OwnedFd>,
+    /// Closed by a successful exec (close-on-exec); a failed exec writes its errno into it.
+    exec_status: Option<OwnedFd>,
+    /// argv[0], for messages.
+    command: String,
     exit: Option<tokio::task::JoinHandle<i32>>,
 }
 
@@ -150,11 +154,6 @@ impl Launched {
             .map_err(|_| spawn_err(io::Error::other("argument contains a NUL byte")))?;
         let mut c_argv: Vec<*const libc::c_char> = c_args.iter().map(|a| a.as_ptr()).collect();
         c_argv.push(std::ptr::null());
-        let exec_failed = format!(
-            "observer: cannot run {}: exec failed\n",
-            crate::stderr::escape(&argv[0])
-        )
-        .into_bytes();
         let mut fds = [0i32; 2];
         // SAFETY: pipe2 fills two fds; O_CLOEXEC keeps them out of the exec'ed program.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -162,6 +161,13 @@ impl Launched {
         }
         // SAFETY: freshly created, owned by nobody else.
         let (read_end, write_end) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: as above.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(TargetError::Pipe(io::Error::last_os_error()));
+        }
+        // SAFETY: as above.
+        let (status_read, status_write) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: between fork and exec the child only calls async-signal-safe functions
         // (close, read, signal, execvp, write, _exit) on memory prepared before the fork.
@@ -172,6 +178,7 @@ impl Launched {
         if pid == 0 {
             unsafe {
                 libc::close(write_end.as_raw_fd());
+                libc::close(status_read.as_raw_fd());
                 let mut byte = 0u8;
                 let n = libc::read(read_end.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
                 if n != 1 {
@@ -183,28 +190,48 @@ impl Launched {
                 libc::signal(libc::SIGPIPE, libc::SIG_DFL);
                 libc::execvp(c_argv[0], c_argv.as_ptr());
                 // Checked before the fork (check_command); this is the rare file that changed
-                // in between.
-                libc::write(2, exec_failed.as_ptr().cast(), exec_failed.len());
+                // in between: observer says why (see `release`).
+                let errno = *libc::__errno_location();
+                libc::write(
+                    status_write.as_raw_fd(),
+                    (&errno as *const i32).cast(),
+                    std::mem::size_of::<i32>(),
+                );
                 libc::_exit(127);
             }
         }
         drop(read_end);
+        drop(status_write);
         let pid = pid as u32;
         let exit = tokio::task::spawn_blocking(move || wait_for(pid));
         Ok(Self {
             pid,
             program: resolve_program(&argv[0]),
             gate: Some(write_end),
+            exec_status: Some(status_read),
+            command: argv[0].clone(),
             exit: Some(exit),
         })
     }
 
     /// Lets the command exec (call once the probes watch `pid`), and waits briefly until it
-    /// has: before that, its maps and name are still observer's own.
-    pub fn release(&mut self) {
+    /// has: before that, its maps and name are still observer's own. An exec that failed is
+    /// an error naming the command and why (with a shell's exit code), not a process named
+    /// "observer" that exited 127.
+    pub fn release(&mut self) -> Result<(), TargetError> {
         if let Some(fd) = self.gate.take() {
             // SAFETY: writing one byte to our own pipe.
             unsafe { libc::write(fd.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        }
+        if let Some(fd) = self.exec_status.take() {
+            if let Some(errno) = exec_errno(&fd) {
+                let e = io::Error::from_raw_os_error(errno);
+                return Err(TargetError::CannotRun {
+                    program: self.command.clone(),
+                    reason: crate::errors::io_reason(&e),
+                    exit_code: if errno == libc::ENOENT { 127 } else { 126 },
+                });
+            }
         }
         let ours = std::fs::read_link("/proc/self/exe").ok();
         let started = std::time::Instant::now();
@@ -215,6 +242,7 @@ impl Launched {
                 _ => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
         }
+        Ok(())
     }
 
     /// The command's exit: its code, or 128 + signal like a shell. Poll the handle by
@@ -222,6 +250,24 @@ impl Launched {
     pub fn take_exit(&mut self) -> Option<tokio::task::JoinHandle<i32>> {
         self.exit.take()
     }
+}
+
+/// The errno a failed exec reported on `fd`; None once the exec happened (the pipe closed
+/// without data), or after 5 s (a child stopped before its exec is not waited for).
+fn exec_errno(fd: &OwnedFd) -> Option<i32> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 5000) } <= 0 {
+        return None;
+    }
+    let mut buf = [0u8; 4];
+    // SAFETY: reading into a buffer of that size from our own pipe.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n == 4).then(|| i32::from_ne_bytes(buf))
 }
 
 fn wait_for(pid: u32) -> i32 {
@@ -265,4 +311,56 @@ pub fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
         .flatten()
         .map(|dir| dir.join(program))
         .find(|p| is_exec(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn released(argv: &[&str]) -> (Result<(), TargetError>, i32) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let mut launched = Launched::spawn(&argv).unwrap();
+        let result = launched.release();
+        let code = rt.block_on(launched.take_exit().unwrap()).unwrap();
+        (result, code)
+    }
+
+    /// The file checked by check_command can change before the exec: the failure then names
+    /// the command and the reason.
+    #[test]
+    fn a_failed_exec_is_reported_with_its_reason() {
+        let (result, code) = released(&["/nonexistent-observer-cmd"]);
+        let e = result.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot run /nonexistent-observer-cmd: No such file or directory"
+        );
+        assert!(matches!(e, TargetError::CannotRun { exit_code: 127, .. }));
+        assert_eq!(code, 127);
+
+        let dir = tempfile::tempdir().unwrap();
+        let (result, _) = released(&[dir.path().to_str().unwrap()]);
+        assert!(
+            matches!(result, Err(TargetError::CannotRun { exit_code: 126, ref reason, .. }) if reason == "Permission denied"),
+            "{result:?}"
+        );
+
+        let (result, code) = released(&["/bin/sh", "-c", "exit 5"]);
+        assert!(result.is_ok());
+        assert_eq!(code, 5);
+    }
+
+    #[test]
+    fn commands_that_cannot_run_are_found_before_the_fork() {
+        let e = check_command("/nonexistent-observer-cmd").unwrap_err();
+        assert!(matches!(e, TargetError::CannotRun { exit_code: 127, .. }));
+        let dir = tempfile::tempdir().unwrap();
+        let e = check_command(dir.path().to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().ends_with("is a directory"), "{e}");
+        check_command("sh").unwrap();
+    }
 }

@@ -85,7 +85,7 @@ impl Session {
             (false, Some(exe)) => self.attach_go(&mut t, pid, &exe, false),
             _ => None,
         };
-        launched.release();
+        launched.release()?;
         if let Some(name) = procinfo::comm_of(pid) {
             t.name = name;
         }
