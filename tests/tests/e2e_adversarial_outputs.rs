@@ -392,6 +392,41 @@ fn names_from_targets_are_escaped_on_stderr() {
     );
 }
 
+/// A thread that renames itself (prctl PR_SET_NAME, what pthread_setname_np does) to an OSC
+/// sequence and a newline, then ends the process: the process_exit line names it escaped.
+#[test]
+fn thread_names_are_escaped_on_stderr() {
+    require_root();
+    let ws = Workspace::new("escape-thread");
+    let Some(python) = ["/usr/bin/python3", "/bin/python3"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+    else {
+        panic!("python3 is needed to rename a thread at run time");
+    };
+    let script = "import ctypes, os\n\
+                  ctypes.CDLL(None).prctl(15, b'n\\x1b]2;pw\\x07\\nq', 0, 0, 0)\n\
+                  os._exit(4)\n";
+    let run = ObserverCmd::run()
+        .command(python, &["-c", script])
+        .run_to_end(&ws, TIMEOUT);
+    assert_eq!(run.exit_code(), Some(4), "{}", run.report());
+    assert!(
+        !run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'),
+        "raw control characters on stderr:\n{:?}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("observer: process_exit")
+                && l.contains("(n\\x1b]2;pw\\x07\\x0aq)")),
+        "{:?}",
+        run.stderr
+    );
+}
+
 /// `run -- /nonexistent` said "cannot execute the command" with no path or reason and raised
 /// a process_exit alert about "observer".
 #[test]
