@@ -1,4 +1,6 @@
 //! observer: an external stall observer for Linux processes (library side of the `observer` binary).
+// Tests report to the test harness's stderr; observer itself goes through `say!` (clippy.toml).
+#![cfg_attr(test, allow(clippy::disallowed_macros))]
 pub mod alert;
 pub mod cli;
 pub mod duration;
