@@ -89,9 +89,13 @@ impl AlertSink {
                 self.lost += 1;
                 if !self.failing {
                     crate::say!(
-                        "observer: error: cannot write alerts to {}: {e}; they still go to stderr{}",
+                        "observer: error: cannot write alerts to {}: {e}; observing goes on{}",
                         self.json_name,
-                        if self.to_stderr { "" } else { " (with -q: nowhere)" }
+                        if self.to_stderr {
+                            ", alerts still come here"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 self.failing = true;
