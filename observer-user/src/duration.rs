@@ -25,9 +25,14 @@ pub enum DurationError {
     UnknownUnit { input: String, unit: String },
     #[error("invalid duration {input:?}: expected a number at {rest:?} (e.g. 250ms, 1.5s, 1m30s)")]
     ExpectedNumber { input: String, rest: String },
-    #[error("invalid duration {input:?}: too large")]
+    #[error("invalid duration {input:?}: too large (at most {MAX_HOURS}h, a year)")]
     Overflow { input: String },
 }
+
+/// The longest duration accepted. A deadline is a point on the monotonic clock (`now + d`):
+/// `--duration 18446744073709551615s` overflowed it and panicked. A year is longer than any
+/// observation anyone schedules; to run until stopped, leave `--duration` out.
+const MAX_HOURS: u64 = 365 * 24;
 
 const NS_PER_US: u128 = 1_000;
 const NS_PER_MS: u128 = 1_000_000;
@@ -112,6 +117,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         total = total.checked_add(part).ok_or_else(overflow)?;
     }
 
+    if total > u128::from(MAX_HOURS) * 3600 * NS_PER_S {
+        return Err(overflow());
+    }
     let secs = u64::try_from(total / NS_PER_S).map_err(|_| overflow())?;
     Ok(Duration::new(secs, (total % NS_PER_S) as u32))
 }
@@ -234,6 +242,18 @@ mod tests {
             parse_duration("99999999999999999999999h").unwrap_err(),
             DurationError::Overflow { .. }
         ));
+    }
+
+    #[test]
+    fn durations_past_a_year_are_refused_with_the_bound() {
+        // u64::MAX seconds parsed, then overflowed the deadline `now + d` and panicked.
+        let e = parse_duration("18446744073709551615s").unwrap_err();
+        assert!(matches!(e, DurationError::Overflow { .. }));
+        assert!(e.to_string().contains("at most 8760h"), "{e}");
+        assert!(parse_duration("8761h").is_err());
+        assert_eq!(ok("8760h"), Duration::from_secs(8760 * 3600));
+        // Every accepted duration can be added to the monotonic clock.
+        let _ = std::time::Instant::now() + ok("8760h");
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! observer: an external stall observer for Linux processes (library side of the `observer` binary).
+// Tests report to the test harness's stderr; observer itself goes through `say!` (clippy.toml).
+#![cfg_attr(test, allow(clippy::disallowed_macros))]
 pub mod alert;
 pub mod binfile;
 pub mod cli;
 pub mod duration;
+pub mod errors;
 pub mod events;
 pub mod folded;
 pub mod frames;
@@ -14,6 +17,7 @@ pub mod inflate;
 pub mod kernel_btf;
 pub mod liveview;
 pub mod metrics;
+pub mod output_file;
 pub mod pprof;
 pub mod privileges;
 pub mod probes;
@@ -30,6 +34,7 @@ pub mod session;
 pub mod sink;
 pub mod stackframe;
 pub mod stackres;
+pub mod stderr;
 pub mod summary;
 pub mod svg;
 pub mod symbolize;

@@ -6,23 +6,77 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use observer::{
     cli::{Cli, Command, FilterOpts, ObserveOpts},
-    privileges,
+    output_file, privileges,
     probes::{ProbeConfig, Probes},
+    say,
     scope::ProcessFilter,
-    session::{Outcome, Scope, Session, SessionOptions},
-    target::{self, Launched},
+    session::{Ended, Outcome, Scope, Session, SessionOptions},
+    target::{self, Launched, TargetError},
     tracefs,
 };
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    keep_standard_fds_taken();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        // Log lines name threads, processes and paths of targets: escaped like the rest of
+        // stderr (see observer::stderr).
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "[{} {} {}] {}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                observer::stderr::escape(&record.args().to_string())
+            )
+        })
+        .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("observer: error: {e:#}");
-            ExitCode::from(2)
+            say!(
+                "observer: error: {}",
+                observer::errors::render_chain(e.chain())
+            );
+            // Like a shell: 127 for a command not found, 126 for one that cannot be executed.
+            match e.downcast_ref::<TargetError>() {
+                Some(TargetError::CannotRun { exit_code, .. }) => ExitCode::from(*exit_code),
+                _ => ExitCode::from(2),
+            }
         }
+    }
+}
+
+/// Started with stdin, stdout or stderr closed (`2>&-`), the first file observer opens would
+/// take that number, and every message meant for stderr would land in an output file: each
+/// closed one is pointed at /dev/null instead.
+fn keep_standard_fds_taken() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only queries the descriptor.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // SAFETY: a static NUL-terminated path; the fd it returns is the lowest free one,
+            // which is `fd` itself since the lower ones are open.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
+}
+
+/// Says which outputs could not be written (the others were, and the summary was printed);
+/// true when there were any.
+fn report_failed_outputs(ended: &Ended) -> bool {
+    for f in &ended.failed_outputs {
+        say!("observer: error: {f}");
+    }
+    !ended.failed_outputs.is_empty()
+}
+
+/// The exit code of `watch`, `record` and `sidecar`: 2 when an output could not be written.
+fn observed(ended: &Ended) -> i32 {
+    if report_failed_outputs(ended) {
+        2
+    } else {
+        0
     }
 }
 
@@ -39,7 +93,7 @@ fn run(cli: Cli) -> Result<i32> {
             // It may have exited while the probes were loading.
             target::check_pid(pid)?;
             if !opts.quiet {
-                eprintln!(
+                say!(
                     "observer: watching pid {pid} ({}); threshold {}, stall-after {}{}. Ctrl-C to stop.",
                     std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim(),
                     observer::duration::human(opts.threshold),
@@ -50,8 +104,7 @@ fn run(cli: Cli) -> Result<i32> {
                 );
             }
             let session = Session::new(session_options(&opts), probes, Scope::Process(pid))?;
-            runtime.block_on(session.run(None))?;
-            Ok(0)
+            Ok(observed(&runtime.block_on(session.run(None))?))
         }
         Command::Record {
             pid,
@@ -78,7 +131,7 @@ fn run(cli: Cli) -> Result<i32> {
                 Scope::Host(f) => format!("the host ({})", f.describe()),
             };
             if !opts.quiet {
-                eprintln!(
+                say!(
                     "observer: recording {what} to {}. Ctrl-C to stop.",
                     output.display()
                 );
@@ -86,8 +139,7 @@ fn run(cli: Cli) -> Result<i32> {
             let mut session_opts = session_options(&opts);
             session_opts.record = Some(output);
             let session = Session::new(session_opts, probes, scope)?;
-            runtime.block_on(session.run(None))?;
-            Ok(0)
+            Ok(observed(&runtime.block_on(session.run(None))?))
         }
         Command::Sidecar {
             filter,
@@ -118,12 +170,12 @@ fn run(cli: Cli) -> Result<i32> {
                     .spawn(move || server.block_on(observer::metrics::serve(listener, metrics)))
                     .context("starting the metrics server")?;
                 if !opts.quiet {
-                    eprintln!("observer: metrics on http://{metrics_addr}/metrics");
+                    say!("observer: metrics on http://{metrics_addr}/metrics");
                 }
             }
             let probes = attach(&opts, true)?;
             if !opts.quiet {
-                eprintln!(
+                say!(
                     "observer: sidecar: watching {}; threshold {}, stall-after {}. Ctrl-C to stop.",
                     filter.describe(),
                     observer::duration::human(opts.threshold),
@@ -131,18 +183,23 @@ fn run(cli: Cli) -> Result<i32> {
                 );
             }
             let session = Session::new(session_opts, probes, Scope::Host(filter))?;
-            runtime.block_on(session.run(None))?;
-            Ok(0)
+            Ok(observed(&runtime.block_on(session.run(None))?))
         }
         Command::Report {
             file,
             format,
             output,
         } => {
+            if let Some(out) = output
+                .as_deref()
+                .filter(|p| *p != std::path::Path::new("-"))
+            {
+                output_file::open(out, output_file::Mode::Check)?;
+            }
             let rec = observer::recording::Recording::read(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             if rec.truncated {
-                eprintln!(
+                say!(
                     "observer: note: {} was cut short; reporting up to its last whole block",
                     file.display()
                 );
@@ -161,11 +218,12 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Run { opts, command } => {
             check_outputs(&opts, None)?;
+            target::check_command(&command[0])?;
             let probes = attach(&opts, false)?;
             let _guard = runtime.enter(); // the command is awaited on a blocking task of the runtime
             let launched = Launched::spawn(&command)?;
             if !opts.quiet {
-                eprintln!(
+                say!(
                     "observer: running `{}` as pid {}",
                     command.join(" "),
                     launched.pid
@@ -175,10 +233,17 @@ fn run(cli: Cli) -> Result<i32> {
             let mut session_opts = session_options(&opts);
             session_opts.live = false;
             let session = Session::new(session_opts, probes, Scope::Process(launched.pid))?;
-            match runtime.block_on(session.run(Some(launched)))? {
-                Outcome::Command(code) => Ok(code),
-                Outcome::Finished => Ok(0),
+            let ended = runtime.block_on(session.run(Some(launched)))?;
+            let code = match ended.outcome {
+                Outcome::Command(code) => code,
+                Outcome::Finished => 0,
+            };
+            // The command's status is what the caller of `run` acts on: a failed output is
+            // said, and does not replace it.
+            if report_failed_outputs(&ended) {
+                say!("observer: the command exited with status {code}; exiting with it although outputs failed");
             }
+            Ok(code)
         }
     }
 }
@@ -217,9 +282,10 @@ fn goroutines_dump(pid: u32, json: bool, grouped: bool, system: bool) -> Result<
     Ok(())
 }
 
-/// Output paths are refused before anything is observed when a symlink sits there (a link
-/// planted in a shared directory must not redirect our writes; the files are also opened with
-/// O_NOFOLLOW when written).
+/// Every output is opened (created if missing, checked if present: see
+/// [`observer::output_file`]) before anything is attached: a typo in a directory name, a FIFO
+/// or a file of another user at the path fails in a second, not after a long run. The files
+/// are opened again, with the same checks, when they are written.
 fn check_outputs(opts: &ObserveOpts, extra: Option<&std::path::Path>) -> Result<()> {
     let paths = [&opts.alerts, &opts.folded, &opts.pprof, &opts.svg];
     for path in paths
@@ -231,12 +297,7 @@ fn check_outputs(opts: &ObserveOpts, extra: Option<&std::path::Path>) -> Result<
         if path == std::path::Path::new("-") {
             continue;
         }
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-            anyhow::bail!(
-                "{}: is a symbolic link; refusing to write output through it",
-                path.display()
-            );
-        }
+        output_file::open(path, output_file::Mode::Check)?;
     }
     Ok(())
 }
@@ -247,6 +308,9 @@ fn json_alerts_on_a_terminal(opts: &ObserveOpts) -> bool {
 }
 
 fn process_filter(f: &FilterOpts) -> Result<ProcessFilter> {
+    if let Some(cgroup) = f.cgroup.as_deref() {
+        observer::scope::check_cgroup(cgroup)?;
+    }
     Ok(ProcessFilter::new(f.comm.as_deref(), f.cgroup.as_deref())?)
 }
 

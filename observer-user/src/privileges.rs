@@ -61,7 +61,7 @@ pub fn check() -> Result<(), PrivilegeError> {
     let missing = missing_caps(caps);
     if missing.is_empty() {
         if let Some(warning) = weaker_without(caps) {
-            eprintln!("observer: warning: {warning}");
+            crate::say!("observer: warning: {warning}");
         }
         Ok(())
     } else {

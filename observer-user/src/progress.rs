@@ -90,7 +90,8 @@ impl Progress {
             Mode::Plain
         };
         let shared = Arc::new(Shared {
-            label: label.to_string(),
+            // Labels name a target's binaries: escaped like everything else on stderr.
+            label: crate::stderr::escape(label).into_owned(),
             total,
             done: AtomicU64::new(0),
             started: Instant::now(),

@@ -1,6 +1,8 @@
 //! Which processes `observer sidecar` watches: all of them, or those whose name matches
 //! `--comm` and/or whose cgroup is under `--cgroup`.
 
+use std::path::Path;
+
 use regex::Regex;
 use thiserror::Error;
 
@@ -12,6 +14,20 @@ pub enum ScopeError {
         #[source]
         source: regex::Error,
     },
+    #[error(
+        "--cgroup {given}: no such cgroup ({looked} does not exist); give a directory of the cgroup v2 hierarchy ({root}), e.g. system.slice/NAME.service, as listed by the 0:: line of /proc/PID/cgroup"
+    )]
+    NoSuchCgroup {
+        given: String,
+        looked: String,
+        root: String,
+    },
+    #[error(
+        "--cgroup {given}: not a directory of the cgroup v2 hierarchy ({root}; a cgroup v1 controller's directory is not one); give the cgroup v2 path, as listed by the 0:: line of /proc/PID/cgroup"
+    )]
+    NotCgroup2 { given: String, root: String },
+    #[error("--cgroup {given}: no cgroup v2 hierarchy is mounted (looked at {looked})")]
+    NoCgroup2 { given: String, looked: String },
 }
 
 /// Where the unified cgroup hierarchy is mounted (alone, or beside the v1 controllers on a
@@ -86,6 +102,53 @@ impl ProcessFilter {
     }
 }
 
+/// Checks that `--cgroup PATH` names an existing cgroup v2 directory: a typo would otherwise
+/// give a sidecar that watches nothing, forever, silently.
+pub fn check_cgroup(path: &str) -> Result<(), ScopeError> {
+    let roots: Vec<&Path> = CGROUP_ROOTS
+        .iter()
+        .map(Path::new)
+        .filter(|r| is_cgroup2(r))
+        .collect();
+    check_cgroup_in(path, &roots)
+}
+
+fn check_cgroup_in(path: &str, v2_roots: &[&Path]) -> Result<(), ScopeError> {
+    let Some(root) = v2_roots.first() else {
+        return Err(ScopeError::NoCgroup2 {
+            given: path.to_string(),
+            looked: CGROUP_ROOTS.join(", "),
+        });
+    };
+    let rel = normalize_cgroup(path);
+    let rel = rel.trim_start_matches('/');
+    if v2_roots.iter().any(|r| r.join(rel).is_dir()) {
+        return Ok(());
+    }
+    let root = root.display().to_string();
+    if path.starts_with('/') && Path::new(path).is_dir() {
+        return Err(ScopeError::NotCgroup2 {
+            given: path.to_string(),
+            root,
+        });
+    }
+    Err(ScopeError::NoSuchCgroup {
+        given: path.to_string(),
+        looked: Path::new(&root).join(rel).display().to_string(),
+        root,
+    })
+}
+
+fn is_cgroup2(dir: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid path and a zeroed out-buffer.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statfs(c.as_ptr(), &mut fs) } == 0)
+        && fs.f_type == libc::CGROUP2_SUPER_MAGIC as libc::__fsword_t
+}
+
 fn normalize_cgroup(path: &str) -> String {
     let rel = CGROUP_ROOTS
         .iter()
@@ -140,6 +203,34 @@ mod tests {
         assert!(named.matches("x", Some("/sys/fs/cgroupx")));
         let rel = ProcessFilter::new(None, Some("kubepods")).unwrap();
         assert!(rel.matches("x", Some("/kubepods/pod1")));
+    }
+
+    #[test]
+    fn a_cgroup_that_does_not_exist_is_refused() {
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(v2.path().join("system.slice/app.service")).unwrap();
+        let roots = [v2.path()];
+        check_cgroup_in("system.slice/app.service", &roots).unwrap();
+        check_cgroup_in("/system.slice", &roots).unwrap();
+        check_cgroup_in("/sys/fs/cgroup/unified/system.slice/", &roots).unwrap();
+        let e = check_cgroup_in("/nonexistent", &roots)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--cgroup /nonexistent: no such cgroup")
+                && e.contains(&v2.path().join("nonexistent").display().to_string()),
+            "{e}"
+        );
+        // An existing directory outside the v2 hierarchy (a v1 controller's) says so.
+        let v1 = tempfile::tempdir().unwrap();
+        let e = check_cgroup_in(v1.path().to_str().unwrap(), &roots)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a directory of the cgroup v2 hierarchy"),
+            "{e}"
+        );
+        assert!(check_cgroup_in("/", &[]).is_err());
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //! (fluent-bit, vector, filebeat) pick up every line exactly once.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    ffi::OsString,
+    fs::File,
     io::{self, BufWriter, Seek, SeekFrom, Write},
-    os::unix::fs::{FileExt, OpenOptionsExt},
+    os::unix::fs::FileExt,
     path::{Path, PathBuf},
 };
+
+use crate::output_file::{self, Mode, OutputDir};
 
 use crate::alert::{Alert, AlertDetail};
 use crate::duration::human;
@@ -17,22 +20,25 @@ use crate::frames::own_frames;
 
 pub struct AlertSink {
     json: Option<Box<dyn Write + Send>>,
+    /// The JSON destination, for messages: its path, or "stdout".
+    json_name: String,
     to_stderr: bool,
+    /// The JSON destination is failing (e.g. a full disk): said once, not at every alert.
+    failing: bool,
+    /// Alerts whose JSON line could not be written, and the first error.
+    lost: u64,
+    first_error: Option<io::Error>,
 }
 
 impl AlertSink {
-    /// `path` `-` means stdout. Files are created without following a symlink at the last
-    /// component (a planted link in a shared directory must not redirect our writes).
+    /// `path` `-` means stdout. Files are opened safely (see [`crate::output_file`]).
     pub fn open(path: Option<&Path>, quiet: bool) -> io::Result<Self> {
         let json: Option<Box<dyn Write + Send>> = match path {
             None => None,
             Some(p) if p == Path::new("-") => Some(Box::new(io::stdout())),
             Some(p) => Some(Box::new(BufWriter::new(create_output(p)?))),
         };
-        Ok(Self {
-            json,
-            to_stderr: !quiet,
-        })
+        Ok(Self::new(json, path, quiet))
     }
 
     /// Like [`AlertSink::open`], and the file is rotated before a line would take it past
@@ -40,63 +46,93 @@ impl AlertSink {
     /// a restarted sidecar must not wipe the alerts of its previous run.
     pub fn open_rotating(path: &Path, max_bytes: u64, keep: u32, quiet: bool) -> io::Result<Self> {
         let file = RotatingFile::open(path, max_bytes, keep)?;
-        Ok(Self {
-            json: Some(Box::new(file)),
+        Ok(Self::new(Some(Box::new(file)), Some(path), quiet))
+    }
+
+    fn new(json: Option<Box<dyn Write + Send>>, path: Option<&Path>, quiet: bool) -> Self {
+        let json_name = match path {
+            Some(p) if p == Path::new("-") => "stdout".to_string(),
+            Some(p) => p.display().to_string(),
+            None => String::new(),
+        };
+        Self {
+            json,
+            json_name,
             to_stderr: !quiet,
+            failing: false,
+            lost: 0,
+            first_error: None,
+        }
+    }
+
+    /// The stderr line first, then the JSON line: a JSON destination that fails (a full disk)
+    /// must not take the other one down; its failure is said once, and again when it recovers.
+    pub fn write(&mut self, alert: &Alert) {
+        if self.to_stderr {
+            crate::say!("{}", one_line(alert));
+        }
+        let Some(w) = self.json.as_mut() else { return };
+        // One write per line: rotation happens between lines, never inside one.
+        let mut line = alert.to_json_line();
+        line.push('\n');
+        match w.write_all(line.as_bytes()).and_then(|()| w.flush()) {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                crate::say!(
+                    "observer: writing alerts to {} works again ({} alerts could not be written)",
+                    self.json_name,
+                    self.lost
+                );
+            }
+            Ok(()) => {}
+            Err(e) => {
+                self.lost += 1;
+                if !self.failing {
+                    crate::say!(
+                        "observer: error: cannot write alerts to {}: {e}; observing goes on{}",
+                        self.json_name,
+                        if self.to_stderr {
+                            ", alerts still come here"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                self.failing = true;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Flushes, and says what could not be written, if anything: "cannot write alerts to
+    /// PATH: ... (N alerts lost)".
+    pub fn finish(&mut self) -> Option<String> {
+        if let Some(w) = self.json.as_mut() {
+            if let Err(e) = w.flush() {
+                self.first_error.get_or_insert(e);
+            }
+        }
+        self.first_error.as_ref().map(|e| {
+            format!(
+                "cannot write alerts to {}: {e} ({} alerts not written there)",
+                self.json_name, self.lost
+            )
         })
     }
-
-    pub fn write(&mut self, alert: &Alert) -> io::Result<()> {
-        if let Some(w) = self.json.as_mut() {
-            // One write per line: rotation happens between lines, never inside one.
-            let mut line = alert.to_json_line();
-            line.push('\n');
-            w.write_all(line.as_bytes())?;
-            w.flush()?;
-        }
-        if self.to_stderr {
-            eprintln!("{}", one_line(alert));
-        }
-        Ok(())
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        match self.json.as_mut() {
-            Some(w) => w.flush(),
-            None => Ok(()),
-        }
-    }
 }
 
-/// Creates (truncates) an output file, refusing to follow a symlink.
+/// Creates (truncates) an output file, safely (see [`crate::output_file`]).
 pub fn create_output(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o644)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-}
-
-/// Opens a file for appending without following a symlink at the last component; created if
-/// missing. Readable too, to check how the last line ended.
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o644)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    output_file::open(path, Mode::Truncate)
 }
 
 /// A file that is rotated by size between writes: each `write` call is kept whole in one file,
 /// so a caller that writes whole lines never sees a line split across two files.
 pub struct RotatingFile {
     path: PathBuf,
+    /// Rotation renames and creates in the directory checked at open, by name.
+    dir: OutputDir,
+    name: OsString,
     out: BufWriter<File>,
     size: u64,
     max_bytes: u64,
@@ -115,7 +151,10 @@ impl RotatingFile {
                 format!("{}: the rotation size must be above 0", path.display()),
             ));
         }
-        let mut file = open_append(path)?;
+        let (dir, name) = OutputDir::parent_of(path)?;
+        let mut file = dir
+            .open(&name, Mode::Append)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let size = file.seek(SeekFrom::End(0))?;
         // A previous run killed mid-line left a torn line: end it, so that ours parses.
         let mut last = [0u8; 1];
@@ -125,6 +164,8 @@ impl RotatingFile {
         let size = file.seek(SeekFrom::End(0))?;
         Ok(Self {
             path: path.to_path_buf(),
+            dir,
+            name,
             out: BufWriter::new(file),
             size,
             max_bytes,
@@ -133,10 +174,10 @@ impl RotatingFile {
         })
     }
 
-    fn numbered(&self, n: u32) -> PathBuf {
-        let mut name = self.path.clone().into_os_string();
+    fn numbered(&self, n: u32) -> OsString {
+        let mut name = self.name.clone();
         name.push(format!(".{n}"));
-        PathBuf::from(name)
+        name
     }
 
     /// PATH.(N-1) -> PATH.N, ..., PATH -> PATH.1, then a new PATH. rename() replaces the target
@@ -144,15 +185,19 @@ impl RotatingFile {
     fn rotate(&mut self) -> io::Result<()> {
         self.out.flush()?;
         if self.keep == 0 {
-            fs::remove_file(&self.path).or_else(not_found_ok)?;
+            self.dir.remove(&self.name).or_else(not_found_ok)?;
         } else {
             for n in (1..self.keep).rev() {
-                fs::rename(self.numbered(n), self.numbered(n + 1)).or_else(not_found_ok)?;
+                self.dir
+                    .rename(&self.numbered(n), &self.numbered(n + 1))
+                    .or_else(not_found_ok)?;
             }
             // Missing when a previous attempt moved it but could not create the new file.
-            fs::rename(&self.path, self.numbered(1)).or_else(not_found_ok)?;
+            self.dir
+                .rename(&self.name, &self.numbered(1))
+                .or_else(not_found_ok)?;
         }
-        let file = create_output(&self.path)?;
+        let file = self.dir.open(&self.name, Mode::Truncate)?;
         self.out = BufWriter::new(file);
         self.size = 0;
         Ok(())
@@ -175,7 +220,7 @@ impl Write for RotatingFile {
                 Ok(()) => self.failing = false,
                 Err(e) => {
                     if !self.failing {
-                        eprintln!(
+                        crate::say!(
                             "observer: cannot rotate {}: {e}; writing on past the size limit",
                             self.path.display()
                         );
@@ -205,6 +250,11 @@ fn top(stack: &[String]) -> String {
 
 /// A human summary of one alert for the terminal.
 pub fn one_line(a: &Alert) -> String {
+    // Names, frames and messages come from the target: one escaped line (see crate::stderr).
+    crate::stderr::escape(&one_line_raw(a)).into_owned()
+}
+
+fn one_line_raw(a: &Alert) -> String {
     let who = format!("tid {} ({})", a.tid, a.comm);
     match &a.detail {
         AlertDetail::LockWait(l) => format!(
@@ -302,7 +352,7 @@ pub fn one_line(a: &Alert) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::{fs, os::unix::fs::symlink};
 
     fn read(path: &Path) -> String {
         fs::read_to_string(path).unwrap_or_default()
@@ -446,6 +496,41 @@ mod tests {
         assert_eq!(f.size, 20);
     }
 
+    /// A destination that fails like a full disk.
+    struct Full;
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_destination_is_named_and_counted() {
+        let json = r#"{"kind":"process_exit","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":1,"comm":"x","stack":[],"exit_code":0,"signal":null,"by_tid":1,"message":null}"#;
+        let alert = Alert::from_json_line(json).unwrap();
+        let mut sink = AlertSink::new(Some(Box::new(Full)), Some(Path::new("/full/a.jsonl")), true);
+        for _ in 0..3 {
+            sink.write(&alert);
+        }
+        let failure = sink.finish().expect("the failure is reported");
+        assert!(
+            failure.starts_with("cannot write alerts to /full/a.jsonl: No space left on device")
+                && failure.ends_with("(3 alerts not written there)"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn alert_lines_escape_what_the_target_named() {
+        let json = r#"{"kind":"process_exit","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":1,"comm":"x\u001b]0;owned\u0007\nfake","stack":[],"exit_code":0,"signal":null,"by_tid":1,"message":"m\r"}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("(x\\x1b]0;owned\\x07\\x0afake)"), "{line}");
+    }
+
     #[test]
     fn alert_sink_rotates_between_whole_alert_lines() {
         let dir = tempfile::tempdir().unwrap();
@@ -455,9 +540,9 @@ mod tests {
         let line_len = alert.to_json_line().len() as u64 + 1;
         let mut sink = AlertSink::open_rotating(&path, line_len * 2, 3, true).unwrap();
         for _ in 0..5 {
-            sink.write(&alert).unwrap();
+            sink.write(&alert);
         }
-        sink.flush().unwrap();
+        assert_eq!(sink.finish(), None);
         let mut total = 0;
         for p in [path.clone(), numbered(&path, 1), numbered(&path, 2)] {
             let text = read(&p);

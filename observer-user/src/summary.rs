@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::duration::human;
 use crate::folded::TopStack;
 use crate::frames::own_frames;
+use crate::stderr::escape;
 use crate::thread_exits::SiteCount;
 
 /// Innermost frames shown per blocked stack: enough to get past the futex/mutex plumbing to the
@@ -66,7 +67,7 @@ pub fn render(input: &SummaryInput) -> String {
 }
 
 fn write_summary(out: &mut String, input: &SummaryInput) -> std::fmt::Result {
-    writeln!(out, "observer summary for {}", input.process)?;
+    writeln!(out, "observer summary for {}", escape(&input.process))?;
     writeln!(
         out,
         "waits observed: {}, {} over the threshold",
@@ -86,8 +87,8 @@ fn write_summary(out: &mut String, input: &SummaryInput) -> std::fmt::Result {
                 "  {:>8} {:>8}x  {} [{}]: {}",
                 human(Duration::from_nanos(s.weight_ns)),
                 s.count,
-                s.process,
-                s.thread,
+                escape(&s.process),
+                escape(&s.thread),
                 frames_text(own_frames(&s.frames), FRAMES_SHOWN)
             )?;
         }
@@ -128,12 +129,16 @@ fn write_summary(out: &mut String, input: &SummaryInput) -> std::fmt::Result {
         writeln!(
             out,
             "folded stacks: {} (render: flamegraph.pl --countname=ns {} > blocked.svg)",
-            p.display(),
-            p.display()
+            escape(&p.display().to_string()),
+            escape(&p.display().to_string())
         )?;
     }
     if let Some(p) = &input.alerts_path {
-        writeln!(out, "alerts (JSON lines): {}", p.display())?;
+        writeln!(
+            out,
+            "alerts (JSON lines): {}",
+            escape(&p.display().to_string())
+        )?;
     }
     Ok(())
 }
@@ -203,7 +208,7 @@ fn frames_text(frames: &[String], shown: usize) -> String {
     if n < frames.len() {
         text.push_str(" <- ...");
     }
-    text
+    escape(&text).into_owned()
 }
 
 #[cfg(test)]
@@ -234,6 +239,32 @@ mod tests {
              drops: 0 events dropped (ring buffer full), 0 aggregate updates lost (map full), \
              0 waits untracked (in-flight table full), 0 samples without a stack, 0 undecodable events\n"
         );
+    }
+
+    #[test]
+    fn names_from_the_target_stay_on_their_line() {
+        let input = SummaryInput {
+            process: "evil\u{1b}]0;owned\u{7} (pid 7)".into(),
+            top_stacks: vec![TopStack {
+                process: "evil".into(),
+                thread: "w\nfake line".into(),
+                frames: frames(&["f\u{1b}[31m (x.c:1)"]),
+                weight_ns: 1,
+                count: 1,
+            }],
+            ..base()
+        };
+        let text = render(&input);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text}"
+        );
+        assert!(text.contains("evil\\x1b]0;owned\\x07 (pid 7)"), "{text}");
+        assert!(
+            text.contains("[w\\x0afake line]: f\\x1b[31m (x.c:1)"),
+            "{text}"
+        );
+        assert!(!text.lines().any(|l| l.starts_with("fake line")), "{text}");
     }
 
     #[test]

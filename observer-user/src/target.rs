@@ -33,6 +33,60 @@ pub enum TargetError {
     // The io error is part of the message, not a source: printed once, where it belongs.
     #[error("pid {pid}: cannot read /proc/{pid}/maps ({error}); observer needs ptrace access to the process to read its memory map and stacks: run it as root or with CAP_SYS_PTRACE (and a kernel.yama.ptrace_scope that allows it)")]
     MapsUnreadable { pid: u32, error: io::Error },
+    /// The command cannot be executed; `exit_code` is what a shell would exit with (127: not
+    /// found, 126: found but not executable).
+    #[error("cannot run {program}: {reason}")]
+    CannotRun {
+        program: String,
+        reason: String,
+        exit_code: u8,
+    },
+}
+
+/// Checks, before anything is attached, that `program` can be executed the way `execvp` will
+/// look for it, so that a typo is reported with its path and reason (and a shell's exit code)
+/// instead of as the death of a process named "observer".
+pub fn check_command(program: &str) -> Result<(), TargetError> {
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |reason: String, exit_code| TargetError::CannotRun {
+        program: program.to_string(),
+        reason,
+        exit_code,
+    };
+    let path = if program.contains('/') {
+        std::path::PathBuf::from(program)
+    } else {
+        match resolve_program(program) {
+            Some(p) => p,
+            None => {
+                return Err(cannot(
+                    "command not found in PATH (give its path, e.g. ./NAME)".into(),
+                    127,
+                ))
+            }
+        }
+    };
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        let code = if e.kind() == io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        };
+        cannot(crate::errors::io_reason(&e), code)
+    })?;
+    if meta.is_dir() {
+        return Err(cannot("is a directory".into(), 126));
+    }
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| cannot("contains a NUL byte".into(), 127))?;
+    // SAFETY: a valid NUL-terminated path. access() checks with the real uid, like the
+    // kernel's exec does with ours here (observer is not setuid).
+    let executable = unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0
+        && meta.permissions().mode() & 0o111 != 0;
+    if !executable {
+        return Err(cannot("Permission denied (not executable)".into(), 126));
+    }
+    Ok(())
 }
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
@@ -122,6 +176,10 @@ pub struct Launched {
     /// The executable the command will run, when it could be resolved.
     pub program: Option<std::path::PathBuf>,
     gate: Option<OwnedFd>,
+    /// Closed by a successful exec (close-on-exec); a failed exec writes its errno into it.
+    exec_status: Option<OwnedFd>,
+    /// argv[0], for messages.
+    command: String,
     exit: Option<tokio::task::JoinHandle<i32>>,
 }
 
@@ -150,8 +208,15 @@ impl Launched {
         // SAFETY: freshly created, owned by nobody else.
         let (read_end, write_end) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: as above.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(TargetError::Pipe(io::Error::last_os_error()));
+        }
+        // SAFETY: as above.
+        let (status_read, status_write) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: between fork and exec the child only calls async-signal-safe functions
-        // (close, read, execvp, write, _exit) on memory prepared before the fork.
+        // (close, read, signal, execvp, write, _exit) on memory prepared before the fork.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(spawn_err(io::Error::last_os_error()));
@@ -159,34 +224,60 @@ impl Launched {
         if pid == 0 {
             unsafe {
                 libc::close(write_end.as_raw_fd());
+                libc::close(status_read.as_raw_fd());
                 let mut byte = 0u8;
                 let n = libc::read(read_end.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
                 if n != 1 {
                     libc::_exit(127); // observer went away before letting us run
                 }
+                // Rust's runtime ignores SIGPIPE in observer, and an ignored signal stays
+                // ignored across exec: the command must get the default, as from a shell (std's
+                // Command does the same), or `yes | head` under `run` never ends quietly.
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
                 libc::execvp(c_argv[0], c_argv.as_ptr());
-                let msg = b"observer: cannot execute the command\n";
-                libc::write(2, msg.as_ptr().cast(), msg.len());
+                // Checked before the fork (check_command); this is the rare file that changed
+                // in between: observer says why (see `release`).
+                let errno = *libc::__errno_location();
+                libc::write(
+                    status_write.as_raw_fd(),
+                    (&errno as *const i32).cast(),
+                    std::mem::size_of::<i32>(),
+                );
                 libc::_exit(127);
             }
         }
         drop(read_end);
+        drop(status_write);
         let pid = pid as u32;
         let exit = tokio::task::spawn_blocking(move || wait_for(pid));
         Ok(Self {
             pid,
             program: resolve_program(&argv[0]),
             gate: Some(write_end),
+            exec_status: Some(status_read),
+            command: argv[0].clone(),
             exit: Some(exit),
         })
     }
 
     /// Lets the command exec (call once the probes watch `pid`), and waits briefly until it
-    /// has: before that, its maps and name are still observer's own.
-    pub fn release(&mut self) {
+    /// has: before that, its maps and name are still observer's own. An exec that failed is
+    /// an error naming the command and why (with a shell's exit code), not a process named
+    /// "observer" that exited 127.
+    pub fn release(&mut self) -> Result<(), TargetError> {
         if let Some(fd) = self.gate.take() {
             // SAFETY: writing one byte to our own pipe.
             unsafe { libc::write(fd.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        }
+        if let Some(fd) = self.exec_status.take() {
+            if let Some(errno) = exec_errno(&fd) {
+                let e = io::Error::from_raw_os_error(errno);
+                return Err(TargetError::CannotRun {
+                    program: self.command.clone(),
+                    reason: crate::errors::io_reason(&e),
+                    exit_code: if errno == libc::ENOENT { 127 } else { 126 },
+                });
+            }
         }
         let ours = std::fs::read_link("/proc/self/exe").ok();
         let started = std::time::Instant::now();
@@ -197,6 +288,7 @@ impl Launched {
                 _ => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
         }
+        Ok(())
     }
 
     /// The command's exit: its code, or 128 + signal like a shell. Poll the handle by
@@ -204,6 +296,24 @@ impl Launched {
     pub fn take_exit(&mut self) -> Option<tokio::task::JoinHandle<i32>> {
         self.exit.take()
     }
+}
+
+/// The errno a failed exec reported on `fd`; None once the exec happened (the pipe closed
+/// without data), or after 5 s (a child stopped before its exec is not waited for).
+fn exec_errno(fd: &OwnedFd) -> Option<i32> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 5000) } <= 0 {
+        return None;
+    }
+    let mut buf = [0u8; 4];
+    // SAFETY: reading into a buffer of that size from our own pipe.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n == 4).then(|| i32::from_ne_bytes(buf))
 }
 
 fn wait_for(pid: u32) -> i32 {
@@ -304,5 +414,52 @@ mod tests {
             check_proc_text(41, &status("w", "S (sleeping)", 40, 1, Some(0)), stat).unwrap_err();
         assert!(e.to_string().contains("thread of process 40"), "{e}");
         check_proc_text(40, &status("w", "S (sleeping)", 40, 1, None), "").unwrap();
+    }
+
+    fn released(argv: &[&str]) -> (Result<(), TargetError>, i32) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let mut launched = Launched::spawn(&argv).unwrap();
+        let result = launched.release();
+        let code = rt.block_on(launched.take_exit().unwrap()).unwrap();
+        (result, code)
+    }
+
+    /// The file checked by check_command can change before the exec: the failure then names
+    /// the command and the reason.
+    #[test]
+    fn a_failed_exec_is_reported_with_its_reason() {
+        let (result, code) = released(&["/nonexistent-observer-cmd"]);
+        let e = result.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot run /nonexistent-observer-cmd: No such file or directory"
+        );
+        assert!(matches!(e, TargetError::CannotRun { exit_code: 127, .. }));
+        assert_eq!(code, 127);
+
+        let dir = tempfile::tempdir().unwrap();
+        let (result, _) = released(&[dir.path().to_str().unwrap()]);
+        assert!(
+            matches!(result, Err(TargetError::CannotRun { exit_code: 126, ref reason, .. }) if reason == "Permission denied"),
+            "{result:?}"
+        );
+
+        let (result, code) = released(&["/bin/sh", "-c", "exit 5"]);
+        assert!(result.is_ok());
+        assert_eq!(code, 5);
+    }
+
+    #[test]
+    fn commands_that_cannot_run_are_found_before_the_fork() {
+        let e = check_command("/nonexistent-observer-cmd").unwrap_err();
+        assert!(matches!(e, TargetError::CannotRun { exit_code: 127, .. }));
+        let dir = tempfile::tempdir().unwrap();
+        let e = check_command(dir.path().to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().ends_with("is a directory"), "{e}");
+        check_command("sh").unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! The block framing shared by every format version:
 //! `[u16 kind][u32 payload length][payload][u32 CRC-32 of kind+length+payload]`, little-endian.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use super::RecordingError;
 
@@ -39,41 +39,76 @@ pub(super) fn write_block(
 /// Calls `each(offset, kind, payload)` for every whole block of `bytes` from `pos` on. Returns
 /// whether the data ends inside a block (the writer was cut short); a block that is whole but
 /// damaged is an error.
+#[cfg(test)]
 pub(super) fn read_blocks(
     bytes: &[u8],
+    pos: usize,
+    each: impl FnMut(usize, u16, &[u8]) -> Result<(), RecordingError>,
+) -> Result<bool, RecordingError> {
+    read_blocks_from(&mut bytes.get(pos..).unwrap_or_default(), pos, each)
+}
+
+/// Like [`read_blocks`], from a reader positioned at byte `pos` of the file: one block is held
+/// in memory at a time (a recording of gigabytes is read in the memory of its largest block),
+/// and a block's buffer grows only as its bytes actually arrive (a cut file whose last header
+/// claims 256 MiB allocates what is there).
+pub(super) fn read_blocks_from(
+    input: &mut impl Read,
     mut pos: usize,
     mut each: impl FnMut(usize, u16, &[u8]) -> Result<(), RecordingError>,
 ) -> Result<bool, RecordingError> {
-    while pos < bytes.len() {
+    let mut block = Vec::new();
+    loop {
         let corrupt = |reason: &str| RecordingError::Corrupt {
             offset: pos,
             reason: reason.to_string(),
         };
-        let Some(head) = bytes.get(pos..pos.saturating_add(HEAD)) else {
-            return Ok(true);
-        };
+        let mut head = [0u8; HEAD];
+        match read_full(input, &mut head)? {
+            0 => return Ok(false),
+            HEAD => {}
+            _ => return Ok(true),
+        }
         let kind = u16::from_le_bytes([head[0], head[1]]);
         let len = u32::from_le_bytes([head[2], head[3], head[4], head[5]]);
         if len > MAX_PAYLOAD {
             return Err(corrupt("impossible block length"));
         }
-        let start = pos + HEAD;
-        let end = start + len as usize;
-        let (Some(payload), Some(crc_bytes)) = (bytes.get(start..end), bytes.get(end..end + CRC))
-        else {
+        let want = len as usize + CRC;
+        block.clear();
+        input.by_ref().take(want as u64).read_to_end(&mut block)?;
+        if block.len() < want {
             return Ok(true);
-        };
+        }
+        let (payload, crc_bytes) = block.split_at(len as usize);
         let mut crc = crc32fast::Hasher::new();
-        crc.update(head);
+        crc.update(&head);
         crc.update(payload);
         let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
         if crc.finalize() != stored {
             return Err(corrupt("checksum mismatch"));
         }
         each(pos, kind, payload)?;
-        pos = end + CRC;
+        pos += HEAD + want;
+        // A block's buffer is not kept at the size of the largest one seen.
+        if block.capacity() > 1 << 20 {
+            block = Vec::new();
+        }
     }
-    Ok(false)
+}
+
+/// Reads until `buf` is full or the input ends; returns how many bytes were read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

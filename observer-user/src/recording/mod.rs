@@ -103,6 +103,9 @@ pub struct Recorder {
     out: BufWriter<File>,
     /// Alerts written so far (the index of the next one).
     alerts: usize,
+    /// The first write that failed (a full disk): returned once, then by `finish`, so that a
+    /// failing recording is reported without repeating it at every alert.
+    failed: Option<String>,
 }
 
 impl Recorder {
@@ -111,7 +114,11 @@ impl Recorder {
         let mut out = BufWriter::new(file);
         out.write_all(MAGIC)?;
         out.write_all(&VERSION.to_le_bytes())?;
-        let mut r = Self { out, alerts: 0 };
+        let mut r = Self {
+            out,
+            alerts: 0,
+            failed: None,
+        };
         r.block(kind::META, &json(meta))?;
         Ok(r)
     }
@@ -135,15 +142,23 @@ impl Recorder {
     }
 
     pub fn finish(mut self) -> Result<(), RecordingError> {
-        self.block(kind::END, &[])?;
-        self.out.flush()?;
-        Ok(())
+        let _ = self.block(kind::END, &[]);
+        match self.failed.take() {
+            Some(e) => Err(RecordingError::Io(io::Error::other(e))),
+            None => Ok(()),
+        }
     }
 
     fn block(&mut self, kind: u16, payload: &[u8]) -> Result<(), RecordingError> {
-        framing::write_block(&mut self.out, kind, payload)?;
-        self.out.flush()?;
-        Ok(())
+        let written = framing::write_block(&mut self.out, kind, payload)
+            .and_then(|()| self.out.flush().map_err(RecordingError::from));
+        match written {
+            Err(e) if self.failed.is_none() => {
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -153,17 +168,34 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl Recording {
+    /// Reads the recording at `path`, streamed: memory holds what is decoded, not the file.
     pub fn read(path: &Path) -> Result<Recording, RecordingError> {
-        Recording::parse(&std::fs::read(path)?)
+        let file = File::open(path)?;
+        Recording::read_from(&mut std::io::BufReader::with_capacity(1 << 16, file))
     }
 
-    /// Parses a whole recording. A partial last block (the writer was killed mid-write) ends
-    /// the recording with `truncated` set; a damaged block before that is an error.
+    /// Parses a whole recording held in memory (the same reader as [`Recording::read`]).
     pub fn parse(bytes: &[u8]) -> Result<Recording, RecordingError> {
-        if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
+        Recording::read_from(&mut &bytes[..])
+    }
+
+    /// Reads a recording. A partial last block (the writer was killed mid-write) ends the
+    /// recording with `truncated` set; a damaged block before that is an error.
+    pub fn read_from(input: &mut impl std::io::Read) -> Result<Recording, RecordingError> {
+        let mut start = [0u8; MAGIC.len() + 2];
+        let mut got = 0;
+        while got < start.len() {
+            match input.read(&mut start[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if got < start.len() || &start[..MAGIC.len()] != MAGIC {
             return Err(RecordingError::BadMagic);
         }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        let version = u16::from_le_bytes([start[8], start[9]]);
         if !(1..=VERSION).contains(&version) {
             return Err(RecordingError::UnsupportedVersion(version));
         }
@@ -172,7 +204,7 @@ impl Recording {
             ..Recording::default()
         };
         let mut ended = false;
-        let cut = framing::read_blocks(bytes, MAGIC.len() + 2, |offset, kind, payload| {
+        let cut = framing::read_blocks_from(input, MAGIC.len() + 2, |offset, kind, payload| {
             let corrupt = |reason: String| RecordingError::Corrupt { offset, reason };
             match kind {
                 kind::META => {

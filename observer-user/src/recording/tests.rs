@@ -303,3 +303,41 @@ fn other_versions_are_refused() {
         );
     }
 }
+
+/// A reader that hands out at most `step` bytes per call, as pipes and slow disks do.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn short_reads_give_the_same_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.obsrec");
+    write_full(&path);
+    let bytes = std::fs::read(&path).unwrap();
+    let whole = Recording::parse(&bytes).unwrap();
+    for step in [1, 3, 7, 4096] {
+        for cut in [bytes.len(), bytes.len() - 3, 40] {
+            let mut input = Trickle {
+                data: &bytes[..cut],
+                step,
+            };
+            let rec = Recording::read_from(&mut input).unwrap();
+            let expected = Recording::parse(&bytes[..cut]).unwrap();
+            assert_eq!(rec.alerts, expected.alerts, "step {step} cut {cut}");
+            assert_eq!(rec.profile, expected.profile, "step {step} cut {cut}");
+            assert_eq!(rec.truncated, expected.truncated, "step {step} cut {cut}");
+        }
+    }
+    assert!(!whole.truncated);
+}

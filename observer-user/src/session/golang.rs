@@ -98,7 +98,7 @@ impl Session {
             if let Some(t) = self.targets.get_mut(&pid) {
                 t.go = None;
             }
-            eprintln!(
+            crate::say!(
                 "observer: WARNING: pid {pid} parks {rate:.0} goroutines/s, over --go-max-parks {}: \
                  goroutine probes taken off (each park costs it two uprobe traps); \
                  thread-level observation goes on. Raise --go-max-parks to keep them.",

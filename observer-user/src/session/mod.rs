@@ -91,6 +91,14 @@ pub struct SessionOptions {
     pub live: bool,
 }
 
+/// How a session ended.
+pub struct Ended {
+    pub outcome: Outcome,
+    /// Outputs that could not be written, each "cannot write X to PATH: why". The others were
+    /// written and the summary printed all the same.
+    pub failed_outputs: Vec<String>,
+}
+
 /// What ended the session, for the exit code.
 pub enum Outcome {
     /// Watch mode: done (duration, signal, or target exit).
@@ -181,7 +189,7 @@ impl Session {
     }
 
     /// Runs until the end condition; `launched` is the command of `observer run`.
-    pub async fn run(mut self, mut launched: Option<Launched>) -> Result<Outcome> {
+    pub async fn run(mut self, mut launched: Option<Launched>) -> Result<Ended> {
         let ring = self.probes.take_events()?;
         // SAFETY: the RingBuf owns its fd and is moved into the AsyncFd, so the fd stays open
         // for exactly as long as it is registered.
@@ -259,7 +267,7 @@ impl Session {
                     // waits for it to exit; a second one stops observing at once.
                     interrupts += 1;
                     if launched.is_none() || interrupts > 1 {
-                        eprintln!("observer: interrupted, writing outputs");
+                        crate::say!("observer: interrupted, writing outputs");
                         break;
                     }
                 }
@@ -271,7 +279,7 @@ impl Session {
                             unsafe { libc::kill(l.pid as i32, libc::SIGTERM) };
                         }
                         _ => {
-                            eprintln!("observer: terminated, writing outputs");
+                            crate::say!("observer: terminated, writing outputs");
                             break;
                         }
                     }
@@ -282,18 +290,24 @@ impl Session {
         // Events of the last moments (the process exit among them).
         self.drain_ring(ring.get_mut());
         self.poll_thread_exits();
-        self.finish()?;
+        let failed_outputs = self.finish();
         if let (None, Some(exit)) = (command_status, exit.as_mut()) {
             // --duration ended the observation, not the command: its status is still ours.
             if !self.opts.quiet {
-                eprintln!("observer: observation over; waiting for the command to exit");
+                crate::say!("observer: observation over; waiting for the command to exit");
             }
             drop(self);
-            return Ok(Outcome::Command(exit.await.unwrap_or(1)));
+            return Ok(Ended {
+                outcome: Outcome::Command(exit.await.unwrap_or(1)),
+                failed_outputs,
+            });
         }
-        Ok(match command_status {
-            Some(code) => Outcome::Command(code),
-            None => Outcome::Finished,
+        Ok(Ended {
+            outcome: match command_status {
+                Some(code) => Outcome::Command(code),
+                None => Outcome::Finished,
+            },
+            failed_outputs,
         })
     }
 
@@ -400,11 +414,13 @@ impl Session {
             agg_dropped: c.agg_dropped,
         };
         if let Err(e) = r.profile(&snapshot) {
-            eprintln!("observer: recording: {e}");
+            crate::say!("observer: error: recording: {e}");
         }
     }
 
-    fn finish(&mut self) -> Result<()> {
+    /// Writes every output and prints the summary. One output that fails (a full disk, a
+    /// removed directory) does not stop the others: the failures are returned.
+    fn finish(&mut self) -> Vec<String> {
         // The terminal is the user's again before anything else is printed.
         if let Some(mut term) = self.live.take() {
             term.restore();
@@ -412,14 +428,25 @@ impl Session {
         self.drain_aggregates();
         self.add_ongoing_lock_waits();
         self.record_profile();
+        let mut failed = Vec::new();
         if let Some(r) = self.recorder.take() {
-            r.finish().context("finishing the recording")?;
+            if let Err(e) = r.finish() {
+                let path = self
+                    .opts
+                    .record
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("?"));
+                failed.push(format!(
+                    "cannot write the recording {}: {e}",
+                    path.display()
+                ));
+            }
         }
         let counters = self.probes.counters();
         if let Some(path) = &self.opts.folded {
-            self.folded
-                .write_to(path)
-                .with_context(|| format!("writing folded stacks to {}", path.display()))?;
+            if let Err(e) = self.folded.write_to(path) {
+                failed.push(e.to_string());
+            }
         }
         let main = self
             .single_pid()
@@ -436,17 +463,21 @@ impl Session {
                     .map(duration_ns)
                     .unwrap_or(0),
             };
-            crate::pprof::write_pprof(&self.folded, &meta, path)?;
+            if let Err(e) = crate::pprof::write_pprof(&self.folded, &meta, path) {
+                failed.push(e.to_string());
+            }
         }
         if let Some(path) = &self.opts.svg {
             let title = format!("Blocked time: {}", self.scope_label());
-            crate::svg::write_svg(&self.folded, &title, path)?;
+            if let Err(e) = crate::svg::write_svg(&self.folded, &title, path) {
+                failed.push(e.to_string());
+            }
         }
-        self.sink.flush()?;
+        failed.extend(self.sink.finish());
         if !self.opts.quiet {
-            eprint!("{}", self.summary_text(&counters));
+            crate::stderr::text(&self.summary_text(&counters));
         }
-        Ok(())
+        failed
     }
 
     /// "bank (pid 42)" or "host: every process".
@@ -543,12 +574,10 @@ impl Session {
         }
         if let Some(r) = self.recorder.as_mut() {
             if let Err(e) = r.alert(&alert) {
-                eprintln!("observer: recording: {e}");
+                crate::say!("observer: error: recording: {e}");
             }
         }
-        if let Err(e) = self.sink.write(&alert) {
-            eprintln!("observer: writing alert: {e}");
-        }
+        self.sink.write(&alert);
     }
 
     /// Kernel counters and the number of processes watched, for the metrics endpoint.

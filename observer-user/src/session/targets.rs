@@ -85,7 +85,7 @@ impl Session {
             (false, Some(exe)) => self.attach_go(&mut t, pid, &exe, false),
             _ => None,
         };
-        launched.release();
+        launched.release()?;
         if let Some(name) = procinfo::comm_of(pid) {
             t.name = name;
         }
@@ -155,7 +155,7 @@ impl Session {
         }
         if first && !self.opts.quiet {
             let go = self.targets.values().filter(|t| t.go.is_some()).count();
-            eprintln!(
+            crate::say!(
                 "observer: sidecar watching {found} processes ({go} Go programs with goroutine probes)"
             );
         }
@@ -283,13 +283,13 @@ impl Session {
                     } else {
                         String::new()
                     };
-                    eprintln!(
+                    crate::say!(
                         "observer: goroutine probes attached{who}: {}",
                         attached.summary
                     );
                 }
                 for w in &attached.warnings {
-                    eprintln!("observer: warning: pid {pid}: {w}");
+                    crate::say!("observer: warning: pid {pid}: {w}");
                 }
                 t.go = Some(attached.watch);
                 t.is_go = true;
@@ -310,7 +310,7 @@ impl Session {
                     // host that is routine, not news.
                     log::info!("pid {pid}: no goroutine-level view: {e}");
                 } else {
-                    eprintln!("observer: warning: pid {pid}: no goroutine-level view: {e}");
+                    crate::say!("observer: warning: pid {pid}: no goroutine-level view: {e}");
                 }
                 if let Some(id) = id {
                     self.discovery.go_failed.insert(id, e.to_string());
