@@ -22,6 +22,20 @@ use thiserror::Error;
 use crate::progbarrier::ProgramBarrier;
 use crate::tracefs;
 
+/// Whether a syscall somewhere under `e` answered EACCES or EPERM.
+fn permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// `BPF_NOEXIST` map-update flag: insert only if absent.
 const BPF_NOEXIST: u64 = 1;
 
@@ -51,6 +65,17 @@ pub enum ProbeError {
     Btf(#[source] aya::BtfError),
     #[error(transparent)]
     Tracefs(#[from] tracefs::TracefsError),
+    /// Since Linux 6.16 (and the stable kernels it was backported to) creating a uprobe through
+    /// perf_event_open takes CAP_SYS_ADMIN, not CAP_PERFMON: uprobes write into the text of
+    /// every process mapping the file, and one placed mid-instruction corrupts it.
+    #[error(
+        "the kernel refused to create uprobes ({functions}: permission denied): since Linux \
+         6.16 that takes CAP_SYS_ADMIN, which observer lacks; grant it (deploy/ does) or pass \
+         --no-go to go without the goroutine view"
+    )]
+    UprobesDenied { functions: String },
+    #[error("goroutine probes failed ({0}); none kept")]
+    GoProbes(String),
 }
 
 /// What the probes need to know before they are loaded.
@@ -233,15 +258,19 @@ impl Probes {
         })
     }
 
-    /// Starts the goroutine probes on Go process `pid` (whose executable is `exe`). Returns
-    /// the functions that could not be probed, for the user to hear about.
+    /// Starts the goroutine probes on Go process `pid` (whose executable is `exe`): all of
+    /// them or none, since a partial set would report goroutine waits without their wakers
+    /// or panics without their recoveries.
     pub fn watch_go(
         &mut self,
         pid: u32,
         exe: &Path,
         layout: GoProcess,
         points: &[GoAttachPoint],
-    ) -> Result<Vec<String>, ProbeError> {
+    ) -> Result<(), ProbeError> {
+        let Some(scoped) = std::num::NonZeroU32::new(pid) else {
+            return Err(ProbeError::GoProbes("pid 0".into()));
+        };
         let mut procs: HashMap<&mut MapData, u32, GoProcess> = self.map_mut("GO_PROCS")?;
         procs
             .insert(pid, layout, 0)
@@ -249,11 +278,8 @@ impl Probes {
                 name: "GO_PROCS",
                 source,
             })?;
-        let scope = match std::num::NonZeroU32::new(pid) {
-            Some(p) => UProbeScope::OneProcess(p),
-            None => return Ok(vec!["pid 0".into()]),
-        };
         let mut failed = Vec::new();
+        let mut denied = Vec::new();
         for point in points {
             let attached = self
                 .ebpf
@@ -263,16 +289,26 @@ impl Probes {
                     p.attach(
                         UProbeAttachLocation::AbsoluteOffset(point.file_offset),
                         exe,
-                        scope,
+                        UProbeScope::OneProcess(scoped),
                     )
                 });
             match attached {
                 Some(Ok(link)) => self.go_links.push((pid, point.program, link)),
+                Some(Err(e)) if permission_denied(&e) => denied.push(point.function.clone()),
                 Some(Err(e)) => failed.push(format!("{}: {e}", point.function)),
                 None => failed.push(format!("{}: program missing", point.program)),
             }
         }
-        Ok(failed)
+        if denied.is_empty() && failed.is_empty() {
+            return Ok(());
+        }
+        self.unwatch_go(pid);
+        if !denied.is_empty() {
+            return Err(ProbeError::UprobesDenied {
+                functions: denied.join(", "),
+            });
+        }
+        Err(ProbeError::GoProbes(failed.join("; ")))
     }
 
     /// Takes the goroutine probes off process `pid` and forgets its parked goroutines (which

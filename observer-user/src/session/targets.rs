@@ -64,6 +64,8 @@ pub(super) struct Discovery {
     not_go: HashSet<(u64, u64)>,
     /// Executables whose goroutine probes failed, not to be retried for every process.
     go_failed: HashMap<(u64, u64), String>,
+    /// The kernel refused uprobes for want of a capability: said once, not per program.
+    uprobes_denied_told: bool,
 }
 
 /// How a process came to be observed.
@@ -300,8 +302,14 @@ impl Session {
             Err(e) => {
                 // A Go program all the same, as far as its futex waits go.
                 let unreadable = matches!(e, goattach::GoAttachError::Go(_));
+                let denied = matches!(
+                    e,
+                    goattach::GoAttachError::Probe(crate::probes::ProbeError::UprobesDenied { .. })
+                );
                 t.is_go = !unreadable;
-                if unreadable && self.is_host() {
+                if denied && std::mem::replace(&mut self.discovery.uprobes_denied_told, true) {
+                    log::info!("pid {pid}: no goroutine-level view: {e}");
+                } else if unreadable && self.is_host() {
                     // Processes that exit at once, or whose binary cannot be read: on a whole
                     // host that is routine, not news.
                     log::info!("pid {pid}: no goroutine-level view: {e}");
