@@ -25,6 +25,9 @@ pub(super) struct Target {
     pub go: Option<GoWatch>,
     /// Executable path and GNU build id, read while it runs (pprof mapping, recording).
     pub executable: Option<(PathBuf, Option<String>)>,
+    /// (device, inode) of the program it runs (or is about to exec), to tell on an exec
+    /// whether the program changed.
+    program_id: Option<(u64, u64)>,
     /// Park counter and time of the last park-rate check.
     pub park_rate_mark: Option<(Instant, u64)>,
     /// When it started (ns since boot), for the host-mode thread-exit rule.
@@ -42,6 +45,7 @@ impl Target {
             is_go: false,
             go: None,
             executable: None,
+            program_id: None,
             park_rate_mark: None,
             ns_tids: HashMap::new(),
             start_ns: procinfo::start_time_ns(pid),
@@ -82,6 +86,7 @@ impl Session {
     pub(super) fn start_launched(&mut self, pid: u32, launched: &mut Launched) -> Result<()> {
         self.probes.watch(pid)?;
         let mut t = Target::new(pid);
+        t.program_id = launched.program.as_deref().and_then(file_id);
         // Before exec, so that the first goroutines are seen too.
         let go_binary = match (self.opts.no_go, launched.program.clone()) {
             (false, Some(exe)) => self.attach_go(&mut t, pid, &exe, false),
@@ -198,10 +203,11 @@ impl Session {
         }
     }
 
-    /// A process ran a new program (host mode): it may now match the filter or stop matching,
-    /// and it may now be a Go program or no longer one.
+    /// A process ran a new program: it may now be a Go program or no longer one, and in host
+    /// mode it may now match the filter or stop matching.
     pub(super) fn on_exec(&mut self, e: &ExecEvent) {
         let Scope::Host(filter) = &self.scope else {
+            self.program_changed(e.tgid);
             return;
         };
         let filter = filter.clone();
@@ -231,6 +237,46 @@ impl Session {
         self.adopt(pid, Arrival::New);
     }
 
+    /// `watch` / `run`: the target exec'ed (`env X=1 ./goprog`, `sh -c 'exec ./goprog'`, a
+    /// launcher). Uprobes live on a file, so those of the old program see nothing of the new
+    /// one: the goroutine probes are taken off and put on the new program if it is Go. The
+    /// event may arrive after several execs; what counts is the program running now, and
+    /// nothing changes when that is the one already known (`run` of a Go program is probed
+    /// on its file before its first exec).
+    fn program_changed(&mut self, pid: u32) {
+        if self.single_pid() != Some(pid) || self.target_gone {
+            return;
+        }
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        let Some(id) = file_id(&exe) else {
+            return; // it ended meanwhile
+        };
+        let Some(mut t) = self.targets.remove(&pid) else {
+            return;
+        };
+        if t.program_id != Some(id) {
+            if t.go.take().is_some() {
+                self.probes.unwatch_go(pid);
+            }
+            t.is_go = false;
+            t.program_id = Some(id);
+            t.park_rate_mark = None;
+            if let Some(name) = procinfo::comm_of(pid) {
+                t.name = name;
+            }
+            t.executable = executable_of(pid);
+            self.stacks.program_replaced(pid);
+            if !self.opts.no_go {
+                // Its goroutines may have parked between the exec and now: seed them.
+                if let Some(bin) = self.attach_go(&mut t, pid, &exe, true) {
+                    let bias = crate::golang::goroutines::load_bias(pid, &bin).unwrap_or(0);
+                    self.stacks.set_go_binary(pid, bin, bias);
+                }
+            }
+        }
+        self.targets.insert(pid, t);
+    }
+
     /// Starts observing `pid` (already watched in the kernel).
     pub(super) fn adopt(&mut self, pid: u32, arrival: Arrival) {
         let mut t = Target::new(pid);
@@ -242,8 +288,9 @@ impl Session {
             self.stacks.prepare(pid);
         }
         t.executable = executable_of(pid);
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        t.program_id = file_id(&exe);
         if !self.opts.no_go {
-            let exe = PathBuf::from(format!("/proc/{pid}/exe"));
             if let Some(bin) = self.attach_go(&mut t, pid, &exe, arrival == Arrival::Running) {
                 // The process runs the binary: its load bias is known.
                 let bias = crate::golang::goroutines::load_bias(pid, &bin).unwrap_or(0);
