@@ -86,12 +86,21 @@ impl Session {
     pub(super) fn start_launched(&mut self, pid: u32, launched: &mut Launched) -> Result<()> {
         self.probes.watch(pid)?;
         let mut t = Target::new(pid);
-        t.program_id = launched.program.as_deref().and_then(file_id);
+        // The file is opened once and probed through that descriptor: its path could be
+        // swapped for another file between our look and the command's exec. If the command
+        // then execs something else, the exec event says so and the probes follow.
+        let program = launched.program.as_deref().and_then(open_program);
+        t.program_id = program.as_ref().map(|(_, id)| *id);
         // Before exec, so that the first goroutines are seen too.
-        let go_binary = match (self.opts.no_go, launched.program.clone()) {
-            (false, Some(exe)) => self.attach_go(&mut t, pid, &exe, false),
+        let go_binary = match (self.opts.no_go, &program) {
+            (false, Some((file, _))) => {
+                use std::os::fd::AsRawFd;
+                let exe = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+                self.attach_go(&mut t, pid, &exe, false)
+            }
             _ => None,
         };
+        drop(program);
         launched.release();
         if let Some(name) = procinfo::comm_of(pid) {
             t.name = name;
@@ -417,6 +426,19 @@ impl Session {
             }
         }
     }
+}
+
+/// The program `observer run` is about to exec, opened without blocking (a FIFO planted at
+/// its path must not hang us) and only if it is a regular file, with its (device, inode).
+fn open_program(path: &Path) -> Option<(std::fs::File, (u64, u64))> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let m = file.metadata().ok()?;
+    m.is_file().then(|| (file, (m.dev(), m.ino())))
 }
 
 /// (device, inode) of a file, following links (`/proc/PID/exe` included).
