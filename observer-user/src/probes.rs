@@ -585,3 +585,24 @@ fn raise_memlock_limit() {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perf_event_open_error(errno: i32) -> aya::programs::ProgramError {
+        aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+            call: "perf_event_open",
+            io_error: std::io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    /// aya wraps the errno two levels down: a refusal must still be told from other failures.
+    #[test]
+    fn a_refused_uprobe_is_told_from_other_failures() {
+        assert!(permission_denied(&perf_event_open_error(libc::EACCES)));
+        assert!(permission_denied(&perf_event_open_error(libc::EPERM)));
+        assert!(!permission_denied(&perf_event_open_error(libc::EINVAL)));
+        assert!(!permission_denied(&perf_event_open_error(libc::ENOENT)));
+    }
+}

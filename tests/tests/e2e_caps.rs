@@ -23,16 +23,20 @@ fn deploy_file(name: &str) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// `CAP_BPF CAP_PERFMON ...` of the systemd unit's CapabilityBoundingSet, as setpriv names.
-fn systemd_caps() -> BTreeSet<String> {
+/// The capabilities of a systemd unit setting (`CAP_BPF CAP_PERFMON ...`), as setpriv names them.
+fn systemd_setting(setting: &str) -> BTreeSet<String> {
     let unit = deploy_file("observer.service");
     let line = unit
         .lines()
-        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
-        .expect("deploy/observer.service has no CapabilityBoundingSet=");
+        .find_map(|l| l.strip_prefix(setting))
+        .unwrap_or_else(|| panic!("deploy/observer.service has no {setting}"));
     line.split_whitespace()
         .map(|c| c.trim_start_matches("CAP_").to_lowercase())
         .collect()
+}
+
+fn systemd_caps() -> BTreeSet<String> {
+    systemd_setting("CapabilityBoundingSet=")
 }
 
 /// The DaemonSet's `capabilities.add` list.
@@ -165,6 +169,11 @@ fn both_deploy_files_grant_the_same_capabilities() {
         systemd_caps(),
         daemonset_caps(),
         "deploy/observer.service and deploy/daemonset.yaml disagree"
+    );
+    assert_eq!(
+        systemd_caps(),
+        systemd_setting("AmbientCapabilities="),
+        "the unit's bounding set and ambient set differ"
     );
 }
 
