@@ -120,11 +120,13 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// `sched_process_exec` runs in the process that has just loaded a new program. Sidecar mode
-/// only: userspace decides whether the new program is watched (`--comm`) and a Go program.
+/// `sched_process_exec` runs in the process that has just loaded a new program: userspace
+/// decides whether it is a Go program (its goroutine probes were on the old file) and, in
+/// sidecar mode, whether it is watched at all (`--comm`). Outside sidecar mode only the
+/// watched process's execs matter.
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
-    if read_global(&SIDECAR) == 0 {
+    if read_global(&SIDECAR) == 0 && !is_watched((bpf_get_current_pid_tgid() >> 32) as u32) {
         return 0;
     }
     let Some(mut slot) = EVENTS.reserve::<ExecEvent>(0) else {

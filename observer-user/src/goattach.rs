@@ -112,7 +112,7 @@ pub fn attach(
             }
         }
     }
-    warnings.extend(probes.watch_go(pid, &bin.probe_path(), layout, &points)?);
+    probes.watch_go(pid, &bin.probe_path(), layout, &points)?;
     if seed {
         if let Err(e) = seed_parked(probes, pid, &bin) {
             warnings.push(format!("goroutines parked before attach are not seen: {e}"));

@@ -163,14 +163,21 @@ fn run(cli: Cli) -> Result<i32> {
                     .build()
                     .context("starting the metrics server")?;
                 let listener = server.block_on(observer::metrics::bind(&metrics_addr))?;
+                let bound = listener
+                    .local_addr()
+                    .map_or_else(|_| metrics_addr.clone(), |a| a.to_string());
                 let metrics = observer::metrics::Metrics::new();
                 session_opts.metrics = Some(metrics.clone());
                 std::thread::Builder::new()
                     .name("observer-metrics".into())
                     .spawn(move || server.block_on(observer::metrics::serve(listener, metrics)))
                     .context("starting the metrics server")?;
-                if !opts.quiet {
-                    say!("observer: metrics on http://{metrics_addr}/metrics");
+                // The bound address, not the asked one: with port 0 the kernel picks the
+                // port, and this line is the only place it can be learnt (so even --quiet
+                // prints it then).
+                let port_chosen_by_kernel = metrics_addr.ends_with(":0");
+                if !opts.quiet || port_chosen_by_kernel {
+                    say!("observer: metrics on http://{bound}/metrics");
                 }
             }
             let probes = attach(&opts, true)?;

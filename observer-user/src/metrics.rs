@@ -12,16 +12,17 @@
 //! because a counter series that first appears with value 1 is invisible to `increase()`: the
 //! host-wide one starts at 0 for every kind, so an alert rule on it fires on the first deadlock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
 
 /// Where `--metrics-addr` listens by default: loopback only, so nothing leaves the host unless the
 /// operator asks for it.
@@ -48,8 +49,15 @@ const KNOWN_ALERT_KINDS: &[&str] = &[
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// A scrape request head is a few hundred bytes; anything larger is not a scraper.
 const MAX_REQUEST_HEAD: usize = 8192;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_CONNECTIONS: usize = 16;
+/// A scraper sends its whole request at once; a client still sending after this is idle or
+/// hostile (slow loris), and is dropped.
+const HEAD_DEADLINE: Duration = Duration::from_secs(2);
+/// Everything a connection may take, answer included (a client that reads the body slowly).
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections open at once (each is a task and a descriptor). When full, the oldest one that
+/// has not sent its request yet is dropped for the newcomer: idle clients, however many, can
+/// never keep a scrape waiting.
+const MAX_CONNECTIONS: usize = 256;
 
 /// What a thread or goroutine waited for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -571,14 +579,12 @@ pub async fn bind(addr: &str) -> Result<TcpListener, MetricsError> {
 }
 
 /// Answers scrapes until the task is dropped or aborted: `GET`/`HEAD /metrics`, 404 elsewhere,
-/// 405 for other methods. One request per connection; at most 16 connections at once, each
-/// given 5 s to send its request, so a stuck client cannot pile up tasks.
+/// 405 for other methods. One request per connection, each connection a task of its own
+/// (accepting never waits for one), bounded by [`HEAD_DEADLINE`], [`CONNECTION_DEADLINE`] and
+/// [`MAX_CONNECTIONS`].
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut open: VecDeque<Connection> = VecDeque::new();
     loop {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -588,21 +594,48 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 continue;
             }
         };
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = answer(stream, &metrics).await {
-                log::debug!("metrics endpoint: {e}");
+        open.retain(|c| !c.task.is_finished());
+        if open.len() >= MAX_CONNECTIONS {
+            match open.iter().position(|c| c.idle.load(Ordering::Relaxed)) {
+                Some(oldest_idle) => {
+                    if let Some(shed) = open.remove(oldest_idle) {
+                        shed.task.abort();
+                    }
+                }
+                // Every one is being answered (they end within the deadline): refuse fast.
+                None => continue,
             }
+        }
+        let idle = Arc::new(AtomicBool::new(true));
+        let metrics = Arc::clone(&metrics);
+        let flag = Arc::clone(&idle);
+        let task = tokio::spawn(async move {
+            match tokio::time::timeout(CONNECTION_DEADLINE, answer(stream, &metrics, &flag)).await {
+                Ok(Err(e)) => log::debug!("metrics endpoint: {e}"),
+                Err(_) => log::debug!("metrics endpoint: connection deadline passed"),
+                Ok(Ok(())) => {}
+            }
+        });
+        open.push_back(Connection {
+            task: task.abort_handle(),
+            idle,
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
-    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
+/// An open connection of the metrics endpoint.
+struct Connection {
+    task: AbortHandle,
+    /// Its request head has not arrived yet.
+    idle: Arc<AtomicBool>,
+}
+
+async fn answer(mut stream: TcpStream, metrics: &Metrics, idle: &AtomicBool) -> io::Result<()> {
+    let head = match tokio::time::timeout(HEAD_DEADLINE, read_head(&mut stream)).await {
         Ok(head) => head?,
         Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "request timed out")),
     };
+    idle.store(false, Ordering::Relaxed);
     let response = match head {
         Some(head) => respond(&head, metrics),
         None => reply("400 Bad Request", "text/plain", "bad request\n", true, &[]),
@@ -1001,6 +1034,98 @@ observer_go_processes 1
             assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
             assert!(second.starts_with("HTTP/1.1 200 OK"));
         });
+    }
+
+    /// The server as the sidecar runs it: a current-thread runtime on a thread of its own.
+    fn server_thread(metrics: Arc<Metrics>) -> std::net::SocketAddr {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || rt.block_on(serve(listener, metrics)));
+        addr
+    }
+
+    /// A scrape with a deadline: how long it took and what came back.
+    fn timed_scrape(addr: std::net::SocketAddr) -> (Duration, String) {
+        let start = Instant::now();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        (start.elapsed(), out)
+    }
+
+    fn idle_clients(addr: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+        let clients: Vec<_> = (0..n)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        // Let the server accept them all before the scrape queues behind them.
+        std::thread::sleep(Duration::from_millis(300));
+        clients
+    }
+
+    /// Prometheus gives a scrape 10 s: idle connections (a port scanner, a stuck client, an
+    /// attacker) must not make one take more than a moment.
+    #[test]
+    fn idle_connections_never_delay_a_scrape() {
+        let m = Metrics::new();
+        m.alert(7, "api", "deadlock");
+        let addr = server_thread(m);
+        let _idle = idle_clients(addr, 200);
+        let (took, out) = timed_scrape(addr);
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(took < Duration::from_secs(1), "scrape took {took:?}");
+    }
+
+    /// More idle connections than the server keeps: the oldest are dropped, the scrape served.
+    #[test]
+    fn connections_over_the_cap_shed_the_oldest_idle() {
+        let addr = server_thread(Metrics::new());
+        let mut idle = idle_clients(addr, MAX_CONNECTIONS + 40);
+        let (took, out) = timed_scrape(addr);
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(took < Duration::from_secs(1), "scrape took {took:?}");
+        let oldest = &mut idle[0];
+        oldest
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(oldest.read(&mut byte), Ok(0) | Err(_)),
+            "the oldest idle connection is still open"
+        );
+    }
+
+    /// A client that sends its request a byte at a time is cut off at the head deadline.
+    #[test]
+    fn slow_loris_is_dropped_at_the_head_deadline() {
+        let addr = server_thread(Metrics::new());
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let mut closed_after = None;
+        for byte in b"GET /metrics HTTP/1.1\r\nHost: a-very-long-host-name\r\n"
+            .iter()
+            .cycle()
+        {
+            if s.write_all(&[*byte]).is_err() {
+                closed_after = Some(start.elapsed());
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(8) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let took = closed_after.expect("the server kept a dribbling client for 8 s");
+        assert!(
+            took < HEAD_DEADLINE + Duration::from_secs(1),
+            "closed after {took:?}"
+        );
     }
 
     #[test]

@@ -22,6 +22,20 @@ use thiserror::Error;
 use crate::progbarrier::ProgramBarrier;
 use crate::tracefs;
 
+/// Whether a syscall somewhere under `e` answered EACCES or EPERM.
+fn permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// `BPF_NOEXIST` map-update flag: insert only if absent.
 const BPF_NOEXIST: u64 = 1;
 
@@ -54,6 +68,17 @@ pub enum ProbeError {
     /// Not a `#[source]`: the message carries it, printed once.
     #[error("kernel struct offsets: {0}")]
     KernelBtf(crate::kernel_btf::BtfError),
+    /// Since Linux 6.16 (and the stable kernels it was backported to) creating a uprobe through
+    /// perf_event_open takes CAP_SYS_ADMIN, not CAP_PERFMON: uprobes write into the text of
+    /// every process mapping the file, and one placed mid-instruction corrupts it.
+    #[error(
+        "the kernel refused to create uprobes ({functions}: permission denied): since Linux \
+         6.16 that takes CAP_SYS_ADMIN, which observer lacks; grant it (deploy/ does) or pass \
+         --no-go to go without the goroutine view"
+    )]
+    UprobesDenied { functions: String },
+    #[error("goroutine probes failed ({0}); none kept")]
+    GoProbes(String),
 }
 
 /// What the probes need to know before they are loaded.
@@ -239,15 +264,19 @@ impl Probes {
         })
     }
 
-    /// Starts the goroutine probes on Go process `pid` (whose executable is `exe`). Returns
-    /// the functions that could not be probed, for the user to hear about.
+    /// Starts the goroutine probes on Go process `pid` (whose executable is `exe`): all of
+    /// them or none, since a partial set would report goroutine waits without their wakers
+    /// or panics without their recoveries.
     pub fn watch_go(
         &mut self,
         pid: u32,
         exe: &Path,
         layout: GoProcess,
         points: &[GoAttachPoint],
-    ) -> Result<Vec<String>, ProbeError> {
+    ) -> Result<(), ProbeError> {
+        let Some(scoped) = std::num::NonZeroU32::new(pid) else {
+            return Err(ProbeError::GoProbes("pid 0".into()));
+        };
         let mut procs: HashMap<&mut MapData, u32, GoProcess> = self.map_mut("GO_PROCS")?;
         procs
             .insert(pid, layout, 0)
@@ -255,11 +284,8 @@ impl Probes {
                 name: "GO_PROCS",
                 source,
             })?;
-        let scope = match std::num::NonZeroU32::new(pid) {
-            Some(p) => UProbeScope::OneProcess(p),
-            None => return Ok(vec!["pid 0".into()]),
-        };
         let mut failed = Vec::new();
+        let mut denied = Vec::new();
         for point in points {
             let attached = self
                 .ebpf
@@ -269,16 +295,26 @@ impl Probes {
                     p.attach(
                         UProbeAttachLocation::AbsoluteOffset(point.file_offset),
                         exe,
-                        scope,
+                        UProbeScope::OneProcess(scoped),
                     )
                 });
             match attached {
                 Some(Ok(link)) => self.go_links.push((pid, point.program, link)),
+                Some(Err(e)) if permission_denied(&e) => denied.push(point.function.clone()),
                 Some(Err(e)) => failed.push(format!("{}: {e}", point.function)),
                 None => failed.push(format!("{}: program missing", point.program)),
             }
         }
-        Ok(failed)
+        if denied.is_empty() && failed.is_empty() {
+            return Ok(());
+        }
+        self.unwatch_go(pid);
+        if !denied.is_empty() {
+            return Err(ProbeError::UprobesDenied {
+                functions: denied.join(", "),
+            });
+        }
+        Err(ProbeError::GoProbes(failed.join("; ")))
     }
 
     /// Takes the goroutine probes off process `pid` and forgets its parked goroutines (which
@@ -553,5 +589,26 @@ fn raise_memlock_limit() {
             "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perf_event_open_error(errno: i32) -> aya::programs::ProgramError {
+        aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+            call: "perf_event_open",
+            io_error: std::io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    /// aya wraps the errno two levels down: a refusal must still be told from other failures.
+    #[test]
+    fn a_refused_uprobe_is_told_from_other_failures() {
+        assert!(permission_denied(&perf_event_open_error(libc::EACCES)));
+        assert!(permission_denied(&perf_event_open_error(libc::EPERM)));
+        assert!(!permission_denied(&perf_event_open_error(libc::EINVAL)));
+        assert!(!permission_denied(&perf_event_open_error(libc::ENOENT)));
     }
 }

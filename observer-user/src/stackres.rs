@@ -206,6 +206,12 @@ impl StackResolver {
         self.symbolize(pid, &addrs)
     }
 
+    /// The process ran a new program: its old maps and Go binary no longer describe it.
+    pub fn program_replaced(&mut self, pid: u32) {
+        self.process_gone(pid);
+        self.go.remove(&pid);
+    }
+
     /// The process exited: keep only what symbolization needs.
     pub fn process_gone(&mut self, pid: u32) {
         if let Some(maps) = self.unwinder.forget(pid) {

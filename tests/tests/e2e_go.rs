@@ -41,12 +41,16 @@ for_each_go_version!(
     recovered_panic,
     waitgroup_skip_run,
     waitgroup_skip_watch_after_park,
+    waitgroup_skip_run_through_env,
+    waitgroup_skip_run_through_sh_exec,
+    waitgroup_skip_watch_across_exec,
     closed_channel,
     select_leak,
     mutex_slow_io,
     idle_http_is_quiet,
     stripped_binaries,
     no_go_flag,
+    no_go_flag_across_exec,
     goroutines_dump,
 );
 
@@ -233,6 +237,88 @@ fn waitgroup_skip_watch_after_park(version: GoVersion, test: &str) {
         Some(i64::from(target.pid())),
         "goroutine_stall pid: {stall}\n{report}"
     );
+}
+
+/// The Go program is exec'ed by the command observer started (`env X=1 prog`): the goroutine
+/// probes follow it to the new program, as they do when it is started directly.
+fn waitgroup_skip_run_through_env(version: GoVersion, test: &str) {
+    let Some(go) = toolchain(version, test) else {
+        return;
+    };
+    let ws = Workspace::new("go-waitgroup-env");
+    let bin = ws.build_go(&go, "patterns/waitgroup_skip.go", false);
+    let bin_arg = bin.to_str().unwrap();
+    let run = observe_run(
+        &ws,
+        &[],
+        "1s",
+        Path::new("/usr/bin/env"),
+        &["X=1", bin_arg, "4"],
+    );
+    let report = format!("{}\n{}", go.reported, run.report());
+
+    assert_eq!(
+        run.exit_code(),
+        Some(0),
+        "observer passes on status 0\n{report}"
+    );
+    assert_waitgroup_stall(&run, version, &report);
+}
+
+/// The same through a shell that execs the program.
+fn waitgroup_skip_run_through_sh_exec(version: GoVersion, test: &str) {
+    let Some(go) = toolchain(version, test) else {
+        return;
+    };
+    let ws = Workspace::new("go-waitgroup-sh");
+    let bin = ws.build_go(&go, "patterns/waitgroup_skip.go", false);
+    let bin_arg = bin.to_str().unwrap();
+    let run = observe_run(
+        &ws,
+        &[],
+        "1s",
+        Path::new("/bin/sh"),
+        &["-c", "exec \"$0\" 4", bin_arg],
+    );
+    let report = format!("{}\n{}", go.reported, run.report());
+
+    assert_eq!(
+        run.exit_code(),
+        Some(0),
+        "observer passes on status 0\n{report}"
+    );
+    assert_waitgroup_stall(&run, version, &report);
+}
+
+/// `watch` of a process that later execs a Go program (a launcher script).
+fn waitgroup_skip_watch_across_exec(version: GoVersion, test: &str) {
+    let Some(go) = toolchain(version, test) else {
+        return;
+    };
+    let ws = Workspace::new("go-waitgroup-watch-exec");
+    let bin = ws.build_go(&go, "patterns/waitgroup_skip.go", false);
+    let bin_arg = bin.to_str().unwrap();
+    let target = Target::spawn(
+        Path::new("/bin/sh"),
+        &["-c", "sleep 1.5; exec \"$0\" 8", bin_arg],
+    );
+    let run = ObserverCmd::watch(target.pid())
+        .opt("--duration", "5s")
+        .opt("--stall-after", "1s")
+        .alerts(&ws)
+        .run_to_end(&ws, TIMEOUT);
+    let report = format!("{}\n{}", go.reported, run.report());
+
+    assert_eq!(
+        run.exit_code(),
+        Some(0),
+        "watch ends cleanly at --duration\n{report}"
+    );
+    assert!(
+        target.exit_status().is_none(),
+        "the target must outlive the watch (it runs 9.5 s)\n{report}"
+    );
+    assert_waitgroup_stall(&run, version, &report);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +577,31 @@ fn no_go_flag(version: GoVersion, test: &str) {
             "Go futex waits are idle scheduler threads, not {kind} (also with --no-go)\n{report}"
         );
     }
+}
+
+/// --no-go also holds for a Go program the command execs: the exec re-evaluation attaches
+/// nothing.
+fn no_go_flag_across_exec(version: GoVersion, test: &str) {
+    let Some(go) = toolchain(version, test) else {
+        return;
+    };
+    let ws = Workspace::new("go-no-go-exec");
+    let bin = ws.build_go(&go, "patterns/waitgroup_skip.go", false);
+    let bin_arg = bin.to_str().unwrap();
+    let run = observe_run(
+        &ws,
+        &["--no-go"],
+        "1s",
+        Path::new("/usr/bin/env"),
+        &["X=1", bin_arg, "3"],
+    );
+    let report = format!("{}\n{}", go.reported, run.report());
+
+    assert_eq!(run.exit_code(), Some(0), "{report}");
+    assert!(
+        goroutine_alerts(&run).is_empty() && !run.stderr.contains("goroutine probes attached"),
+        "--no-go must attach no goroutine probes after an exec either\n{report}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

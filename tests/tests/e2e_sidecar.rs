@@ -516,3 +516,80 @@ fn proc_net_tcp_listeners_are_decoded() {
     );
     assert!(listening(table, &[1]).is_empty());
 }
+
+/// The sidecar started with `--metrics-addr ADDR`, once it printed where it listens: the port
+/// of that line.
+fn sidecar_announcing_metrics(ws: &Workspace, addr: &str, extra: &[&str]) -> (Observer, u16) {
+    let mut argv = vec!["sidecar"];
+    argv.extend_from_slice(extra);
+    let observer = ObserverCmd::raw(&argv)
+        .opt("--comm", "^observer-sidecar-test-selects-nothing$")
+        .opt("--metrics-addr", addr)
+        .spawn(ws);
+    let announced = |text: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix("observer: metrics on http://127.0.0.1:")?
+                .strip_suffix("/metrics")?
+                .parse::<u16>()
+                .ok()
+        })
+    };
+    let mut port = None;
+    wait_until(TIMEOUT, || {
+        port = announced(&observer.stderr_so_far());
+        port.is_some() || !running(&observer)
+    });
+    let port = port.unwrap_or_else(|| {
+        panic!(
+            "no 'observer: metrics on http://127.0.0.1:PORT/metrics' line\nstderr:\n{}",
+            observer.stderr_so_far()
+        )
+    });
+    (observer, port)
+}
+
+/// `--metrics-addr 127.0.0.1:0` lets the kernel choose the port: observer says which, also
+/// under --quiet (that line is the only way to learn it), and serves there.
+#[test]
+fn metrics_on_port_zero_print_the_bound_port() {
+    require_root();
+    for extra in [&[][..], &["--quiet"][..]] {
+        let ws = Workspace::new("sidecar-port0");
+        let (observer, port) = sidecar_announcing_metrics(&ws, "127.0.0.1:0", extra);
+        assert_ne!(
+            port, 0,
+            "the announced port is the asked one, not the bound one"
+        );
+        let (status, _, body) = http_get(port, "/metrics")
+            .unwrap_or_else(|e| panic!("GET /metrics on the announced port {port}: {e}"));
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("observer_"), "{body}");
+        drop(observer);
+    }
+}
+
+/// 200 idle connections (a port scanner, stuck clients, an attacker) and a scrape still
+/// answers at once; before, 16 of them kept every scrape waiting 5 s each.
+#[test]
+fn idle_connections_never_delay_a_scrape() {
+    require_root();
+    let ws = Workspace::new("sidecar-idle-clients");
+    let port = free_port();
+    let (observer, port) =
+        sidecar_announcing_metrics(&ws, &format!("127.0.0.1:{port}"), &["--no-live"]);
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    let scraped = http_get(port, "/metrics");
+    let took = start.elapsed();
+    eprintln!("scrape with {} idle connections open: {took:?}", idle.len());
+    let (status, _, body) = scraped.unwrap_or_else(|e| panic!("scrape failed after {took:?}: {e}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the scrape took {took:?} behind 200 idle connections"
+    );
+    assert!(running(&observer), "{}", observer.stderr_so_far());
+}

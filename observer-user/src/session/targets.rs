@@ -25,6 +25,9 @@ pub(super) struct Target {
     pub go: Option<GoWatch>,
     /// Executable path and GNU build id, read while it runs (pprof mapping, recording).
     pub executable: Option<(PathBuf, Option<String>)>,
+    /// (device, inode) of the program it runs (or is about to exec), to tell on an exec
+    /// whether the program changed.
+    program_id: Option<(u64, u64)>,
     /// Park counter and time of the last park-rate check.
     pub park_rate_mark: Option<(Instant, u64)>,
     /// When it started (ns since boot), for the host-mode thread-exit rule.
@@ -42,6 +45,7 @@ impl Target {
             is_go: false,
             go: None,
             executable: None,
+            program_id: None,
             park_rate_mark: None,
             ns_tids: HashMap::new(),
             start_ns: procinfo::start_time_ns(pid),
@@ -64,6 +68,8 @@ pub(super) struct Discovery {
     not_go: HashSet<(u64, u64)>,
     /// Executables whose goroutine probes failed, not to be retried for every process.
     go_failed: HashMap<(u64, u64), String>,
+    /// The kernel refused uprobes for want of a capability: said once, not per program.
+    uprobes_denied_told: bool,
 }
 
 /// How a process came to be observed.
@@ -80,11 +86,21 @@ impl Session {
     pub(super) fn start_launched(&mut self, pid: u32, launched: &mut Launched) -> Result<()> {
         self.probes.watch(pid)?;
         let mut t = Target::new(pid);
+        // The file is opened once and probed through that descriptor: its path could be
+        // swapped for another file between our look and the command's exec. If the command
+        // then execs something else, the exec event says so and the probes follow.
+        let program = launched.program.as_deref().and_then(open_program);
+        t.program_id = program.as_ref().map(|(_, id)| *id);
         // Before exec, so that the first goroutines are seen too.
-        let go_binary = match (self.opts.no_go, launched.program.clone()) {
-            (false, Some(exe)) => self.attach_go(&mut t, pid, &exe, false),
+        let go_binary = match (self.opts.no_go, &program) {
+            (false, Some((file, _))) => {
+                use std::os::fd::AsRawFd;
+                let exe = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+                self.attach_go(&mut t, pid, &exe, false)
+            }
             _ => None,
         };
+        drop(program);
         launched.release()?;
         if let Some(name) = procinfo::comm_of(pid) {
             t.name = name;
@@ -196,10 +212,11 @@ impl Session {
         }
     }
 
-    /// A process ran a new program (host mode): it may now match the filter or stop matching,
-    /// and it may now be a Go program or no longer one.
+    /// A process ran a new program: it may now be a Go program or no longer one, and in host
+    /// mode it may now match the filter or stop matching.
     pub(super) fn on_exec(&mut self, e: &ExecEvent) {
         let Scope::Host(filter) = &self.scope else {
+            self.program_changed(e.tgid);
             return;
         };
         let filter = filter.clone();
@@ -229,6 +246,46 @@ impl Session {
         self.adopt(pid, Arrival::New);
     }
 
+    /// `watch` / `run`: the target exec'ed (`env X=1 ./goprog`, `sh -c 'exec ./goprog'`, a
+    /// launcher). Uprobes live on a file, so those of the old program see nothing of the new
+    /// one: the goroutine probes are taken off and put on the new program if it is Go. The
+    /// event may arrive after several execs; what counts is the program running now, and
+    /// nothing changes when that is the one already known (`run` of a Go program is probed
+    /// on its file before its first exec).
+    fn program_changed(&mut self, pid: u32) {
+        if self.single_pid() != Some(pid) || self.target_gone {
+            return;
+        }
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        let Some(id) = file_id(&exe) else {
+            return; // it ended meanwhile
+        };
+        let Some(mut t) = self.targets.remove(&pid) else {
+            return;
+        };
+        if t.program_id != Some(id) {
+            if t.go.take().is_some() {
+                self.probes.unwatch_go(pid);
+            }
+            t.is_go = false;
+            t.program_id = Some(id);
+            t.park_rate_mark = None;
+            if let Some(name) = procinfo::comm_of(pid) {
+                t.name = name;
+            }
+            t.executable = executable_of(pid);
+            self.stacks.program_replaced(pid);
+            if !self.opts.no_go {
+                // Its goroutines may have parked between the exec and now: seed them.
+                if let Some(bin) = self.attach_go(&mut t, pid, &exe, true) {
+                    let bias = crate::golang::goroutines::load_bias(pid, &bin).unwrap_or(0);
+                    self.stacks.set_go_binary(pid, bin, bias);
+                }
+            }
+        }
+        self.targets.insert(pid, t);
+    }
+
     /// Starts observing `pid` (already watched in the kernel).
     pub(super) fn adopt(&mut self, pid: u32, arrival: Arrival) {
         let mut t = Target::new(pid);
@@ -244,8 +301,9 @@ impl Session {
             self.stacks.prepare(pid);
         }
         t.executable = executable_of(pid);
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        t.program_id = file_id(&exe);
         if !self.opts.no_go {
-            let exe = PathBuf::from(format!("/proc/{pid}/exe"));
             if let Some(bin) = self.attach_go(&mut t, pid, &exe, arrival == Arrival::Running) {
                 // The process runs the binary: its load bias is known.
                 let bias = crate::golang::goroutines::load_bias(pid, &bin).unwrap_or(0);
@@ -304,8 +362,14 @@ impl Session {
             Err(e) => {
                 // A Go program all the same, as far as its futex waits go.
                 let unreadable = matches!(e, goattach::GoAttachError::Go(_));
+                let denied = matches!(
+                    e,
+                    goattach::GoAttachError::Probe(crate::probes::ProbeError::UprobesDenied { .. })
+                );
                 t.is_go = !unreadable;
-                if unreadable && self.is_host() {
+                if denied && std::mem::replace(&mut self.discovery.uprobes_denied_told, true) {
+                    log::info!("pid {pid}: no goroutine-level view: {e}");
+                } else if unreadable && self.is_host() {
                     // Processes that exit at once, or whose binary cannot be read: on a whole
                     // host that is routine, not news.
                     log::info!("pid {pid}: no goroutine-level view: {e}");
@@ -366,6 +430,19 @@ impl Session {
             }
         }
     }
+}
+
+/// The program `observer run` is about to exec, opened without blocking (a FIFO planted at
+/// its path must not hang us) and only if it is a regular file, with its (device, inode).
+fn open_program(path: &Path) -> Option<(std::fs::File, (u64, u64))> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let m = file.metadata().ok()?;
+    m.is_file().then(|| (file, (m.dev(), m.ino())))
 }
 
 /// (device, inode) of a file, following links (`/proc/PID/exe` included).
