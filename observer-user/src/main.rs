@@ -88,6 +88,8 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Watch { pid, opts } => {
             check_outputs(&opts, None)?;
+            // Privileges first: without them the pid check fails too, with less useful advice.
+            privileges::check()?;
             target::check_pid(pid)?;
             let probes = attach(&opts, false)?;
             // It may have exited while the probes were loading.
@@ -116,6 +118,7 @@ fn run(cli: Cli) -> Result<i32> {
             check_outputs(&opts, Some(&output))?;
             let scope = match pid {
                 Some(pid) => {
+                    privileges::check()?;
                     target::check_pid(pid)?;
                     Scope::Process(pid)
                 }

@@ -39,6 +39,9 @@ pub enum Mode {
     Check,
 }
 
+/// Permissions of a file observer creates (before the umask).
+const CREATE_MODE: libc::c_uint = 0o640;
+
 /// How many symbolic links one path may go through (Linux's own limit).
 const MAX_LINKS: u32 = 40;
 
@@ -113,7 +116,9 @@ impl OutputDir {
                     self.fd.as_raw_fd(),
                     cname.as_ptr(),
                     flags | libc::O_CREAT | libc::O_EXCL,
-                    0o644 as libc::c_uint,
+                    // Alerts and profiles name other users' functions, threads and paths:
+                    // readable by observer's user and group (a log shipper), not by everyone.
+                    CREATE_MODE,
                 )
             };
             if fd >= 0 {
@@ -346,6 +351,15 @@ mod tests {
         assert_eq!(fs::read_to_string(&p).unwrap(), "one\ntwo\n");
         open(&p, Mode::Truncate).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "");
+    }
+
+    #[test]
+    fn new_files_are_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("alerts.jsonl");
+        open(&p, Mode::Append).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o007, 0);
     }
 
     #[test]

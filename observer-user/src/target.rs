@@ -389,6 +389,19 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_maps_name_the_file_and_the_capability() {
+        let e = TargetError::MapsUnreadable {
+            pid: 42,
+            error: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("/proc/42/maps") && text.contains("CAP_SYS_PTRACE"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_zombie_is_refused_with_its_parent() {
         let stat = "40 (sh) Z 39 40 40 0 -1 4227148 0 0";
         let e =
