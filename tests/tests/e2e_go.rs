@@ -242,44 +242,33 @@ fn waitgroup_skip_watch_after_park(version: GoVersion, test: &str) {
 /// The Go program is exec'ed by the command observer started (`env X=1 prog`): the goroutine
 /// probes follow it to the new program, as they do when it is started directly.
 fn waitgroup_skip_run_through_env(version: GoVersion, test: &str) {
-    let Some(go) = toolchain(version, test) else {
-        return;
-    };
-    let ws = Workspace::new("go-waitgroup-env");
-    let bin = ws.build_go(&go, "patterns/waitgroup_skip.go", false);
-    let bin_arg = bin.to_str().unwrap();
-    let run = observe_run(
-        &ws,
-        &[],
-        "1s",
-        Path::new("/usr/bin/env"),
-        &["X=1", bin_arg, "4"],
-    );
-    let report = format!("{}\n{}", go.reported, run.report());
-
-    assert_eq!(
-        run.exit_code(),
-        Some(0),
-        "observer passes on status 0\n{report}"
-    );
-    assert_waitgroup_stall(&run, version, &report);
+    waitgroup_skip_run_through(version, test, "/usr/bin/env", |bin| {
+        vec!["X=1".into(), bin.into(), "4".into()]
+    });
 }
 
 /// The same through a shell that execs the program.
 fn waitgroup_skip_run_through_sh_exec(version: GoVersion, test: &str) {
+    waitgroup_skip_run_through(version, test, "/bin/sh", |bin| {
+        vec!["-c".into(), "exec \"$0\" 4".into(), bin.into()]
+    });
+}
+
+/// `observer run -- LAUNCHER ARGS...` where the launcher execs the Go program (args names it).
+fn waitgroup_skip_run_through(
+    version: GoVersion,
+    test: &str,
+    launcher: &str,
+    args: impl Fn(&str) -> Vec<String>,
+) {
     let Some(go) = toolchain(version, test) else {
         return;
     };
-    let ws = Workspace::new("go-waitgroup-sh");
+    let ws = Workspace::new("go-waitgroup-exec");
     let bin = ws.build_go(&go, "patterns/waitgroup_skip.go", false);
-    let bin_arg = bin.to_str().unwrap();
-    let run = observe_run(
-        &ws,
-        &[],
-        "1s",
-        Path::new("/bin/sh"),
-        &["-c", "exec \"$0\" 4", bin_arg],
-    );
+    let args = args(bin.to_str().unwrap());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = observe_run(&ws, &[], "1s", Path::new(launcher), &args);
     let report = format!("{}\n{}", go.reported, run.report());
 
     assert_eq!(
