@@ -11,13 +11,13 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use observer::alert::Alert;
-use observer::events::{comm_str, go_message, stack_bytes, Event};
+use observer::output::alert::Alert;
+use observer::kernel::events::{comm_str, go_message, stack_bytes, Event};
 use observer::golang::GoBinary;
-use observer::procexit::ProcessExits;
-use observer::procmaps::{parse_line, ProcessMaps};
-use observer::recording::{Meta, Recorder, Recording};
-use observer::unwind::{Regs, Unwinder};
+use observer::detect::procexit::ProcessExits;
+use observer::proc::procmaps::{parse_line, ProcessMaps};
+use observer::output::recording::{Meta, Recorder, Recording};
+use observer::stacks::unwind::{Regs, Unwinder};
 
 /// The bytes as a file, opened with [`GoBinary::open`], then queried like observer does.
 pub fn go_binary(data: &[u8]) {
@@ -78,7 +78,7 @@ pub fn exercise_go_binary(path: &std::path::Path) {
 /// its header declared, nor past the per-file budget.
 pub fn compressed_sections(data: &[u8]) {
     use object::{Object, ObjectSection};
-    use observer::inflate::{self, Budget, InflateError, MAX_DECOMPRESSED_PER_FILE};
+    use observer::stacks::inflate::{self, Budget, InflateError, MAX_DECOMPRESSED_PER_FILE};
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
@@ -157,9 +157,9 @@ pub fn recording(data: &[u8]) {
     let Ok(rec) = Recording::parse(file) else {
         return;
     };
-    let profile = observer::report::profile_of(&rec);
+    let profile = observer::output::report::profile_of(&rec);
     let _ = (profile.lines(), profile.top(10), profile.total_weight_ns());
-    let _ = observer::pprof::build(&profile, &observer::report::pprof_meta(&rec));
+    let _ = observer::output::pprof::build(&profile, &observer::output::report::pprof_meta(&rec));
 
     let meta = rec.meta.clone().unwrap_or_else(|| Meta {
         observer_version: String::new(),
@@ -193,9 +193,9 @@ pub fn recording(data: &[u8]) {
 }
 
 /// A recording of format `version` holding one profile block with `payload`, then an end
-/// marker: the framing of `observer::recording` (`[u16 kind][u32 len][payload][u32 crc]`).
+/// marker: the framing of `observer::output::recording` (`[u16 kind][u32 len][payload][u32 crc]`).
 pub fn frame_profile(version: u16, payload: &[u8]) -> Vec<u8> {
-    let mut out = observer::recording::MAGIC.to_vec();
+    let mut out = observer::output::recording::MAGIC.to_vec();
     out.extend_from_slice(&version.to_le_bytes());
     for (kind, body) in [(3u16, payload), (4, &[][..])] {
         let mut block = kind.to_le_bytes().to_vec();
@@ -252,24 +252,24 @@ pub fn proc_text(data: &[u8]) {
         }
         2 => {
             for line in text.lines() {
-                let _ = observer::seed::parse_syscall_line(line);
+                let _ = observer::proc::seed::parse_syscall_line(line);
             }
         }
         3 => {
-            let _ = observer::seed::parse_state(&text);
+            let _ = observer::proc::seed::parse_state(&text);
         }
         4 => {
-            let fields = observer::tracefs::parse_format(&text);
+            let fields = observer::kernel::tracefs::parse_format(&text);
             let _ = fields.iter().map(|f| f.offset.wrapping_add(f.size)).max();
         }
         5 => {
-            let _ = observer::tracefs::find_tracefs_mount(&text);
-            if let Some(caps) = observer::privileges::effective_caps(&text) {
-                let _ = observer::privileges::missing_caps(caps);
+            let _ = observer::kernel::tracefs::find_tracefs_mount(&text);
+            if let Some(caps) = observer::kernel::privileges::effective_caps(&text) {
+                let _ = observer::kernel::privileges::missing_caps(caps);
             }
         }
         _ => {
-            let _ = observer::duration::parse_duration(&text);
+            let _ = observer::util::duration::parse_duration(&text);
         }
     }
 }
@@ -300,7 +300,7 @@ pub fn ring_event(data: &[u8]) {
         Event::Signal(s) => {
             exits.fatal_signal(s.tgid, s.tid, s.sig);
             let _ = exits.process_ended(s.tgid, s.tid, -1, 0);
-            let _ = observer::alert::signal_name(s.sig);
+            let _ = observer::output::alert::signal_name(s.sig);
         }
         Event::GoWait(_) => {}
         Event::GoPanic(p) | Event::GoRecovered(p) | Event::GoFatal(p) => {
@@ -366,7 +366,7 @@ pub fn unwind_and_symbolize(pid: u32, maps_text: &str, regs: Regs, stack: &[u8])
     let mut unwinder = Unwinder::new();
     unwinder.insert_maps(std::sync::Arc::clone(&maps));
     let frames = unwinder.unwind(pid, regs, stack);
-    let mut symbolizer = observer::symbolize::Symbolizer::new();
+    let mut symbolizer = observer::stacks::symbolize::Symbolizer::new();
     symbolizer.insert_maps(maps);
     symbolizer.symbolize(pid, &frames)
 }

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use observer::golang::GoBinary;
-use observer::unwind::Regs;
+use observer::stacks::unwind::Regs;
 use observer_fuzz::{exercise_go_binary, unwind_and_symbolize};
 
 /// A pid no process can have (above the kernel's PID_MAX_LIMIT): the maps are all made up.

@@ -208,7 +208,7 @@ const ALERTS: &[&str] = &[
 fn alert_lines() {
     // The examples must parse, or the mutations below test nothing.
     for line in ALERTS {
-        observer::alert::Alert::from_json_line(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        observer::output::alert::Alert::from_json_line(line).unwrap_or_else(|e| panic!("{line}: {e}"));
     }
     let seeds: Vec<Vec<u8>> = ALERTS.iter().map(|a| a.as_bytes().to_vec()).collect();
     drive(
@@ -299,9 +299,9 @@ fn stack_unwinding() {
 
 /// A version 2 recording with addresses, inline chains and names, and the version 1 fixture.
 fn recording_seeds() -> Vec<Vec<u8>> {
-    use observer::folded::StackEntry;
-    use observer::recording::{Meta, ProfileSnapshot, Recorder};
-    use observer::stackframe::{Frame, Module, NormAddr};
+    use observer::output::folded::StackEntry;
+    use observer::output::recording::{Meta, ProfileSnapshot, Recorder};
+    use observer::stacks::stackframe::{Frame, Module, NormAddr};
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -347,12 +347,12 @@ fn recording_seeds() -> Vec<Vec<u8>> {
         agg_dropped: 0,
     };
     let mut r = Recorder::create(&path, &meta).expect("recorder");
-    let alert = observer::alert::Alert::from_json_line(ALERTS[2]).expect("alert");
+    let alert = observer::output::alert::Alert::from_json_line(ALERTS[2]).expect("alert");
     r.alert(&alert).expect("alert");
     r.profile(&snapshot).expect("profile");
     r.finish().expect("finish");
     let v2 = std::fs::read(&path).expect("seed recording");
-    let v1 = include_bytes!("../../observer-user/src/recording/testdata/v1.obsrec").to_vec();
+    let v1 = include_bytes!("../../observer-user/src/output/recording/testdata/v1.obsrec").to_vec();
     let mut seeds = Vec::new();
     for (selector, file) in [(1u8, &v2), (2, &v1)] {
         let mut whole = vec![0u8];
@@ -393,7 +393,7 @@ fn recordings() {
             0 => seed[1..].to_vec(),
             n => observer_fuzz::frame_profile(if n == 1 { 2 } else { 1 }, &seed[1..]),
         };
-        let rec = observer::recording::Recording::parse(&file).expect("seed parses");
+        let rec = observer::output::recording::Recording::parse(&file).expect("seed parses");
         assert!(rec.profile.is_some_and(|p| !p.stacks.is_empty()));
         observer_fuzz::recording(seed);
     }

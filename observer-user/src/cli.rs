@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::duration::parse_duration;
+use crate::util::duration::parse_duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,7 +95,7 @@ pub enum Command {
         file: PathBuf,
         /// What to produce.
         #[arg(long, value_enum, default_value = "text")]
-        format: crate::report::Format,
+        format: crate::output::report::Format,
         /// Where to write it (default: stdout; required for pprof).
         #[arg(short = 'o', long, value_name = "PATH")]
         output: Option<PathBuf>,

@@ -1,45 +1,20 @@
 //! observer: an external stall observer for Linux processes (library side of the `observer` binary).
+//!
+//! The folders read as the pipeline:
+//! [`kernel`] (eBPF probes, ring-buffer records) -> [`proc`] (the target processes as /proc shows
+//! them) -> [`session`] (one observation run) -> [`detect`] (stall, deadlock and leak detectors) ->
+//! [`stacks`] (unwinding, symbolization) -> [`output`] (alerts, files, reports) / [`terminal`] (live
+//! view, stderr). [`golang`] models Go binaries and runtimes; [`util`] holds shared helpers and
+//! [`cli`] the command line.
 // Tests report to the test harness's stderr; observer itself goes through `say!` (clippy.toml).
 #![cfg_attr(test, allow(clippy::disallowed_macros))]
-pub mod alert;
-pub mod binfile;
 pub mod cli;
-pub mod duration;
-pub mod errors;
-pub mod events;
-pub mod folded;
-pub mod frames;
-pub mod goattach;
+pub mod detect;
 pub mod golang;
-pub mod goleak;
-pub mod gowatch;
-pub mod inflate;
-pub mod kernel_btf;
-pub mod liveview;
-pub mod metrics;
-pub mod output_file;
-pub mod pprof;
-pub mod privileges;
-pub mod probes;
-pub mod procexit;
-pub mod procinfo;
-pub mod procmaps;
-pub mod progbarrier;
-pub mod progress;
-pub mod recording;
-pub mod report;
-pub mod scope;
-pub mod seed;
+pub mod kernel;
+pub mod output;
+pub mod proc;
 pub mod session;
-pub mod sink;
-pub mod stackframe;
-pub mod stackres;
-pub mod stderr;
-pub mod summary;
-pub mod svg;
-pub mod symbolize;
-pub mod target;
-pub mod thread_exits;
-pub mod tracefs;
-pub mod unwind;
-pub mod waitgraph;
+pub mod stacks;
+pub mod terminal;
+pub mod util;

@@ -6,20 +6,25 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use observer::{
     cli::{Cli, Command, FilterOpts, ObserveOpts},
-    output_file, privileges,
-    probes::{ProbeConfig, Probes},
+    kernel::{
+        privileges,
+        probes::{ProbeConfig, Probes},
+        tracefs,
+    },
+    output::output_file,
+    proc::{
+        scope::ProcessFilter,
+        target::{self, Launched, TargetError},
+    },
     say,
-    scope::ProcessFilter,
     session::{Ended, Outcome, Scope, Session, SessionOptions},
-    target::{self, Launched, TargetError},
-    tracefs,
 };
 
 fn main() -> ExitCode {
     keep_standard_fds_taken();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         // Log lines name threads, processes and paths of targets: escaped like the rest of
-        // stderr (see observer::stderr).
+        // stderr (see observer::terminal::stderr).
         .format(|buf, record| {
             writeln!(
                 buf,
@@ -27,7 +32,7 @@ fn main() -> ExitCode {
                 buf.timestamp(),
                 record.level(),
                 record.target(),
-                observer::stderr::escape(&record.args().to_string())
+                observer::terminal::stderr::escape(&record.args().to_string())
             )
         })
         .init();
@@ -37,7 +42,7 @@ fn main() -> ExitCode {
         Err(e) => {
             say!(
                 "observer: error: {}",
-                observer::errors::render_chain(e.chain())
+                observer::util::errors::render_chain(e.chain())
             );
             // Like a shell: 127 for a command not found, 126 for one that cannot be executed.
             match e.downcast_ref::<TargetError>() {
@@ -98,10 +103,10 @@ fn run(cli: Cli) -> Result<i32> {
                 say!(
                     "observer: watching pid {pid} ({}); threshold {}, stall-after {}{}. Ctrl-C to stop.",
                     std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim(),
-                    observer::duration::human(opts.threshold),
-                    observer::duration::human(opts.stall_after),
+                    observer::util::duration::human(opts.threshold),
+                    observer::util::duration::human(opts.stall_after),
                     opts.duration
-                        .map(|d| format!(", for {}", observer::duration::human(d)))
+                        .map(|d| format!(", for {}", observer::util::duration::human(d)))
                         .unwrap_or_default()
                 );
             }
@@ -165,15 +170,17 @@ fn run(cli: Cli) -> Result<i32> {
                     .enable_all()
                     .build()
                     .context("starting the metrics server")?;
-                let listener = server.block_on(observer::metrics::bind(&metrics_addr))?;
+                let listener = server.block_on(observer::output::metrics::bind(&metrics_addr))?;
                 let bound = listener
                     .local_addr()
                     .map_or_else(|_| metrics_addr.clone(), |a| a.to_string());
-                let metrics = observer::metrics::Metrics::new();
+                let metrics = observer::output::metrics::Metrics::new();
                 session_opts.metrics = Some(metrics.clone());
                 std::thread::Builder::new()
                     .name("observer-metrics".into())
-                    .spawn(move || server.block_on(observer::metrics::serve(listener, metrics)))
+                    .spawn(move || {
+                        server.block_on(observer::output::metrics::serve(listener, metrics))
+                    })
                     .context("starting the metrics server")?;
                 // The bound address, not the asked one: with port 0 the kernel picks the
                 // port, and this line is the only place it can be learnt (so even --quiet
@@ -188,8 +195,8 @@ fn run(cli: Cli) -> Result<i32> {
                 say!(
                     "observer: sidecar: watching {}; threshold {}, stall-after {}. Ctrl-C to stop.",
                     filter.describe(),
-                    observer::duration::human(opts.threshold),
-                    observer::duration::human(opts.stall_after),
+                    observer::util::duration::human(opts.threshold),
+                    observer::util::duration::human(opts.stall_after),
                 );
             }
             let session = Session::new(session_opts, probes, Scope::Host(filter))?;
@@ -206,7 +213,7 @@ fn run(cli: Cli) -> Result<i32> {
             {
                 output_file::open(out, output_file::Mode::Check)?;
             }
-            let rec = observer::recording::Recording::read(&file)
+            let rec = observer::output::recording::Recording::read(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             if rec.truncated {
                 say!(
@@ -214,7 +221,7 @@ fn run(cli: Cli) -> Result<i32> {
                     file.display()
                 );
             }
-            observer::report::report(&rec, format, output.as_deref())?;
+            observer::output::report::report(&rec, format, output.as_deref())?;
             Ok(0)
         }
         Command::Goroutines {
@@ -293,7 +300,7 @@ fn goroutines_dump(pid: u32, json: bool, grouped: bool, system: bool) -> Result<
 }
 
 /// Every output is opened (created if missing, checked if present: see
-/// [`observer::output_file`]) before anything is attached: a typo in a directory name, a FIFO
+/// [`observer::output::output_file`]) before anything is attached: a typo in a directory name, a FIFO
 /// or a file of another user at the path fails in a second, not after a long run. The files
 /// are opened again, with the same checks, when they are written.
 fn check_outputs(opts: &ObserveOpts, extra: Option<&std::path::Path>) -> Result<()> {
@@ -319,7 +326,7 @@ fn json_alerts_on_a_terminal(opts: &ObserveOpts) -> bool {
 
 fn process_filter(f: &FilterOpts) -> Result<ProcessFilter> {
     if let Some(cgroup) = f.cgroup.as_deref() {
-        observer::scope::check_cgroup(cgroup)?;
+        observer::proc::scope::check_cgroup(cgroup)?;
     }
     Ok(ProcessFilter::new(f.comm.as_deref(), f.cgroup.as_deref())?)
 }

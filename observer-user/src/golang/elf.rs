@@ -82,8 +82,8 @@ impl ElfImage {
             path: path.to_path_buf(),
             source,
         };
-        let file = crate::binfile::open_regular(path, None).map_err(|e| match e {
-            crate::binfile::OpenError::Io { source, .. } => io_err(source),
+        let file = crate::proc::binfile::open_regular(path, None).map_err(|e| match e {
+            crate::proc::binfile::OpenError::Io { source, .. } => io_err(source),
             other => io_err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 other.to_string(),
@@ -152,10 +152,10 @@ impl ElfImage {
         }
 
         let mut debug = DebugSections::new();
-        let mut budget = crate::inflate::Budget::default();
+        let mut budget = crate::stacks::inflate::Budget::default();
         for name in DEBUG_SECTIONS {
             if let Some(section) = obj.section_by_name(name) {
-                match crate::inflate::section_data(&section, &mut budget) {
+                match crate::stacks::inflate::section_data(&section, &mut budget) {
                     Ok(data) => {
                         debug.insert(name, data);
                     }
@@ -188,7 +188,7 @@ impl ElfImage {
     /// `/proc/self/fd/N` of the file parsed here: the kernel resolves it to this very inode
     /// (for uprobes), whatever is renamed over the original path meanwhile.
     pub fn fd_path(&self) -> PathBuf {
-        crate::binfile::fd_path(&self.file)
+        crate::proc::binfile::fd_path(&self.file)
     }
 
     /// (device, inode) of the file parsed here.
@@ -218,7 +218,7 @@ impl ElfImage {
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
-        if len > crate::inflate::MAX_DECOMPRESSED_PER_FILE {
+        if len > crate::stacks::inflate::MAX_DECOMPRESSED_PER_FILE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{len}-byte read over the per-file budget"),

@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::binary::GoBinary;
 use super::elf::{le32, le64};
 use super::GoError;
-use crate::procmaps::{Backing, ProcessMaps};
+use crate::proc::procmaps::{Backing, ProcessMaps};
 
 /// Frames kept per goroutine.
 pub const MAX_FRAMES: usize = 64;
@@ -211,7 +211,7 @@ pub(crate) fn read_many(pid: u32, ranges: &[(u64, usize)]) -> Vec<Option<Vec<u8>
         }
         if done < chunk.len() {
             let (addr, len) = chunk[done];
-            out[start + done] = crate::procmaps::read_process_memory(pid, addr, len)
+            out[start + done] = crate::proc::procmaps::read_process_memory(pid, addr, len)
                 .ok()
                 .filter(|b| b.len() == len);
             start += done + 1;
@@ -258,7 +258,7 @@ fn readv(pid: u32, ranges: &[(u64, usize)], bufs: &mut [Vec<u8>]) -> usize {
 
 fn read_exact(pid: u32, addr: u64, len: usize) -> Result<Vec<u8>, GoError> {
     let mem_err = |source| GoError::Memory { pid, addr, source };
-    let bytes = crate::procmaps::read_process_memory(pid, addr, len).map_err(mem_err)?;
+    let bytes = crate::proc::procmaps::read_process_memory(pid, addr, len).map_err(mem_err)?;
     if bytes.len() != len {
         return Err(mem_err(io::Error::from(io::ErrorKind::UnexpectedEof)));
     }
@@ -490,7 +490,8 @@ impl StackView {
             let end = self.base + self.bytes.len() as u64;
             let want = (addr + 8).max(end + STACK_READ).min(self.hi);
             let more =
-                crate::procmaps::read_process_memory(self.pid, end, (want - end) as usize).ok()?;
+                crate::proc::procmaps::read_process_memory(self.pid, end, (want - end) as usize)
+                    .ok()?;
             self.bytes.extend_from_slice(&more);
         }
         (off + 8 <= self.bytes.len()).then(|| le64(&self.bytes, off))

@@ -74,7 +74,7 @@ pub enum GoError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Maps(#[from] crate::procmaps::MapsError),
+    Maps(#[from] crate::proc::procmaps::MapsError),
     /// The executable is not mapped in the process (wrong binary for this pid?).
     #[error("{} is not mapped in pid {pid}", path.display())]
     NotMapped { pid: u32, path: PathBuf },

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::binary::GoBinary;
 use super::goroutines::{GStatus, Goroutine};
 use super::pclntab::GoFrame;
-use crate::symbolize::Symbolizer;
+use crate::stacks::symbolize::Symbolizer;
 
 /// Turns run-time addresses of one process into Go frames.
 pub trait GoSymbolize {

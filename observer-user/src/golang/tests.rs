@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::offsets::{table_offsets, TableMatch};
 use super::*;
-use crate::symbolize::Symbolizer;
+use crate::stacks::symbolize::Symbolizer;
 
 const GO119: &str = "/usr/lib/go-1.19/bin/go";
 const LEAKY: usize = 1000;
@@ -716,7 +716,7 @@ fn faked_go_version_is_refused_not_trusted() {
             "{version}: offsets chosen by a fake version"
         );
         assert_eq!(bin.offsets_source(), "none");
-        let message = crate::goattach::refusal(conflict);
+        let message = crate::session::goattach::refusal(conflict);
         assert!(
             message.contains(&format!(".go.buildinfo says {fake}"))
                 && message.contains("goroutine probes refused")

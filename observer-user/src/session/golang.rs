@@ -4,8 +4,8 @@ use observer_common::{AggValue, GoAggKey, GoPanicEvent, GoSampleKey, GoWaitEvent
 
 use super::{duration_ns, monotonic_ns, now_time, wall_time, Session};
 use crate::{
-    gowatch::{GoAlert, GoDrained},
-    metrics::WaitKind,
+    detect::gowatch::{GoAlert, GoDrained},
+    output::metrics::WaitKind,
 };
 
 /// How often the park rate is checked, at most.

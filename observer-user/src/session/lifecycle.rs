@@ -4,9 +4,9 @@ use observer_common::{sysno, ExitEvent, ForkEvent};
 
 use super::{wall_time, Scope, Session, ThreadInfo};
 use crate::{
-    alert::{self, AlertDetail},
-    events::comm_str,
-    thread_exits::ThreadExitEvent,
+    detect::thread_exits::ThreadExitEvent,
+    kernel::events::comm_str,
+    output::alert::{self, AlertDetail},
 };
 
 /// Signals that mean a crash, not a shutdown: in host mode only these make a plain process's

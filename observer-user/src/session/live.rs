@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use super::{monotonic_ns, Scope, Session};
 use crate::{
-    alert::{Alert, AlertDetail},
-    liveview::{Death, LiveCounters, LiveSnapshot, ProcessRow, StalledWaiter, Waiter},
+    output::alert::{Alert, AlertDetail},
+    terminal::liveview::{Death, LiveCounters, LiveSnapshot, ProcessRow, StalledWaiter, Waiter},
 };
 
 /// Deaths kept for the view.

@@ -6,6 +6,7 @@
 //! [`targets::Target`]; everything else (alert sink, profile, thread-exit tracker, deadlock
 //! detector) is shared, since thread ids are unique host-wide.
 
+pub mod goattach;
 mod golang;
 mod lifecycle;
 mod live;
@@ -28,20 +29,20 @@ use tokio::{
 };
 
 use crate::{
-    alert::{self, Alert, AlertDetail},
-    events::Event,
-    folded::FoldedProfile,
-    probes::{Counters, Probes},
-    procexit::ProcessExits,
-    recording::{self, Recorder},
-    scope::ProcessFilter,
-    sink::AlertSink,
-    stackframe::Frame,
-    stackres::StackResolver,
-    summary,
-    target::{self, Launched},
-    thread_exits::ThreadExitTracker,
-    waitgraph::DeadlockReporter,
+    detect::procexit::ProcessExits,
+    detect::thread_exits::ThreadExitTracker,
+    detect::waitgraph::DeadlockReporter,
+    kernel::events::Event,
+    kernel::probes::{Counters, Probes},
+    output::alert::{self, Alert, AlertDetail},
+    output::folded::FoldedProfile,
+    output::recording::{self, Recorder},
+    output::sink::AlertSink,
+    output::summary,
+    proc::scope::ProcessFilter,
+    proc::target::{self, Launched},
+    stacks::stackframe::Frame,
+    stacks::stackres::StackResolver,
 };
 
 use targets::{Discovery, Target, ThreadInfo};
@@ -86,7 +87,7 @@ pub struct SessionOptions {
     /// Write a recording (`observer record`).
     pub record: Option<PathBuf>,
     /// Prometheus metrics to keep up to date (sidecar).
-    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub metrics: Option<Arc<crate::output::metrics::Metrics>>,
     /// Show the live top-style view when stderr is a terminal.
     pub live: bool,
 }
@@ -132,7 +133,7 @@ pub struct Session {
     started_wall: SystemTime,
     recorder: Option<Recorder>,
     /// The live view, while it owns the terminal.
-    live: Option<crate::liveview::LiveTerminal>,
+    live: Option<crate::terminal::liveview::LiveTerminal>,
     live_state: live::LiveState,
 }
 
@@ -141,7 +142,7 @@ const LIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Session {
     pub fn new(opts: SessionOptions, probes: Probes, scope: Scope) -> Result<Self> {
-        let live = crate::liveview::LiveTerminal::new_if_tty(opts.live && !opts.quiet);
+        let live = crate::terminal::liveview::LiveTerminal::new_if_tty(opts.live && !opts.quiet);
         // While the view owns the terminal, alert lines go into it instead of onto stderr.
         let quiet = opts.quiet || live.is_some();
         let sink = match (opts.alerts.as_deref(), opts.alerts_rotation) {
@@ -453,7 +454,7 @@ impl Session {
             .and_then(|pid| self.targets.get(&pid))
             .and_then(|t| t.executable.clone());
         if let Some(path) = &self.opts.pprof {
-            let meta = crate::pprof::PprofMeta {
+            let meta = crate::output::pprof::PprofMeta {
                 main_binary: main.as_ref().map(|(p, _)| p.clone()),
                 build_id: main.as_ref().and_then(|(_, b)| b.clone()),
                 duration_ns: duration_ns(self.started.elapsed()),
@@ -463,19 +464,19 @@ impl Session {
                     .map(duration_ns)
                     .unwrap_or(0),
             };
-            if let Err(e) = crate::pprof::write_pprof(&self.folded, &meta, path) {
+            if let Err(e) = crate::output::pprof::write_pprof(&self.folded, &meta, path) {
                 failed.push(e.to_string());
             }
         }
         if let Some(path) = &self.opts.svg {
             let title = format!("Blocked time: {}", self.scope_label());
-            if let Err(e) = crate::svg::write_svg(&self.folded, &title, path) {
+            if let Err(e) = crate::output::svg::write_svg(&self.folded, &title, path) {
                 failed.push(e.to_string());
             }
         }
         failed.extend(self.sink.finish());
         if !self.opts.quiet {
-            crate::stderr::text(&self.summary_text(&counters));
+            crate::terminal::stderr::text(&self.summary_text(&counters));
         }
         failed
     }
@@ -546,7 +547,7 @@ impl Session {
         detail: AlertDetail,
     ) -> Alert {
         let ns_pid = self.targets.get(&pid).and_then(|t| t.ns_pid);
-        let ns_tid = ns_pid.and_then(|_| crate::procinfo::ns_id(pid, tid));
+        let ns_tid = ns_pid.and_then(|_| crate::proc::procinfo::ns_id(pid, tid));
         let mut alert = Alert {
             time,
             pid,
@@ -554,7 +555,7 @@ impl Session {
             comm,
             ns_pid,
             ns_tid,
-            stack: crate::stackframe::names(&stack),
+            stack: crate::stacks::stackframe::names(&stack),
             detail,
             frames: Vec::new(),
         };
@@ -566,7 +567,7 @@ impl Session {
         *self.alert_counts.entry(alert.detail.kind()).or_default() += 1;
         self.live_state.alert(&alert);
         if let Some(term) = self.live.as_mut() {
-            term.note(crate::sink::one_line(&alert));
+            term.note(crate::output::sink::one_line(&alert));
         }
         if let Some(m) = &self.opts.metrics {
             let comm = self.process_name(alert.pid);
@@ -598,7 +599,7 @@ impl Session {
         self.targets
             .get(&pid)
             .map(|t| t.name.clone())
-            .or_else(|| crate::procinfo::comm_of(pid))
+            .or_else(|| crate::proc::procinfo::comm_of(pid))
             .unwrap_or_else(|| format!("pid{pid}"))
     }
 

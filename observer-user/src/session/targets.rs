@@ -11,7 +11,10 @@ use anyhow::Result;
 use observer_common::ExecEvent;
 
 use super::{monotonic_ns, Scope, Session};
-use crate::{events::comm_str, goattach, gowatch::GoWatch, procinfo, seed, target::Launched};
+use crate::{
+    detect::gowatch::GoWatch, kernel::events::comm_str, proc::procinfo, proc::seed,
+    proc::target::Launched, session::goattach,
+};
 
 /// One observed process.
 pub(super) struct Target {
@@ -177,7 +180,7 @@ impl Session {
         }
     }
 
-    fn accepts(&self, filter: &crate::scope::ProcessFilter, pid: u32) -> bool {
+    fn accepts(&self, filter: &crate::proc::scope::ProcessFilter, pid: u32) -> bool {
         if filter.is_everything() {
             return true;
         }
@@ -364,7 +367,9 @@ impl Session {
                 let unreadable = matches!(e, goattach::GoAttachError::Go(_));
                 let denied = matches!(
                     e,
-                    goattach::GoAttachError::Probe(crate::probes::ProbeError::UprobesDenied { .. })
+                    goattach::GoAttachError::Probe(
+                        crate::kernel::probes::ProbeError::UprobesDenied { .. }
+                    )
                 );
                 t.is_go = !unreadable;
                 if denied && std::mem::replace(&mut self.discovery.uprobes_denied_told, true) {
@@ -458,11 +463,13 @@ fn executable_of(pid: u32) -> Option<(PathBuf, Option<String>)> {
     use object::{read::ReadCache, Object as _};
     let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-    let build_id = crate::binfile::open_regular(&exe, None).ok().and_then(|f| {
-        let cache = ReadCache::new(f);
-        let file = object::File::parse(&cache).ok()?;
-        let id = file.build_id().ok()??;
-        Some(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
-    });
+    let build_id = crate::proc::binfile::open_regular(&exe, None)
+        .ok()
+        .and_then(|f| {
+            let cache = ReadCache::new(f);
+            let file = object::File::parse(&cache).ok()?;
+            let id = file.build_id().ok()??;
+            Some(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        });
     Some((path, build_id))
 }

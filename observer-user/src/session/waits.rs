@@ -7,14 +7,14 @@ use observer_common::{lock_owner, sysno, wait_class, InFlight, WaitEvent};
 
 use super::DEADLOCK_MIN_AGE;
 use super::{class_frame, duration_ns, monotonic_ns, now_time, syscall_name, wall_time, Session};
-use crate::stackframe::Frame;
+use crate::stacks::stackframe::Frame;
 use crate::{
-    alert::{self, AlertDetail},
-    liveview::{self, StalledWaiter},
-    metrics::WaitKind,
-    seed,
-    unwind::Regs,
-    waitgraph::Waiter,
+    detect::waitgraph::Waiter,
+    output::alert::{self, AlertDetail},
+    output::metrics::WaitKind,
+    proc::seed,
+    stacks::unwind::Regs,
+    terminal::liveview::{self, StalledWaiter},
 };
 
 impl Session {
@@ -77,7 +77,7 @@ impl Session {
         } else {
             (None, None, Vec::new())
         };
-        let waker_stack = crate::stackframe::names(&waker_frames);
+        let waker_stack = crate::stacks::stackframe::names(&waker_frames);
         let time = wall_time(w.start_ns + w.duration_ns);
         let detail = if is_lock {
             AlertDetail::LockWait(alert::LockWait {
@@ -156,7 +156,7 @@ impl Session {
                     .unwrap_or_default();
                 self.live_state
                     .stall_frames
-                    .insert((tid, e.start_ns), crate::stackframe::names(&stack));
+                    .insert((tid, e.start_ns), crate::stacks::stackframe::names(&stack));
                 let mut a = self.alert(
                     now_time(),
                     e.tgid,
@@ -167,7 +167,7 @@ impl Session {
                         uaddr: Some(e.uaddr),
                         syscall: syscall_name(e.syscall).to_string(),
                         owner_tid: Some(owner),
-                        owner_stack: crate::stackframe::names(&owner_frames),
+                        owner_stack: crate::stacks::stackframe::names(&owner_frames),
                     }),
                 );
                 a.keep_frames("owner_stack", owner_frames);
@@ -230,7 +230,7 @@ impl Session {
                     comm: self.thread_comm(pid, m.tid).unwrap_or_default(),
                     uaddr: m.uaddr,
                     owner_tid: m.owner_tid,
-                    stack: crate::stackframe::names(frames),
+                    stack: crate::stacks::stackframe::names(frames),
                 })
                 .collect();
             let Some(first) = members.first() else {
@@ -257,7 +257,7 @@ impl Session {
     /// host thread id.
     fn current_owner(&mut self, tid: u32, e: &InFlight) -> Option<u32> {
         let ns_tid = match self.targets.get(&e.tgid).and_then(|t| t.ns_pid) {
-            Some(_) => crate::procinfo::ns_id(e.tgid, tid)?,
+            Some(_) => crate::proc::procinfo::ns_id(e.tgid, tid)?,
             None => tid,
         };
         let owner = lock_owner(e.op, seed::read_words(e.tgid, e.uaddr)?, ns_tid)?;
@@ -294,7 +294,7 @@ impl Session {
             if self.opts.report_idle {
                 frames.insert(0, Frame::named(class_frame(key.class)));
             }
-            let comm = crate::events::comm_str(&key.comm);
+            let comm = crate::kernel::events::comm_str(&key.comm);
             self.folded
                 .add_many_frames(&process, &comm, &frames, value.total_ns, value.count);
         }

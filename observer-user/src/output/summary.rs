@@ -8,11 +8,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::duration::human;
-use crate::folded::TopStack;
-use crate::frames::own_frames;
-use crate::stderr::escape;
-use crate::thread_exits::SiteCount;
+use crate::detect::thread_exits::SiteCount;
+use crate::output::folded::TopStack;
+use crate::stacks::frames::own_frames;
+use crate::terminal::stderr::escape;
+use crate::util::duration::human;
 
 /// Innermost frames shown per blocked stack: enough to get past the futex/mutex plumbing to the
 /// caller, short enough for one line.
@@ -166,7 +166,7 @@ fn write_thread_deaths(
                 "thread {:?}, creator unknown ({})",
                 s.comm,
                 s.unknown
-                    .unwrap_or(crate::thread_exits::UnknownCreator::BeforeAttach)
+                    .unwrap_or(crate::detect::thread_exits::UnknownCreator::BeforeAttach)
                     .describe()
             )
         } else {
@@ -176,7 +176,7 @@ fn write_thread_deaths(
                 frames_text(&app_frames, frames_shown)
             )
         };
-        let who = if s.tgid == crate::thread_exits::EXITED_PROCESSES {
+        let who = if s.tgid == crate::detect::thread_exits::EXITED_PROCESSES {
             "exited processes".to_string()
         } else {
             format!("pid {}", s.tgid)
@@ -318,7 +318,7 @@ mod tests {
                 SiteCount {
                     tgid: 100,
                     created_by: vec![],
-                    unknown: Some(crate::thread_exits::UnknownCreator::BeforeAttach),
+                    unknown: Some(crate::detect::thread_exits::UnknownCreator::BeforeAttach),
                     comm: "io".into(),
                     exits: 1,
                 },

@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::duration::human;
+use crate::util::duration::human;
 
 /// Steps shorter than this print nothing.
 pub const QUIET_FOR: Duration = Duration::from_millis(300);
@@ -80,18 +80,19 @@ impl Progress {
     pub fn start(label: &str, total: Option<u64>) -> Progress {
         let mode = if QUIET.load(Ordering::Relaxed) {
             Mode::Silent
-        } else if crate::liveview::is_active() {
+        } else if crate::terminal::liveview::is_active() {
             Mode::Live
         } else if stderr_is_terminal() {
             Mode::Tty {
-                width: crate::liveview::terminal_size(libc::STDERR_FILENO).map_or(80, |s| s.0),
+                width: crate::terminal::liveview::terminal_size(libc::STDERR_FILENO)
+                    .map_or(80, |s| s.0),
             }
         } else {
             Mode::Plain
         };
         let shared = Arc::new(Shared {
             // Labels name a target's binaries: escaped like everything else on stderr.
-            label: crate::stderr::escape(label).into_owned(),
+            label: crate::terminal::stderr::escape(label).into_owned(),
             total,
             done: AtomicU64::new(0),
             started: Instant::now(),
@@ -193,7 +194,7 @@ fn stderr_is_terminal() -> bool {
     // SAFETY: isatty only inspects the descriptor.
     let tty = unsafe { libc::isatty(FD) } == 1;
     let term = std::env::var("TERM").ok();
-    crate::liveview::should_run(true, tty, term.as_deref())
+    crate::terminal::liveview::should_run(true, tty, term.as_deref())
 }
 
 /// Where the progress goes.
@@ -293,7 +294,7 @@ fn amount(total: Option<u64>, done: u64) -> String {
             let pct = (u128::from(done) * 100 / u128::from(t)).min(100);
             format!(" {pct}%")
         }
-        _ if done > 0 => format!(" {}", crate::liveview::thousands(done)),
+        _ if done > 0 => format!(" {}", crate::terminal::liveview::thousands(done)),
         _ => String::new(),
     }
 }

@@ -17,10 +17,10 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use crate::alert::{Alert, AlertDetail};
-use crate::duration::human;
-use crate::folded::TopStack;
-use crate::frames::own_frames;
+use crate::output::alert::{Alert, AlertDetail};
+use crate::output::folded::TopStack;
+use crate::stacks::frames::own_frames;
+use crate::util::duration::human;
 
 /// Everything one screen shows. Lists may be given in any order: [`render`] sorts what has a
 /// natural order (heaviest stacks, longest stalls, newest deaths first).
@@ -811,7 +811,7 @@ impl LiveTerminal {
         }
         let (w, h) = self.size();
         let notes: Vec<&str> = self.notes.iter().map(String::as_str).collect();
-        let status = crate::progress::live_status();
+        let status = crate::terminal::progress::live_status();
         let lines = render_lines(snapshot, &notes, status.as_deref(), w, h);
         let resized = self.last_size != Some((w, h));
         self.last_size = Some((w, h));

@@ -15,7 +15,7 @@ use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _};
 use object::{Object, ObjectSection, ObjectSegment, ReadCache, ReadRef};
 
-use crate::procmaps::{FileId, Mapping, ProcessMaps};
+use crate::proc::procmaps::{FileId, Mapping, ProcessMaps};
 
 /// Longest stack returned; deeper ones are truncated (outermost frames dropped).
 pub const MAX_FRAMES: usize = 128;
@@ -58,7 +58,7 @@ impl ElfUnwindInfo {
         let with_data = |name: &str| {
             let s = obj.section_by_name(name)?;
             // The size is the file's word: a sparse file can claim gigabytes of unwind tables.
-            if s.size() > crate::inflate::MAX_DECOMPRESSED_PER_FILE {
+            if s.size() > crate::stacks::inflate::MAX_DECOMPRESSED_PER_FILE {
                 log::warn!(
                     "{name} of {} bytes is over the per-file budget: not used",
                     s.size()
@@ -167,7 +167,7 @@ impl ProcessState {
             .and_then(|o| o.file())
             .is_some_and(|f| f.read_exact_at(&mut bytes, m.file_offset(start)).is_ok());
         if !from_file {
-            match crate::procmaps::read_process_memory(pid, start, 8) {
+            match crate::proc::procmaps::read_process_memory(pid, start, 8) {
                 Ok(b) if b.len() == 8 => bytes.copy_from_slice(&b),
                 _ => return false,
             }
@@ -440,7 +440,7 @@ mod tests {
             // libc-like: text segment at vaddr 0x26000, file offset 0x26000.
             segments: vec![(0, 0, 0x26000), (0x26000, 0x26000, 0x155000)],
         };
-        let text = crate::procmaps::parse_line(
+        let text = crate::proc::procmaps::parse_line(
             "7f3a1e24e000-7f3a1e3a3000 r-xp 00026000 fd:01 1312 /usr/lib/libc.so.6",
         )
         .expect("line");
@@ -451,8 +451,9 @@ mod tests {
             segments: vec![(0x400000, 0, 0x500), (0x401000, 0x1000, 0x800)],
             ..info
         };
-        let exe = crate::procmaps::parse_line("401000-402000 r-xp 00001000 fd:01 7 /usr/bin/x")
-            .expect("line");
+        let exe =
+            crate::proc::procmaps::parse_line("401000-402000 r-xp 00001000 fd:01 7 /usr/bin/x")
+                .expect("line");
         assert_eq!(info.bias_for(&exe), Some(0));
     }
 
@@ -480,8 +481,8 @@ mod tests {
 #[cfg(test)]
 mod live_tests {
     use super::*;
-    use crate::procmaps::read_process_memory;
-    use crate::symbolize::Symbolizer;
+    use crate::proc::procmaps::read_process_memory;
+    use crate::stacks::symbolize::Symbolizer;
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
 

@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::alert::{AlertDetail, ProcessExit};
-use crate::folded::TopStack;
-use crate::stackframe::{self, Frame, Module};
+use crate::output::alert::{AlertDetail, ProcessExit};
+use crate::output::folded::TopStack;
+use crate::stacks::stackframe::{self, Frame, Module};
 
 fn meta() -> Meta {
     Meta {

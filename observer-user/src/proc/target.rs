@@ -72,7 +72,7 @@ pub fn check_command(program: &str) -> Result<(), TargetError> {
         } else {
             126
         };
-        cannot(crate::errors::io_reason(&e), code)
+        cannot(crate::util::errors::io_reason(&e), code)
     })?;
     if meta.is_dir() {
         return Err(cannot("is a directory".into(), 126));
@@ -274,7 +274,7 @@ impl Launched {
                 let e = io::Error::from_raw_os_error(errno);
                 return Err(TargetError::CannotRun {
                     program: self.command.clone(),
-                    reason: crate::errors::io_reason(&e),
+                    reason: crate::util::errors::io_reason(&e),
                     exit_code: if errno == libc::ENOENT { 127 } else { 126 },
                 });
             }

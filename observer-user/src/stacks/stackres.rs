@@ -12,13 +12,13 @@ use std::{
 use observer_common::{UserStack, STACK_COPY_BYTES};
 
 use crate::{
-    events::stack_bytes,
     golang::GoBinary,
-    probes::Probes,
-    procmaps::read_process_memory,
-    stackframe::{names, Frame},
-    symbolize::{frames_of, Symbolizer},
-    unwind::{Regs, Unwinder},
+    kernel::events::stack_bytes,
+    kernel::probes::Probes,
+    proc::procmaps::read_process_memory,
+    stacks::stackframe::{names, Frame},
+    stacks::symbolize::{frames_of, Symbolizer},
+    stacks::unwind::{Regs, Unwinder},
 };
 
 pub struct StackResolver {

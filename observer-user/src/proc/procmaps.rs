@@ -4,7 +4,7 @@
 //! containers (other mount namespaces) and deleted binaries are found; the path from the maps
 //! file is kept for display only and never opened: a local user may swap it (for a FIFO, say)
 //! at any moment. Files are opened without blocking and checked to be the mapped inode
-//! ([`crate::binfile`]). A file is opened at most once and the handle is kept, which is what
+//! ([`crate::proc::binfile`]). A file is opened at most once and the handle is kept, which is what
 //! lets stacks be unwound and symbolized after the process has exited. Handles are shared by
 //! all processes mapping the same file, so watching many processes costs one descriptor per
 //! distinct binary, not per process.
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use object::{Object, ReadCache};
 
-use crate::stackframe::{self, Module, NormAddr};
+use crate::stacks::stackframe::{self, Module, NormAddr};
 
 /// Why the maps of a process could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ struct Opened {
     reopen_path: PathBuf,
     /// Whether its debug information may be used, decided once per file, with the share of
     /// the process-wide inflation budget it holds while open.
-    debug_usable: OnceLock<Option<crate::inflate::Reservation>>,
+    debug_usable: OnceLock<Option<crate::stacks::inflate::Reservation>>,
 }
 
 /// Whether a file opened for symbolization is still open (its `/proc/self/fd/N` path still
@@ -210,7 +210,7 @@ impl ObjectFile {
     /// Whether a symbolizer may read this file's debug information (DWARF, debug links) or
     /// must stick to its symbol table. Decided once per file, and logged when refused: every
     /// compressed section must inflate to exactly its declared size within the per-file
-    /// budget ([`crate::inflate`]), and a file naming companion debug files must be one only
+    /// budget ([`crate::stacks::inflate`]), and a file naming companion debug files must be one only
     /// root can change, since those are looked up by path next to it.
     pub fn debug_info_usable(&self) -> bool {
         let Some(opened) = self.opened() else {
@@ -220,7 +220,7 @@ impl ObjectFile {
             .debug_usable
             .get_or_init(|| {
                 let verdict = check_debug_info(&opened.file).and_then(|declared| {
-                    crate::inflate::Reservation::take(declared).map_err(|e| e.to_string())
+                    crate::stacks::inflate::Reservation::take(declared).map_err(|e| e.to_string())
                 });
                 match verdict {
                     Ok(reservation) => Some(reservation),
@@ -289,7 +289,7 @@ impl ObjectFile {
 
     fn open(&self) -> Option<Opened> {
         for candidate in self.candidates() {
-            let file = match crate::binfile::open_regular(&candidate, Some(self.inode)) {
+            let file = match crate::proc::binfile::open_regular(&candidate, Some(self.inode)) {
                 Ok(file) => file,
                 Err(err) => {
                     log::debug!("pid {}: {err}", self.pid);
@@ -304,7 +304,7 @@ impl ObjectFile {
                 mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
             };
             return Some(Opened {
-                reopen_path: crate::binfile::fd_path(&file),
+                reopen_path: crate::proc::binfile::fd_path(&file),
                 file,
                 id,
                 debug_usable: OnceLock::new(),
@@ -324,7 +324,7 @@ fn check_debug_info(file: &File) -> Result<u64, String> {
     use object::ObjectSection as _;
     let cache = ReadCache::new(PositionalReader { file, pos: 0 });
     let obj = object::File::parse(&cache).map_err(|e| format!("not a readable ELF file: {e}"))?;
-    let declared = crate::inflate::verify_sections(&obj, |offset, len| {
+    let declared = crate::stacks::inflate::verify_sections(&obj, |offset, len| {
         Ok(io::Read::take(PositionalReader { file, pos: offset }, len))
     })
     .map_err(|e| e.to_string())?;
@@ -335,8 +335,8 @@ fn check_debug_info(file: &File) -> Result<u64, String> {
     if let Some(section) = links {
         // blazesym resolves the link from the file's real path: the directory it lives in must
         // be one nobody else can plant a file (a FIFO, a huge file) in.
-        let real = std::fs::read_link(crate::binfile::fd_path(file)).unwrap_or_default();
-        if !crate::binfile::root_controlled(file, &real) {
+        let real = std::fs::read_link(crate::proc::binfile::fd_path(file)).unwrap_or_default();
+        if !crate::proc::binfile::root_controlled(file, &real) {
             return Err(format!(
                 "it names companion debug files ({}) and {} can be changed by non-root users",
                 section.name().unwrap_or("?"),
@@ -803,7 +803,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
     fn debug_links_are_followed_only_in_root_controlled_places() {
         // Debian's libc names its debug file in /usr/lib/debug: root's, so it is used.
         let libc_path = Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6");
-        let Ok(libc_file) = crate::binfile::open_regular(libc_path, None) else {
+        let Ok(libc_file) = crate::proc::binfile::open_regular(libc_path, None) else {
             return;
         };
         assert!(check_debug_info(&libc_file).is_ok());
@@ -811,7 +811,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
         let copy = dir.path().join("libc.so.6");
         std::fs::copy(libc_path, &copy).expect("copy");
-        let file = crate::binfile::open_regular(&copy, None).expect("open copy");
+        let file = crate::proc::binfile::open_regular(&copy, None).expect("open copy");
         let err = check_debug_info(&file).expect_err("a debug link next to a user's file");
         assert!(err.contains(".gnu_debuglink"), "{err}");
     }

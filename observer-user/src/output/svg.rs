@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use inferno::flamegraph::{self, Options};
 
-use crate::duration::human;
-use crate::folded::FoldedProfile;
+use crate::output::folded::FoldedProfile;
+use crate::util::duration::human;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SvgError {
@@ -23,7 +23,7 @@ pub enum SvgError {
 pub fn write_svg(profile: &FoldedProfile, title: &str, path: &Path) -> Result<(), SvgError> {
     use std::io::Write as _;
     // inferno draws in one call (about 0.3 s for 10,000 stacks): the progress shows a spinner.
-    let progress = crate::progress::Progress::start(
+    let progress = crate::terminal::progress::Progress::start(
         &format!(
             "drawing the flame graph {} ({} stacks)",
             path.display(),
@@ -32,7 +32,7 @@ pub fn write_svg(profile: &FoldedProfile, title: &str, path: &Path) -> Result<()
         None,
     );
     let svg = render(profile, title)?;
-    let written = crate::sink::create_output(path)
+    let written = crate::output::sink::create_output(path)
         .and_then(|mut f| f.write_all(svg.as_bytes()))
         .map_err(|source| SvgError::Write {
             path: path.to_path_buf(),

@@ -5,15 +5,15 @@ use std::{collections::BTreeMap, io::Write, path::Path, sync::Arc};
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    alert::Alert,
-    duration::human,
-    folded::FoldedProfile,
-    pprof::{write_pprof, PprofMeta},
-    progress::Progress,
-    recording::Recording,
-    sink::one_line,
-    stackframe::{machine_frames, Module},
-    svg,
+    output::alert::Alert,
+    output::folded::FoldedProfile,
+    output::pprof::{write_pprof, PprofMeta},
+    output::recording::Recording,
+    output::sink::one_line,
+    output::svg,
+    stacks::stackframe::{machine_frames, Module},
+    terminal::progress::Progress,
+    util::duration::human,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,7 +93,7 @@ pub fn report(rec: &Recording, format: Format, out: Option<&Path>) -> Result<()>
     if to_stdout {
         std::io::stdout().write_all(text.as_bytes())?;
     } else if let Some(path) = out {
-        let mut f = crate::sink::create_output(path)?;
+        let mut f = crate::output::sink::create_output(path)?;
         f.write_all(text.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -166,7 +166,7 @@ fn text_report(rec: &Recording, profile: &FoldedProfile, progress: &Progress) ->
             t.count,
             t.process,
             t.thread,
-            crate::frames::own_frames(&t.frames)
+            crate::stacks::frames::own_frames(&t.frames)
                 .iter()
                 .take(4)
                 .cloned()
@@ -242,8 +242,8 @@ pub fn pprof_meta(rec: &Recording) -> PprofMeta {
 #[cfg(test)]
 mod address_tests {
     use super::*;
-    use crate::alert::{AlertDetail, ProcessExit};
-    use crate::stackframe::Frame;
+    use crate::output::alert::{AlertDetail, ProcessExit};
+    use crate::stacks::stackframe::Frame;
 
     fn at(name: &str, module: &Arc<Module>, off: u64, inlined: bool) -> Frame {
         Frame::at(name, module, off, inlined)

@@ -12,11 +12,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::output_file::{self, Mode, OutputDir};
+use crate::output::output_file::{self, Mode, OutputDir};
 
-use crate::alert::{Alert, AlertDetail};
-use crate::duration::human;
-use crate::frames::own_frames;
+use crate::output::alert::{Alert, AlertDetail};
+use crate::stacks::frames::own_frames;
+use crate::util::duration::human;
 
 pub struct AlertSink {
     json: Option<Box<dyn Write + Send>>,
@@ -31,7 +31,7 @@ pub struct AlertSink {
 }
 
 impl AlertSink {
-    /// `path` `-` means stdout. Files are opened safely (see [`crate::output_file`]).
+    /// `path` `-` means stdout. Files are opened safely (see [`crate::output::output_file`]).
     pub fn open(path: Option<&Path>, quiet: bool) -> io::Result<Self> {
         let json: Option<Box<dyn Write + Send>> = match path {
             None => None,
@@ -121,7 +121,7 @@ impl AlertSink {
     }
 }
 
-/// Creates (truncates) an output file, safely (see [`crate::output_file`]).
+/// Creates (truncates) an output file, safely (see [`crate::output::output_file`]).
 pub fn create_output(path: &Path) -> io::Result<File> {
     output_file::open(path, Mode::Truncate)
 }
@@ -250,8 +250,8 @@ fn top(stack: &[String]) -> String {
 
 /// A human summary of one alert for the terminal.
 pub fn one_line(a: &Alert) -> String {
-    // Names, frames and messages come from the target: one escaped line (see crate::stderr).
-    crate::stderr::escape(&one_line_raw(a)).into_owned()
+    // Names, frames and messages come from the target: one escaped line (see crate::terminal::stderr).
+    crate::terminal::stderr::escape(&one_line_raw(a)).into_owned()
 }
 
 fn one_line_raw(a: &Alert) -> String {

@@ -39,8 +39,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use prost::Message;
 
-use crate::folded::{FoldedProfile, StackEntry};
-use crate::stackframe::{machine_frames, Frame, Module};
+use crate::output::folded::{FoldedProfile, StackEntry};
+use crate::stacks::stackframe::{machine_frames, Frame, Module};
 
 /// Where the synthetic address space starts, and the alignment of each module's range in it.
 const MODULE_ALIGN: u64 = 0x1000_0000;
@@ -76,7 +76,7 @@ pub fn write_pprof(
     };
     let bytes = gzip(&build(profile, meta).encode_to_vec()).map_err(err)?;
     use std::io::Write as _;
-    crate::sink::create_output(path)
+    crate::output::sink::create_output(path)
         .and_then(|mut f| f.write_all(&bytes))
         .map_err(err)
 }

@@ -11,15 +11,15 @@ use observer_common::{
     AggValue, GoAggKey, GoPanicEvent, GoParked, GoSampleKey, GoStack, GoWaitEvent,
 };
 
-use crate::stackframe::Frame;
+use crate::stacks::stackframe::Frame;
 use crate::{
-    alert::{self, AlertDetail},
-    events::{go_message, go_stack_pcs},
-    folded::FoldedProfile,
+    detect::goleak::LeakDetector,
     golang::{goroutines, GoBinary},
-    goleak::LeakDetector,
-    probes::Probes,
-    stackres::StackResolver,
+    kernel::events::{go_message, go_stack_pcs},
+    kernel::probes::Probes,
+    output::alert::{self, AlertDetail},
+    output::folded::FoldedProfile,
+    stacks::stackres::StackResolver,
 };
 
 /// What a parked goroutine waits for, judged from its wait-reason string (the numbers move
@@ -217,7 +217,7 @@ impl GoWatch {
                 duration_ns: ev.duration_ns,
                 created_by: self.created_by(stacks, ev.gopc),
                 waker_goid: (ev.waker_goid != 0).then_some(ev.waker_goid),
-                waker_stack: crate::stackframe::names(&waker_frames),
+                waker_stack: crate::stacks::stackframe::names(&waker_frames),
             }),
             stack: frames,
             more_frames: vec![("waker_stack", waker_frames)],

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ProfileSnapshot;
 use crate::{
-    folded::StackEntry,
-    stackframe::{machine_frames, Frame, Module, NormAddr},
+    output::folded::StackEntry,
+    stacks::stackframe::{machine_frames, Frame, Module, NormAddr},
 };
 
 /// Frames (functions, inlined ones included) in one stack of a file we read back, and in all

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ProfileSnapshot;
 use crate::{
-    folded::{StackEntry, TopStack},
-    stackframe,
+    output::folded::{StackEntry, TopStack},
+    stacks::stackframe,
 };
 
 /// The profile block of version 1, as it was written.
@@ -44,7 +44,7 @@ pub(super) fn decode_profile(payload: &[u8]) -> Result<ProfileSnapshot, String> 
 pub(super) fn write(
     path: &std::path::Path,
     meta: &super::Meta,
-    alerts: &[crate::alert::Alert],
+    alerts: &[crate::output::alert::Alert],
     profiles: &[ProfileV1],
 ) -> Result<(), super::RecordingError> {
     use super::{framing::write_block, kind, MAGIC};

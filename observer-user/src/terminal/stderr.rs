@@ -54,7 +54,7 @@ pub fn text(text: &str) {
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::stderr::line(format_args!($($arg)*))
+        $crate::terminal::stderr::line(format_args!($($arg)*))
     };
 }
 

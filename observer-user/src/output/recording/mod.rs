@@ -30,7 +30,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::{alert::Alert, folded::StackEntry};
+use crate::{output::alert::Alert, output::folded::StackEntry};
 
 pub const MAGIC: &[u8; 8] = b"OBSREC\r\n";
 /// The version written.
@@ -110,7 +110,7 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn create(path: &Path, meta: &Meta) -> Result<Self, RecordingError> {
-        let file = crate::sink::create_output(path)?;
+        let file = crate::output::sink::create_output(path)?;
         let mut out = BufWriter::new(file);
         out.write_all(MAGIC)?;
         out.write_all(&VERSION.to_le_bytes())?;

@@ -14,8 +14,8 @@ use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized};
 use object::{Object, ObjectSegment, ObjectSymbol};
 
-use crate::procmaps::{FileId, Mapping, ObjectFile, OpenFileLife, ProcessMaps};
-use crate::stackframe::{Frame, NormAddr};
+use crate::proc::procmaps::{FileId, Mapping, ObjectFile, OpenFileLife, ProcessMaps};
+use crate::stacks::stackframe::{Frame, NormAddr};
 
 /// Symbolized frames kept before the cache is dropped wholesale (bounds memory on long runs).
 const MAX_CACHED: usize = 200_000;
@@ -98,7 +98,7 @@ impl Symbolizer {
         }
     }
 
-    /// Uses `maps` for `maps.pid()`, e.g. those the [`crate::unwind::Unwinder`] read while the
+    /// Uses `maps` for `maps.pid()`, e.g. those the [`crate::stacks::unwind::Unwinder`] read while the
     /// process was alive.
     pub fn insert_maps(&mut self, maps: Arc<ProcessMaps>) {
         maps.open_code_files();
@@ -288,17 +288,17 @@ impl Symbolizer {
         &self,
         object: &ObjectFile,
         path: &std::path::Path,
-    ) -> Option<crate::progress::Progress> {
+    ) -> Option<crate::terminal::progress::Progress> {
         if !object.debug_info_usable() || !self.opened.borrow_mut().insert(path.to_path_buf()) {
             return None;
         }
         let size = object.file_id().map_or(0, |id| id.size);
         (size >= BIG_BINARY_BYTES).then(|| {
-            crate::progress::Progress::start(
+            crate::terminal::progress::Progress::start(
                 &format!(
                     "symbolizing {} ({})",
                     object.path().display(),
-                    crate::progress::size_label(size)
+                    crate::terminal::progress::size_label(size)
                 ),
                 None,
             )
@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn inline_chains_share_one_address() {
-        let module = Arc::new(crate::stackframe::Module {
+        let module = Arc::new(crate::stacks::stackframe::Module {
             path: "/bin/x".into(),
             build_id: None,
         });
@@ -503,7 +503,7 @@ mod tests {
         assert_eq!(frames.len(), 2);
         assert!(frames[0].inlined && !frames[1].inlined);
         assert!(frames.iter().all(|f| f.addr.as_ref() == Some(&addr)));
-        let runs: Vec<usize> = crate::stackframe::machine_frames(&frames)
+        let runs: Vec<usize> = crate::stacks::stackframe::machine_frames(&frames)
             .map(<[Frame]>::len)
             .collect();
         assert_eq!(runs, vec![2]);

@@ -18,7 +18,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::stackframe::{self, Frame};
+use crate::stacks::stackframe::{self, Frame};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FoldedError {
@@ -209,7 +209,7 @@ impl FoldedProfile {
         if path == Path::new("-") {
             return self.write(&mut io::stdout().lock()).map_err(err);
         }
-        let file = crate::sink::create_output(path).map_err(err)?;
+        let file = crate::output::sink::create_output(path).map_err(err)?;
         self.write(&mut BufWriter::new(file)).map_err(err)
     }
 

@@ -19,8 +19,8 @@ use observer_common::{
 };
 use thiserror::Error;
 
-use crate::progbarrier::ProgramBarrier;
-use crate::tracefs;
+use crate::kernel::progbarrier::ProgramBarrier;
+use crate::kernel::tracefs;
 
 /// Whether a syscall somewhere under `e` answered EACCES or EPERM.
 fn permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -67,7 +67,7 @@ pub enum ProbeError {
     Tracefs(#[from] tracefs::TracefsError),
     /// Not a `#[source]`: the message carries it, printed once.
     #[error("kernel struct offsets: {0}")]
-    KernelBtf(crate::kernel_btf::BtfError),
+    KernelBtf(crate::kernel::kernel_btf::BtfError),
     /// Since Linux 6.16 (and the stable kernels it was backported to) creating a uprobe through
     /// perf_event_open takes CAP_SYS_ADMIN, not CAP_PERFMON: uprobes write into the text of
     /// every process mapping the file, and one placed mid-instruction corrupts it.
@@ -187,7 +187,8 @@ impl Probes {
         }
         raise_memlock_limit();
         let off = Offsets::read(tracefs_dir)?;
-        let task = crate::kernel_btf::TaskOffsets::from_sys_fs().map_err(ProbeError::KernelBtf)?;
+        let task =
+            crate::kernel::kernel_btf::TaskOffsets::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         let mut loader = EbpfLoader::new();
         // Tests shrink the ring buffer to prove that overflow is counted and reported.
         if let Some(bytes) = std::env::var("OBSERVER_RING_BUFFER_BYTES")

@@ -7,9 +7,9 @@ use observer_common::{GoKey, GoParked, GoProcess};
 use thiserror::Error;
 
 use crate::{
+    detect::gowatch::{self, GoWatch, INITIAL_SAMPLE_PERIOD},
     golang::{goroutines, GoBinary, GoError},
-    gowatch::{self, GoWatch, INITIAL_SAMPLE_PERIOD},
-    probes::{GoAttachPoint, ProbeError, Probes},
+    kernel::probes::{GoAttachPoint, ProbeError, Probes},
 };
 
 #[derive(Debug, Error)]

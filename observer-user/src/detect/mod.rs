@@ -1,0 +1,7 @@
+//! Stall detectors fed by the session: the wait graph (deadlocks), thread exits, Go goroutine
+//! leaks and watches, and process exits.
+pub mod goleak;
+pub mod gowatch;
+pub mod procexit;
+pub mod thread_exits;
+pub mod waitgraph;

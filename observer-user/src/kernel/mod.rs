@@ -1,0 +1,8 @@
+//! The kernel side: loading and attaching the eBPF probes, tracefs and BTF lookups, the
+//! typed ring-buffer records, and the privilege checks. The only place that knows aya / bpf(2).
+pub mod events;
+pub mod kernel_btf;
+pub mod privileges;
+pub mod probes;
+pub mod progbarrier;
+pub mod tracefs;

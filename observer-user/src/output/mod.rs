@@ -1,0 +1,12 @@
+//! What a session produces: alerts and their sink, output files, folded stacks, SVG, pprof,
+//! recordings, the report, metrics and the summary.
+pub mod alert;
+pub mod folded;
+pub mod metrics;
+pub mod output_file;
+pub mod pprof;
+pub mod recording;
+pub mod report;
+pub mod sink;
+pub mod summary;
+pub mod svg;

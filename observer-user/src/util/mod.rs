@@ -1,0 +1,3 @@
+//! Small helpers shared by every stage: human durations and how errors read at the binary's edge.
+pub mod duration;
+pub mod errors;
