@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use observer_tests::{
     require_root, stack_mentions, str_field, u64_field, wait_until, FramePointers, Observer,
-    ObserverCmd, Target, Value, Workspace,
+    ObserverCmd, ObserverRun, Target, Value, Workspace,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -210,21 +210,14 @@ fn fifo_renamed_over_a_watched_binary_as(bounding_set: Option<&str>) {
     });
 }
 
-/// The FIFO is in place before observer ever looks at the program: the lock wait is still
-/// alerted (its frames named when the mapped file can be reached through map_files, as root
-/// can), and nothing blocks.
-#[test]
-fn fifo_renamed_over_a_binary_before_observer_attaches() {
-    require_root();
-    let ws = Workspace::new("hostile-fifo-early");
-    let program = user_program(&ws, "victim");
-    let victim = spawn_as_user(&program);
-    plant_fifo_over(&program);
+/// `observer watch` of the victim: one lock wait (SIGUSR1) must be alerted with a stack naming
+/// `worker_update`, then observer must end cleanly on SIGINT.
+fn watch_one_lock_wait(ws: &Workspace, victim: &Target) -> ObserverRun {
     let alerts = ws.path("alerts.jsonl");
     let observer = ObserverCmd::watch(victim.pid())
         .opt("--stall-after", "1s")
-        .alerts(&ws)
-        .spawn(&ws);
+        .alerts(ws)
+        .spawn(ws);
     assert!(
         wait_until(TIMEOUT, || observer
             .stderr_so_far()
@@ -242,6 +235,20 @@ fn fifo_renamed_over_a_binary_before_observer_attaches() {
     signal(observer.pid(), libc::SIGINT);
     let run = observer.wait(Duration::from_secs(10));
     assert!(run.status.success(), "{}", run.report());
+    run
+}
+
+/// The FIFO is in place before observer ever looks at the program: the lock wait is still
+/// alerted (its frames named when the mapped file can be reached through map_files, as root
+/// can), and nothing blocks.
+#[test]
+fn fifo_renamed_over_a_binary_before_observer_attaches() {
+    require_root();
+    let ws = Workspace::new("hostile-fifo-early");
+    let program = user_program(&ws, "victim");
+    let victim = spawn_as_user(&program);
+    plant_fifo_over(&program);
+    watch_one_lock_wait(&ws, &victim);
 }
 
 #[test]
@@ -381,28 +388,7 @@ fn fifo_as_the_debug_link_of_a_user_binary() {
     std::os::unix::fs::chown(&debug, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).expect("chown");
 
     let victim = spawn_as_user(&program);
-    let alerts = ws.path("alerts.jsonl");
-    let observer = ObserverCmd::watch(victim.pid())
-        .opt("--stall-after", "1s")
-        .alerts(&ws)
-        .spawn(&ws);
-    assert!(
-        wait_until(TIMEOUT, || observer
-            .stderr_so_far()
-            .contains("watching pid")),
-        "observer did not attach: {}",
-        observer.stderr_so_far()
-    );
-    thread::sleep(Duration::from_millis(500));
-    signal(victim.pid(), libc::SIGUSR1);
-    let wait = wait_for_alert(&observer, &alerts, "lock_wait alert", |a| {
-        str_field(a, "kind") == Some("lock_wait")
-            && u64_field(a, "pid") == Some(victim.pid().into())
-    });
-    assert!(stack_mentions(&wait, "stack", "worker_update"), "{wait}");
-    signal(observer.pid(), libc::SIGINT);
-    let run = observer.wait(Duration::from_secs(10));
-    assert!(run.status.success(), "{}", run.report());
+    let run = watch_one_lock_wait(&ws, &victim);
     assert!(
         run.stderr.contains("symbol table only") && run.stderr.contains(".gnu_debuglink"),
         "observer did not say why it skipped the debug link\n{}",
