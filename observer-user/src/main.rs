@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     keep_standard_fds_taken();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         // Log lines name threads, processes and paths of targets: escaped like the rest of
-        // stderr (see observer::terminal::stderr).
+        // stderr (see observer::util::stderr).
         .format(|buf, record| {
             writeln!(
                 buf,
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
                 buf.timestamp(),
                 record.level(),
                 record.target(),
-                observer::terminal::stderr::escape(&record.args().to_string())
+                observer::util::stderr::escape(&record.args().to_string())
             )
         })
         .init();

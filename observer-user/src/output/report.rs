@@ -12,8 +12,8 @@ use crate::{
     output::sink::one_line,
     output::svg,
     stacks::stackframe::{machine_frames, Module},
-    terminal::progress::Progress,
     util::duration::human,
+    util::progress::Progress,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -250,8 +250,8 @@ fn top(stack: &[String]) -> String {
 
 /// A human summary of one alert for the terminal.
 pub fn one_line(a: &Alert) -> String {
-    // Names, frames and messages come from the target: one escaped line (see crate::terminal::stderr).
-    crate::terminal::stderr::escape(&one_line_raw(a)).into_owned()
+    // Names, frames and messages come from the target: one escaped line (see crate::util::stderr).
+    crate::util::stderr::escape(&one_line_raw(a)).into_owned()
 }
 
 fn one_line_raw(a: &Alert) -> String {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::detect::thread_exits::SiteCount;
 use crate::output::folded::TopStack;
 use crate::stacks::frames::own_frames;
-use crate::terminal::stderr::escape;
 use crate::util::duration::human;
+use crate::util::stderr::escape;
 
 /// Innermost frames shown per blocked stack: enough to get past the futex/mutex plumbing to the
 /// caller, short enough for one line.

@@ -23,7 +23,7 @@ pub enum SvgError {
 pub fn write_svg(profile: &FoldedProfile, title: &str, path: &Path) -> Result<(), SvgError> {
     use std::io::Write as _;
     // inferno draws in one call (about 0.3 s for 10,000 stacks): the progress shows a spinner.
-    let progress = crate::terminal::progress::Progress::start(
+    let progress = crate::util::progress::Progress::start(
         &format!(
             "drawing the flame graph {} ({} stacks)",
             path.display(),

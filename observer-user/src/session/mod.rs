@@ -476,7 +476,7 @@ impl Session {
         }
         failed.extend(self.sink.finish());
         if !self.opts.quiet {
-            crate::terminal::stderr::text(&self.summary_text(&counters));
+            crate::util::stderr::text(&self.summary_text(&counters));
         }
         failed
     }

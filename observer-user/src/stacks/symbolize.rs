@@ -288,17 +288,17 @@ impl Symbolizer {
         &self,
         object: &ObjectFile,
         path: &std::path::Path,
-    ) -> Option<crate::terminal::progress::Progress> {
+    ) -> Option<crate::util::progress::Progress> {
         if !object.debug_info_usable() || !self.opened.borrow_mut().insert(path.to_path_buf()) {
             return None;
         }
         let size = object.file_id().map_or(0, |id| id.size);
         (size >= BIG_BINARY_BYTES).then(|| {
-            crate::terminal::progress::Progress::start(
+            crate::util::progress::Progress::start(
                 &format!(
                     "symbolizing {} ({})",
                     object.path().display(),
-                    crate::terminal::progress::size_label(size)
+                    crate::util::number::size_label(size)
                 ),
                 None,
             )

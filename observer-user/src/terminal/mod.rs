@@ -1,4 +1,2 @@
-//! The admin's terminal: the live view, progress lines, and stderr (the `say!` macro).
+//! The admin's terminal: the live view of `watch` and `sidecar`.
 pub mod liveview;
-pub mod progress;
-pub mod stderr;

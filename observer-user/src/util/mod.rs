@@ -1,3 +1,9 @@
-//! Small helpers shared by every stage: human durations and how errors read at the binary's edge.
+//! Small helpers shared by every stage (leaves: nothing else of the crate): human durations,
+//! numbers, how errors read at the binary's edge, stderr (the `say!` macro), progress of long
+//! steps, and the facts about the admin's terminal.
 pub mod duration;
 pub mod errors;
+pub mod number;
+pub mod progress;
+pub mod stderr;
+pub mod tty;

@@ -4,19 +4,21 @@
 //! flashes for 50 ms is noise. After that, on a terminal, one line redrawn at most 10 times a
 //! second (`observer: symbolizing /usr/bin/foo (120 MiB)... | 45% 3s`); elsewhere (a log file,
 //! CI) one line when the step turns out to be long and one when it ends. While the live view
-//! owns the terminal the line goes into its status line instead of stderr.
+//! owns the terminal (see [`crate::util::tty`]) the line goes into its status line instead of
+//! stderr: the live view reads it with [`live_status`].
 //!
 //! A background thread does the clock checks and the drawing, so [`Progress::inc`] is one
 //! relaxed atomic add (cheap in hot loops), and the spinner keeps turning while the step sits
 //! in one long call that cannot report progress (blazesym parsing DWARF, inferno drawing).
 
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::util::duration::human;
+use crate::util::number::thousands;
+use crate::util::tty;
 
 /// Steps shorter than this print nothing.
 pub const QUIET_FOR: Duration = Duration::from_millis(300);
@@ -43,22 +45,6 @@ fn set_live_status(line: Option<String>) {
     }
 }
 
-/// `"120 MiB"`, for labels such as `symbolizing /usr/bin/foo (120 MiB)`.
-pub fn size_label(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || v >= 10.0 {
-        format!("{v:.0} {}", UNITS[unit])
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 /// A long step's progress. Drop or [`Progress::finish`] ends it.
 pub struct Progress {
     shared: Arc<Shared>,
@@ -80,19 +66,18 @@ impl Progress {
     pub fn start(label: &str, total: Option<u64>) -> Progress {
         let mode = if QUIET.load(Ordering::Relaxed) {
             Mode::Silent
-        } else if crate::terminal::liveview::is_active() {
+        } else if tty::screen_owned() {
             Mode::Live
-        } else if stderr_is_terminal() {
+        } else if tty::stderr_is_capable_terminal() {
             Mode::Tty {
-                width: crate::terminal::liveview::terminal_size(libc::STDERR_FILENO)
-                    .map_or(80, |s| s.0),
+                width: tty::terminal_size(libc::STDERR_FILENO).map_or(80, |s| s.0),
             }
         } else {
             Mode::Plain
         };
         let shared = Arc::new(Shared {
             // Labels name a target's binaries: escaped like everything else on stderr.
-            label: crate::terminal::stderr::escape(label).into_owned(),
+            label: crate::util::stderr::escape(label).into_owned(),
             total,
             done: AtomicU64::new(0),
             started: Instant::now(),
@@ -187,14 +172,6 @@ fn perform(action: Action) {
         }
         Action::Status(line) => set_live_status(line),
     }
-}
-
-fn stderr_is_terminal() -> bool {
-    const FD: RawFd = libc::STDERR_FILENO;
-    // SAFETY: isatty only inspects the descriptor.
-    let tty = unsafe { libc::isatty(FD) } == 1;
-    let term = std::env::var("TERM").ok();
-    crate::terminal::liveview::should_run(true, tty, term.as_deref())
 }
 
 /// Where the progress goes.
@@ -294,7 +271,7 @@ fn amount(total: Option<u64>, done: u64) -> String {
             let pct = (u128::from(done) * 100 / u128::from(t)).min(100);
             format!(" {pct}%")
         }
-        _ if done > 0 => format!(" {}", crate::terminal::liveview::thousands(done)),
+        _ if done > 0 => format!(" {}", thousands(done)),
         _ => String::new(),
     }
 }
@@ -427,14 +404,6 @@ mod tests {
         assert_eq!(amount(Some(0), 3), " 3");
         assert_eq!(amount(None, 12345), " 12,345");
         assert_eq!(amount(None, 0), "");
-    }
-
-    #[test]
-    fn size_labels() {
-        assert_eq!(size_label(512), "512 B");
-        assert_eq!(size_label(1536), "1.5 KiB");
-        assert_eq!(size_label(149_679_336), "143 MiB");
-        assert_eq!(size_label(3 << 30), "3.0 GiB");
     }
 
     #[test]

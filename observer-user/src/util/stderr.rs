@@ -54,7 +54,7 @@ pub fn text(text: &str) {
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::terminal::stderr::line(format_args!($($arg)*))
+        $crate::util::stderr::line(format_args!($($arg)*))
     };
 }
 
