@@ -81,7 +81,7 @@ pub enum Command {
         alerts_keep: u32,
         /// Serve Prometheus metrics at http://ADDR/metrics. Binds loopback unless told
         /// otherwise (e.g. 0.0.0.0:9464 for a scraper on another host).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        #[arg(long, value_name = "ADDR", default_value = crate::output::metrics::DEFAULT_ADDR)]
         metrics_addr: String,
         /// Do not serve metrics.
         #[arg(long)]

@@ -73,6 +73,7 @@ pub enum AlertDetail {
 
 /// A futex wait that ended after longer than the threshold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct LockWait {
     pub duration_ns: u64,
     #[serde(with = "hex_addr")]
@@ -88,6 +89,7 @@ pub struct LockWait {
 
 /// A thread still blocked longer than the threshold (the wait has not ended yet).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct Stall {
     pub blocked_ns: u64,
     /// The futex word, or `None` for a non-futex syscall.
@@ -102,12 +104,14 @@ pub struct Stall {
 
 /// Threads waiting on each other in a cycle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct Deadlock {
     pub cycle: Vec<DeadlockMember>,
 }
 
 /// One thread of a deadlock cycle: it waits on `uaddr`, held by `owner_tid` (the next member).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct DeadlockMember {
     pub tid: u32,
     pub comm: String,
@@ -119,6 +123,7 @@ pub struct DeadlockMember {
 
 /// A thread died while its process lived on (see `thread_exits` for the rule).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct ThreadExit {
     /// Status passed to exit(2) (0 for a normal return from the start routine).
     pub exit_code: i32,
@@ -134,6 +139,7 @@ pub struct ThreadExit {
 
 /// The whole process ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct ProcessExit {
     /// `None` when killed by a signal.
     pub exit_code: Option<i32>,
@@ -149,6 +155,7 @@ pub struct ProcessExit {
 /// A goroutine waited on a sync primitive (Mutex, RWMutex, WaitGroup, Cond, semaphore) longer
 /// than the threshold; the wait has ended and `waker_stack` names who released it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct GoroutineWait {
     pub goid: u64,
     pub wait_reason: String,
@@ -161,6 +168,7 @@ pub struct GoroutineWait {
 
 /// A goroutine still waiting on a sync primitive after --stall-after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct GoroutineStall {
     pub goid: u64,
     pub wait_reason: String,
@@ -170,6 +178,7 @@ pub struct GoroutineStall {
 
 /// Goroutines created at one site pile up parked on channels or select: a leak.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct GoroutineLeak {
     pub created_by: Vec<String>,
     pub wait_reason: String,
@@ -183,6 +192,7 @@ pub struct GoroutineLeak {
 /// A Go panic; `recovered` true means a deferred recover() swallowed it and the goroutine
 /// carried on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct GoPanic {
     pub goid: u64,
     /// The panic value's text for strings and errors; `None` for other values.
@@ -193,6 +203,7 @@ pub struct GoPanic {
 /// A long wait that is not on a held lock (condition variable, join, sleep, poll, read): reported
 /// only on request, since idle threads wait by design.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct IdleWait {
     pub duration_ns: u64,
     /// Syscall name, e.g. `"futex"`, `"epoll_wait"`.
@@ -202,8 +213,22 @@ pub struct IdleWait {
     pub waker_tid: Option<u32>,
 }
 
+/// Every alert kind, as [`AlertDetail::kind`] names them (metrics start a series at 0 for each).
+pub const KINDS: [&str; 10] = [
+    "lock_wait",
+    "stall",
+    "deadlock",
+    "thread_exit",
+    "process_exit",
+    "idle_wait",
+    "goroutine_wait",
+    "goroutine_stall",
+    "goroutine_leak",
+    "go_panic",
+];
+
 impl AlertDetail {
-    /// The `kind` tag as written in JSON.
+    /// The `kind` tag as written in JSON; one of [`KINDS`].
     pub fn kind(&self) -> &'static str {
         match self {
             AlertDetail::LockWait(_) => "lock_wait",
@@ -412,6 +437,55 @@ mod tests {
             ],
             detail,
             frames: Vec::new(),
+        }
+    }
+
+    /// One alert of each kind. A new variant stops the match below compiling until it is added
+    /// here, so that the test below covers it.
+    fn one_detail_of_each_kind() -> Vec<AlertDetail> {
+        let all = vec![
+            AlertDetail::LockWait(LockWait::default()),
+            AlertDetail::Stall(Stall::default()),
+            AlertDetail::Deadlock(Deadlock::default()),
+            AlertDetail::ThreadExit(ThreadExit::default()),
+            AlertDetail::ProcessExit(ProcessExit::default()),
+            AlertDetail::IdleWait(IdleWait::default()),
+            AlertDetail::GoroutineWait(GoroutineWait::default()),
+            AlertDetail::GoroutineStall(GoroutineStall::default()),
+            AlertDetail::GoroutineLeak(GoroutineLeak::default()),
+            AlertDetail::GoPanic(GoPanic::default()),
+        ];
+        for d in &all {
+            match d {
+                AlertDetail::LockWait(_)
+                | AlertDetail::Stall(_)
+                | AlertDetail::Deadlock(_)
+                | AlertDetail::ThreadExit(_)
+                | AlertDetail::ProcessExit(_)
+                | AlertDetail::IdleWait(_)
+                | AlertDetail::GoroutineWait(_)
+                | AlertDetail::GoroutineStall(_)
+                | AlertDetail::GoroutineLeak(_)
+                | AlertDetail::GoPanic(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn kinds_lists_every_kind_once_as_json_names_it() {
+        let details = one_detail_of_each_kind();
+        let kinds: Vec<&str> = details.iter().map(AlertDetail::kind).collect();
+        let mut listed = KINDS.to_vec();
+        listed.sort_unstable();
+        listed.dedup();
+        assert_eq!(listed.len(), KINDS.len(), "a kind listed twice: {KINDS:?}");
+        let mut named = kinds.clone();
+        named.sort_unstable();
+        assert_eq!(named, listed, "KINDS and AlertDetail::kind() disagree");
+        for d in &details {
+            let json = serde_json::to_value(d).unwrap();
+            assert_eq!(json["kind"], d.kind(), "the JSON tag differs from kind()");
         }
     }
 
