@@ -209,7 +209,7 @@ impl FoldedProfile {
         if path == Path::new("-") {
             return self.write(&mut io::stdout().lock()).map_err(err);
         }
-        let file = crate::output::sink::create_output(path).map_err(err)?;
+        let file = crate::output::output_file::create(path).map_err(err)?;
         self.write(&mut BufWriter::new(file)).map_err(err)
     }
 

@@ -1,6 +1,7 @@
 //! What a session produces: alerts and their sink, output files, folded stacks, SVG, pprof,
 //! recordings, the report, metrics and the summary.
 pub mod alert;
+pub mod alert_text;
 pub mod folded;
 pub mod metrics;
 pub mod output_file;

@@ -53,6 +53,11 @@ pub fn open(path: &Path, mode: Mode) -> io::Result<File> {
         .map_err(|e| with_path(path, e, "choose another path"))
 }
 
+/// Creates (truncates) an output file, safely: [`open`] with [`Mode::Truncate`].
+pub fn create(path: &Path) -> io::Result<File> {
+    open(path, Mode::Truncate)
+}
+
 /// A directory that outputs are created in, held open so that later creations and renames
 /// (alert rotation) happen in the very directory that was checked, whatever is renamed over
 /// its path afterwards.

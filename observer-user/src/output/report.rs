@@ -6,10 +6,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     output::alert::Alert,
+    output::alert_text::one_line,
     output::folded::FoldedProfile,
     output::pprof::{write_pprof, PprofMeta},
     output::recording::Recording,
-    output::sink::one_line,
     output::svg,
     stacks::stackframe::{machine_frames, Module},
     util::duration::human,
@@ -93,7 +93,7 @@ pub fn report(rec: &Recording, format: Format, out: Option<&Path>) -> Result<()>
     if to_stdout {
         std::io::stdout().write_all(text.as_bytes())?;
     } else if let Some(path) = out {
-        let mut f = crate::output::sink::create_output(path)?;
+        let mut f = crate::output::output_file::create(path)?;
         f.write_all(text.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }

@@ -1,4 +1,5 @@
-//! Where alerts go: JSON lines to a file or stdout, and one readable line each on stderr.
+//! Where alerts go: JSON lines to a file or stdout, and one readable line each on stderr
+//! (its text: [`crate::output::alert_text`]).
 //!
 //! A long-running sidecar rotates its alerts file by size, numbered like logrotate (`PATH.1` is
 //! the newest rotated file, `PATH.N` the oldest) so that log shippers that follow rotated files
@@ -14,9 +15,8 @@ use std::{
 
 use crate::output::output_file::{self, Mode, OutputDir};
 
-use crate::output::alert::{Alert, AlertDetail};
-use crate::stacks::frames::own_frames;
-use crate::util::duration::human;
+use crate::output::alert::Alert;
+use crate::output::alert_text::one_line;
 
 pub struct AlertSink {
     json: Option<Box<dyn Write + Send>>,
@@ -36,7 +36,7 @@ impl AlertSink {
         let json: Option<Box<dyn Write + Send>> = match path {
             None => None,
             Some(p) if p == Path::new("-") => Some(Box::new(io::stdout())),
-            Some(p) => Some(Box::new(BufWriter::new(create_output(p)?))),
+            Some(p) => Some(Box::new(BufWriter::new(output_file::create(p)?))),
         };
         Ok(Self::new(json, path, quiet))
     }
@@ -119,11 +119,6 @@ impl AlertSink {
             )
         })
     }
-}
-
-/// Creates (truncates) an output file, safely (see [`crate::output::output_file`]).
-pub fn create_output(path: &Path) -> io::Result<File> {
-    output_file::open(path, Mode::Truncate)
 }
 
 /// A file that is rotated by size between writes: each `write` call is kept whole in one file,
@@ -238,114 +233,6 @@ impl Write for RotatingFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
-    }
-}
-
-fn top(stack: &[String]) -> String {
-    own_frames(stack)
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "?".to_string())
-}
-
-/// A human summary of one alert for the terminal.
-pub fn one_line(a: &Alert) -> String {
-    // Names, frames and messages come from the target: one escaped line (see crate::util::stderr).
-    crate::util::stderr::escape(&one_line_raw(a)).into_owned()
-}
-
-fn one_line_raw(a: &Alert) -> String {
-    let who = format!("tid {} ({})", a.tid, a.comm);
-    match &a.detail {
-        AlertDetail::LockWait(l) => format!(
-            "observer: lock_wait  {who} waited {} in {}; released by {} in {}",
-            human(std::time::Duration::from_nanos(l.duration_ns)),
-            top(&a.stack),
-            l.waker_tid
-                .map(|t| format!("tid {t} ({})", l.waker_comm.clone().unwrap_or_default()))
-                .unwrap_or_else(|| "?".into()),
-            top(&l.waker_stack)
-        ),
-        AlertDetail::Stall(s) => format!(
-            "observer: stall      {who} blocked {} in {} on a lock held by tid {}",
-            human(std::time::Duration::from_nanos(s.blocked_ns)),
-            top(&a.stack),
-            s.owner_tid
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "?".into())
-        ),
-        AlertDetail::Deadlock(d) => format!(
-            "observer: deadlock   {}",
-            d.cycle
-                .iter()
-                .map(|m| format!(
-                    "tid {} ({}) in {} waits for tid {}",
-                    m.tid,
-                    m.comm,
-                    top(&m.stack),
-                    m.owner_tid
-                ))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        AlertDetail::ThreadExit(t) => format!(
-            "observer: thread_exit {who} ended ({}) while its process lives on; created by {}{}",
-            t.signal
-                .clone()
-                .unwrap_or_else(|| format!("exit code {}", t.exit_code)),
-            top(&t.created_by),
-            if t.count > 1 {
-                format!(" ({} so far from this site)", t.count)
-            } else {
-                String::new()
-            }
-        ),
-        AlertDetail::ProcessExit(p) => format!(
-            "observer: process_exit pid {} ended: {} by {who}{}",
-            a.pid,
-            p.signal
-                .clone()
-                .or(p.exit_code.map(|c| format!("exit code {c}")))
-                .unwrap_or_default(),
-            p.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
-        ),
-        AlertDetail::GoroutineWait(g) => format!(
-            "observer: goroutine_wait goroutine {} waited {} on {} in {}; released by goroutine {} in {}",
-            g.goid,
-            human(std::time::Duration::from_nanos(g.duration_ns)),
-            g.wait_reason,
-            top(&a.stack),
-            g.waker_goid.map(|w| w.to_string()).unwrap_or_else(|| "?".into()),
-            top(&g.waker_stack)
-        ),
-        AlertDetail::GoroutineStall(g) => format!(
-            "observer: goroutine_stall goroutine {} blocked {} on {} in {}",
-            g.goid,
-            human(std::time::Duration::from_nanos(g.blocked_ns)),
-            g.wait_reason,
-            top(&a.stack)
-        ),
-        AlertDetail::GoroutineLeak(g) => format!(
-            "observer: goroutine_leak {} goroutines (+{} in {}) parked on {} created by {}",
-            g.count,
-            g.growth,
-            human(std::time::Duration::from_nanos(g.window_ns)),
-            g.wait_reason,
-            top(&g.created_by)
-        ),
-        AlertDetail::GoPanic(g) => format!(
-            "observer: go_panic   goroutine {} panicked{} in {}{}",
-            g.goid,
-            g.message.as_ref().map(|m| format!(" ({m:?})")).unwrap_or_default(),
-            top(&a.stack),
-            if g.recovered { "; recovered and swallowed" } else { "" }
-        ),
-        AlertDetail::IdleWait(i) => format!(
-            "observer: idle_wait  {who} waited {} in {} ({})",
-            human(std::time::Duration::from_nanos(i.duration_ns)),
-            top(&a.stack),
-            i.syscall
-        ),
     }
 }
 
@@ -521,14 +408,6 @@ mod tests {
                 && failure.ends_with("(3 alerts not written there)"),
             "{failure}"
         );
-    }
-
-    #[test]
-    fn alert_lines_escape_what_the_target_named() {
-        let json = r#"{"kind":"process_exit","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":1,"comm":"x\u001b]0;owned\u0007\nfake","stack":[],"exit_code":0,"signal":null,"by_tid":1,"message":"m\r"}"#;
-        let line = one_line(&Alert::from_json_line(json).unwrap());
-        assert!(!line.chars().any(char::is_control), "{line:?}");
-        assert!(line.contains("(x\\x1b]0;owned\\x07\\x0afake)"), "{line}");
     }
 
     #[test]

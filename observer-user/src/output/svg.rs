@@ -32,7 +32,7 @@ pub fn write_svg(profile: &FoldedProfile, title: &str, path: &Path) -> Result<()
         None,
     );
     let svg = render(profile, title)?;
-    let written = crate::output::sink::create_output(path)
+    let written = crate::output::output_file::create(path)
         .and_then(|mut f| f.write_all(svg.as_bytes()))
         .map_err(|source| SvgError::Write {
             path: path.to_path_buf(),

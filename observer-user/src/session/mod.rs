@@ -567,7 +567,7 @@ impl Session {
         *self.alert_counts.entry(alert.detail.kind()).or_default() += 1;
         self.live_state.alert(&alert);
         if let Some(term) = self.live.as_mut() {
-            term.note(crate::output::sink::one_line(&alert));
+            term.note(crate::output::alert_text::one_line(&alert));
         }
         if let Some(m) = &self.opts.metrics {
             let comm = self.process_name(alert.pid);

@@ -76,7 +76,7 @@ pub fn write_pprof(
     };
     let bytes = gzip(&build(profile, meta).encode_to_vec()).map_err(err)?;
     use std::io::Write as _;
-    crate::output::sink::create_output(path)
+    crate::output::output_file::create(path)
         .and_then(|mut f| f.write_all(&bytes))
         .map_err(err)
 }

@@ -110,7 +110,7 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn create(path: &Path, meta: &Meta) -> Result<Self, RecordingError> {
-        let file = crate::output::sink::create_output(path)?;
+        let file = crate::output::output_file::create(path)?;
         let mut out = BufWriter::new(file);
         out.write_all(MAGIC)?;
         out.write_all(&VERSION.to_le_bytes())?;

@@ -1,0 +1,126 @@
+//! The one-line human text of an alert, as stderr and the live view show it.
+
+use crate::output::alert::{Alert, AlertDetail};
+use crate::stacks::frames::own_frames;
+use crate::util::duration::human;
+
+fn top(stack: &[String]) -> String {
+    own_frames(stack)
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// A human summary of one alert for the terminal.
+pub fn one_line(a: &Alert) -> String {
+    // Names, frames and messages come from the target: one escaped line (see crate::util::stderr).
+    crate::util::stderr::escape(&one_line_raw(a)).into_owned()
+}
+
+fn one_line_raw(a: &Alert) -> String {
+    let who = format!("tid {} ({})", a.tid, a.comm);
+    match &a.detail {
+        AlertDetail::LockWait(l) => format!(
+            "observer: lock_wait  {who} waited {} in {}; released by {} in {}",
+            human(std::time::Duration::from_nanos(l.duration_ns)),
+            top(&a.stack),
+            l.waker_tid
+                .map(|t| format!("tid {t} ({})", l.waker_comm.clone().unwrap_or_default()))
+                .unwrap_or_else(|| "?".into()),
+            top(&l.waker_stack)
+        ),
+        AlertDetail::Stall(s) => format!(
+            "observer: stall      {who} blocked {} in {} on a lock held by tid {}",
+            human(std::time::Duration::from_nanos(s.blocked_ns)),
+            top(&a.stack),
+            s.owner_tid
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "?".into())
+        ),
+        AlertDetail::Deadlock(d) => format!(
+            "observer: deadlock   {}",
+            d.cycle
+                .iter()
+                .map(|m| format!(
+                    "tid {} ({}) in {} waits for tid {}",
+                    m.tid,
+                    m.comm,
+                    top(&m.stack),
+                    m.owner_tid
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        AlertDetail::ThreadExit(t) => format!(
+            "observer: thread_exit {who} ended ({}) while its process lives on; created by {}{}",
+            t.signal
+                .clone()
+                .unwrap_or_else(|| format!("exit code {}", t.exit_code)),
+            top(&t.created_by),
+            if t.count > 1 {
+                format!(" ({} so far from this site)", t.count)
+            } else {
+                String::new()
+            }
+        ),
+        AlertDetail::ProcessExit(p) => format!(
+            "observer: process_exit pid {} ended: {} by {who}{}",
+            a.pid,
+            p.signal
+                .clone()
+                .or(p.exit_code.map(|c| format!("exit code {c}")))
+                .unwrap_or_default(),
+            p.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+        ),
+        AlertDetail::GoroutineWait(g) => format!(
+            "observer: goroutine_wait goroutine {} waited {} on {} in {}; released by goroutine {} in {}",
+            g.goid,
+            human(std::time::Duration::from_nanos(g.duration_ns)),
+            g.wait_reason,
+            top(&a.stack),
+            g.waker_goid.map(|w| w.to_string()).unwrap_or_else(|| "?".into()),
+            top(&g.waker_stack)
+        ),
+        AlertDetail::GoroutineStall(g) => format!(
+            "observer: goroutine_stall goroutine {} blocked {} on {} in {}",
+            g.goid,
+            human(std::time::Duration::from_nanos(g.blocked_ns)),
+            g.wait_reason,
+            top(&a.stack)
+        ),
+        AlertDetail::GoroutineLeak(g) => format!(
+            "observer: goroutine_leak {} goroutines (+{} in {}) parked on {} created by {}",
+            g.count,
+            g.growth,
+            human(std::time::Duration::from_nanos(g.window_ns)),
+            g.wait_reason,
+            top(&g.created_by)
+        ),
+        AlertDetail::GoPanic(g) => format!(
+            "observer: go_panic   goroutine {} panicked{} in {}{}",
+            g.goid,
+            g.message.as_ref().map(|m| format!(" ({m:?})")).unwrap_or_default(),
+            top(&a.stack),
+            if g.recovered { "; recovered and swallowed" } else { "" }
+        ),
+        AlertDetail::IdleWait(i) => format!(
+            "observer: idle_wait  {who} waited {} in {} ({})",
+            human(std::time::Duration::from_nanos(i.duration_ns)),
+            top(&a.stack),
+            i.syscall
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_lines_escape_what_the_target_named() {
+        let json = r#"{"kind":"process_exit","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":1,"comm":"x\u001b]0;owned\u0007\nfake","stack":[],"exit_code":0,"signal":null,"by_tid":1,"message":"m\r"}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("(x\\x1b]0;owned\\x07\\x0afake)"), "{line}");
+    }
+}
