@@ -299,7 +299,7 @@ fn stack_unwinding() {
 
 /// A version 2 recording with addresses, inline chains and names, and the version 1 fixture.
 fn recording_seeds() -> Vec<Vec<u8>> {
-    use observer::output::folded::StackEntry;
+    use observer::output::profile::StackEntry;
     use observer::output::recording::{Meta, ProfileSnapshot, Recorder};
     use observer::stacks::stackframe::{Frame, Module, NormAddr};
     use std::sync::Arc;

@@ -18,7 +18,7 @@ use crate::{
     kernel::events::{go_message, go_stack_pcs},
     kernel::probes::Probes,
     output::alert::{self, AlertDetail},
-    output::folded::FoldedProfile,
+    output::profile::FoldedProfile,
     stacks::stackres::StackResolver,
 };
 

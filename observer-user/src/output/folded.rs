@@ -8,17 +8,14 @@
 //! names have `;` replaced by `:` and line breaks (and other control characters) by spaces; spaces
 //! inside a frame, as in `transfer (bank.c:14)`, are fine. Empty names become `[unknown]`.
 //!
-//! Frames keep their normalized addresses (module, file offset) for the exporters that want
-//! them (pprof, recordings): stacks are merged by name *and* address, so one function reached
-//! from two call sites without line information stays two stacks in [`FoldedProfile::entries`].
-//! The folded text and [`FoldedProfile::top`] are by name only and merge them again.
+//! The profile keeps the names sanitized ([`crate::output::profile`]); stacks that differ only
+//! in their addresses are one line here.
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use crate::stacks::stackframe::{self, Frame};
+use crate::output::profile::{FoldedProfile, Key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FoldedError {
@@ -26,161 +23,13 @@ pub enum FoldedError {
     Write { path: PathBuf, source: io::Error },
 }
 
-/// Blocked-time profile keyed by process, thread and stack.
-#[derive(Debug, Clone, Default)]
-pub struct FoldedProfile {
-    stacks: HashMap<Key, Totals>,
-}
-
-/// Sanitized names; ordered like the folded lines (process, thread, outermost frame first).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Key {
-    process: String,
-    thread: String,
-    /// Outermost first.
-    frames: Vec<Frame>,
-}
-
-impl Key {
-    /// `process;thread;outermost;...;innermost`.
-    fn folded_text(&self) -> String {
-        let mut text = String::with_capacity(64);
-        text.push_str(&self.process);
-        text.push(';');
-        text.push_str(&self.thread);
-        for f in &self.frames {
-            text.push(';');
-            text.push_str(&f.name);
-        }
-        text
-    }
-
-    /// The key without addresses, as [`TopStack`] shows it.
-    fn by_name(&self) -> (String, String, Vec<String>) {
-        (
-            self.process.clone(),
-            self.thread.clone(),
-            self.frames.iter().map(|f| f.name.to_string()).collect(),
-        )
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Totals {
-    weight_ns: u64,
-    count: u64,
-}
-
-/// One merged stack with its frames and their addresses, for exporters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackEntry {
-    pub process: String,
-    pub thread: String,
-    /// Innermost first.
-    pub frames: Vec<Frame>,
-    /// Summed weight (blocked nanoseconds).
-    pub weight_ns: u64,
-    /// Number of samples (waits) merged into this stack.
-    pub count: u64,
-}
-
-/// One merged stack with its totals, for summaries.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TopStack {
-    pub process: String,
-    pub thread: String,
-    /// Innermost first.
-    pub frames: Vec<String>,
-    /// Summed weight (blocked nanoseconds).
-    pub weight_ns: u64,
-    /// Number of samples (waits) merged into this stack.
-    pub count: u64,
-}
-
 impl FoldedProfile {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds one sample; `frames_innermost_first` is as symbolized (innermost first).
-    pub fn add(
-        &mut self,
-        process: &str,
-        thread: &str,
-        frames_innermost_first: &[String],
-        weight_ns: u64,
-    ) {
-        self.add_many(process, thread, frames_innermost_first, weight_ns, 1);
-    }
-
-    /// Like [`Self::add`] for `count` waits summed elsewhere (the kernel's aggregates).
-    pub fn add_many(
-        &mut self,
-        process: &str,
-        thread: &str,
-        frames_innermost_first: &[String],
-        weight_ns: u64,
-        count: u64,
-    ) {
-        let frames = stackframe::from_names(frames_innermost_first);
-        self.add_many_frames(process, thread, &frames, weight_ns, count);
-    }
-
-    /// Adds one sample whose frames keep their addresses (innermost first).
-    pub fn add_frames(
-        &mut self,
-        process: &str,
-        thread: &str,
-        frames_innermost_first: &[Frame],
-        weight_ns: u64,
-    ) {
-        self.add_many_frames(process, thread, frames_innermost_first, weight_ns, 1);
-    }
-
-    /// Like [`Self::add_frames`] for `count` waits summed elsewhere.
-    pub fn add_many_frames(
-        &mut self,
-        process: &str,
-        thread: &str,
-        frames_innermost_first: &[Frame],
-        weight_ns: u64,
-        count: u64,
-    ) {
-        let key = Key {
-            process: sanitize(process),
-            thread: sanitize(thread),
-            frames: frames_innermost_first
-                .iter()
-                .rev()
-                .map(sanitize_frame)
-                .collect(),
-        };
-        let totals = self.stacks.entry(key).or_default();
-        totals.weight_ns = totals.weight_ns.saturating_add(weight_ns);
-        totals.count = totals.count.saturating_add(count);
-    }
-
-    /// Number of distinct stacks (by name and address).
-    pub fn len(&self) -> usize {
-        self.stacks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.stacks.is_empty()
-    }
-
-    pub fn total_weight_ns(&self) -> u64 {
-        self.stacks
-            .values()
-            .fold(0u64, |acc, t| acc.saturating_add(t.weight_ns))
-    }
-
     /// The folded lines, sorted, without trailing newlines. Stacks that differ only in their
     /// addresses are one line.
     pub fn lines(&self) -> Vec<String> {
         let mut by_text: HashMap<String, u64> = HashMap::new();
         for (key, t) in &self.stacks {
-            let weight = by_text.entry(key.folded_text()).or_default();
+            let weight = by_text.entry(folded_text(key)).or_default();
             *weight = weight.saturating_add(t.weight_ns);
         }
         let mut lines: Vec<String> = by_text
@@ -212,306 +61,19 @@ impl FoldedProfile {
         let file = crate::output::output_file::create(path).map_err(err)?;
         self.write(&mut BufWriter::new(file)).map_err(err)
     }
-
-    /// The `n` heaviest stacks by name, heaviest first (ties broken by stack text, for stable
-    /// output).
-    pub fn top(&self, n: usize) -> Vec<TopStack> {
-        let mut merged: HashMap<(String, String, Vec<String>), Totals> = HashMap::new();
-        for (key, t) in &self.stacks {
-            let totals = merged.entry(key.by_name()).or_default();
-            totals.weight_ns = totals.weight_ns.saturating_add(t.weight_ns);
-            totals.count = totals.count.saturating_add(t.count);
-        }
-        let mut all: Vec<_> = merged.into_iter().collect();
-        all.sort_by(|a, b| {
-            b.1.weight_ns
-                .cmp(&a.1.weight_ns)
-                .then_with(|| a.0.cmp(&b.0))
-        });
-        all.into_iter()
-            .take(n)
-            .map(|((process, thread, mut frames), t)| {
-                frames.reverse();
-                TopStack {
-                    process,
-                    thread,
-                    frames,
-                    weight_ns: t.weight_ns,
-                    count: t.count,
-                }
-            })
-            .collect()
-    }
-
-    /// Every merged stack, with addresses, in a stable order (process, thread, then frames
-    /// outermost first), for exporters (pprof, SVG, recordings) that need the counts and the
-    /// frames, not just the folded text.
-    pub fn entries(&self) -> Vec<StackEntry> {
-        let mut all: Vec<(&Key, &Totals)> = self.stacks.iter().collect();
-        all.sort_by(|a, b| a.0.cmp(b.0));
-        all.into_iter()
-            .map(|(key, t)| StackEntry {
-                process: key.process.clone(),
-                thread: key.thread.clone(),
-                frames: key.frames.iter().rev().cloned().collect(),
-                weight_ns: t.weight_ns,
-                count: t.count,
-            })
-            .collect()
-    }
 }
 
-/// The frame with a name the folded readers can split, keeping its address.
-fn sanitize_frame(frame: &Frame) -> Frame {
-    let name = &*frame.name;
-    let clean = !name.is_empty()
-        && name.trim() == name
-        && !name.chars().any(|c| c == ';' || c.is_control());
-    Frame {
-        name: if clean {
-            Arc::clone(&frame.name)
-        } else {
-            Arc::from(sanitize(name))
-        },
-        addr: frame.addr.clone(),
-        inlined: frame.inlined,
+/// `process;thread;outermost;...;innermost`.
+fn folded_text(key: &Key) -> String {
+    let mut text = String::with_capacity(64);
+    text.push_str(&key.process);
+    text.push(';');
+    text.push_str(&key.thread);
+    for f in &key.frames {
+        text.push(';');
+        text.push_str(&f.name);
     }
-}
-
-fn sanitize(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| match c {
-            ';' => ':',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect();
-    let trimmed = cleaned.trim();
-    if trimmed.is_empty() {
-        "[unknown]".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frames(f: &[&str]) -> Vec<String> {
-        f.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn merges_identical_stacks_and_orders_outermost_first() {
-        let mut p = FoldedProfile::new();
-        let s = frames(&["__lll_lock_wait", "transfer_a_to_b (bank.c:14)", "main"]);
-        p.add("bank", "worker", &s, 100);
-        p.add("bank", "worker", &s, 250);
-        p.add("bank", "other", &s, 5);
-        assert_eq!(
-            p.lines(),
-            vec![
-                "bank;other;main;transfer_a_to_b (bank.c:14);__lll_lock_wait 5",
-                "bank;worker;main;transfer_a_to_b (bank.c:14);__lll_lock_wait 350",
-            ]
-        );
-        assert_eq!(p.len(), 2);
-        assert_eq!(p.total_weight_ns(), 355);
-    }
-
-    #[test]
-    fn sanitizes_separators() {
-        let mut p = FoldedProfile::new();
-        p.add(
-            "a;b",
-            "t\nx",
-            &frames(&["std::vec<int; 3>::f", "", "line\r\nbreak"]),
-            7,
-        );
-        let lines = p.lines();
-        assert_eq!(
-            lines,
-            vec!["a:b;t x;line  break;[unknown];std::vec<int: 3>::f 7"]
-        );
-        // What flamegraph.pl/inferno do: the weight follows the last space, frames split on ';'.
-        let (stack, count) = lines[0].rsplit_once(' ').unwrap();
-        assert_eq!(count, "7");
-        assert_eq!(stack.split(';').count(), 5);
-    }
-
-    #[test]
-    fn empty_stack_still_has_process_and_thread() {
-        let mut p = FoldedProfile::new();
-        p.add("redis-server", "io_thd_1", &[], 9);
-        assert_eq!(p.lines(), vec!["redis-server;io_thd_1 9"]);
-    }
-
-    #[test]
-    fn top_returns_heaviest_first_with_counts() {
-        let mut p = FoldedProfile::new();
-        p.add("p", "t", &frames(&["a"]), 10);
-        p.add("p", "t", &frames(&["b", "main"]), 30);
-        p.add("p", "t", &frames(&["b", "main"]), 30);
-        p.add("p", "t", &frames(&["c"]), 10);
-        let top = p.top(2);
-        assert_eq!(
-            top,
-            vec![
-                TopStack {
-                    process: "p".into(),
-                    thread: "t".into(),
-                    frames: frames(&["b", "main"]),
-                    weight_ns: 60,
-                    count: 2,
-                },
-                TopStack {
-                    process: "p".into(),
-                    thread: "t".into(),
-                    frames: frames(&["a"]),
-                    weight_ns: 10,
-                    count: 1,
-                },
-            ]
-        );
-        assert_eq!(p.top(10).len(), 3);
-        assert!(FoldedProfile::new().top(3).is_empty());
-    }
-
-    #[test]
-    fn writes_file_and_reports_path_on_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.folded");
-        let mut p = FoldedProfile::new();
-        p.add("p", "t", &frames(&["f"]), 1);
-        p.add("p", "t", &frames(&["g"]), 2);
-        p.write_to(&path).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "p;t;f 1\np;t;g 2\n"
-        );
-
-        let bad = dir.path().join("missing-dir").join("x");
-        let e = p.write_to(&bad).unwrap_err();
-        assert!(e.to_string().contains("missing-dir"), "{e}");
-    }
-
-    #[test]
-    fn entries_are_sorted_with_counts() {
-        let mut p = FoldedProfile::new();
-        p.add("b", "t", &frames(&["f"]), 1);
-        p.add("a", "u", &frames(&["g", "main"]), 2);
-        p.add("a", "u", &frames(&["g", "main"]), 3);
-        p.add("a", "t", &frames(&[]), 4);
-        let got: Vec<(String, String, Vec<String>, u64, u64)> = p
-            .entries()
-            .into_iter()
-            .map(|e| {
-                let names = stackframe::names(&e.frames);
-                (e.process, e.thread, names, e.weight_ns, e.count)
-            })
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("a".into(), "t".into(), vec![], 4, 1),
-                ("a".into(), "u".into(), frames(&["g", "main"]), 5, 2),
-                ("b".into(), "t".into(), frames(&["f"]), 1, 1),
-            ]
-        );
-    }
-
-    fn at(name: &str, off: u64, inlined: bool) -> Frame {
-        let module = Arc::new(stackframe::Module {
-            path: "/bin/bank".into(),
-            build_id: Some("beef".into()),
-        });
-        Frame {
-            name: name.into(),
-            addr: Some(stackframe::NormAddr {
-                module,
-                file_offset: off,
-            }),
-            inlined,
-        }
-    }
-
-    #[test]
-    fn frames_keep_addresses_and_text_merges_by_name() {
-        let mut p = FoldedProfile::new();
-        // One function without line info, blocked from two call sites: two stacks by address.
-        let site_a = vec![at("lock", 0x10, false), at("main", 0x100, false)];
-        let site_b = vec![at("lock", 0x18, false), at("main", 0x100, false)];
-        p.add_frames("bank", "w", &site_a, 10);
-        p.add_frames("bank", "w", &site_a, 5);
-        p.add_many_frames("bank", "w", &site_b, 20, 3);
-        // Names only (an old caller): a third stack, same text.
-        p.add("bank", "w", &frames(&["lock", "main"]), 1);
-        assert_eq!(p.len(), 3);
-        assert_eq!(p.lines(), vec!["bank;w;main;lock 36"]);
-        let top = p.top(5);
-        assert_eq!(top.len(), 1);
-        assert_eq!((top[0].weight_ns, top[0].count), (36, 6));
-        assert_eq!(top[0].frames, frames(&["lock", "main"]));
-
-        let entries = p.entries();
-        assert_eq!(entries.len(), 3);
-        let with_a = entries
-            .iter()
-            .find(|e| e.frames == site_a)
-            .expect("site a kept with its addresses");
-        assert_eq!((with_a.weight_ns, with_a.count), (15, 2));
-        let offsets: Vec<Option<u64>> = entries
-            .iter()
-            .map(|e| e.frames[0].addr.as_ref().map(|a| a.file_offset))
-            .collect();
-        assert!(
-            offsets.contains(&Some(0x18)) && offsets.contains(&None),
-            "{offsets:?}"
-        );
-    }
-
-    #[test]
-    fn sanitizing_keeps_addresses_and_inline_marks() {
-        let mut p = FoldedProfile::new();
-        let stack = vec![at("a;b", 1, true), at(" outer\t", 1, false)];
-        p.add_frames("p", "t", &stack, 2);
-        let e = &p.entries()[0];
-        assert_eq!(stackframe::names(&e.frames), frames(&["a:b", "outer"]));
-        assert!(e.frames[0].inlined && !e.frames[1].inlined);
-        assert_eq!(e.frames[0].addr, stack[0].addr);
-        assert_eq!(p.lines(), vec!["p;t;outer;a:b 2"]);
-        let mut q = FoldedProfile::new();
-        q.add_frames("p", "t", &[at("x\ny", 1, false)], 1);
-        assert_eq!(q.lines(), vec!["p;t;x y 1"]);
-    }
-
-    /// The parsing rules of the readers: speedscope takes `^(.*) (\d+)$` and splits on `;`;
-    /// flamegraph.pl and inferno take the number after the last space, and a second number
-    /// before it (a differential profile) if the stack itself ends in ` <number>`.
-    #[test]
-    fn lines_parse_in_flamegraph_and_speedscope() {
-        let mut p = FoldedProfile::new();
-        let stack = frames(&[
-            "[chan receive]",
-            "main.lockedSection (/tmp/x/main.go:23)",
-            "std::map<int, int>::find (stl_tree.h:12)",
-            "libc.so.6+0x8b1a4",
-            "[unknown] 0x7f0012345678",
-        ]);
-        p.add("my server", "worker 1:a", &stack, 123_456_789_012);
-        for line in p.lines() {
-            let (rest, weight) = line.rsplit_once(' ').unwrap();
-            assert!(weight.parse::<u64>().is_ok(), "{line}");
-            let tail = rest.rsplit_once(' ').map_or(rest, |(_, t)| t);
-            assert!(tail.parse::<f64>().is_err(), "read as differential: {line}");
-            let parts: Vec<&str> = rest.split(';').collect();
-            assert_eq!(parts.len(), 2 + stack.len(), "{line}");
-            assert_eq!(parts[2], "[unknown] 0x7f0012345678");
-            assert_eq!(parts[6], "[chan receive]");
-        }
-    }
+    text
 }
 
 /// FlameGraph and inferno read `a;b 3 500` as a two-count (differential) line, so a last frame
@@ -540,5 +102,58 @@ mod trailing_number_tests {
         assert_eq!(protect_trailing_number("p;t;f (a.c:3)"), "p;t;f (a.c:3)");
         assert_eq!(protect_trailing_number("p;t"), "p;t");
         assert_eq!(protect_trailing_number("p 1;t"), "p 1;t");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(f: &[&str]) -> Vec<String> {
+        f.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn writes_file_and_reports_path_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.folded");
+        let mut p = FoldedProfile::new();
+        p.add("p", "t", &frames(&["f"]), 1);
+        p.add("p", "t", &frames(&["g"]), 2);
+        p.write_to(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "p;t;f 1\np;t;g 2\n"
+        );
+
+        let bad = dir.path().join("missing-dir").join("x");
+        let e = p.write_to(&bad).unwrap_err();
+        assert!(e.to_string().contains("missing-dir"), "{e}");
+    }
+
+    /// The parsing rules of the readers: speedscope takes `^(.*) (\d+)$` and splits on `;`;
+    /// flamegraph.pl and inferno take the number after the last space, and a second number
+    /// before it (a differential profile) if the stack itself ends in ` <number>`.
+    #[test]
+    fn lines_parse_in_flamegraph_and_speedscope() {
+        let mut p = FoldedProfile::new();
+        let stack = frames(&[
+            "[chan receive]",
+            "main.lockedSection (/tmp/x/main.go:23)",
+            "std::map<int, int>::find (stl_tree.h:12)",
+            "libc.so.6+0x8b1a4",
+            "[unknown] 0x7f0012345678",
+        ]);
+        p.add("my server", "worker 1:a", &stack, 123_456_789_012);
+        for line in p.lines() {
+            let (rest, weight) = line.rsplit_once(' ').unwrap();
+            assert!(weight.parse::<u64>().is_ok(), "{line}");
+            let tail = rest.rsplit_once(' ').map_or(rest, |(_, t)| t);
+            assert!(tail.parse::<f64>().is_err(), "read as differential: {line}");
+            let parts: Vec<&str> = rest.split(';').collect();
+            assert_eq!(parts.len(), 2 + stack.len(), "{line}");
+            assert_eq!(parts[2], "[unknown] 0x7f0012345678");
+            assert_eq!(parts[6], "[chan receive]");
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod folded;
 pub mod metrics;
 pub mod output_file;
 pub mod pprof;
+pub mod profile;
 pub mod recording;
 pub mod report;
 pub mod sink;

@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use crate::{
     output::alert::Alert,
     output::alert_text::one_line,
-    output::folded::FoldedProfile,
     output::pprof::{write_pprof, PprofMeta},
+    output::profile::FoldedProfile,
     output::recording::Recording,
     output::svg,
     stacks::stackframe::{machine_frames, Module},

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::detect::thread_exits::SiteCount;
-use crate::output::folded::TopStack;
+use crate::output::profile::TopStack;
 use crate::stacks::frames::own_frames;
 use crate::util::duration::human;
 use crate::util::stderr::escape;

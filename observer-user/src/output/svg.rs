@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use inferno::flamegraph::{self, Options};
 
-use crate::output::folded::FoldedProfile;
+use crate::output::profile::FoldedProfile;
 use crate::util::duration::human;
 
 #[derive(Debug, thiserror::Error)]

@@ -35,7 +35,7 @@ use crate::{
     kernel::events::Event,
     kernel::probes::{Counters, Probes},
     output::alert::{self, Alert, AlertDetail},
-    output::folded::FoldedProfile,
+    output::profile::FoldedProfile,
     output::recording::{self, Recorder},
     output::sink::AlertSink,
     output::summary,

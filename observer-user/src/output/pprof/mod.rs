@@ -39,7 +39,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use prost::Message;
 
-use crate::output::folded::{FoldedProfile, StackEntry};
+use crate::output::profile::{FoldedProfile, StackEntry};
 use crate::stacks::stackframe::{machine_frames, Frame, Module};
 
 /// Where the synthetic address space starts, and the alignment of each module's range in it.

@@ -30,7 +30,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::{output::alert::Alert, output::folded::StackEntry};
+use crate::{output::alert::Alert, output::profile::StackEntry};
 
 pub const MAGIC: &[u8; 8] = b"OBSREC\r\n";
 /// The version written.

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::output::alert::{AlertDetail, ProcessExit};
-use crate::output::folded::TopStack;
+use crate::output::profile::TopStack;
 use crate::stacks::stackframe::{self, Frame, Module};
 
 fn meta() -> Meta {

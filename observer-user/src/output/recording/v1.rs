@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ProfileSnapshot;
 use crate::{
-    output::folded::{StackEntry, TopStack},
+    output::profile::{StackEntry, TopStack},
     stacks::stackframe,
 };
 

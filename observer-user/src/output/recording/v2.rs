@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ProfileSnapshot;
 use crate::{
-    output::folded::StackEntry,
+    output::profile::StackEntry,
     stacks::stackframe::{machine_frames, Frame, Module, NormAddr},
 };
 

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use super::model::{Death, LiveSnapshot, ProcessRow, StalledWaiter, Waiter};
-use crate::output::folded::TopStack;
+use crate::output::profile::TopStack;
 use crate::stacks::frames::own_frames;
 use crate::util::duration::human;
 use crate::util::number::thousands;

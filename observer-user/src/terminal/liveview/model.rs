@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::output::alert::{Alert, AlertDetail};
-use crate::output::folded::TopStack;
+use crate::output::profile::TopStack;
 use crate::stacks::frames::own_frames;
 
 /// Everything one screen shows. Lists may be given in any order: [`render`] sorts what has a

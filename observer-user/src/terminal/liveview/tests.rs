@@ -4,7 +4,7 @@ use super::layout::*;
 use super::screen::*;
 use super::*;
 use crate::output::alert::Alert;
-use crate::output::folded::TopStack;
+use crate::output::profile::TopStack;
 use crate::util::number::thousands;
 use crate::util::tty::{screen_owned, terminal_size};
 use std::io;
