@@ -4,7 +4,7 @@
 //! [`kernel`] (eBPF probes, ring-buffer records) -> [`proc`] (the target processes as /proc shows
 //! them) -> [`session`] (one observation run) -> [`detect`] (stall, deadlock and leak detectors) ->
 //! [`stacks`] (unwinding, symbolization) -> [`output`] (alerts, files, reports) / [`terminal`] (live
-//! view, stderr). [`golang`] models Go binaries and runtimes; [`util`] holds shared helpers and
+//! view). [`golang`] models Go binaries and runtimes; [`util`] holds shared helpers and
 //! [`cli`] the command line.
 // Tests report to the test harness's stderr; observer itself goes through `say!` (clippy.toml).
 #![cfg_attr(test, allow(clippy::disallowed_macros))]

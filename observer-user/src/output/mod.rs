@@ -1,5 +1,6 @@
-//! What a session produces: alerts and their sink, output files, folded stacks, SVG, pprof,
-//! recordings, the report, metrics and the summary.
+//! What a session produces: alerts (their JSON and one-line text) and their sink, output files,
+//! the blocked-time profile and its exporters (folded stacks, SVG, pprof, recordings), the
+//! report, metrics and the summary.
 pub mod alert;
 pub mod alert_text;
 pub mod folded;

@@ -221,7 +221,7 @@ fn seconds(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::registry::tests::sample_lines;
-    use super::super::GONE_GRACE;
+    use super::super::registry::GONE_GRACE;
     use super::*;
     use crate::output::alert::KINDS;
 

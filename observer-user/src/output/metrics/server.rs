@@ -218,7 +218,7 @@ fn reply(
 
 #[cfg(test)]
 mod tests {
-    use super::super::GONE_GRACE;
+    use super::super::registry::GONE_GRACE;
     use super::*;
     use std::io::{Read, Write};
     use std::time::Instant;

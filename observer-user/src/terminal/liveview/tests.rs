@@ -435,26 +435,39 @@ fn deaths_from_alerts() {
         ))
         .unwrap()
     };
-    let d = Death::from_alert(&alert(
+    let a = alert(
         r#""thread_exit","exit_code":0,"signal":"SIGSEGV","lifetime_ns":null,"created_by":["clone3","start_workers (t.c:9)"],"count":1"#,
-    ))
-    .unwrap();
+    );
+    let d = Death::from_alert(&a).unwrap();
+    assert_eq!(
+        d.kind.as_str(),
+        a.kind(),
+        "the view names deaths as alerts do"
+    );
     assert_eq!((d.kind, d.pid, d.tid), (DeathKind::ThreadExit, 7, 8));
     assert_eq!(d.time, "2026-11-26T20:39:01.123Z");
     assert_eq!(d.summary, "SIGSEGV; created by start_workers (t.c:9)");
-    let d = Death::from_alert(&alert(
+    let a = alert(
         r#""process_exit","exit_code":2,"signal":null,"by_tid":8,"message":"all goroutines are asleep - deadlock!""#,
-    ))
-    .unwrap();
+    );
+    let d = Death::from_alert(&a).unwrap();
+    assert_eq!(
+        d.kind.as_str(),
+        a.kind(),
+        "the view names deaths as alerts do"
+    );
     assert_eq!(d.kind, DeathKind::ProcessExit);
     assert_eq!(
         d.summary,
         "exit code 2: all goroutines are asleep - deadlock!"
     );
-    let d = Death::from_alert(&alert(
-        r#""go_panic","goid":9,"message":"boom","recovered":true"#,
-    ))
-    .unwrap();
+    let a = alert(r#""go_panic","goid":9,"message":"boom","recovered":true"#);
+    let d = Death::from_alert(&a).unwrap();
+    assert_eq!(
+        d.kind.as_str(),
+        a.kind(),
+        "the view names deaths as alerts do"
+    );
     assert_eq!(d.kind, DeathKind::GoPanic);
     assert_eq!(
         d.summary,
