@@ -7,8 +7,8 @@ use crate::output::alert::{Alert, AlertDetail};
 use crate::output::profile::TopStack;
 use crate::stacks::frames::own_frames;
 
-/// Everything one screen shows. Lists may be given in any order: [`render`] sorts what has a
-/// natural order (heaviest stacks, longest stalls, newest deaths first).
+/// Everything one screen shows. Lists may be given in any order: [`render`](super::render)
+/// sorts what has a natural order (heaviest stacks, longest stalls, newest deaths first).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveSnapshot {
     /// `"watch"` or `"sidecar"`.
@@ -25,7 +25,8 @@ pub struct LiveSnapshot {
     pub recent_deaths: Vec<Death>,
     /// Sidecar only: one row per observed process; the section is hidden when empty.
     pub processes: Vec<ProcessRow>,
-    /// One-line alert messages, oldest first, shown with those given to [`LiveTerminal::note`].
+    /// One-line alert messages, oldest first, shown with those given to
+    /// [`LiveTerminal::note`](super::LiveTerminal::note).
     pub recent_alerts: Vec<String>,
 }
 
