@@ -11,7 +11,8 @@ use crate::{
     output::recording::Recording,
     output::sink::one_line,
     output::svg,
-    stacks::stackframe::{machine_frames, Module},
+    proc::normaddr::Module,
+    stacks::stackframe::machine_frames,
     terminal::progress::Progress,
     util::duration::human,
 };
