@@ -580,7 +580,7 @@ fn drain_per_cpu<K: aya::Pod + Eq>(
 }
 
 /// Kernels >= 5.11 account BPF memory to the cgroup, so a failed raise is harmless there:
-/// warn, never abort (environment.md: it fails without CAP_SYS_RESOURCE).
+/// warn, never abort (it fails without CAP_SYS_RESOURCE).
 fn raise_memlock_limit() {
     let rlim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
