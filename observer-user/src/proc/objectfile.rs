@@ -70,7 +70,7 @@ pub struct ObjectFile {
 impl ObjectFile {
     /// The file mapped at `range` of process `pid`, as its maps line names it; nothing is
     /// opened yet.
-    pub(crate) fn new(
+    pub(super) fn new(
         path: PathBuf,
         pid: u32,
         range: (u64, u64),
@@ -221,7 +221,7 @@ impl ObjectFile {
     }
 
     /// Where the file may be opened from, best first.
-    pub(crate) fn candidates(&self) -> Vec<PathBuf> {
+    pub(super) fn candidates(&self) -> Vec<PathBuf> {
         // map_files names exactly the mapped file, even deleted or replaced on disk, but needs
         // CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); the root-relative path works for everybody
         // allowed to read the maps, and is only accepted when it still holds the mapped inode.
