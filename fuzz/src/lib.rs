@@ -78,7 +78,7 @@ pub fn exercise_go_binary(path: &std::path::Path) {
 /// its header declared, nor past the per-file budget.
 pub fn compressed_sections(data: &[u8]) {
     use object::{Object, ObjectSection};
-    use observer::stacks::inflate::{self, Budget, InflateError, MAX_DECOMPRESSED_PER_FILE};
+    use observer::proc::inflate::{self, Budget, InflateError, MAX_DECOMPRESSED_PER_FILE};
     let Some((&which, rest)) = data.split_first() else {
         return;
     };

@@ -301,7 +301,8 @@ fn stack_unwinding() {
 fn recording_seeds() -> Vec<Vec<u8>> {
     use observer::output::profile::StackEntry;
     use observer::output::recording::{Meta, ProfileSnapshot, Recorder};
-    use observer::stacks::stackframe::{Frame, Module, NormAddr};
+    use observer::proc::normaddr::{Module, NormAddr};
+    use observer::stacks::stackframe::Frame;
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().expect("tempdir");

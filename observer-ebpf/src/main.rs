@@ -1,7 +1,7 @@
 //! observer's kernel programs.
 //!
 //! Why scheduler events and not the futex syscall tracepoints: any program on `sys_enter/exit`
-//! moves every task on the host to the slow syscall path (measured in environment.md). A thread
+//! moves every task on the host to the slow syscall path (measured in BENCHMARKS.md). A thread
 //! that blocks always passes through `sched_switch`, where its syscall registers tell what it
 //! waits for, and through `sched_waking`, where the current task is whoever woke it.
 //!

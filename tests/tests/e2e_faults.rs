@@ -684,8 +684,8 @@ fn source_never_writes_target_memory() {
         found.join("\n")
     );
     // The one way observer reads target memory is read-only.
-    let procmaps = fs::read_to_string(root.join("observer-user/src/proc/procmaps.rs")).unwrap();
-    assert!(procmaps.contains("process_vm_readv"));
+    let memory = fs::read_to_string(root.join("observer-user/src/proc/memory.rs")).unwrap();
+    assert!(memory.contains("process_vm_readv"));
 }
 
 #[test]

@@ -10,9 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use super::buildinfo::{read_version, GoVersion};
-use super::dwarf::offsets_from_dwarf;
 use super::elf::ElfImage;
-use super::offsets::{table_offsets, GOffsets, TableMatch};
+use super::offsets::{offsets_from_dwarf, table_offsets, GOffsets, TableMatch};
 use super::pclntab::{FuncInfo, GoFrame, Pclntab, VaddrReader};
 use super::waitreasons::{wait_reasons, ReasonSource};
 use super::{disasm, moduledata, GoError};

@@ -1,4 +1,5 @@
-//! Struct member offsets of `runtime.g`, `runtime.gobuf`, `runtime.m` from DWARF.
+//! Struct member offsets from DWARF (for `runtime.g`, `runtime.gobuf`, `runtime.m`, which
+//! `offsets.rs` turns into a layout).
 //!
 //! `-ldflags=-w` (or `-s -w`) removes DWARF; the measured table in `offsets.rs` then takes
 //! over.
@@ -8,18 +9,9 @@ use std::collections::HashMap;
 use gimli::{AttributeValue, EndianSlice, LittleEndian, SectionId};
 
 use super::elf::DebugSections;
-use super::offsets::GOffsets;
 
 /// Members by struct name, then member name.
 pub(crate) type Members = HashMap<String, HashMap<String, u64>>;
-
-const STRUCTS: [&str; 4] = ["runtime.g", "runtime.gobuf", "runtime.m", "runtime.stack"];
-
-/// The layout from DWARF, or `None` when the sections are absent or lack a needed member.
-pub(crate) fn offsets_from_dwarf(sections: &DebugSections) -> Option<GOffsets> {
-    let members = struct_members(sections, &STRUCTS)?;
-    GOffsets::from_members(&members)
-}
 
 /// Data member offsets of the named structures (first definition of each).
 ///

@@ -152,10 +152,10 @@ impl ElfImage {
         }
 
         let mut debug = DebugSections::new();
-        let mut budget = crate::stacks::inflate::Budget::default();
+        let mut budget = crate::proc::inflate::Budget::default();
         for name in DEBUG_SECTIONS {
             if let Some(section) = obj.section_by_name(name) {
-                match crate::stacks::inflate::section_data(&section, &mut budget) {
+                match crate::proc::inflate::section_data(&section, &mut budget) {
                     Ok(data) => {
                         debug.insert(name, data);
                     }
@@ -218,7 +218,7 @@ impl ElfImage {
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
-        if len > crate::stacks::inflate::MAX_DECOMPRESSED_PER_FILE {
+        if len > crate::proc::inflate::MAX_DECOMPRESSED_PER_FILE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{len}-byte read over the per-file budget"),

@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::binary::GoBinary;
 use super::elf::{le32, le64};
 use super::GoError;
+use crate::proc::memory::{read_process_memory, read_process_memory_into};
 use crate::proc::procmaps::{Backing, ProcessMaps};
 
 /// Frames kept per goroutine.
@@ -195,7 +196,7 @@ pub(crate) fn read_many(pid: u32, ranges: &[(u64, usize)]) -> Vec<Option<Vec<u8>
         let end = (start + IOV_MAX).min(ranges.len());
         let chunk = &ranges[start..end];
         let mut bufs: Vec<Vec<u8>> = chunk.iter().map(|&(_, len)| vec![0u8; len]).collect();
-        let got = readv(pid, chunk, &mut bufs);
+        let got = read_process_memory_into(pid, chunk, &mut bufs).unwrap_or(0);
         // The kernel stops at the first range it cannot read: keep those before it, skip
         // it after one retry on its own, and carry on with the rest.
         let mut done = 0usize;
@@ -211,7 +212,7 @@ pub(crate) fn read_many(pid: u32, ranges: &[(u64, usize)]) -> Vec<Option<Vec<u8>
         }
         if done < chunk.len() {
             let (addr, len) = chunk[done];
-            out[start + done] = crate::proc::procmaps::read_process_memory(pid, addr, len)
+            out[start + done] = read_process_memory(pid, addr, len)
                 .ok()
                 .filter(|b| b.len() == len);
             start += done + 1;
@@ -222,43 +223,9 @@ pub(crate) fn read_many(pid: u32, ranges: &[(u64, usize)]) -> Vec<Option<Vec<u8>
     out
 }
 
-/// One vectored read; bytes transferred (0 on error).
-fn readv(pid: u32, ranges: &[(u64, usize)], bufs: &mut [Vec<u8>]) -> usize {
-    let local: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    let remote: Vec<libc::iovec> = ranges
-        .iter()
-        .map(|&(addr, len)| libc::iovec {
-            iov_base: addr as usize as *mut libc::c_void,
-            iov_len: len,
-        })
-        .collect();
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return 0;
-    };
-    // SAFETY: every local iovec points into a live buffer of exactly its length, and the
-    // buffers outlive the call; the remote iovecs are only read by the kernel.
-    let n = unsafe {
-        libc::process_vm_readv(
-            pid,
-            local.as_ptr(),
-            local.len() as libc::c_ulong,
-            remote.as_ptr(),
-            remote.len() as libc::c_ulong,
-            0,
-        )
-    };
-    usize::try_from(n).unwrap_or(0)
-}
-
 fn read_exact(pid: u32, addr: u64, len: usize) -> Result<Vec<u8>, GoError> {
     let mem_err = |source| GoError::Memory { pid, addr, source };
-    let bytes = crate::proc::procmaps::read_process_memory(pid, addr, len).map_err(mem_err)?;
+    let bytes = read_process_memory(pid, addr, len).map_err(mem_err)?;
     if bytes.len() != len {
         return Err(mem_err(io::Error::from(io::ErrorKind::UnexpectedEof)));
     }
@@ -489,9 +456,7 @@ impl StackView {
         if off + 8 > self.bytes.len() {
             let end = self.base + self.bytes.len() as u64;
             let want = (addr + 8).max(end + STACK_READ).min(self.hi);
-            let more =
-                crate::proc::procmaps::read_process_memory(self.pid, end, (want - end) as usize)
-                    .ok()?;
+            let more = read_process_memory(self.pid, end, (want - end) as usize).ok()?;
             self.bytes.extend_from_slice(&more);
         }
         (off + 8 <= self.bytes.len()).then(|| le64(&self.bytes, off))

@@ -39,8 +39,7 @@ pub use goroutines::{dump, load_bias, GStatus, Goroutine};
 pub use offsets::GOffsets;
 pub use pclntab::{FuncInfo, GoFrame};
 pub use render::{
-    render_debug1, render_debug2, render_json, BlazeGoSymbolizer, GoSymbolize, PclntabSymbolizer,
-    RenderOptions,
+    render_debug1, render_debug2, render_json, GoSymbolize, PclntabSymbolizer, RenderOptions,
 };
 
 /// Why a Go binary or process could not be inspected.

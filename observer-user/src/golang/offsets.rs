@@ -8,10 +8,20 @@
 use serde::Serialize;
 
 use super::buildinfo::GoVersion;
-use super::dwarf::Members;
+use super::dwarf::{struct_members, Members};
+use super::elf::DebugSections;
 
 /// Upper bound on the part of `runtime.g` / `runtime.m` read.
 const MAX_G_SIZE: usize = 4096;
+
+/// The structs whose members give the layout.
+const STRUCTS: [&str; 4] = ["runtime.g", "runtime.gobuf", "runtime.m", "runtime.stack"];
+
+/// The layout from DWARF, or `None` when the sections are absent or lack a needed member.
+pub(crate) fn offsets_from_dwarf(sections: &DebugSections) -> Option<GOffsets> {
+    let members = struct_members(sections, &STRUCTS)?;
+    GOffsets::from_members(&members)
+}
 
 /// Field offsets, in bytes from the start of the struct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

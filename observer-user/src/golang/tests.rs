@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use super::offsets::{table_offsets, TableMatch};
 use super::*;
-use crate::stacks::symbolize::Symbolizer;
 
 const GO119: &str = "/usr/lib/go-1.19/bin/go";
 const LEAKY: usize = 1000;
@@ -638,21 +637,6 @@ fn compare_with_pprof(path: &Path, version: &str, variant: Variant) {
     assert!(d1.contains(&format!("\n{LEAKY} @ ")), "{version}:\n{d1}");
     let json = render_json(&first, &mut sym);
     assert_eq!(json.as_array().map(Vec::len), Some(first.len()));
-
-    // The shared blazesym symbolizer names the same frames when symbols are there.
-    if variant == Variant::Plain {
-        let mut symbolizer = Symbolizer::new();
-        let mut blaze = BlazeGoSymbolizer::new(&mut symbolizer, pid);
-        let blaze_names: Vec<String> = waiter
-            .pcs
-            .iter()
-            .flat_map(|&pc| names(&mut blaze, pc))
-            .collect();
-        assert!(
-            blaze_names.iter().any(|n| n == "main.lockedSection"),
-            "{version}: {blaze_names:?}"
-        );
-    }
 }
 
 /// A copy of `binary` whose `.go.buildinfo` claims `fake` instead of `real` (same length),
@@ -716,12 +700,10 @@ fn faked_go_version_is_refused_not_trusted() {
             "{version}: offsets chosen by a fake version"
         );
         assert_eq!(bin.offsets_source(), "none");
-        let message = crate::session::goattach::refusal(conflict);
+        // The refusal observer prints quotes this conflict (session/goattach.rs tests it).
         assert!(
-            message.contains(&format!(".go.buildinfo says {fake}"))
-                && message.contains("goroutine probes refused")
-                && !message.contains('\n'),
-            "{message}"
+            conflict.contains(&format!(".go.buildinfo says {fake}")) && !conflict.contains('\n'),
+            "{conflict}"
         );
 
         // With DWARF the offsets do not depend on the claim, and the runtime's own copy of

@@ -61,6 +61,8 @@ pub enum ProbeError {
     },
     #[error("eBPF map `{0}` is missing from the object")]
     MissingMap(&'static str),
+    #[error("eBPF program `{0}` is missing from the object")]
+    MissingProgram(&'static str),
     #[error("reading kernel BTF (/sys/kernel/btf/vmlinux): {0}")]
     Btf(#[source] aya::BtfError),
     #[error(transparent)]
@@ -221,7 +223,7 @@ impl Probes {
         };
         let switch: &mut BtfTracePoint = ebpf
             .program_mut("sched_switch")
-            .ok_or(ProbeError::MissingMap("sched_switch program"))?
+            .ok_or(ProbeError::MissingProgram("sched_switch"))?
             .try_into()
             .map_err(program)?;
         switch.load("sched_switch", &btf).map_err(program)?;
@@ -231,7 +233,7 @@ impl Probes {
             let err = |source| ProbeError::Program { name, source };
             let tp: &mut TracePoint = ebpf
                 .program_mut(name)
-                .ok_or(ProbeError::MissingMap(name))?
+                .ok_or(ProbeError::MissingProgram(name))?
                 .try_into()
                 .map_err(err)?;
             tp.load().map_err(err)?;
@@ -241,7 +243,7 @@ impl Probes {
             let err = |source| ProbeError::Program { name, source };
             let p: &mut UProbe = ebpf
                 .program_mut(name)
-                .ok_or(ProbeError::MissingMap(name))?
+                .ok_or(ProbeError::MissingProgram(name))?
                 .try_into()
                 .map_err(err)?;
             p.load().map_err(err)?;
@@ -578,7 +580,7 @@ fn drain_per_cpu<K: aya::Pod + Eq>(
 }
 
 /// Kernels >= 5.11 account BPF memory to the cgroup, so a failed raise is harmless there:
-/// warn, never abort (environment.md: it fails without CAP_SYS_RESOURCE).
+/// warn, never abort (it fails without CAP_SYS_RESOURCE).
 fn raise_memlock_limit() {
     let rlim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,

@@ -345,13 +345,13 @@ mod tests {
     }
 
     fn at(name: &str, off: u64, inlined: bool) -> Frame {
-        let module = Arc::new(stackframe::Module {
+        let module = Arc::new(crate::proc::normaddr::Module {
             path: "/bin/bank".into(),
             build_id: Some("beef".into()),
         });
         Frame {
             name: name.into(),
-            addr: Some(stackframe::NormAddr {
+            addr: Some(crate::proc::normaddr::NormAddr {
                 module,
                 file_offset: off,
             }),

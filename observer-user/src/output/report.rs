@@ -11,7 +11,8 @@ use crate::{
     output::profile::FoldedProfile,
     output::recording::Recording,
     output::svg,
-    stacks::stackframe::{machine_frames, Module},
+    proc::normaddr::Module,
+    stacks::stackframe::machine_frames,
     util::duration::human,
     util::progress::Progress,
 };

@@ -1,6 +1,11 @@
-//! The observed processes as /proc shows them: pid checks, launching a command, memory maps,
-//! binaries on disk, seeding already-blocked threads, and the scope filter.
+//! The observed processes as /proc shows them: pid checks, launching a command, memory maps
+//! and the files behind them, reading their memory, binaries on disk and the bounded
+//! decompression of their sections, seeding already-blocked threads, and the scope filter.
 pub mod binfile;
+pub mod inflate;
+pub mod memory;
+pub mod normaddr;
+pub mod objectfile;
 pub mod procinfo;
 pub mod procmaps;
 pub mod scope;

@@ -1,24 +1,17 @@
-//! The memory map of a target process (`/proc/PID/maps`), with the files behind its mappings.
-//!
-//! Files are resolved through `/proc/PID/map_files` or `/proc/PID/root` so that binaries inside
-//! containers (other mount namespaces) and deleted binaries are found; the path from the maps
-//! file is kept for display only and never opened: a local user may swap it (for a FIFO, say)
-//! at any moment. Files are opened without blocking and checked to be the mapped inode
-//! ([`crate::proc::binfile`]). A file is opened at most once and the handle is kept, which is what
-//! lets stacks be unwound and symbolized after the process has exited. Handles are shared by
-//! all processes mapping the same file, so watching many processes costs one descriptor per
-//! distinct binary, not per process.
+//! The memory map of a target process (`/proc/PID/maps`): its mappings, parsed, and code
+//! addresses normalized to (module, file offset). The files behind the mappings are
+//! [`ObjectFile`]s ([`crate::proc::objectfile`]), opened only when first needed.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
-use object::{Object, ReadCache};
+use object::Object;
 
-use crate::stacks::stackframe::{self, Module, NormAddr};
+use crate::proc::memory::read_process_memory;
+use crate::proc::normaddr::{self, Module, NormAddr};
+use crate::proc::objectfile::ObjectFile;
 
 /// Why the maps of a process could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -96,290 +89,6 @@ impl Mapping {
     }
 }
 
-/// Identity of a file's contents on this host, from `fstat` of the opened file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileId {
-    pub dev: u64,
-    pub inode: u64,
-    pub size: u64,
-    pub mtime_ns: i128,
-}
-
-/// An opened file and the path under which other code (blazesym) should open it again.
-#[derive(Debug)]
-struct Opened {
-    file: File,
-    id: FileId,
-    reopen_path: PathBuf,
-    /// Whether its debug information may be used, decided once per file, with the share of
-    /// the process-wide inflation budget it holds while open.
-    debug_usable: OnceLock<Option<crate::stacks::inflate::Reservation>>,
-}
-
-/// Whether a file opened for symbolization is still open (its `/proc/self/fd/N` path still
-/// names it): caches keyed by that path must be dropped once it is not.
-#[derive(Debug, Clone)]
-pub struct OpenFileLife(Weak<Opened>);
-
-impl OpenFileLife {
-    pub fn is_open(&self) -> bool {
-        self.0.strong_count() > 0
-    }
-}
-
-/// A file mapped into the target process. Opened lazily, at most once.
-#[derive(Debug)]
-pub struct ObjectFile {
-    /// The path as the target process sees it (display only).
-    path: PathBuf,
-    pid: u32,
-    /// One mapping range of this file, for `/proc/PID/map_files/START-END`.
-    range: (u64, u64),
-    dev: (u32, u32),
-    inode: u64,
-    deleted: bool,
-    opened: OnceLock<Option<Arc<Opened>>>,
-    build_id: OnceLock<Option<Vec<u8>>>,
-    module: OnceLock<Arc<Module>>,
-}
-
-impl ObjectFile {
-    /// The path as the target process sees it.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The last path component, e.g. `libc.so.6`.
-    pub fn file_name(&self) -> String {
-        self.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| self.path.to_string_lossy().into_owned())
-    }
-
-    pub fn is_deleted(&self) -> bool {
-        self.deleted
-    }
-
-    /// The open file, opening it on first use; `None` when it cannot be found. The handle is
-    /// shared between threads and processes: read it with positional reads only (`read_at`,
-    /// [`Self::reader`]), never seek it.
-    pub fn file(&self) -> Option<&File> {
-        self.opened().map(|o| &o.file)
-    }
-
-    /// A reader over the file with its own position, safe to use while other threads read the
-    /// shared handle. Wrap it in [`object::ReadCache`] to parse the ELF lazily.
-    pub fn reader(&self) -> Option<PositionalReader<'_>> {
-        self.file().map(|file| PositionalReader { file, pos: 0 })
-    }
-
-    /// The identity of the opened file's contents.
-    pub fn file_id(&self) -> Option<FileId> {
-        self.opened().map(|o| o.id)
-    }
-
-    /// A path that opens this very file from our process: `/proc/self/fd/N` of the handle we
-    /// hold, which no rename on disk can redirect, and which stays valid after the target
-    /// exits and for deleted files.
-    pub fn reopen_path(&self) -> Option<&Path> {
-        self.opened().map(|o| o.reopen_path.as_path())
-    }
-
-    /// The GNU build id, read once.
-    pub fn build_id(&self) -> Option<&[u8]> {
-        self.build_id
-            .get_or_init(|| {
-                let cache = ReadCache::new(self.reader()?);
-                let obj = object::File::parse(&cache).ok()?;
-                obj.build_id().ok().flatten().map(<[u8]>::to_vec)
-            })
-            .as_deref()
-    }
-
-    /// The file as a module of normalized addresses: its path and build id, built once.
-    pub fn module(&self) -> Arc<Module> {
-        Arc::clone(self.module.get_or_init(|| {
-            Arc::new(Module {
-                path: self.path.to_string_lossy().into_owned(),
-                build_id: self.build_id().map(stackframe::hex),
-            })
-        }))
-    }
-
-    /// Whether a symbolizer may read this file's debug information (DWARF, debug links) or
-    /// must stick to its symbol table. Decided once per file, and logged when refused: every
-    /// compressed section must inflate to exactly its declared size within the per-file
-    /// budget ([`crate::stacks::inflate`]), and a file naming companion debug files must be one only
-    /// root can change, since those are looked up by path next to it.
-    pub fn debug_info_usable(&self) -> bool {
-        let Some(opened) = self.opened() else {
-            return false;
-        };
-        opened
-            .debug_usable
-            .get_or_init(|| {
-                let verdict = check_debug_info(&opened.file).and_then(|declared| {
-                    crate::stacks::inflate::Reservation::take(declared).map_err(|e| e.to_string())
-                });
-                match verdict {
-                    Ok(reservation) => Some(reservation),
-                    Err(reason) => {
-                        log::warn!(
-                            "{}: symbolized from its symbol table only: {reason}",
-                            self.path.display()
-                        );
-                        None
-                    }
-                }
-            })
-            .is_some()
-    }
-
-    /// Tells whether the handle opened for this file is still open.
-    pub fn life(&self) -> Option<OpenFileLife> {
-        self.opened
-            .get()?
-            .as_ref()
-            .map(|o| OpenFileLife(Arc::downgrade(o)))
-    }
-
-    fn opened(&self) -> Option<&Opened> {
-        self.opened.get_or_init(|| self.open_shared()).as_deref()
-    }
-
-    /// Reuses the handle another process's maps already opened for this (device, inode): a
-    /// mapped inode cannot be reused while mapped, and we hold it open, so the key is exact.
-    fn open_shared(&self) -> Option<Arc<Opened>> {
-        type Registry = Mutex<HashMap<((u32, u32), u64), Weak<Opened>>>;
-        static OPEN_FILES: OnceLock<Registry> = OnceLock::new();
-        let key = (self.dev, self.inode);
-        let registry = OPEN_FILES.get_or_init(Default::default);
-        // Anonymous-inode or pseudo files can report inode 0: never share those.
-        if self.inode != 0 {
-            let files = registry.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(opened) = files.get(&key).and_then(Weak::upgrade) {
-                return Some(opened);
-            }
-        }
-        let opened = Arc::new(self.open()?);
-        if self.inode != 0 {
-            let mut files = registry.lock().unwrap_or_else(PoisonError::into_inner);
-            if files.len() >= 1024 && files.len().is_power_of_two() {
-                files.retain(|_, f| f.strong_count() > 0);
-            }
-            files.insert(key, Arc::downgrade(&opened));
-        }
-        Some(opened)
-    }
-
-    fn candidates(&self) -> Vec<PathBuf> {
-        // map_files names exactly the mapped file, even deleted or replaced on disk, but needs
-        // CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); the root-relative path works for everybody
-        // allowed to read the maps, and is only accepted when it still holds the mapped inode.
-        let mut paths = vec![PathBuf::from(format!(
-            "/proc/{}/map_files/{:x}-{:x}",
-            self.pid, self.range.0, self.range.1
-        ))];
-        if let Ok(rel) = self.path.strip_prefix("/") {
-            paths.push(Path::new(&format!("/proc/{}/root", self.pid)).join(rel));
-        }
-        paths
-    }
-
-    fn open(&self) -> Option<Opened> {
-        for candidate in self.candidates() {
-            let file = match crate::proc::binfile::open_regular(&candidate, Some(self.inode)) {
-                Ok(file) => file,
-                Err(err) => {
-                    log::debug!("pid {}: {err}", self.pid);
-                    continue;
-                }
-            };
-            let Ok(meta) = file.metadata() else { continue };
-            let id = FileId {
-                dev: meta.dev(),
-                inode: meta.ino(),
-                size: meta.size(),
-                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            };
-            return Some(Opened {
-                reopen_path: crate::proc::binfile::fd_path(&file),
-                file,
-                id,
-                debug_usable: OnceLock::new(),
-            });
-        }
-        log::debug!("cannot open {} of pid {}", self.path.display(), self.pid);
-        None
-    }
-}
-
-/// Sections through which a DWARF reader goes looking for other files by path.
-const DEBUG_LINK_SECTIONS: [&str; 3] = [".gnu_debuglink", ".gnu_debugaltlink", ".debug_sup"];
-
-/// Why the debug information of `file` must not be used, if it must not; else what its
-/// compressed sections declare in total.
-fn check_debug_info(file: &File) -> Result<u64, String> {
-    use object::ObjectSection as _;
-    let cache = ReadCache::new(PositionalReader { file, pos: 0 });
-    let obj = object::File::parse(&cache).map_err(|e| format!("not a readable ELF file: {e}"))?;
-    let declared = crate::stacks::inflate::verify_sections(&obj, |offset, len| {
-        Ok(io::Read::take(PositionalReader { file, pos: offset }, len))
-    })
-    .map_err(|e| e.to_string())?;
-    let links = obj.sections().find(|s| {
-        s.name()
-            .is_ok_and(|name| DEBUG_LINK_SECTIONS.contains(&name))
-    });
-    if let Some(section) = links {
-        // blazesym resolves the link from the file's real path: the directory it lives in must
-        // be one nobody else can plant a file (a FIFO, a huge file) in.
-        let real = std::fs::read_link(crate::proc::binfile::fd_path(file)).unwrap_or_default();
-        if !crate::proc::binfile::root_controlled(file, &real) {
-            return Err(format!(
-                "it names companion debug files ({}) and {} can be changed by non-root users",
-                section.name().unwrap_or("?"),
-                real.display()
-            ));
-        }
-    }
-    Ok(declared)
-}
-
-/// `Read + Seek` over a shared [`File`] through `pread`, keeping the position here rather
-/// than in the file description that all users of the handle share.
-#[derive(Debug)]
-pub struct PositionalReader<'a> {
-    file: &'a File,
-    pos: u64,
-}
-
-impl io::Read for PositionalReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl io::Seek for PositionalReader<'_> {
-    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
-        let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
-        self.pos = match to {
-            io::SeekFrom::Start(p) => p,
-            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(invalid)?,
-            io::SeekFrom::End(d) => self
-                .file
-                .metadata()?
-                .len()
-                .checked_add_signed(d)
-                .ok_or_else(invalid)?,
-        };
-        Ok(self.pos)
-    }
-}
-
 /// The parsed memory map of one process, sorted by address.
 #[derive(Debug)]
 pub struct ProcessMaps {
@@ -415,17 +124,14 @@ impl ProcessMaps {
             if let Backing::File { path, deleted } = &mapping.backing {
                 let key = (path.clone(), mapping.dev, mapping.inode);
                 let object = objects.entry(key).or_insert_with(|| {
-                    Arc::new(ObjectFile {
-                        path: path.clone(),
+                    Arc::new(ObjectFile::new(
+                        path.clone(),
                         pid,
-                        range: (mapping.start, mapping.end),
-                        dev: mapping.dev,
-                        inode: mapping.inode,
-                        deleted: *deleted,
-                        opened: OnceLock::new(),
-                        build_id: OnceLock::new(),
-                        module: OnceLock::new(),
-                    })
+                        (mapping.start, mapping.end),
+                        mapping.dev,
+                        mapping.inode,
+                        *deleted,
+                    ))
                 });
                 mapping.object = Some(Arc::clone(object));
             }
@@ -490,7 +196,7 @@ impl ProcessMaps {
         Arc::clone(self.vdso_module.get_or_init(|| {
             let build_id = self.vdso_image().and_then(|image| {
                 let obj = object::File::parse(&*image).ok()?;
-                obj.build_id().ok().flatten().map(stackframe::hex)
+                obj.build_id().ok().flatten().map(normaddr::hex)
             });
             Arc::new(Module {
                 path: "[vdso]".to_string(),
@@ -508,29 +214,6 @@ impl ProcessMaps {
             }
         }
     }
-}
-
-/// Copies `len` bytes at `addr` of process `pid` with `process_vm_readv` (never writes).
-pub fn read_process_memory(pid: u32, addr: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: len,
-    };
-    let remote = libc::iovec {
-        iov_base: addr as usize as *mut libc::c_void,
-        iov_len: len,
-    };
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `local` points into `buf`, which is valid for `len` bytes for the whole call; the
-    // remote iovec is only read by the kernel.
-    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
 }
 
 /// Parses one line of `/proc/PID/maps`.
@@ -797,41 +480,6 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
             .any(|p| p.starts_with(format!("/proc/{pid}/root/"))));
         assert!(!obj.candidates().contains(&obj.path().to_path_buf()));
         assert!(obj.file().is_some() && obj.reopen_path().is_some());
-    }
-
-    #[test]
-    fn debug_links_are_followed_only_in_root_controlled_places() {
-        // Debian's libc names its debug file in /usr/lib/debug: root's, so it is used.
-        let libc_path = Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6");
-        let Ok(libc_file) = crate::proc::binfile::open_regular(libc_path, None) else {
-            return;
-        };
-        assert!(check_debug_info(&libc_file).is_ok());
-        // The same bytes in a directory others can write to are not followed.
-        let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
-        let copy = dir.path().join("libc.so.6");
-        std::fs::copy(libc_path, &copy).expect("copy");
-        let file = crate::proc::binfile::open_regular(&copy, None).expect("open copy");
-        let err = check_debug_info(&file).expect_err("a debug link next to a user's file");
-        assert!(err.contains(".gnu_debuglink"), "{err}");
-    }
-
-    #[test]
-    fn positional_reader_keeps_its_own_position() {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut tmp = tempfile::tempfile().expect("tempfile");
-        std::io::Write::write_all(&mut tmp, b"0123456789").expect("write");
-        let mut a = PositionalReader { file: &tmp, pos: 0 };
-        let mut b = PositionalReader { file: &tmp, pos: 0 };
-        let mut buf = [0u8; 3];
-        a.seek(SeekFrom::Start(5)).expect("seek");
-        b.read_exact(&mut buf).expect("read b");
-        assert_eq!(&buf, b"012");
-        a.read_exact(&mut buf).expect("read a");
-        assert_eq!(&buf, b"567");
-        assert_eq!(a.seek(SeekFrom::End(-1)).expect("seek end"), 9);
-        assert_eq!(a.seek(SeekFrom::Current(-9)).expect("seek back"), 0);
-        assert!(a.seek(SeekFrom::Current(-1)).is_err());
     }
 
     #[test]

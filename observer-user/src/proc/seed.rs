@@ -5,7 +5,7 @@
 
 use observer_common::{classify_syscall, futex_op, lock_owner, sysno, wait_class, InFlight};
 
-use crate::proc::procmaps::read_process_memory;
+use crate::proc::memory::read_process_memory;
 
 /// A thread's syscall state as `/proc/PID/task/TID/syscall` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -174,3 +174,21 @@ fn seed_parked(probes: &mut Probes, pid: u32, bin: &GoBinary) -> Result<(), GoAt
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_quotes_the_conflict_on_one_line() {
+        // The wording of golang/versioncheck.rs for a stripped binary whose claim is faked.
+        let conflict = ".go.buildinfo says go1.19.8 but .gopclntab is in the format of Go 1.20";
+        let message = refusal(conflict);
+        assert!(
+            message.starts_with(conflict)
+                && message.contains("goroutine probes refused")
+                && !message.contains('\n'),
+            "{message}"
+        );
+    }
+}

@@ -1,7 +1,6 @@
 //! Turning raw stacks into frames: unwinding, symbolization, stack resolution, frame
 //! rendering and inflation.
 pub mod frames;
-pub mod inflate;
 pub mod stackframe;
 pub mod stackres;
 pub mod symbolize;

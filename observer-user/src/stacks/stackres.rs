@@ -15,7 +15,7 @@ use crate::{
     golang::GoBinary,
     kernel::events::stack_bytes,
     kernel::probes::Probes,
-    proc::procmaps::read_process_memory,
+    proc::memory::read_process_memory,
     stacks::stackframe::{names, Frame},
     stacks::symbolize::{frames_of, Symbolizer},
     stacks::unwind::{Regs, Unwinder},

@@ -14,8 +14,10 @@ use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized};
 use object::{Object, ObjectSegment, ObjectSymbol};
 
-use crate::proc::procmaps::{FileId, Mapping, ObjectFile, OpenFileLife, ProcessMaps};
-use crate::stacks::stackframe::{Frame, NormAddr};
+use crate::proc::normaddr::NormAddr;
+use crate::proc::objectfile::{FileId, ObjectFile, OpenFileLife};
+use crate::proc::procmaps::{Mapping, ProcessMaps};
+use crate::stacks::stackframe::Frame;
 
 /// Symbolized frames kept before the cache is dropped wholesale (bounds memory on long runs).
 const MAX_CACHED: usize = 200_000;
@@ -98,7 +100,7 @@ impl Symbolizer {
         }
     }
 
-    /// Uses `maps` for `maps.pid()`, e.g. those the [`crate::stacks::unwind::Unwinder`] read while the
+    /// Uses `maps` for `maps.pid()`, e.g. those the unwinder (`Unwinder`) read while the
     /// process was alive.
     pub fn insert_maps(&mut self, maps: Arc<ProcessMaps>) {
         maps.open_code_files();
@@ -488,9 +490,72 @@ mod tests {
         assert_eq!(&*frames[2].name, "[unknown] 0x10");
     }
 
+    /// The shared symbolizer names the functions of a Go program from its symbols, as the
+    /// goroutine dump names them from `.gopclntab` (golang/tests.rs compares those with Go's own
+    /// dump).
+    #[test]
+    fn names_go_functions_of_a_live_go_program() {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = dir.path().join("goroutines");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/goprogs/goroutines/main.go");
+        let mut build = Command::new("go");
+        build
+            .arg("build")
+            .arg("-o")
+            .arg(&exe)
+            .arg(src)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "")
+            .env("CGO_ENABLED", "0");
+        if std::env::var_os("GOCACHE").is_none() && std::env::var_os("HOME").is_none() {
+            build.env("GOCACHE", dir.path().join("gocache"));
+        }
+        match build.output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!("go build: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => {
+                eprintln!("!!! SKIPPED names_go_functions_of_a_live_go_program: no go ({e})");
+                return;
+            }
+        }
+        let bytes = std::fs::read(&exe).expect("read the Go binary");
+        let elf = object::File::parse(&*bytes).expect("ELF");
+        assert_eq!(elf.kind(), object::ObjectKind::Executable, "not relocated");
+        let entry = object::Object::symbols(&elf)
+            .find(|s| object::ObjectSymbol::name(s) == Ok("main.lockedSection"))
+            .map(|s| object::ObjectSymbol::address(&s))
+            .expect("main.lockedSection in .symtab");
+        let mut child = Command::new(&exe)
+            .arg("10")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the Go program");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read its first line");
+        let mut s = Symbolizer::new();
+        let names = s.symbolize_each(child.id(), &[entry, entry + 8]);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(line.starts_with("listening"), "{line:?}");
+        assert_eq!(names.len(), 2, "{names:?}");
+        for names in &names {
+            assert!(
+                names
+                    .iter()
+                    .any(|n| n.starts_with("main.lockedSection (main.go:")),
+                "{names:?}"
+            );
+        }
+    }
+
     #[test]
     fn inline_chains_share_one_address() {
-        let module = Arc::new(crate::stacks::stackframe::Module {
+        let module = Arc::new(crate::proc::normaddr::Module {
             path: "/bin/x".into(),
             build_id: None,
         });

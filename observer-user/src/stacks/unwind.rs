@@ -15,7 +15,8 @@ use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _};
 use object::{Object, ObjectSection, ObjectSegment, ReadCache, ReadRef};
 
-use crate::proc::procmaps::{FileId, Mapping, ProcessMaps};
+use crate::proc::objectfile::FileId;
+use crate::proc::procmaps::{Mapping, ProcessMaps};
 
 /// Longest stack returned; deeper ones are truncated (outermost frames dropped).
 pub const MAX_FRAMES: usize = 128;
@@ -58,7 +59,7 @@ impl ElfUnwindInfo {
         let with_data = |name: &str| {
             let s = obj.section_by_name(name)?;
             // The size is the file's word: a sparse file can claim gigabytes of unwind tables.
-            if s.size() > crate::stacks::inflate::MAX_DECOMPRESSED_PER_FILE {
+            if s.size() > crate::proc::inflate::MAX_DECOMPRESSED_PER_FILE {
                 log::warn!(
                     "{name} of {} bytes is over the per-file budget: not used",
                     s.size()
@@ -167,7 +168,7 @@ impl ProcessState {
             .and_then(|o| o.file())
             .is_some_and(|f| f.read_exact_at(&mut bytes, m.file_offset(start)).is_ok());
         if !from_file {
-            match crate::proc::procmaps::read_process_memory(pid, start, 8) {
+            match crate::proc::memory::read_process_memory(pid, start, 8) {
                 Ok(b) if b.len() == 8 => bytes.copy_from_slice(&b),
                 _ => return false,
             }
@@ -481,7 +482,7 @@ mod tests {
 #[cfg(test)]
 mod live_tests {
     use super::*;
-    use crate::proc::procmaps::read_process_memory;
+    use crate::proc::memory::read_process_memory;
     use crate::stacks::symbolize::Symbolizer;
     use std::path::Path;
     use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::proc::Ended;
+use super::proc::{Attach, Ended};
 
 /// What observer itself did during one run.
 #[derive(Debug, Clone, Default)]
@@ -16,15 +16,6 @@ pub(super) struct ObserverStats {
     pub(super) max_rss_kib: Option<u64>,
     pub(super) waits: Option<u64>,
     pub(super) drops: Option<Vec<(String, u64)>>,
-}
-
-/// How far observer had got when it said it was attached.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Attach {
-    /// Since observer started.
-    pub(super) at: Duration,
-    /// Its CPU time by then: the start-up cost (BTF, verifier, attach).
-    pub(super) cpu: Option<Duration>,
 }
 
 pub(super) fn observer_stats(end: &Ended, attach: Option<Attach>) -> ObserverStats {

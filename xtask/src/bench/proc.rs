@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::ownstats::Attach;
-
 #[derive(Clone, Copy)]
 pub(super) enum Stream {
     Out,
@@ -26,6 +24,15 @@ pub(super) struct Proc {
     out: Lines,
     err: Lines,
     readers: Vec<JoinHandle<()>>,
+}
+
+/// How far a watched process (observer, a tracer) had got when it said it was attached.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Attach {
+    /// Since it started.
+    pub(super) at: Duration,
+    /// Its CPU time by then: the start-up cost (BTF, verifier, attach).
+    pub(super) cpu: Option<Duration>,
 }
 
 pub(super) struct Ended {

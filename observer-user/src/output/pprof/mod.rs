@@ -40,7 +40,8 @@ use flate2::Compression;
 use prost::Message;
 
 use crate::output::profile::{FoldedProfile, StackEntry};
-use crate::stacks::stackframe::{machine_frames, Frame, Module};
+use crate::proc::normaddr::Module;
+use crate::stacks::stackframe::{machine_frames, Frame};
 
 /// Where the synthetic address space starts, and the alignment of each module's range in it.
 const MODULE_ALIGN: u64 = 0x1000_0000;

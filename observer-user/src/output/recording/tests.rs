@@ -3,7 +3,8 @@ use std::sync::Arc;
 use super::*;
 use crate::output::alert::{AlertDetail, ProcessExit};
 use crate::output::profile::TopStack;
-use crate::stacks::stackframe::{self, Frame, Module};
+use crate::proc::normaddr::Module;
+use crate::stacks::stackframe::{self, Frame};
 
 fn meta() -> Meta {
     Meta {

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use super::ProfileSnapshot;
 use crate::{
     output::profile::StackEntry,
-    stacks::stackframe::{machine_frames, Frame, Module, NormAddr},
+    proc::normaddr::{Module, NormAddr},
+    stacks::stackframe::{machine_frames, Frame},
 };
 
 /// Frames (functions, inlined ones included) in one stack of a file we read back, and in all

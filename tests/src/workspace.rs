@@ -1,0 +1,74 @@
+//! A scratch directory per test, and the C targets compiled into it.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+/// How a C target is compiled. Debian builds without frame pointers; both must give full stacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramePointers {
+    Omit,
+    Keep,
+}
+
+impl FramePointers {
+    fn flag(self) -> &'static str {
+        match self {
+            FramePointers::Omit => "-fomit-frame-pointer",
+            FramePointers::Keep => "-fno-omit-frame-pointer",
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            FramePointers::Omit => "nofp",
+            FramePointers::Keep => "fp",
+        }
+    }
+}
+
+/// A scratch directory for one test: compiled targets, alerts, captured output.
+pub struct Workspace {
+    pub(crate) dir: TempDir,
+}
+
+impl Workspace {
+    pub fn new(label: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("observer-e2e-{label}-"))
+            .tempdir()
+            .expect("could not create a temporary directory");
+        // Readable by everyone: one test runs observer as an unprivileged user from here.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+            .expect("could not make the temporary directory readable");
+        Workspace { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Compiles `targets/<name>.c` like a distribution would (-O1 -g), with or without frame pointers.
+    pub fn build_target(&self, name: &str, fp: FramePointers) -> PathBuf {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("targets")
+            .join(format!("{name}.c"));
+        let binary = self.path(&format!("{name}-{}", fp.suffix()));
+        let out = Command::new("gcc")
+            .args(["-O1", "-g", "-pthread", fp.flag(), "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .output()
+            .expect("could not run gcc (run `cargo xtask setup`)");
+        assert!(
+            out.status.success(),
+            "gcc failed on {}:\n{}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        binary
+    }
+}
