@@ -34,6 +34,7 @@ use observer_common::{
     GoStack, GoWaitEvent, GO_MESSAGE_BYTES, GO_STACK_DEPTH,
 };
 
+use crate::kernel_log::{diag, site};
 use crate::{
     add_after_lost_race, agg_side, aggregate_wait, bump, read_global, read_user_u64, EVENTS,
     STACKS, THRESHOLD_NS,
@@ -84,6 +85,24 @@ fn go_process(tgid: u32) -> Option<GoProcess> {
     unsafe { GO_PROCS.get(&tgid).copied() }
 }
 
+/// The id of goroutine `g`. A failed read means a wrong `goid_offset` for this runtime, or a
+/// register that does not hold a `g`: the wait is lost, which the kernel log says.
+#[inline(always)]
+fn read_goid(g: u64, goid_offset: u64, tgid: u32) -> Option<u64> {
+    let goid = read_user_u64(g.wrapping_add(goid_offset));
+    if goid.is_none() {
+        diag!(
+            info,
+            site::GOID_UNREADABLE,
+            "pid {}: goroutine id unreadable at g {:x} + {}: wait not measured ({} suppressed)",
+            tgid,
+            g,
+            goid_offset
+        );
+    }
+    goid
+}
+
 /// `gopark(unlockf, lock, reason waitReason, traceReason, traceskip)`: R14 = the parking g,
 /// CL = reason.
 #[uprobe]
@@ -103,7 +122,7 @@ fn try_park(ctx: &ProbeContext) -> Option<()> {
     let r = regs(ctx);
     // SAFETY: ctx.regs points at the probed task's saved registers.
     let (g, reason) = unsafe { ((*r).r14, (*r).rcx & 0xff) };
-    let goid = read_user_u64(g.wrapping_add(proc.goid_offset))?;
+    let goid = read_goid(g, proc.goid_offset, tgid)?;
     let gopc = read_user_u64(g.wrapping_add(proc.gopc_offset)).unwrap_or(0);
     let key = GoKey {
         tgid,
@@ -138,7 +157,7 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
     let r = regs(ctx);
     // SAFETY: ctx.regs points at the probed task's saved registers.
     let (gp, g0) = unsafe { ((*r).rax, (*r).r14) };
-    let goid = read_user_u64(gp.wrapping_add(proc.goid_offset))?;
+    let goid = read_goid(gp, proc.goid_offset, tgid)?;
     let key = GoKey {
         tgid,
         _pad: 0,

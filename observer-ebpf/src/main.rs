@@ -14,6 +14,7 @@
 #![no_main]
 
 mod golang;
+mod kernel_log;
 mod sched;
 mod signals;
 mod stacks;
@@ -166,7 +167,20 @@ fn add_after_lost_race<K>(
             (*slot).count += v.count;
             (*slot).total_ns = (*slot).total_ns.saturating_add(v.total_ns);
         },
-        None => bump(drop_counter),
+        None => {
+            bump(drop_counter);
+            let map = if drop_counter == counter::AGG_DROPPED {
+                "AGG"
+            } else {
+                "GO_AGG/GO_SAMPLES"
+            };
+            kernel_log::diag!(
+                warn,
+                kernel_log::site::AGGREGATE_FULL,
+                "map {} full: a short wait was not summed ({} suppressed)",
+                map
+            );
+        }
     }
 }
 

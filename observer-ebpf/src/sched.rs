@@ -15,6 +15,7 @@ use observer_common::{
     InFlight, WaitEvent,
 };
 
+use crate::kernel_log::{diag, site};
 use crate::{
     agg_side, aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks,
     task_is_being_killed, task_is_exiting, AGG0, AGG1, EVENTS, IN_FLIGHT, JOINED, REPORT_IDLE,
@@ -73,6 +74,15 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
             };
             if futex_op::is_wait(entry.op) {
                 find_owner(&mut entry, tid);
+            } else {
+                diag!(
+                    info,
+                    site::FUTEX_UNEXPECTED_OP,
+                    "pid {} tid {}: blocked in futex op {}, not a wait: not classified ({} suppressed)",
+                    tgid,
+                    tid,
+                    entry.op
+                );
             }
         }
         sysno::FUTEX_WAITV => {
@@ -118,6 +128,15 @@ fn find_owner(entry: &mut InFlight, self_tid: u32) {
         )
     };
     if rc != 0 {
+        diag!(
+            info,
+            site::FUTEX_WORDS_UNREADABLE,
+            "pid {} tid {}: futex words at {:x} unreadable (error {}): lock owner unknown ({} suppressed)",
+            entry.tgid,
+            self_tid,
+            entry.uaddr,
+            rc
+        );
         return;
     }
     entry.futex_val = words[0];

@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use observer_common::{counter, event_kind, ExecEvent, ExitEvent, ForkEvent};
 
+use crate::kernel_log::{diag, site};
 use crate::{
     bump, is_watched, read_global, read_user_u64, stacks, EVENTS, EXIT_GROUP_DEAD_OFFSET,
     FORK_CHILD_PID_OFFSET, IN_FLIGHT, SIDECAR, STACKS, WATCHED,
@@ -46,6 +47,13 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
             // A new process of a watched one (a worker, a shell's child): watched from birth.
             if WATCHED.insert(&child_tid, &1, 0).is_err() {
                 bump(counter::WATCH_FULL);
+                diag!(
+                    warn,
+                    site::WATCH_FULL,
+                    "map WATCHED full: new process {} (child of {}) not watched ({} suppressed)",
+                    child_tid,
+                    tgid
+                );
             }
         }
         return Ok(());

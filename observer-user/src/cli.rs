@@ -212,6 +212,13 @@ pub struct ObserveOpts {
     /// view is shown by `watch`, `record` and `sidecar` when stderr is a terminal).
     #[arg(long)]
     pub no_live: bool,
+    /// Print the probes' own diagnostics on stderr, as `observer: kernel: ...` lines: lock
+    /// words they could not read, futex calls blocked in an unexpected way, full kernel maps.
+    /// For finding out why a wait was missed. Costs each probe a little (a check and, at most a
+    /// few times a second per message site, a message); off, it costs nothing.
+    /// RUST_LOG=observer_ebpf[=LEVEL] turns it on too, or narrows it (warn: full maps only).
+    #[arg(long)]
+    pub kernel_log: bool,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use clap::Parser;
 use observer::{
     cli::{Cli, Command, FilterOpts, ObserveOpts},
     kernel::{
+        kernel_log::{self, KernelLogConfig},
         privileges,
         probes::{ProbeConfig, Probes},
         tracefs,
@@ -340,11 +341,26 @@ fn attach(opts: &ObserveOpts, sidecar: bool) -> Result<Probes> {
             threshold_ns: u64::try_from(opts.threshold.as_nanos()).unwrap_or(u64::MAX),
             report_idle: opts.report_idle,
             sidecar,
+            kernel_log: kernel_log_config(opts.kernel_log),
         },
         &tracefs_dir,
     )?;
     log::info!("probes attached in {:?}", started.elapsed());
     Ok(probes)
+}
+
+/// `--kernel-log` / `RUST_LOG=observer_ebpf`: the probes' diagnostics go to stderr, escaped
+/// (they carry values read from targets).
+fn kernel_log_config(flag: bool) -> Option<KernelLogConfig> {
+    let rust_log = std::env::var(kernel_log::ENV).ok();
+    let level = kernel_log::wanted_level(flag, rust_log.as_deref());
+    fn to_stderr(line: &str) {
+        say!("{line}");
+    }
+    (level != log::LevelFilter::Off).then_some(KernelLogConfig {
+        level,
+        sink: to_stderr,
+    })
 }
 
 fn session_options(opts: &ObserveOpts) -> SessionOptions {

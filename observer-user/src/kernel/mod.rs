@@ -2,6 +2,7 @@
 //! typed ring-buffer records, and the privilege checks. The only place that knows aya / bpf(2).
 pub mod events;
 pub mod kernel_btf;
+pub mod kernel_log;
 pub mod privileges;
 pub mod probes;
 pub mod progbarrier;

@@ -19,6 +19,7 @@ use observer_common::{
 };
 use thiserror::Error;
 
+use crate::kernel::kernel_log::{self, KernelLogConfig, KernelLogError, KernelLogReader};
 use crate::kernel::progbarrier::ProgramBarrier;
 use crate::kernel::tracefs;
 
@@ -81,6 +82,8 @@ pub enum ProbeError {
     UprobesDenied { functions: String },
     #[error("goroutine probes failed ({0}); none kept")]
     GoProbes(String),
+    #[error("the kernel log (--kernel-log): {0}")]
+    KernelLog(#[from] KernelLogError),
 }
 
 /// What the probes need to know before they are loaded.
@@ -93,6 +96,8 @@ pub struct ProbeConfig {
     /// `observer sidecar`: child processes of watched ones are watched from birth, and every
     /// exec on the host is reported.
     pub sidecar: bool,
+    /// The probes' own diagnostics (`--kernel-log`); `None`: off, and free.
+    pub kernel_log: Option<KernelLogConfig>,
 }
 
 /// Per-CPU counters summed over CPUs (indexes in `observer_common::counter`).
@@ -118,6 +123,8 @@ pub struct Probes {
     agg_side: u32,
     /// `None` when the kernel refused the barrier's maps: draining then waits a fixed time.
     barrier: Option<ProgramBarrier>,
+    /// Reads the probes' diagnostics while it lives; `None` when they are off.
+    _kernel_log: Option<KernelLogReader>,
 }
 
 /// What the programs summed since the last drain.
@@ -200,6 +207,13 @@ impl Probes {
         {
             loader.map_max_entries("EVENTS", bytes);
         }
+        let log_level = cfg
+            .kernel_log
+            .map_or(0, |k| kernel_log::kernel_level(k.level));
+        if log_level == 0 {
+            // Nothing is ever written to aya-log's ring buffer then: the smallest one will do.
+            loader.map_max_entries("AYA_LOGS", kernel_log::smallest_ring_bytes());
+        }
         let mut ebpf = loader
             .override_global("THRESHOLD_NS", &cfg.threshold_ns, true)
             .override_global("REPORT_IDLE", &u32::from(cfg.report_idle), true)
@@ -213,8 +227,15 @@ impl Probes {
             .override_global("DELIVER_HANDLER_OFFSET", &off.deliver_handler, true)
             .override_global("TASK_FLAGS_OFFSET", &task.flags, true)
             .override_global("TASK_PENDING_SIGNAL_OFFSET", &task.pending_signal, true)
+            .override_global("KERNEL_LOG_LEVEL", &u32::from(log_level), true)
+            .override_global("AYA_LOG_LEVEL", &log_level, true)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
+        // Before any program is attached, so that nothing they log is missed.
+        let kernel_log = match cfg.kernel_log.filter(|_| log_level != 0) {
+            Some(k) => Some(KernelLogReader::start(&mut ebpf, k.sink)?),
+            None => None,
+        };
 
         let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
         let program = |source| ProbeError::Program {
@@ -264,6 +285,7 @@ impl Probes {
             go_links: Vec::new(),
             agg_side: 0,
             barrier,
+            _kernel_log: kernel_log,
         })
     }
 
