@@ -182,7 +182,7 @@ impl Default for ThreadExitTracker {
 impl ThreadExitTracker {
     pub fn new(grace: Duration) -> Self {
         ThreadExitTracker {
-            grace_ns: u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX),
+            grace_ns: crate::util::duration::duration_ns(grace),
             alive: HashMap::new(),
             present_at_attach: HashSet::new(),
             pending: BTreeMap::new(),

@@ -158,8 +158,16 @@ impl Offsets {
     }
 }
 
-/// Go uprobe programs, loaded up front and attached per Go process.
-pub const GO_PROGRAMS: [&str; 5] = ["go_park", "go_ready", "go_panic", "go_throw", "go_recovery"];
+/// Go uprobe programs, loaded up front and attached per Go process, each with the runtime
+/// functions it goes on.
+pub const GO_PROBES: [(&str, &[&str]); 5] = [
+    ("go_park", &["runtime.gopark"]),
+    // goready is inlined into its callers in recent Go; ready() is what they call.
+    ("go_ready", &["runtime.ready"]),
+    ("go_panic", &["runtime.gopanic"]),
+    ("go_throw", &["runtime.throw", "runtime.fatal"]),
+    ("go_recovery", &["runtime.recovery"]),
+];
 
 /// Where to put one Go uprobe: a program and a file offset in the executable.
 #[derive(Debug, Clone)]
@@ -237,7 +245,7 @@ impl Probes {
             tp.load().map_err(err)?;
             tp.attach(category, event).map_err(err)?;
         }
-        for name in GO_PROGRAMS {
+        for (name, _) in GO_PROBES {
             let err = |source| ProbeError::Program { name, source };
             let p: &mut UProbe = ebpf
                 .program_mut(name)

@@ -93,8 +93,18 @@ pub fn all_pids(proc_root: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The process's name (`/proc/PID/comm`).
 pub fn comm_of(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+    read_comm(&format!("/proc/{pid}/comm"))
+}
+
+/// A thread's name (`/proc/PID/task/TID/comm`).
+pub fn thread_comm_of(pid: u32, tid: u32) -> Option<String> {
+    read_comm(&format!("/proc/{pid}/task/{tid}/comm"))
+}
+
+fn read_comm(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
         .ok()
         .map(|s| s.trim_end().to_string())
 }

@@ -2,7 +2,8 @@
 
 use observer_common::{AggValue, GoAggKey, GoPanicEvent, GoSampleKey, GoWaitEvent};
 
-use super::{duration_ns, monotonic_ns, now_time, wall_time, Session};
+use super::{now_time, wall_time, Session};
+use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
     detect::gowatch::{GoAlert, GoDrained},
     output::metrics::WaitKind,
@@ -17,7 +18,7 @@ impl Session {
         if let Some(m) = &self.opts.metrics {
             m.wait(w.tgid, &process, WaitKind::Goroutine, 1, w.duration_ns);
         }
-        let Some(go) = self.targets.get_mut(&w.tgid).and_then(|t| t.go.as_mut()) else {
+        let Some(go) = self.watched.get_mut(&w.tgid).and_then(|t| t.go.as_mut()) else {
             return;
         };
         let alert = go.on_wait(
@@ -33,14 +34,14 @@ impl Session {
     }
 
     pub(super) fn on_go_panic(&mut self, p: &GoPanicEvent) {
-        if let Some(go) = self.targets.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
+        if let Some(go) = self.watched.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
             go.on_panic(p, &self.probes, &mut self.stacks);
         }
     }
 
     pub(super) fn on_go_recovered(&mut self, p: &GoPanicEvent) {
         let alert = self
-            .targets
+            .watched
             .get_mut(&p.tgid)
             .and_then(|t| t.go.as_mut())
             .and_then(|go| go.on_recovered(p));
@@ -50,14 +51,14 @@ impl Session {
     }
 
     pub(super) fn on_go_fatal(&mut self, p: &GoPanicEvent) {
-        if let Some(go) = self.targets.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
+        if let Some(go) = self.watched.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
             go.on_fatal(p);
         }
     }
 
     /// The fatal message of a Go process that is exiting, and its panics never recovered.
     pub(super) fn go_process_ended(&mut self, pid: u32, time_ns: u64) -> Option<String> {
-        let go = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut())?;
+        let go = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut())?;
         let message = go.exit_message();
         let alerts = go.unrecovered(time_ns, true);
         for a in alerts {
@@ -75,7 +76,7 @@ impl Session {
         }
         let now = std::time::Instant::now();
         let mut over = Vec::new();
-        for (&pid, t) in self.targets.iter_mut().filter(|(_, t)| t.go.is_some()) {
+        for (&pid, t) in self.watched.iter_mut().filter(|(_, t)| t.go.is_some()) {
             let Some(parks) = self.probes.go_parks(pid) else {
                 continue;
             };
@@ -95,7 +96,7 @@ impl Session {
         }
         for (pid, rate) in over {
             self.probes.unwatch_go(pid);
-            if let Some(t) = self.targets.get_mut(&pid) {
+            if let Some(t) = self.watched.get_mut(&pid) {
                 t.go = None;
             }
             crate::say!(
@@ -114,7 +115,7 @@ impl Session {
         let stall_ns = duration_ns(self.opts.stall_after);
         let pids = self.go_pids();
         for pid in pids {
-            let Some(go) = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+            let Some(go) = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
                 continue;
             };
             let mut alerts = go.scan(now, stall_ns, &self.probes, &mut self.stacks);
@@ -135,7 +136,7 @@ impl Session {
         let pids = self.go_pids();
         for pid in pids {
             let process = self.process_name(pid);
-            let Some(go) = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+            let Some(go) = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
                 continue;
             };
             go.drain_aggregates(
@@ -150,7 +151,7 @@ impl Session {
 
     /// Targets with the goroutine probes on.
     fn go_pids(&self) -> Vec<u32> {
-        self.targets
+        self.watched
             .iter()
             .filter(|(_, t)| t.go.is_some())
             .map(|(p, _)| *p)

@@ -2,7 +2,8 @@
 
 use observer_common::{sysno, ExitEvent, ForkEvent};
 
-use super::{wall_time, Scope, Session, ThreadInfo};
+use super::{wall_time, Session, ThreadInfo};
+use crate::proc::scope::Scope;
 use crate::{
     detect::thread_exits::ThreadExitEvent,
     kernel::events::comm_str,
@@ -101,7 +102,7 @@ impl Session {
     }
 
     pub(super) fn poll_thread_exits(&mut self) {
-        let now = super::monotonic_ns();
+        let now = crate::util::clock::monotonic_ns();
         // A joiner may have been woken by the exit after the exit event was read.
         let recent = std::mem::take(&mut self.recent_exits);
         for (tgid, tid, t) in recent {
@@ -146,7 +147,7 @@ impl Session {
     fn thread_exit_worth_an_alert(&self, pid: u32, time_ns: u64) -> bool {
         match &self.scope {
             Scope::Host(filter) if filter.is_everything() => self
-                .targets
+                .watched
                 .get(&pid)
                 .and_then(|t| t.start_ns)
                 .is_some_and(|start| time_ns.saturating_sub(start) >= SERVICE_AGE_NS),

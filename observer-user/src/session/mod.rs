@@ -3,15 +3,15 @@
 //!
 //! A session observes either one process (`watch`, `run`, `record --pid`) or every process of
 //! the host that a filter accepts (`sidecar`, `record --all`). Per-process state lives in
-//! [`targets::Target`]; everything else (alert sink, profile, thread-exit tracker, deadlock
+//! [`watched::WatchedProcess`]; everything else (alert sink, profile, thread-exit tracker, deadlock
 //! detector) is shared, since thread ids are unique host-wide.
 
 pub mod goattach;
 mod golang;
 mod lifecycle;
 mod live;
-mod targets;
 mod waits;
+mod watched;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -39,13 +39,15 @@ use crate::{
     output::recording::{self, Recorder},
     output::sink::AlertSink,
     output::summary,
-    proc::scope::ProcessFilter,
+    proc::scope::Scope,
     proc::target::{self, Launched},
     stacks::stackframe::Frame,
     stacks::stackres::StackResolver,
+    util::clock::monotonic_ns,
+    util::duration::duration_ns,
 };
 
-use targets::{Discovery, Target, ThreadInfo};
+use watched::{Discovery, ThreadInfo, WatchedProcess};
 
 /// How often blocked threads are scanned for stalls and deadlocks.
 const SCAN_INTERVAL: Duration = Duration::from_millis(200);
@@ -59,15 +61,6 @@ const DRAIN_INTERVAL: Duration = Duration::from_secs(5);
 /// Host mode: how often /proc is scanned for processes the kernel did not hand us (started by
 /// an unwatched parent without exec, or missed while the ring buffer was full).
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
-
-/// What is observed.
-#[derive(Debug, Clone)]
-pub enum Scope {
-    /// One process and its threads.
-    Process(u32),
-    /// Every process on the host that the filter accepts, present and future.
-    Host(ProcessFilter),
-}
 
 pub struct SessionOptions {
     pub threshold: Duration,
@@ -112,7 +105,8 @@ pub struct Session {
     opts: SessionOptions,
     probes: Probes,
     scope: Scope,
-    targets: HashMap<u32, Target>,
+    /// The processes observed, by pid.
+    watched: HashMap<u32, WatchedProcess>,
     stacks: StackResolver,
     sink: AlertSink,
     folded: FoldedProfile,
@@ -155,7 +149,7 @@ impl Session {
             opts,
             probes,
             scope,
-            targets: HashMap::new(),
+            watched: HashMap::new(),
             stacks: StackResolver::new(),
             sink,
             folded: FoldedProfile::new(),
@@ -365,7 +359,7 @@ impl Session {
         };
         let (pid, process, executable) = match self.single_pid() {
             Some(pid) => {
-                let t = self.targets.get(&pid);
+                let t = self.watched.get(&pid);
                 (
                     pid,
                     t.map(|t| t.name.clone()).unwrap_or_default(),
@@ -451,7 +445,7 @@ impl Session {
         }
         let main = self
             .single_pid()
-            .and_then(|pid| self.targets.get(&pid))
+            .and_then(|pid| self.watched.get(&pid))
             .and_then(|t| t.executable.clone());
         if let Some(path) = &self.opts.pprof {
             let meta = crate::output::pprof::PprofMeta {
@@ -486,7 +480,7 @@ impl Session {
         match &self.scope {
             Scope::Process(pid) => format!(
                 "{} (pid {pid})",
-                self.targets
+                self.watched
                     .get(pid)
                     .map(|t| t.name.clone())
                     .unwrap_or_else(|| format!("pid{pid}"))
@@ -546,7 +540,7 @@ impl Session {
         stack: Vec<Frame>,
         detail: AlertDetail,
     ) -> Alert {
-        let ns_pid = self.targets.get(&pid).and_then(|t| t.ns_pid);
+        let ns_pid = self.watched.get(&pid).and_then(|t| t.ns_pid);
         let ns_tid = ns_pid.and_then(|_| crate::proc::procinfo::ns_id(pid, tid));
         let mut alert = Alert {
             time,
@@ -591,12 +585,12 @@ impl Session {
             c.inflight_dropped,
             c.stack_missing,
         );
-        let go = self.targets.values().filter(|t| t.go.is_some()).count();
-        m.set_watched(self.targets.len() as u64, go as u64);
+        let go = self.watched.values().filter(|t| t.go.is_some()).count();
+        m.set_watched(self.watched.len() as u64, go as u64);
     }
 
     fn process_name(&self, pid: u32) -> String {
-        self.targets
+        self.watched
             .get(&pid)
             .map(|t| t.name.clone())
             .or_else(|| crate::proc::procinfo::comm_of(pid))
@@ -604,7 +598,7 @@ impl Session {
     }
 
     fn thread_comm(&mut self, tgid: u32, tid: u32) -> Option<String> {
-        if let Some(comm) = read_comm(tgid, tid) {
+        if let Some(comm) = crate::proc::procinfo::thread_comm_of(tgid, tid) {
             self.threads.insert(
                 tid,
                 ThreadInfo {
@@ -616,12 +610,6 @@ impl Session {
         }
         self.threads.get(&tid).map(|t| t.comm.clone())
     }
-}
-
-fn read_comm(tgid: u32, tid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm"))
-        .ok()
-        .map(|s| s.trim_end().to_string())
 }
 
 fn syscall_name(nr: u64) -> &'static str {
@@ -657,21 +645,6 @@ fn class_frame(class: u32) -> &'static str {
         wait_class::IO => "[io]",
         _ => "[other]",
     }
-}
-
-fn duration_ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Wall-clock time of a kernel timestamp.

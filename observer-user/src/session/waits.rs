@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 use observer_common::{lock_owner, sysno, wait_class, InFlight, WaitEvent};
 
 use super::DEADLOCK_MIN_AGE;
-use super::{class_frame, duration_ns, monotonic_ns, now_time, syscall_name, wall_time, Session};
+use super::{class_frame, now_time, syscall_name, wall_time, Session};
 use crate::stacks::stackframe::Frame;
+use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
     detect::waitgraph::Waiter,
     output::alert::{self, AlertDetail},
@@ -19,7 +20,7 @@ use crate::{
 
 impl Session {
     fn is_go(&self, tgid: u32) -> bool {
-        self.targets.get(&tgid).is_some_and(|t| t.is_go)
+        self.watched.get(&tgid).is_some_and(|t| t.is_go)
     }
 
     pub(super) fn on_wait(&mut self, w: &WaitEvent) {
@@ -116,7 +117,7 @@ impl Session {
         let cycle_ns = duration_ns(DEADLOCK_MIN_AGE.min(self.opts.stall_after));
         let blocked: HashMap<u32, InFlight> = in_flight
             .into_iter()
-            .filter(|(_, e)| self.targets.contains_key(&e.tgid))
+            .filter(|(_, e)| self.watched.contains_key(&e.tgid))
             .collect();
         let mut waiters = Vec::new();
         let mut live_episodes = HashSet::new();
@@ -198,7 +199,7 @@ impl Session {
             self.live_state.thread_stalls = rows;
         }
         if let Some(m) = self.opts.metrics.clone() {
-            for (&pid, t) in &self.targets {
+            for (&pid, t) in &self.watched {
                 let threads = stalled_per_process.get(&pid).copied().unwrap_or(0);
                 let goroutines = t.go.as_ref().map_or(0, |g| g.stalled_count());
                 m.set_blocked(pid, &t.name, threads, goroutines);
@@ -256,7 +257,7 @@ impl Session {
     /// The lock's owner as it is now (it may have changed hands since the wait began), as a
     /// host thread id.
     fn current_owner(&mut self, tid: u32, e: &InFlight) -> Option<u32> {
-        let ns_tid = match self.targets.get(&e.tgid).and_then(|t| t.ns_pid) {
+        let ns_tid = match self.watched.get(&e.tgid).and_then(|t| t.ns_pid) {
             Some(_) => crate::proc::procinfo::ns_id(e.tgid, tid)?,
             None => tid,
         };
@@ -270,7 +271,7 @@ impl Session {
         };
         self.drain_go_aggregates(&drained.go_totals, &drained.go_samples);
         for (key, value) in drained.waits {
-            if !self.targets.contains_key(&key.tgid) {
+            if !self.watched.contains_key(&key.tgid) {
                 continue;
             }
             let lock = key.class == wait_class::LOCK && !self.is_go(key.tgid);
@@ -308,7 +309,7 @@ impl Session {
         };
         let now = monotonic_ns();
         for (tid, e) in in_flight {
-            if !self.targets.contains_key(&e.tgid)
+            if !self.watched.contains_key(&e.tgid)
                 || (e.class != wait_class::LOCK && !self.opts.report_idle)
             {
                 continue;
