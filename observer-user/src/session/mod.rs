@@ -8,6 +8,7 @@
 
 pub mod goattach;
 mod golang;
+mod kernel_adapters;
 mod lifecycle;
 mod live;
 mod waits;
