@@ -1,8 +1,48 @@
-//! Typed views of the ring-buffer records the kernel programs send.
+//! The ring buffer of events the kernel programs send, and typed views of its records.
 
+use aya::maps::{MapData, RingBuf};
 use observer_common::{
     event_kind, ExecEvent, ExitEvent, ForkEvent, GoPanicEvent, GoWaitEvent, SignalEvent, WaitEvent,
 };
+use tokio::io::unix::AsyncFd;
+
+/// The `EVENTS` ring buffer, registered with the async runtime so a session can wait for its
+/// records without knowing the map behind them.
+pub struct EventRing {
+    ring: AsyncFd<RingBuf<MapData>>,
+}
+
+impl EventRing {
+    /// Registers the ring; must be called from within the tokio runtime.
+    pub(crate) fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
+        // SAFETY: the RingBuf owns its fd and is moved into the AsyncFd, so the fd stays open
+        // for exactly as long as it is registered.
+        let ring = unsafe { AsyncFd::register(ring) }?;
+        Ok(Self { ring })
+    }
+
+    /// Waits until records are there, then takes them all, each parsed. Cancel-safe: nothing
+    /// is taken before the wait is over.
+    pub async fn next_batch(&mut self) -> std::io::Result<Vec<Result<Event, EventError>>> {
+        let mut guard = self.ring.readable_mut().await?;
+        let batch = take_all(guard.get_inner_mut());
+        guard.clear_ready();
+        Ok(batch)
+    }
+
+    /// The records there now, without waiting.
+    pub fn take_ready(&mut self) -> Vec<Result<Event, EventError>> {
+        take_all(self.ring.get_mut())
+    }
+}
+
+fn take_all(ring: &mut RingBuf<MapData>) -> Vec<Result<Event, EventError>> {
+    let mut batch = Vec::new();
+    while let Some(item) = ring.next() {
+        batch.push(Event::parse(&item));
+    }
+    batch
+}
 
 /// One record from the `EVENTS` ring buffer, copied out of the kernel's memory.
 pub enum Event {

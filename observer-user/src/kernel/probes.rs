@@ -19,6 +19,7 @@ use observer_common::{
 };
 use thiserror::Error;
 
+use crate::kernel::events::EventRing;
 use crate::kernel::progbarrier::ProgramBarrier;
 use crate::kernel::tracefs;
 
@@ -79,6 +80,9 @@ pub enum ProbeError {
     UprobesDenied { functions: String },
     #[error("goroutine probes failed ({0}); none kept")]
     GoProbes(String),
+    /// Not a `#[source]`: the message carries it, printed once.
+    #[error("polling the event ring buffer: {0}")]
+    EventRing(std::io::Error),
 }
 
 /// What the probes need to know before they are loaded.
@@ -426,16 +430,17 @@ impl Probes {
         }
     }
 
-    /// The ring buffer of rare events; call once.
-    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+    /// The ring buffer of rare events; call once, from within the tokio runtime.
+    pub fn take_events(&mut self) -> Result<EventRing, ProbeError> {
         let map = self
             .ebpf
             .take_map("EVENTS")
             .ok_or(ProbeError::MissingMap("EVENTS"))?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+        let ring = RingBuf::try_from(map).map_err(|source| ProbeError::Map {
             name: "EVENTS",
             source,
-        })
+        })?;
+        EventRing::new(ring).map_err(ProbeError::EventRing)
     }
 
     /// Threads blocked right now.

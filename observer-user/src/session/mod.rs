@@ -22,18 +22,14 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
 use observer_common::{sysno, wait_class};
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
-};
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     detect::procexit::ProcessExits,
     detect::thread_exits::ThreadExitTracker,
     detect::waitgraph::DeadlockReporter,
-    kernel::events::Event,
+    kernel::events::{Event, EventError},
     kernel::probes::{Counters, Probes},
     output::alert::{self, Alert, AlertDetail},
     output::folded::FoldedProfile,
@@ -186,11 +182,7 @@ impl Session {
 
     /// Runs until the end condition; `launched` is the command of `observer run`.
     pub async fn run(mut self, mut launched: Option<Launched>) -> Result<Ended> {
-        let ring = self.probes.take_events()?;
-        // SAFETY: the RingBuf owns its fd and is moved into the AsyncFd, so the fd stays open
-        // for exactly as long as it is registered.
-        let mut ring = unsafe { AsyncFd::register(ring) }
-            .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {}", e))?;
+        let mut ring = self.probes.take_events()?;
         match (self.single_pid(), launched.as_mut()) {
             (Some(pid), Some(l)) => self.start_launched(pid, l)?,
             (Some(pid), None) => self.start_running(pid)?,
@@ -218,10 +210,8 @@ impl Session {
 
         loop {
             tokio::select! {
-                guard = ring.readable_mut() => {
-                    let mut guard = guard?;
-                    self.drain_ring(guard.get_inner_mut());
-                    guard.clear_ready();
+                batch = ring.next_batch() => {
+                    self.handle_batch(batch?);
                 }
                 _ = scan.tick() => {
                     self.scan_blocked();
@@ -234,7 +224,7 @@ impl Session {
                             // exited: wait a little for the process-exit event, which ends
                             // the loop.
                             let since = *gone_since.get_or_insert_with(std::time::Instant::now);
-                            self.drain_ring(ring.get_mut());
+                            self.handle_batch(ring.take_ready());
                             if since.elapsed() > EXIT_EVENT_GRACE {
                                 self.target_gone = true;
                             }
@@ -284,7 +274,7 @@ impl Session {
             }
         }
         // Events of the last moments (the process exit among them).
-        self.drain_ring(ring.get_mut());
+        self.handle_batch(ring.take_ready());
         self.poll_thread_exits();
         let failed_outputs = self.finish();
         if let (None, Some(exit)) = (command_status, exit.as_mut()) {
@@ -307,10 +297,10 @@ impl Session {
         })
     }
 
-    fn drain_ring(&mut self, ring: &mut RingBuf<MapData>) {
-        let mut batch = Vec::new();
-        while let Some(item) = ring.next() {
-            match Event::parse(&item) {
+    fn handle_batch(&mut self, records: Vec<Result<Event, EventError>>) {
+        let mut batch = Vec::with_capacity(records.len());
+        for record in records {
+            match record {
                 Ok(ev) => batch.push(ev),
                 Err(e) => {
                     self.event_errors += 1;
