@@ -2,6 +2,8 @@
 //! leaks and watches, and process exits.
 pub mod goleak;
 pub mod gowatch;
+pub mod lockwait;
 pub mod procexit;
+pub mod stall;
 pub mod thread_exits;
 pub mod waitgraph;

@@ -103,6 +103,11 @@ pub fn thread_comm_of(pid: u32, tid: u32) -> Option<String> {
     read_comm(&format!("/proc/{pid}/task/{tid}/comm"))
 }
 
+/// Whether thread `tid` of process `pid` exists now (0 is no thread).
+pub fn thread_exists(pid: u32, tid: u32) -> bool {
+    tid != 0 && std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists()
+}
+
 fn read_comm(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()

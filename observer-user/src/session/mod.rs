@@ -15,7 +15,7 @@ mod waits;
 mod watched;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -27,6 +27,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     detect::procexit::ProcessExits,
+    detect::stall::StallRule,
     detect::thread_exits::ThreadExitTracker,
     detect::waitgraph::DeadlockReporter,
     kernel::events::{Event, EventError},
@@ -110,7 +111,7 @@ pub struct Session {
     exits: ThreadExitTracker,
     process_exits: ProcessExits,
     deadlocks: DeadlockReporter,
-    stalls_reported: HashSet<(u32, u64)>,
+    stall_rule: StallRule,
     /// Names of threads seen, kept past their exit for the alerts that name them.
     threads: HashMap<u32, ThreadInfo>,
     /// (tgid, tid, exit time) of threads that exited in the last seconds.
@@ -153,7 +154,7 @@ impl Session {
             exits: ThreadExitTracker::default(),
             process_exits: ProcessExits::default(),
             deadlocks: DeadlockReporter::new(),
-            stalls_reported: HashSet::new(),
+            stall_rule: StallRule::default(),
             threads: HashMap::new(),
             recent_exits: Vec::new(),
             alert_counts: HashMap::new(),
