@@ -102,6 +102,7 @@ fn a_stall_is_reported_once_per_episode() {
         .scan(&blocked, 11 * SECOND, LIMITS, &mut facts)
         .live_episodes
         .is_empty());
+    assert!(rule.reported.is_empty(), "ended episodes are forgotten");
     blocked.insert(11, lock_wait(PID, 11 * SECOND, 0x1000));
     let again = rule.scan(&blocked, 15 * SECOND, LIMITS, &mut facts);
     assert_eq!(tids(&again.new_stalls), vec![(11, 13, 4 * SECOND)]);
