@@ -15,8 +15,6 @@ use crate::stacks::stackframe::Frame;
 use crate::{
     detect::goleak::LeakDetector,
     golang::{goroutines, GoBinary},
-    output::alert::{self, AlertDetail},
-    output::folded::FoldedProfile,
     stacks::stackres::{KernelStacks, StackResolver},
 };
 
@@ -100,12 +98,54 @@ pub const INITIAL_SAMPLE_PERIOD: u32 = 16;
 pub const SAMPLES_PER_SEC: f64 = 256.0;
 const MAX_SAMPLE_PERIOD: u32 = 1024;
 
-/// An alert body with the common fields that the session fills in.
+/// What the goroutine rules found; the session makes the alert of the same name of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoFinding {
+    /// A wait on a sync primitive over the threshold ended (`goroutine_wait`).
+    Wait {
+        goid: u64,
+        wait_reason: String,
+        duration_ns: u64,
+        /// Where the goroutine was created (`go` statement), innermost first.
+        created_by: Vec<String>,
+        waker_goid: Option<u64>,
+        waker_stack: Vec<String>,
+    },
+    /// Still waiting on a sync primitive after --stall-after (`goroutine_stall`).
+    Stall {
+        goid: u64,
+        wait_reason: String,
+        blocked_ns: u64,
+        created_by: Vec<String>,
+    },
+    /// Goroutines of one creation site pile up on channels or select (`goroutine_leak`).
+    Leak {
+        created_by: Vec<String>,
+        wait_reason: String,
+        count: u64,
+        growth: u64,
+        window_ns: u64,
+    },
+    /// A panic, recovered or not (`go_panic`).
+    Panic {
+        goid: u64,
+        message: Option<String>,
+        recovered: bool,
+    },
+}
+
+/// Where goroutine blocked time goes: the session's profile (one column for all goroutines
+/// of the process), a list in tests.
+pub trait GoProfile {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64);
+}
+
+/// A finding with the common alert fields that the session completes.
 pub struct GoAlert {
     pub tid: u32,
     pub time_ns: Option<u64>,
     pub stack: Vec<Frame>,
-    pub detail: AlertDetail,
+    pub finding: GoFinding,
     /// Frames behind the detail's own stacks (a goroutine wait's `waker_stack`), by field.
     pub more_frames: Vec<(&'static str, Vec<Frame>)>,
 }
@@ -208,12 +248,11 @@ impl GoWatch {
         ev: &GoWaitEvent,
         probes: &dyn GoroutineProbes,
         stacks: &mut StackResolver,
-        folded: &mut FoldedProfile,
-        process: &str,
+        profile: &mut dyn GoProfile,
     ) -> Option<GoAlert> {
         let reason = self.reason(ev.reason);
         let frames = go_stack_frames(stacks, self.pid, &ev.stack);
-        add_folded(folded, process, &reason, &frames, ev.duration_ns, 1);
+        add_to_profile(profile, &reason, &frames, ev.duration_ns, 1);
         if classify_reason(&reason) != ReasonClass::Sync {
             return None;
         }
@@ -221,14 +260,14 @@ impl GoWatch {
         Some(GoAlert {
             tid: ev.tid,
             time_ns: Some(ev.start_ns + ev.duration_ns),
-            detail: AlertDetail::GoroutineWait(alert::GoroutineWait {
+            finding: GoFinding::Wait {
                 goid: ev.goid,
                 wait_reason: reason,
                 duration_ns: ev.duration_ns,
                 created_by: self.created_by(stacks, ev.gopc),
                 waker_goid: (ev.waker_goid != 0).then_some(ev.waker_goid),
                 waker_stack: crate::stacks::stackframe::names(&waker_frames),
-            }),
+            },
             stack: frames,
             more_frames: vec![("waker_stack", waker_frames)],
         })
@@ -242,8 +281,7 @@ impl GoWatch {
         drained: GoDrained<'_>,
         probes: &mut dyn GoroutineProbes,
         stacks: &mut StackResolver,
-        folded: &mut FoldedProfile,
-        process: &str,
+        profile: &mut dyn GoProfile,
     ) {
         let GoDrained { totals, samples } = drained;
         let now = Instant::now();
@@ -270,7 +308,7 @@ impl GoWatch {
                 Some(walked) => go_stack_frames(stacks, self.pid, walked),
                 None => vec![Frame::named("[stack not sampled]")],
             };
-            add_folded(folded, process, &reason, &stack, share.ns, share.count);
+            add_to_profile(profile, &reason, &stack, share.ns, share.count);
         }
     }
 
@@ -364,12 +402,12 @@ impl GoWatch {
                         time_ns: None,
                         more_frames: Vec::new(),
                         stack,
-                        detail: AlertDetail::GoroutineStall(alert::GoroutineStall {
+                        finding: GoFinding::Stall {
                             goid: *goid,
                             wait_reason: reason,
                             blocked_ns: age,
                             created_by: self.created_by(stacks, p.gopc),
-                        }),
+                        },
                     });
                 }
                 ReasonClass::Channel => *sites.entry((p.gopc, reason)).or_default() += 1,
@@ -389,13 +427,13 @@ impl GoWatch {
                 time_ns: None,
                 more_frames: Vec::new(),
                 stack: sample,
-                detail: AlertDetail::GoroutineLeak(alert::GoroutineLeak {
+                finding: GoFinding::Leak {
                     created_by: self.created_by(stacks, finding.gopc),
                     wait_reason: finding.wait_reason,
                     count: finding.count,
                     growth: finding.growth,
                     window_ns: finding.window_ns,
-                }),
+                },
             });
         }
         alerts
@@ -408,11 +446,11 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
         time_ns: Some(p.time_ns),
         more_frames: Vec::new(),
         stack: p.stack,
-        detail: AlertDetail::GoPanic(alert::GoPanic {
+        finding: GoFinding::Panic {
             goid,
             message: p.message,
             recovered,
-        }),
+        },
     }
 }
 
@@ -554,16 +592,8 @@ fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
     parts
 }
 
-/// Goroutine waits in the profile: one "thread" column for all goroutines (goids would make
-/// every stack unique), the wait reason as the innermost frame.
-fn add_folded(
-    folded: &mut FoldedProfile,
-    process: &str,
-    reason: &str,
-    stack: &[Frame],
-    ns: u64,
-    count: u64,
-) {
+/// Goroutine waits in the profile: the wait reason as the innermost frame.
+fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns: u64, count: u64) {
     let mut frames = Vec::with_capacity(stack.len() + 1);
     frames.push(Frame::named(format!("[{reason}]")));
     if stack.is_empty() {
@@ -571,7 +601,7 @@ fn add_folded(
     } else {
         frames.extend(stack.iter().cloned());
     }
-    folded.add_many_frames(process, "goroutines", &frames, ns, count);
+    profile.add(&frames, ns, count);
 }
 
 #[cfg(test)]

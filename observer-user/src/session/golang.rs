@@ -5,8 +5,11 @@ use observer_common::{AggValue, GoAggKey, GoPanicEvent, GoSampleKey, GoWaitEvent
 use super::{now_time, wall_time, Session};
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
-    detect::gowatch::{GoAlert, GoDrained},
+    detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile},
+    output::alert::{self, AlertDetail},
+    output::folded::FoldedProfile,
     output::metrics::WaitKind,
+    stacks::stackframe::Frame,
 };
 
 /// How often the park rate is checked, at most.
@@ -21,13 +24,11 @@ impl Session {
         let Some(go) = self.watched.get_mut(&w.tgid).and_then(|t| t.go.as_mut()) else {
             return;
         };
-        let alert = go.on_wait(
-            w,
-            &self.probes,
-            &mut self.stacks,
-            &mut self.folded,
-            &process,
-        );
+        let mut profile = GoroutineColumn {
+            folded: &mut self.folded,
+            process: &process,
+        };
+        let alert = go.on_wait(w, &self.probes, &mut self.stacks, &mut profile);
         if let Some(a) = alert {
             self.emit_go(w.tgid, a);
         }
@@ -139,12 +140,15 @@ impl Session {
             let Some(go) = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
                 continue;
             };
+            let mut profile = GoroutineColumn {
+                folded: &mut self.folded,
+                process: &process,
+            };
             go.drain_aggregates(
                 GoDrained { totals, samples },
                 &mut self.probes,
                 &mut self.stacks,
-                &mut self.folded,
-                &process,
+                &mut profile,
             );
         }
     }
@@ -160,10 +164,78 @@ impl Session {
 
     pub(super) fn emit_go(&mut self, pid: u32, a: GoAlert) {
         let time = a.time_ns.map(wall_time).unwrap_or_else(now_time);
-        let mut alert = self.alert(time, pid, a.tid, a.stack, a.detail);
+        let mut alert = self.alert(time, pid, a.tid, a.stack, alert_detail(a.finding));
         for (field, frames) in a.more_frames {
             alert.keep_frames(field, frames);
         }
         self.emit(alert);
+    }
+}
+
+/// Goroutine blocked time in the profile: one "thread" column for all goroutines of the
+/// process (goids would make every stack unique).
+struct GoroutineColumn<'a> {
+    folded: &'a mut FoldedProfile,
+    process: &'a str,
+}
+
+impl GoProfile for GoroutineColumn<'_> {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64) {
+        self.folded
+            .add_many_frames(self.process, "goroutines", frames, ns, count);
+    }
+}
+
+/// The alert of a goroutine finding.
+fn alert_detail(finding: GoFinding) -> AlertDetail {
+    match finding {
+        GoFinding::Wait {
+            goid,
+            wait_reason,
+            duration_ns,
+            created_by,
+            waker_goid,
+            waker_stack,
+        } => AlertDetail::GoroutineWait(alert::GoroutineWait {
+            goid,
+            wait_reason,
+            duration_ns,
+            created_by,
+            waker_goid,
+            waker_stack,
+        }),
+        GoFinding::Stall {
+            goid,
+            wait_reason,
+            blocked_ns,
+            created_by,
+        } => AlertDetail::GoroutineStall(alert::GoroutineStall {
+            goid,
+            wait_reason,
+            blocked_ns,
+            created_by,
+        }),
+        GoFinding::Leak {
+            created_by,
+            wait_reason,
+            count,
+            growth,
+            window_ns,
+        } => AlertDetail::GoroutineLeak(alert::GoroutineLeak {
+            created_by,
+            wait_reason,
+            count,
+            growth,
+            window_ns,
+        }),
+        GoFinding::Panic {
+            goid,
+            message,
+            recovered,
+        } => AlertDetail::GoPanic(alert::GoPanic {
+            goid,
+            message,
+            recovered,
+        }),
     }
 }

@@ -32,6 +32,15 @@ impl GoroutineProbes for FakeKernel {
     }
 }
 
+/// The profile as a list of (frame names, ns, count).
+type Profile = Vec<(Vec<String>, u64, u64)>;
+
+impl GoProfile for Profile {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64) {
+        self.push((crate::stacks::stackframe::names(frames), ns, count));
+    }
+}
+
 /// No such process: stacks stay unnamed, and no binary means parked stacks are empty.
 const PID: u32 = u32::MAX;
 const REASONS: [&str; 5] = ["", "sync.Mutex.Lock", "chan receive", "sleep", "select"];
@@ -58,8 +67,13 @@ fn parked(reason: u32, start_ns: u64, gopc: u64) -> GoParked {
 fn stalls(alerts: &[GoAlert]) -> Vec<(u64, String, u64)> {
     alerts
         .iter()
-        .filter_map(|a| match &a.detail {
-            AlertDetail::GoroutineStall(s) => Some((s.goid, s.wait_reason.clone(), s.blocked_ns)),
+        .filter_map(|a| match &a.finding {
+            GoFinding::Stall {
+                goid,
+                wait_reason,
+                blocked_ns,
+                ..
+            } => Some((*goid, wait_reason.clone(), *blocked_ns)),
             _ => None,
         })
         .collect()
@@ -119,8 +133,13 @@ fn only_sync_wait_reasons_stall() {
 fn leaks(alerts: &[GoAlert]) -> Vec<(String, u64, u64)> {
     alerts
         .iter()
-        .filter_map(|a| match &a.detail {
-            AlertDetail::GoroutineLeak(l) => Some((l.wait_reason.clone(), l.count, l.growth)),
+        .filter_map(|a| match &a.finding {
+            GoFinding::Leak {
+                wait_reason,
+                count,
+                growth,
+                ..
+            } => Some((wait_reason.clone(), *count, *growth)),
             _ => None,
         })
         .collect()
@@ -176,7 +195,7 @@ fn a_steady_worker_pool_does_not_leak() {
 fn goroutine_wait_alerts_only_for_sync_reasons_with_the_waker_stack() {
     let mut go = watch(u64::MAX);
     let mut stacks = StackResolver::new();
-    let mut folded = FoldedProfile::new();
+    let mut profile: Profile = Vec::new();
     let mut kernel = FakeKernel::default();
     kernel.stacks.insert(3, vec![0x1000, 0x2000]);
     let mut ev = GoWaitEvent {
@@ -194,13 +213,20 @@ fn goroutine_wait_alerts_only_for_sync_reasons_with_the_waker_stack() {
         stack: GoStack::default(),
     };
     let a = go
-        .on_wait(&ev, &kernel, &mut stacks, &mut folded, "prog")
+        .on_wait(&ev, &kernel, &mut stacks, &mut profile)
         .expect("a wait on a mutex alerts");
-    match &a.detail {
-        AlertDetail::GoroutineWait(w) => {
-            assert_eq!((w.goid, w.waker_goid, w.duration_ns), (42, Some(43), 20));
-            assert_eq!(w.wait_reason, "sync.Mutex.Lock");
-            assert_eq!(w.waker_stack.len(), 2, "{:?}", w.waker_stack);
+    match &a.finding {
+        GoFinding::Wait {
+            goid,
+            wait_reason,
+            duration_ns,
+            waker_goid,
+            waker_stack,
+            ..
+        } => {
+            assert_eq!((*goid, *waker_goid, *duration_ns), (42, Some(43), 20));
+            assert_eq!(wait_reason, "sync.Mutex.Lock");
+            assert_eq!(waker_stack.len(), 2, "{waker_stack:?}");
         }
         _ => panic!("not a goroutine wait"),
     }
@@ -208,16 +234,25 @@ fn goroutine_wait_alerts_only_for_sync_reasons_with_the_waker_stack() {
     // A channel wait goes into the profile only.
     ev.reason = 2;
     assert!(go
-        .on_wait(&ev, &kernel, &mut stacks, &mut folded, "prog")
+        .on_wait(&ev, &kernel, &mut stacks, &mut profile)
         .is_none());
-    assert_eq!(folded.entries().len(), 2);
+    // Both are in the profile, each under its reason, with its length.
+    let heads: Vec<(&str, u64, u64)> = profile
+        .iter()
+        .map(|(frames, ns, count)| (frames[0].as_str(), *ns, *count))
+        .collect();
+    assert_eq!(
+        heads,
+        vec![("[sync.Mutex.Lock]", 20, 1), ("[chan receive]", 20, 1)]
+    );
+    assert_eq!(profile[0].0[1], "[unknown]", "no stack walked");
 }
 
 #[test]
 fn a_refused_sampling_period_is_asked_again() {
     let mut go = watch(u64::MAX);
     let mut stacks = StackResolver::new();
-    let mut folded = FoldedProfile::new();
+    let mut profile: Profile = Vec::new();
     let mut kernel = FakeKernel {
         refuse: true,
         ..FakeKernel::default()
@@ -233,13 +268,13 @@ fn a_refused_sampling_period_is_asked_again() {
         totals: &totals,
         samples: &[],
     };
-    go.drain_aggregates(drained(), &mut kernel, &mut stacks, &mut folded, "p");
+    go.drain_aggregates(drained(), &mut kernel, &mut stacks, &mut profile);
     assert_eq!(kernel.periods, vec![MAX_SAMPLE_PERIOD]);
     kernel.refuse = false;
-    go.drain_aggregates(drained(), &mut kernel, &mut stacks, &mut folded, "p");
+    go.drain_aggregates(drained(), &mut kernel, &mut stacks, &mut profile);
     assert_eq!(kernel.periods, vec![MAX_SAMPLE_PERIOD, MAX_SAMPLE_PERIOD]);
     // Taken: not set again while the rate stays.
-    go.drain_aggregates(drained(), &mut kernel, &mut stacks, &mut folded, "p");
+    go.drain_aggregates(drained(), &mut kernel, &mut stacks, &mut profile);
     assert_eq!(kernel.periods.len(), 2);
 }
 
