@@ -40,6 +40,12 @@ pub fn judge_wait(
     }
 }
 
+/// Whether short waits of `class` summed in the kernel count as lock waits. Their owners and
+/// wakers are not kept, so only the class and the process's language decide.
+pub fn short_waits_are_lock(class: u32, is_go: bool) -> bool {
+    class == wait_class::LOCK && !is_go
+}
+
 /// A wait ended by a thread in `exit_group` (it kills its threads) or in a signal-sending
 /// call was not handed the lock: the waiter dies, or runs a handler and waits again. The
 /// kernel drops most kill wake-ups itself (SIGKILL queued for the waiter); this also covers
@@ -164,6 +170,14 @@ mod tests {
         assert_eq!(asked.get(), 0);
         judge_wait(&wait(wait_class::LOCK, OTHER, FUTEX), false, OWNER, count);
         assert_eq!(asked.get(), 1);
+    }
+
+    #[test]
+    fn short_waits_are_lock_waits_by_class_outside_go() {
+        assert!(short_waits_are_lock(wait_class::LOCK, false));
+        assert!(!short_waits_are_lock(wait_class::LOCK, true));
+        assert!(!short_waits_are_lock(wait_class::FUTEX, false));
+        assert!(!short_waits_are_lock(wait_class::SLEEP, false));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::{class_frame, now_time, syscall_name, wall_time, Session};
 use crate::stacks::stackframe::Frame;
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
-    detect::lockwait::judge_wait,
+    detect::lockwait::{judge_wait, short_waits_are_lock},
     detect::stall::{BlockedFacts, StallLimits, Stalled},
     detect::waitgraph::Cycle,
     output::alert::{self, AlertDetail},
@@ -243,7 +243,7 @@ impl Session {
             if !self.watched.contains_key(&key.tgid) {
                 continue;
             }
-            let lock = key.class == wait_class::LOCK && !self.is_go(key.tgid);
+            let lock = short_waits_are_lock(key.class, self.is_go(key.tgid));
             let process = self.process_name(key.tgid);
             if let Some(m) = &self.opts.metrics {
                 let kind = if lock { WaitKind::Lock } else { WaitKind::Idle };
