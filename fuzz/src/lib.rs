@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use observer::output::alert::Alert;
-use observer::kernel::events::{comm_str, go_message, stack_bytes, Event};
+use observer::detect::gowatch::go_message;
+use observer::kernel::events::{comm_str, Event};
+use observer::stacks::stackres::stack_bytes;
 use observer::golang::GoBinary;
 use observer::detect::procexit::ProcessExits;
 use observer::proc::procmaps::{parse_line, ProcessMaps};

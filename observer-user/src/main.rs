@@ -14,11 +14,11 @@ use observer::{
     },
     output::output_file,
     proc::{
-        scope::ProcessFilter,
+        scope::{ProcessFilter, Scope},
         target::{self, Launched, TargetError},
     },
     say,
-    session::{Ended, Outcome, Scope, Session, SessionOptions},
+    session::{Ended, Outcome, Session, SessionOptions},
 };
 
 fn main() -> ExitCode {
@@ -103,7 +103,7 @@ fn run(cli: Cli) -> Result<i32> {
             if !opts.quiet {
                 say!(
                     "observer: watching pid {pid} ({}); threshold {}, stall-after {}{}. Ctrl-C to stop.",
-                    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim(),
+                    observer::proc::procinfo::comm_of(pid).unwrap_or_default(),
                     observer::util::duration::human(opts.threshold),
                     observer::util::duration::human(opts.stall_after),
                     opts.duration
@@ -338,7 +338,7 @@ fn attach(opts: &ObserveOpts, sidecar: bool) -> Result<Probes> {
     let started = Instant::now();
     let probes = Probes::load(
         &ProbeConfig {
-            threshold_ns: u64::try_from(opts.threshold.as_nanos()).unwrap_or(u64::MAX),
+            threshold_ns: observer::util::duration::duration_ns(opts.threshold),
             report_idle: opts.report_idle,
             sidecar,
             kernel_log: kernel_log_config(opts.kernel_log),

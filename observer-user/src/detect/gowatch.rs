@@ -15,11 +15,7 @@ use crate::stacks::stackframe::Frame;
 use crate::{
     detect::goleak::LeakDetector,
     golang::{goroutines, GoBinary},
-    kernel::events::{go_message, go_stack_pcs},
-    kernel::probes::Probes,
-    output::alert::{self, AlertDetail},
-    output::profile::FoldedProfile,
-    stacks::stackres::StackResolver,
+    stacks::stackres::{KernelStacks, StackResolver},
 };
 
 /// What a parked goroutine waits for, judged from its wait-reason string (the numbers move
@@ -42,6 +38,18 @@ pub fn classify_reason(reason: &str) -> ReasonClass {
     } else {
         ReasonClass::Idle
     }
+}
+
+/// What goroutine observation needs of the kernel: the table of goroutines parked right now,
+/// the knob of the short-wait sampling, and (for wakers and panics) its stack table. The
+/// session hands in the kernel handle; tests hand in a fake.
+pub trait GoroutineProbes: KernelStacks {
+    /// Goroutines of `pid` parked right now, as (goid, park record); `None` when the table
+    /// cannot be read.
+    fn go_parked(&self, pid: u32) -> Option<Vec<(u64, GoParked)>>;
+    /// Walks the stack of one in `period` short waits of `pid`; false if the kernel did not
+    /// take it.
+    fn set_go_sample_period(&mut self, pid: u32, period: u32) -> bool;
 }
 
 /// A panic seen at `runtime.gopanic`, waiting to learn whether it was recovered.
@@ -90,12 +98,54 @@ pub const INITIAL_SAMPLE_PERIOD: u32 = 16;
 pub const SAMPLES_PER_SEC: f64 = 256.0;
 const MAX_SAMPLE_PERIOD: u32 = 1024;
 
-/// An alert body with the common fields that the session fills in.
+/// What the goroutine rules found; the session makes the alert of the same name of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoFinding {
+    /// A wait on a sync primitive over the threshold ended (`goroutine_wait`).
+    Wait {
+        goid: u64,
+        wait_reason: String,
+        duration_ns: u64,
+        /// Where the goroutine was created (`go` statement), innermost first.
+        created_by: Vec<String>,
+        waker_goid: Option<u64>,
+        waker_stack: Vec<String>,
+    },
+    /// Still waiting on a sync primitive after --stall-after (`goroutine_stall`).
+    Stall {
+        goid: u64,
+        wait_reason: String,
+        blocked_ns: u64,
+        created_by: Vec<String>,
+    },
+    /// Goroutines of one creation site pile up on channels or select (`goroutine_leak`).
+    Leak {
+        created_by: Vec<String>,
+        wait_reason: String,
+        count: u64,
+        growth: u64,
+        window_ns: u64,
+    },
+    /// A panic, recovered or not (`go_panic`).
+    Panic {
+        goid: u64,
+        message: Option<String>,
+        recovered: bool,
+    },
+}
+
+/// Where goroutine blocked time goes: the session's profile (one column for all goroutines
+/// of the process), a list in tests.
+pub trait GoProfile {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64);
+}
+
+/// A finding with the common alert fields that the session completes.
 pub struct GoAlert {
     pub tid: u32,
     pub time_ns: Option<u64>,
     pub stack: Vec<Frame>,
-    pub detail: AlertDetail,
+    pub finding: GoFinding,
     /// Frames behind the detail's own stacks (a goroutine wait's `waker_stack`), by field.
     pub more_frames: Vec<(&'static str, Vec<Frame>)>,
 }
@@ -196,14 +246,13 @@ impl GoWatch {
     pub fn on_wait(
         &mut self,
         ev: &GoWaitEvent,
-        probes: &Probes,
+        probes: &dyn GoroutineProbes,
         stacks: &mut StackResolver,
-        folded: &mut FoldedProfile,
-        process: &str,
+        profile: &mut dyn GoProfile,
     ) -> Option<GoAlert> {
         let reason = self.reason(ev.reason);
         let frames = go_stack_frames(stacks, self.pid, &ev.stack);
-        add_folded(folded, process, &reason, &frames, ev.duration_ns, 1);
+        add_to_profile(profile, &reason, &frames, ev.duration_ns, 1);
         if classify_reason(&reason) != ReasonClass::Sync {
             return None;
         }
@@ -211,14 +260,14 @@ impl GoWatch {
         Some(GoAlert {
             tid: ev.tid,
             time_ns: Some(ev.start_ns + ev.duration_ns),
-            detail: AlertDetail::GoroutineWait(alert::GoroutineWait {
+            finding: GoFinding::Wait {
                 goid: ev.goid,
                 wait_reason: reason,
                 duration_ns: ev.duration_ns,
                 created_by: self.created_by(stacks, ev.gopc),
                 waker_goid: (ev.waker_goid != 0).then_some(ev.waker_goid),
                 waker_stack: crate::stacks::stackframe::names(&waker_frames),
-            }),
+            },
             stack: frames,
             more_frames: vec![("waker_stack", waker_frames)],
         })
@@ -230,10 +279,9 @@ impl GoWatch {
     pub fn drain_aggregates(
         &mut self,
         drained: GoDrained<'_>,
-        probes: &mut Probes,
+        probes: &mut dyn GoroutineProbes,
         stacks: &mut StackResolver,
-        folded: &mut FoldedProfile,
-        process: &str,
+        profile: &mut dyn GoProfile,
     ) {
         let GoDrained { totals, samples } = drained;
         let now = Instant::now();
@@ -241,7 +289,7 @@ impl GoWatch {
         self.drained_at = now;
         let waits = totals.iter().map(|(_, v)| v.count).sum();
         let period = sample_period_for(waits, secs);
-        if period != self.sample_period && probes.set_go_sample_period(self.pid, period).is_ok() {
+        if period != self.sample_period && probes.set_go_sample_period(self.pid, period) {
             self.sample_period = period;
         }
         let totals: Vec<(u32, AggValue)> = totals
@@ -260,11 +308,16 @@ impl GoWatch {
                 Some(walked) => go_stack_frames(stacks, self.pid, walked),
                 None => vec![Frame::named("[stack not sampled]")],
             };
-            add_folded(folded, process, &reason, &stack, share.ns, share.count);
+            add_to_profile(profile, &reason, &stack, share.ns, share.count);
         }
     }
 
-    pub fn on_panic(&mut self, ev: &GoPanicEvent, probes: &Probes, stacks: &mut StackResolver) {
+    pub fn on_panic(
+        &mut self,
+        ev: &GoPanicEvent,
+        probes: &dyn GoroutineProbes,
+        stacks: &mut StackResolver,
+    ) {
         let message = go_message(ev);
         self.last_panic_message = message.clone().or(self.last_panic_message.take());
         let stack = stacks.resolve_id_frames(probes, self.pid, ev.stack_id);
@@ -321,10 +374,10 @@ impl GoWatch {
         &mut self,
         now_ns: u64,
         stall_after_ns: u64,
-        probes: &Probes,
+        probes: &dyn GoroutineProbes,
         stacks: &mut StackResolver,
     ) -> Vec<GoAlert> {
-        let Ok(parked) = probes.go_parked(self.pid) else {
+        let Some(parked) = probes.go_parked(self.pid) else {
             return Vec::new();
         };
         let mut alerts = Vec::new();
@@ -349,12 +402,12 @@ impl GoWatch {
                         time_ns: None,
                         more_frames: Vec::new(),
                         stack,
-                        detail: AlertDetail::GoroutineStall(alert::GoroutineStall {
+                        finding: GoFinding::Stall {
                             goid: *goid,
                             wait_reason: reason,
                             blocked_ns: age,
                             created_by: self.created_by(stacks, p.gopc),
-                        }),
+                        },
                     });
                 }
                 ReasonClass::Channel => *sites.entry((p.gopc, reason)).or_default() += 1,
@@ -374,13 +427,13 @@ impl GoWatch {
                 time_ns: None,
                 more_frames: Vec::new(),
                 stack: sample,
-                detail: AlertDetail::GoroutineLeak(alert::GoroutineLeak {
+                finding: GoFinding::Leak {
                     created_by: self.created_by(stacks, finding.gopc),
                     wait_reason: finding.wait_reason,
                     count: finding.count,
                     growth: finding.growth,
                     window_ns: finding.window_ns,
-                }),
+                },
             });
         }
         alerts
@@ -393,11 +446,11 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
         time_ns: Some(p.time_ns),
         more_frames: Vec::new(),
         stack: p.stack,
-        detail: AlertDetail::GoPanic(alert::GoPanic {
+        finding: GoFinding::Panic {
             goid,
             message: p.message,
             recovered,
-        }),
+        },
     }
 }
 
@@ -420,6 +473,24 @@ fn go_stack_frames(stacks: &mut StackResolver, pid: u32, walked: &GoStack) -> Ve
         frames.push(Frame::named(TRUNCATED_FRAME));
     }
     frames
+}
+
+/// The frames of a goroutine stack walked by the kernel (innermost first); a length beyond the
+/// array is cut to it.
+pub fn go_stack_pcs(stack: &GoStack) -> &[u64] {
+    let len = usize::try_from(stack.len).map_or(stack.pcs.len(), |l| l.min(stack.pcs.len()));
+    &stack.pcs[..len]
+}
+
+/// The text of a Go panic or throw message, when it is printable text.
+pub fn go_message(ev: &GoPanicEvent) -> Option<String> {
+    let len = (ev.message_len as usize).min(ev.message.len());
+    let text = std::str::from_utf8(&ev.message[..len]).ok()?;
+    let printable = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| !c.is_control() || c == '\n' || c == '\t');
+    printable.then(|| text.to_string())
 }
 
 /// A wait reason's share of the short-wait profile under one stack.
@@ -521,16 +592,8 @@ fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
     parts
 }
 
-/// Goroutine waits in the profile: one "thread" column for all goroutines (goids would make
-/// every stack unique), the wait reason as the innermost frame.
-fn add_folded(
-    folded: &mut FoldedProfile,
-    process: &str,
-    reason: &str,
-    stack: &[Frame],
-    ns: u64,
-    count: u64,
-) {
+/// Goroutine waits in the profile: the wait reason as the innermost frame.
+fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns: u64, count: u64) {
     let mut frames = Vec::with_capacity(stack.len() + 1);
     frames.push(Frame::named(format!("[{reason}]")));
     if stack.is_empty() {
@@ -538,133 +601,8 @@ fn add_folded(
     } else {
         frames.extend(stack.iter().cloned());
     }
-    folded.add_many_frames(process, "goroutines", &frames, ns, count);
+    profile.add(&frames, ns, count);
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn agg(count: u64, total_ns: u64) -> AggValue {
-        AggValue { count, total_ns }
-    }
-
-    #[test]
-    fn sampling_period_follows_the_wait_rate() {
-        assert_eq!(sample_period_for(0, 5.0), 1);
-        assert_eq!(sample_period_for(1000, 5.0), 1);
-        assert_eq!(sample_period_for(256 * 5, 5.0), 1);
-        assert_eq!(sample_period_for(256 * 5 + 1, 5.0), 2);
-        assert_eq!(sample_period_for(500_000, 5.0), 512);
-        assert_eq!(sample_period_for(u64::MAX, 5.0), MAX_SAMPLE_PERIOD);
-        assert_eq!(sample_period_for(10, 0.0), INITIAL_SAMPLE_PERIOD);
-    }
-
-    #[test]
-    fn apportion_keeps_the_total() {
-        assert_eq!(apportion(100, &[1, 1, 1]), vec![34, 33, 33]);
-        assert_eq!(apportion(10, &[0, 3, 1]), vec![0, 8, 2]);
-        assert_eq!(apportion(7, &[0, 0]), vec![4, 3]);
-        assert_eq!(apportion(5, &[]), Vec::<u64>::new());
-        let parts = apportion(u64::MAX, &[u64::MAX, 1, 2]);
-        assert_eq!(
-            parts.iter().map(|&p| u128::from(p)).sum::<u128>(),
-            u128::from(u64::MAX)
-        );
-    }
-
-    #[test]
-    fn totals_are_split_by_sampled_time() {
-        let (a, b, c): (&[u64], &[u64], &[u64]) = (&[1, 2], &[1, 3], &[9]);
-        // Reason 4: 1000 waits, 10 ms in all; samples saw stack a for 3 ms, b for 1 ms.
-        // Reason 7: no sample this period. Reason 9: samples only (no totals): left out.
-        let totals = [(4, agg(1000, 10_000_000)), (7, agg(5, 500))];
-        let samples = [
-            (4, a, agg(30, 3_000_000)),
-            (4, b, agg(30, 1_000_000)),
-            (9, c, agg(1, 10)),
-        ];
-        let shares = split_totals(&totals, &samples);
-        assert_eq!(
-            shares,
-            vec![
-                Share {
-                    reason: 4,
-                    stack: Some(a),
-                    ns: 7_500_000,
-                    count: 500
-                },
-                Share {
-                    reason: 4,
-                    stack: Some(b),
-                    ns: 2_500_000,
-                    count: 500
-                },
-                Share {
-                    reason: 7,
-                    stack: None,
-                    ns: 500,
-                    count: 5
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn a_cut_walk_ends_with_the_truncation_marker() {
-        let mut stacks = StackResolver::new();
-        let mut walked = GoStack {
-            len: 2,
-            ..GoStack::default()
-        };
-        walked.pcs[..2].copy_from_slice(&[0x1000, 0x2000]);
-        // No such process: the addresses stay unnamed, but the marker is ours to add.
-        let whole = go_stack_frames(&mut stacks, u32::MAX, &walked);
-        assert!(whole.iter().all(|f| &*f.name != TRUNCATED_FRAME));
-        walked.truncated = 1;
-        let cut = go_stack_frames(&mut stacks, u32::MAX, &walked);
-        assert_eq!(cut.len(), whole.len() + 1);
-        assert_eq!(cut.last().map(|f| &*f.name), Some(TRUNCATED_FRAME));
-    }
-
-    #[test]
-    fn zero_length_samples_split_time_like_counts() {
-        let (a, b): (&[u64], &[u64]) = (&[1], &[2]);
-        let shares = split_totals(&[(1, agg(4, 40))], &[(1, a, agg(3, 0)), (1, b, agg(1, 0))]);
-        assert_eq!(
-            shares.iter().map(|s| (s.ns, s.count)).collect::<Vec<_>>(),
-            vec![(30, 3), (10, 1)]
-        );
-    }
-
-    #[test]
-    fn reasons_are_classed_by_text() {
-        for r in [
-            "sync.Mutex.Lock",
-            "sync.RWMutex.RLock",
-            "sync.WaitGroup.Wait",
-            "sync.Cond.Wait",
-            "semacquire",
-        ] {
-            assert_eq!(classify_reason(r), ReasonClass::Sync, "{r}");
-        }
-        for r in [
-            "chan receive",
-            "chan send",
-            "select",
-            "select (no cases)",
-            "chan receive (nil chan)",
-        ] {
-            assert_eq!(classify_reason(r), ReasonClass::Channel, "{r}");
-        }
-        for r in [
-            "sleep",
-            "IO wait",
-            "GC worker (idle)",
-            "force gc (idle)",
-            "wait reason 99",
-        ] {
-            assert_eq!(classify_reason(r), ReasonClass::Idle, "{r}");
-        }
-    }
-}
+mod tests;

@@ -1,7 +1,12 @@
-//! Stall detectors fed by the session: the wait graph (deadlocks), thread exits, Go goroutine
-//! leaks and watches, and process exits.
+//! The rules, fed by the session with observations and answering with findings; none knows the
+//! kernel or the outputs, so each runs on synthetic input in its unit tests: lock waits
+//! (`lockwait`), stalls on held locks (`stall`), deadlock cycles (`waitgraph`), silent thread
+//! deaths (`thread_exits`), process exits (`procexit`), goroutine stalls, waits and panics
+//! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait) and leaks (`goleak`).
 pub mod goleak;
 pub mod gowatch;
+pub mod lockwait;
 pub mod procexit;
+pub mod stall;
 pub mod thread_exits;
 pub mod waitgraph;

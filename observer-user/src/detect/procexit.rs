@@ -5,6 +5,26 @@ use std::collections::HashMap;
 
 use observer_common::sysno;
 
+/// Signals that mean a crash, not a shutdown: in host mode only these make a plain process's
+/// exit worth an alert (every `grep` that finds nothing exits with status 1).
+const CRASH_SIGNALS: [&str; 7] = [
+    "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGSYS", "SIGTRAP",
+];
+
+/// On a whole host, processes end all the time: only crashes and Go fatal errors are worth an
+/// alert, plus failures of processes the user singled out with `--comm`/`--cgroup`. (The one
+/// process of `watch`/`run` is always reported.)
+pub fn host_exit_worth_an_alert(
+    singled_out: bool,
+    exit_code: Option<i32>,
+    signal: Option<&str>,
+    go_fatal: bool,
+) -> bool {
+    go_fatal
+        || signal.is_some_and(|s| CRASH_SIGNALS.contains(&s))
+        || (singled_out && (signal.is_some() || exit_code != Some(0)))
+}
+
 /// The verdict for one process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessEnd {
@@ -92,6 +112,20 @@ impl ProcessExits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_exits() {
+        let worth = host_exit_worth_an_alert;
+        assert!(!worth(false, Some(1), None, false));
+        assert!(!worth(false, None, Some("SIGTERM"), false));
+        assert!(!worth(false, Some(0), None, false));
+        assert!(worth(false, None, Some("SIGSEGV"), false));
+        assert!(worth(false, None, Some("SIGABRT"), false));
+        assert!(worth(false, Some(2), None, true));
+        assert!(worth(true, Some(1), None, false));
+        assert!(worth(true, None, Some("SIGTERM"), false));
+        assert!(!worth(true, Some(0), None, false));
+    }
 
     #[test]
     fn exit_group_from_a_worker_names_it() {

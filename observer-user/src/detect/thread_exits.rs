@@ -173,6 +173,24 @@ pub struct ThreadExitTracker {
     stats: ThreadExitStats,
 }
 
+/// Watching a whole host, unfiltered, thread deaths of processes younger than this are
+/// counted, not alerted (see [`death_worth_an_alert`]).
+pub const SERVICE_AGE_NS: u64 = 30_000_000_000;
+
+/// Whether a thread death the tracker decided on becomes an alert. Watching a whole host,
+/// unfiltered (`whole_host`), deaths in processes younger than [`SERVICE_AGE_NS`] (or of
+/// unknown age) are only counted: compilers and other tools end worker threads all the time,
+/// while the silent death that matters is a service's, which has been up for a while.
+/// Processes singled out by pid, `--comm` or `--cgroup` always alert.
+pub fn death_worth_an_alert(
+    whole_host: bool,
+    process_start_ns: Option<u64>,
+    death_ns: u64,
+) -> bool {
+    !whole_host
+        || process_start_ns.is_some_and(|start| death_ns.saturating_sub(start) >= SERVICE_AGE_NS)
+}
+
 impl Default for ThreadExitTracker {
     fn default() -> Self {
         Self::new(DEFAULT_GRACE)
@@ -182,7 +200,7 @@ impl Default for ThreadExitTracker {
 impl ThreadExitTracker {
     pub fn new(grace: Duration) -> Self {
         ThreadExitTracker {
-            grace_ns: u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX),
+            grace_ns: crate::util::duration::duration_ns(grace),
             alive: HashMap::new(),
             present_at_attach: HashSet::new(),
             pending: BTreeMap::new(),
@@ -686,6 +704,24 @@ mod tests {
         assert!(t.poll(S).is_empty());
         assert_eq!(t.drain().len(), 1);
         assert_eq!(t.stats().pending, 0);
+    }
+
+    #[test]
+    fn whole_host_alerts_only_for_services() {
+        let start = 1_000;
+        assert!(death_worth_an_alert(false, None, 0), "singled out: always");
+        assert!(death_worth_an_alert(false, Some(start), start + 1));
+        assert!(!death_worth_an_alert(
+            true,
+            Some(start),
+            start + SERVICE_AGE_NS - 1
+        ));
+        assert!(death_worth_an_alert(
+            true,
+            Some(start),
+            start + SERVICE_AGE_NS
+        ));
+        assert!(!death_worth_an_alert(true, None, u64::MAX), "age unknown");
     }
 
     #[test]

@@ -232,17 +232,6 @@ fn read_exact(pid: u32, addr: u64, len: usize) -> Result<Vec<u8>, GoError> {
     Ok(bytes)
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: Go's `nanotime()` on Linux.
-fn monotonic_ns() -> Option<i64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (rc == 0).then(|| ts.tv_sec * 1_000_000_000 + ts.tv_nsec)
-}
-
 /// Registers a parked goroutine resumes with: where its stack walk starts.
 #[derive(Debug, Clone, Copy)]
 struct Saved {
@@ -281,7 +270,8 @@ pub fn dump(pid: u32, bin: &GoBinary) -> Result<Vec<Goroutine>, GoError> {
 
     let glen = offsets.g_read_len();
     let ranges: Vec<(u64, usize)> = addrs.iter().map(|&a| (a, glen)).collect();
-    let now = monotonic_ns();
+    // Go's `nanotime()` on Linux is CLOCK_MONOTONIC.
+    let now = i64::try_from(crate::util::clock::monotonic_ns()).ok();
     let mut raws: Vec<RawG> = addrs
         .iter()
         .zip(read_many(pid, &ranges))
@@ -551,7 +541,6 @@ mod tests {
         assert_eq!(wait_minutes(GStatus::Runnable, 3 * min, now), None);
         assert_eq!(wait_minutes(GStatus::Waiting, 11 * min, now), None);
         assert_eq!(wait_minutes(GStatus::Waiting, 3 * min, None), None);
-        assert!(monotonic_ns().is_some_and(|t| t > 0));
     }
 
     #[test]

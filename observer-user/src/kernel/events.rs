@@ -1,9 +1,48 @@
-//! Typed views of the ring-buffer records the kernel programs send.
+//! The ring buffer of events the kernel programs send, and typed views of its records.
 
+use aya::maps::{MapData, RingBuf};
 use observer_common::{
-    event_kind, ExecEvent, ExitEvent, ForkEvent, GoPanicEvent, GoStack, GoWaitEvent, SignalEvent,
-    UserStack, WaitEvent,
+    event_kind, ExecEvent, ExitEvent, ForkEvent, GoPanicEvent, GoWaitEvent, SignalEvent, WaitEvent,
 };
+use tokio::io::unix::AsyncFd;
+
+/// The `EVENTS` ring buffer, registered with the async runtime so a session can wait for its
+/// records without knowing the map behind them.
+pub struct EventRing {
+    ring: AsyncFd<RingBuf<MapData>>,
+}
+
+impl EventRing {
+    /// Registers the ring; must be called from within the tokio runtime.
+    pub(crate) fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
+        // SAFETY: the RingBuf owns its fd and is moved into the AsyncFd, so the fd stays open
+        // for exactly as long as it is registered.
+        let ring = unsafe { AsyncFd::register(ring) }?;
+        Ok(Self { ring })
+    }
+
+    /// Waits until records are there, then takes them all, each parsed. Cancel-safe: nothing
+    /// is taken before the wait is over.
+    pub async fn next_batch(&mut self) -> std::io::Result<Vec<Result<Event, EventError>>> {
+        let mut guard = self.ring.readable_mut().await?;
+        let batch = take_all(guard.get_inner_mut());
+        guard.clear_ready();
+        Ok(batch)
+    }
+
+    /// The records there now, without waiting.
+    pub fn take_ready(&mut self) -> Vec<Result<Event, EventError>> {
+        take_all(self.ring.get_mut())
+    }
+}
+
+fn take_all(ring: &mut RingBuf<MapData>) -> Vec<Result<Event, EventError>> {
+    let mut batch = Vec::new();
+    while let Some(item) = ring.next() {
+        batch.push(Event::parse(&item));
+    }
+    batch
+}
 
 /// One record from the `EVENTS` ring buffer, copied out of the kernel's memory.
 pub enum Event {
@@ -61,30 +100,6 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, EventError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-/// The copied stack bytes of a snapshot (empty when the kernel could not copy any).
-pub fn stack_bytes(stack: &UserStack) -> &[u8] {
-    let len = (stack.len as usize).min(stack.bytes.len());
-    &stack.bytes[..len]
-}
-
-/// The frames of a goroutine stack walked by the kernel (innermost first); a length beyond the
-/// array is cut to it.
-pub fn go_stack_pcs(stack: &GoStack) -> &[u64] {
-    let len = usize::try_from(stack.len).map_or(stack.pcs.len(), |l| l.min(stack.pcs.len()));
-    &stack.pcs[..len]
-}
-
-/// The text of a Go panic or throw message, when it is printable text.
-pub fn go_message(ev: &GoPanicEvent) -> Option<String> {
-    let len = (ev.message_len as usize).min(ev.message.len());
-    let text = std::str::from_utf8(&ev.message[..len]).ok()?;
-    let printable = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| !c.is_control() || c == '\n' || c == '\t');
-    printable.then(|| text.to_string())
-}
-
 /// A NUL-padded kernel `comm` as text.
 pub fn comm_str(comm: &[u8; 16]) -> String {
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
@@ -94,6 +109,7 @@ pub fn comm_str(comm: &[u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use observer_common::GoStack;
 
     #[test]
     fn parses_exit_record() {
@@ -154,7 +170,8 @@ mod tests {
         match Event::parse(bytes) {
             Ok(Event::GoWait(e)) => {
                 assert_eq!((e.goid, e.waker_goid), (42, 43));
-                assert_eq!(go_stack_pcs(&e.stack), &[0x401000, 0x402000, 0x403000]);
+                assert_eq!(e.stack.len, 3);
+                assert_eq!(e.stack.pcs[..3], [0x401000, 0x402000, 0x403000]);
             }
             _ => panic!("not a goroutine wait event"),
         }
@@ -162,17 +179,6 @@ mod tests {
             Event::parse(&bytes[..bytes.len() - 1]).err(),
             Some(EventError::Short(bytes.len() - 1))
         );
-    }
-
-    #[test]
-    fn go_stack_length_is_cut_to_the_array() {
-        let stack = GoStack {
-            len: u32::MAX,
-            truncated: 1,
-            pcs: [5; observer_common::GO_STACK_DEPTH],
-        };
-        assert_eq!(go_stack_pcs(&stack).len(), observer_common::GO_STACK_DEPTH);
-        assert!(go_stack_pcs(&GoStack::default()).is_empty());
     }
 
     #[test]

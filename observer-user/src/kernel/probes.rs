@@ -19,6 +19,7 @@ use observer_common::{
 };
 use thiserror::Error;
 
+use crate::kernel::events::EventRing;
 use crate::kernel::kernel_log::{self, KernelLogConfig, KernelLogError, KernelLogReader};
 use crate::kernel::progbarrier::ProgramBarrier;
 use crate::kernel::tracefs;
@@ -84,6 +85,9 @@ pub enum ProbeError {
     GoProbes(String),
     #[error("the kernel log (--kernel-log): {0}")]
     KernelLog(#[from] KernelLogError),
+    /// Not a `#[source]`: the message carries it, printed once.
+    #[error("polling the event ring buffer: {0}")]
+    EventRing(std::io::Error),
 }
 
 /// What the probes need to know before they are loaded.
@@ -167,8 +171,16 @@ impl Offsets {
     }
 }
 
-/// Go uprobe programs, loaded up front and attached per Go process.
-pub const GO_PROGRAMS: [&str; 5] = ["go_park", "go_ready", "go_panic", "go_throw", "go_recovery"];
+/// Go uprobe programs, loaded up front and attached per Go process, each with the runtime
+/// functions it goes on.
+pub const GO_PROBES: [(&str, &[&str]); 5] = [
+    ("go_park", &["runtime.gopark"]),
+    // goready is inlined into its callers in recent Go; ready() is what they call.
+    ("go_ready", &["runtime.ready"]),
+    ("go_panic", &["runtime.gopanic"]),
+    ("go_throw", &["runtime.throw", "runtime.fatal"]),
+    ("go_recovery", &["runtime.recovery"]),
+];
 
 /// Where to put one Go uprobe: a program and a file offset in the executable.
 #[derive(Debug, Clone)]
@@ -260,7 +272,7 @@ impl Probes {
             tp.load().map_err(err)?;
             tp.attach(category, event).map_err(err)?;
         }
-        for name in GO_PROGRAMS {
+        for (name, _) in GO_PROBES {
             let err = |source| ProbeError::Program { name, source };
             let p: &mut UProbe = ebpf
                 .program_mut(name)
@@ -442,16 +454,17 @@ impl Probes {
         }
     }
 
-    /// The ring buffer of rare events; call once.
-    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+    /// The ring buffer of rare events; call once, from within the tokio runtime.
+    pub fn take_events(&mut self) -> Result<EventRing, ProbeError> {
         let map = self
             .ebpf
             .take_map("EVENTS")
             .ok_or(ProbeError::MissingMap("EVENTS"))?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+        let ring = RingBuf::try_from(map).map_err(|source| ProbeError::Map {
             name: "EVENTS",
             source,
-        })
+        })?;
+        EventRing::new(ring).map_err(ProbeError::EventRing)
     }
 
     /// Threads blocked right now.

@@ -93,8 +93,23 @@ pub fn all_pids(proc_root: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The process's name (`/proc/PID/comm`).
 pub fn comm_of(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+    read_comm(&format!("/proc/{pid}/comm"))
+}
+
+/// A thread's name (`/proc/PID/task/TID/comm`).
+pub fn thread_comm_of(pid: u32, tid: u32) -> Option<String> {
+    read_comm(&format!("/proc/{pid}/task/{tid}/comm"))
+}
+
+/// Whether thread `tid` of process `pid` exists now (0 is no thread).
+pub fn thread_exists(pid: u32, tid: u32) -> bool {
+    tid != 0 && std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists()
+}
+
+fn read_comm(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
         .ok()
         .map(|s| s.trim_end().to_string())
 }

@@ -1,5 +1,6 @@
-//! Which processes `observer sidecar` watches: all of them, or those whose name matches
-//! `--comm` and/or whose cgroup is under `--cgroup`.
+//! What a session observes: one process, or the processes of the host that `observer sidecar`
+//! watches (all of them, or those whose name matches `--comm` and/or whose cgroup is under
+//! `--cgroup`).
 
 use std::path::Path;
 
@@ -34,6 +35,16 @@ pub enum ScopeError {
 /// hybrid system); `--cgroup` accepts paths with or without it.
 const CGROUP_ROOTS: [&str; 2] = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
 
+/// What a session observes.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// One process and its threads.
+    Process(u32),
+    /// Every process on the host that the filter accepts, present and future.
+    Host(ProcessFilter),
+}
+
+/// Which processes of the host a [`Scope::Host`] session takes on.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessFilter {
     comm: Option<Regex>,

@@ -9,7 +9,7 @@ use thiserror::Error;
 use crate::{
     detect::gowatch::{self, GoWatch, INITIAL_SAMPLE_PERIOD},
     golang::{goroutines, GoBinary, GoError},
-    kernel::probes::{GoAttachPoint, ProbeError, Probes},
+    kernel::probes::{GoAttachPoint, ProbeError, Probes, GO_PROBES},
 };
 
 #[derive(Debug, Error)]
@@ -25,16 +25,6 @@ pub enum GoAttachError {
         reason: String,
     },
 }
-
-/// Which program goes on which runtime functions.
-const PROBES: [(&str, &[&str]); 5] = [
-    ("go_park", &["runtime.gopark"]),
-    // goready is inlined into its callers in recent Go; ready() is what they call.
-    ("go_ready", &["runtime.ready"]),
-    ("go_panic", &["runtime.gopanic"]),
-    ("go_throw", &["runtime.throw", "runtime.fatal"]),
-    ("go_recovery", &["runtime.recovery"]),
-];
 
 /// How long the leak rule looks back.
 const LEAK_WINDOW_NS: u64 = 5_000_000_000;
@@ -95,7 +85,7 @@ pub fn attach(
     };
     let mut points = Vec::new();
     let mut warnings = Vec::new();
-    for (program, functions) in PROBES {
+    for (program, functions) in GO_PROBES {
         for &function in functions {
             // After the stack-growth check (fires once even when the stack grows) and the
             // frame setup (the stack names the direct caller).
@@ -145,7 +135,7 @@ pub fn attach(
 /// wake: read them from `runtime.allgs` and enter them as parked since now (their blocked
 /// times are lower bounds). Their stacks are read like any parked goroutine's, from their `g`.
 fn seed_parked(probes: &mut Probes, pid: u32, bin: &GoBinary) -> Result<(), GoAttachError> {
-    let now = crate::session::monotonic_ns();
+    let now = crate::util::clock::monotonic_ns();
     for g in goroutines::dump(pid, bin)? {
         if g.status != goroutines::GStatus::Waiting {
             continue;

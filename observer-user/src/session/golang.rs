@@ -2,10 +2,14 @@
 
 use observer_common::{AggValue, GoAggKey, GoPanicEvent, GoSampleKey, GoWaitEvent};
 
-use super::{duration_ns, monotonic_ns, now_time, wall_time, Session};
+use super::{now_time, wall_time, Session};
+use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
-    detect::gowatch::{GoAlert, GoDrained},
+    detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile},
+    output::alert::{self, AlertDetail},
     output::metrics::WaitKind,
+    output::profile::FoldedProfile,
+    stacks::stackframe::Frame,
 };
 
 /// How often the park rate is checked, at most.
@@ -17,30 +21,28 @@ impl Session {
         if let Some(m) = &self.opts.metrics {
             m.wait(w.tgid, &process, WaitKind::Goroutine, 1, w.duration_ns);
         }
-        let Some(go) = self.targets.get_mut(&w.tgid).and_then(|t| t.go.as_mut()) else {
+        let Some(go) = self.watched.get_mut(&w.tgid).and_then(|t| t.go.as_mut()) else {
             return;
         };
-        let alert = go.on_wait(
-            w,
-            &self.probes,
-            &mut self.stacks,
-            &mut self.folded,
-            &process,
-        );
+        let mut profile = GoroutineColumn {
+            folded: &mut self.folded,
+            process: &process,
+        };
+        let alert = go.on_wait(w, &self.probes, &mut self.stacks, &mut profile);
         if let Some(a) = alert {
             self.emit_go(w.tgid, a);
         }
     }
 
     pub(super) fn on_go_panic(&mut self, p: &GoPanicEvent) {
-        if let Some(go) = self.targets.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
+        if let Some(go) = self.watched.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
             go.on_panic(p, &self.probes, &mut self.stacks);
         }
     }
 
     pub(super) fn on_go_recovered(&mut self, p: &GoPanicEvent) {
         let alert = self
-            .targets
+            .watched
             .get_mut(&p.tgid)
             .and_then(|t| t.go.as_mut())
             .and_then(|go| go.on_recovered(p));
@@ -50,14 +52,14 @@ impl Session {
     }
 
     pub(super) fn on_go_fatal(&mut self, p: &GoPanicEvent) {
-        if let Some(go) = self.targets.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
+        if let Some(go) = self.watched.get_mut(&p.tgid).and_then(|t| t.go.as_mut()) {
             go.on_fatal(p);
         }
     }
 
     /// The fatal message of a Go process that is exiting, and its panics never recovered.
     pub(super) fn go_process_ended(&mut self, pid: u32, time_ns: u64) -> Option<String> {
-        let go = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut())?;
+        let go = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut())?;
         let message = go.exit_message();
         let alerts = go.unrecovered(time_ns, true);
         for a in alerts {
@@ -75,7 +77,7 @@ impl Session {
         }
         let now = std::time::Instant::now();
         let mut over = Vec::new();
-        for (&pid, t) in self.targets.iter_mut().filter(|(_, t)| t.go.is_some()) {
+        for (&pid, t) in self.watched.iter_mut().filter(|(_, t)| t.go.is_some()) {
             let Some(parks) = self.probes.go_parks(pid) else {
                 continue;
             };
@@ -95,7 +97,7 @@ impl Session {
         }
         for (pid, rate) in over {
             self.probes.unwatch_go(pid);
-            if let Some(t) = self.targets.get_mut(&pid) {
+            if let Some(t) = self.watched.get_mut(&pid) {
                 t.go = None;
             }
             crate::say!(
@@ -114,7 +116,7 @@ impl Session {
         let stall_ns = duration_ns(self.opts.stall_after);
         let pids = self.go_pids();
         for pid in pids {
-            let Some(go) = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+            let Some(go) = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
                 continue;
             };
             let mut alerts = go.scan(now, stall_ns, &self.probes, &mut self.stacks);
@@ -135,22 +137,25 @@ impl Session {
         let pids = self.go_pids();
         for pid in pids {
             let process = self.process_name(pid);
-            let Some(go) = self.targets.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+            let Some(go) = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
                 continue;
+            };
+            let mut profile = GoroutineColumn {
+                folded: &mut self.folded,
+                process: &process,
             };
             go.drain_aggregates(
                 GoDrained { totals, samples },
                 &mut self.probes,
                 &mut self.stacks,
-                &mut self.folded,
-                &process,
+                &mut profile,
             );
         }
     }
 
     /// Targets with the goroutine probes on.
     fn go_pids(&self) -> Vec<u32> {
-        self.targets
+        self.watched
             .iter()
             .filter(|(_, t)| t.go.is_some())
             .map(|(p, _)| *p)
@@ -159,10 +164,78 @@ impl Session {
 
     pub(super) fn emit_go(&mut self, pid: u32, a: GoAlert) {
         let time = a.time_ns.map(wall_time).unwrap_or_else(now_time);
-        let mut alert = self.alert(time, pid, a.tid, a.stack, a.detail);
+        let mut alert = self.alert(time, pid, a.tid, a.stack, alert_detail(a.finding));
         for (field, frames) in a.more_frames {
             alert.keep_frames(field, frames);
         }
         self.emit(alert);
+    }
+}
+
+/// Goroutine blocked time in the profile: one "thread" column for all goroutines of the
+/// process (goids would make every stack unique).
+struct GoroutineColumn<'a> {
+    folded: &'a mut FoldedProfile,
+    process: &'a str,
+}
+
+impl GoProfile for GoroutineColumn<'_> {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64) {
+        self.folded
+            .add_many_frames(self.process, "goroutines", frames, ns, count);
+    }
+}
+
+/// The alert of a goroutine finding.
+fn alert_detail(finding: GoFinding) -> AlertDetail {
+    match finding {
+        GoFinding::Wait {
+            goid,
+            wait_reason,
+            duration_ns,
+            created_by,
+            waker_goid,
+            waker_stack,
+        } => AlertDetail::GoroutineWait(alert::GoroutineWait {
+            goid,
+            wait_reason,
+            duration_ns,
+            created_by,
+            waker_goid,
+            waker_stack,
+        }),
+        GoFinding::Stall {
+            goid,
+            wait_reason,
+            blocked_ns,
+            created_by,
+        } => AlertDetail::GoroutineStall(alert::GoroutineStall {
+            goid,
+            wait_reason,
+            blocked_ns,
+            created_by,
+        }),
+        GoFinding::Leak {
+            created_by,
+            wait_reason,
+            count,
+            growth,
+            window_ns,
+        } => AlertDetail::GoroutineLeak(alert::GoroutineLeak {
+            created_by,
+            wait_reason,
+            count,
+            growth,
+            window_ns,
+        }),
+        GoFinding::Panic {
+            goid,
+            message,
+            recovered,
+        } => AlertDetail::GoPanic(alert::GoPanic {
+            goid,
+            message,
+            recovered,
+        }),
     }
 }

@@ -2,18 +2,14 @@
 
 use observer_common::{sysno, ExitEvent, ForkEvent};
 
-use super::{wall_time, Scope, Session, ThreadInfo};
+use super::{wall_time, Session, ThreadInfo};
+use crate::proc::scope::Scope;
 use crate::{
-    detect::thread_exits::ThreadExitEvent,
+    detect::procexit::host_exit_worth_an_alert,
+    detect::thread_exits::{death_worth_an_alert, ThreadExitEvent},
     kernel::events::comm_str,
     output::alert::{self, AlertDetail},
 };
-
-/// Signals that mean a crash, not a shutdown: in host mode only these make a plain process's
-/// exit worth an alert (every `grep` that finds nothing exits with status 1).
-const CRASH_SIGNALS: [&str; 7] = [
-    "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGSYS", "SIGTRAP",
-];
 
 /// How long a thread's exit is kept to match a joiner woken after the exit event was read.
 const RECENT_EXIT_NS: u64 = 3_000_000_000;
@@ -101,7 +97,7 @@ impl Session {
     }
 
     pub(super) fn poll_thread_exits(&mut self) {
-        let now = super::monotonic_ns();
+        let now = crate::util::clock::monotonic_ns();
         // A joiner may have been woken by the exit after the exit event was read.
         let recent = std::mem::take(&mut self.recent_exits);
         for (tgid, tid, t) in recent {
@@ -139,56 +135,10 @@ impl Session {
 }
 
 impl Session {
-    /// Watching a whole host, unfiltered, thread deaths of processes younger than
-    /// [`SERVICE_AGE_NS`] are counted, not alerted: compilers and other tools end worker
-    /// threads all the time, while the silent death that matters is a service's, which has
-    /// been up for a while. Processes singled out by pid, `--comm` or `--cgroup` always alert.
+    /// See [`death_worth_an_alert`].
     fn thread_exit_worth_an_alert(&self, pid: u32, time_ns: u64) -> bool {
-        match &self.scope {
-            Scope::Host(filter) if filter.is_everything() => self
-                .targets
-                .get(&pid)
-                .and_then(|t| t.start_ns)
-                .is_some_and(|start| time_ns.saturating_sub(start) >= SERVICE_AGE_NS),
-            _ => true,
-        }
-    }
-}
-
-/// See [`Session::thread_exit_worth_an_alert`].
-const SERVICE_AGE_NS: u64 = 30_000_000_000;
-
-/// On a whole host, processes end all the time: only crashes and Go fatal errors are worth an
-/// alert, plus failures of processes the user singled out with `--comm`/`--cgroup`. (The one
-/// process of `watch`/`run` is always reported.)
-fn host_exit_worth_an_alert(
-    singled_out: bool,
-    exit_code: Option<i32>,
-    signal: Option<&str>,
-    go_fatal: bool,
-) -> bool {
-    go_fatal
-        || signal.is_some_and(|s| CRASH_SIGNALS.contains(&s))
-        || (singled_out && (signal.is_some() || exit_code != Some(0)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_exit_worth_an_alert as worth;
-
-    #[test]
-    fn host_exits() {
-        // grep finding nothing, a service stopped by SIGTERM: routine on a host.
-        assert!(!worth(false, Some(1), None, false));
-        assert!(!worth(false, None, Some("SIGTERM"), false));
-        assert!(!worth(false, Some(0), None, false));
-        // Crashes and Go fatal errors always.
-        assert!(worth(false, None, Some("SIGSEGV"), false));
-        assert!(worth(false, None, Some("SIGABRT"), false));
-        assert!(worth(false, Some(2), None, true));
-        // A process singled out by --comm: any failure.
-        assert!(worth(true, Some(1), None, false));
-        assert!(worth(true, None, Some("SIGTERM"), false));
-        assert!(!worth(true, Some(0), None, false));
+        let whole_host = matches!(&self.scope, Scope::Host(filter) if filter.is_everything());
+        let started = self.watched.get(&pid).and_then(|t| t.start_ns);
+        death_worth_an_alert(whole_host, started, time_ns)
     }
 }

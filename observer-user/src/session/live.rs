@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 
-use super::{monotonic_ns, Scope, Session};
+use super::Session;
 use crate::{
     output::alert::{Alert, AlertDetail},
     terminal::liveview::{Death, LiveCounters, LiveSnapshot, ProcessRow, StalledWaiter, Waiter},
 };
+use crate::{proc::scope::Scope, util::clock::monotonic_ns};
 
 /// Deaths kept for the view.
 const MAX_DEATHS: usize = 50;
@@ -128,7 +129,7 @@ impl Session {
         self.live_state.last_frame_ns = now;
         let blocked = std::mem::take(&mut self.live_state.blocked_since_frame);
         let processes = if matches!(self.scope, Scope::Host(_)) {
-            self.targets
+            self.watched
                 .iter()
                 .map(|(&pid, t)| ProcessRow {
                     pid,

@@ -3,49 +3,49 @@
 //!
 //! A session observes either one process (`watch`, `run`, `record --pid`) or every process of
 //! the host that a filter accepts (`sidecar`, `record --all`). Per-process state lives in
-//! [`targets::Target`]; everything else (alert sink, profile, thread-exit tracker, deadlock
+//! [`watched::WatchedProcess`]; everything else (alert sink, profile, thread-exit tracker, deadlock
 //! detector) is shared, since thread ids are unique host-wide.
 
 pub mod goattach;
 mod golang;
+mod kernel_adapters;
 mod lifecycle;
 mod live;
-mod targets;
 mod waits;
+mod watched;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
 use observer_common::{sysno, wait_class};
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
-};
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     detect::procexit::ProcessExits,
+    detect::stall::StallRule,
     detect::thread_exits::ThreadExitTracker,
     detect::waitgraph::DeadlockReporter,
-    kernel::events::Event,
+    kernel::events::{Event, EventError},
     kernel::probes::{Counters, Probes},
     output::alert::{self, Alert, AlertDetail},
     output::profile::FoldedProfile,
     output::recording::{self, Recorder},
     output::sink::AlertSink,
     output::summary,
-    proc::scope::ProcessFilter,
+    proc::scope::Scope,
     proc::target::{self, Launched},
     stacks::stackframe::Frame,
     stacks::stackres::StackResolver,
+    util::clock::monotonic_ns,
+    util::duration::duration_ns,
 };
 
-use targets::{Discovery, Target, ThreadInfo};
+use watched::{Discovery, ThreadInfo, WatchedProcess};
 
 /// How often blocked threads are scanned for stalls and deadlocks.
 const SCAN_INTERVAL: Duration = Duration::from_millis(200);
@@ -59,15 +59,6 @@ const DRAIN_INTERVAL: Duration = Duration::from_secs(5);
 /// Host mode: how often /proc is scanned for processes the kernel did not hand us (started by
 /// an unwatched parent without exec, or missed while the ring buffer was full).
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
-
-/// What is observed.
-#[derive(Debug, Clone)]
-pub enum Scope {
-    /// One process and its threads.
-    Process(u32),
-    /// Every process on the host that the filter accepts, present and future.
-    Host(ProcessFilter),
-}
 
 pub struct SessionOptions {
     pub threshold: Duration,
@@ -112,14 +103,15 @@ pub struct Session {
     opts: SessionOptions,
     probes: Probes,
     scope: Scope,
-    targets: HashMap<u32, Target>,
+    /// The processes observed, by pid.
+    watched: HashMap<u32, WatchedProcess>,
     stacks: StackResolver,
     sink: AlertSink,
     folded: FoldedProfile,
     exits: ThreadExitTracker,
     process_exits: ProcessExits,
     deadlocks: DeadlockReporter,
-    stalls_reported: HashSet<(u32, u64)>,
+    stall_rule: StallRule,
     /// Names of threads seen, kept past their exit for the alerts that name them.
     threads: HashMap<u32, ThreadInfo>,
     /// (tgid, tid, exit time) of threads that exited in the last seconds.
@@ -155,14 +147,14 @@ impl Session {
             opts,
             probes,
             scope,
-            targets: HashMap::new(),
+            watched: HashMap::new(),
             stacks: StackResolver::new(),
             sink,
             folded: FoldedProfile::new(),
             exits: ThreadExitTracker::default(),
             process_exits: ProcessExits::default(),
             deadlocks: DeadlockReporter::new(),
-            stalls_reported: HashSet::new(),
+            stall_rule: StallRule::default(),
             threads: HashMap::new(),
             recent_exits: Vec::new(),
             alert_counts: HashMap::new(),
@@ -191,11 +183,7 @@ impl Session {
 
     /// Runs until the end condition; `launched` is the command of `observer run`.
     pub async fn run(mut self, mut launched: Option<Launched>) -> Result<Ended> {
-        let ring = self.probes.take_events()?;
-        // SAFETY: the RingBuf owns its fd and is moved into the AsyncFd, so the fd stays open
-        // for exactly as long as it is registered.
-        let mut ring = unsafe { AsyncFd::register(ring) }
-            .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {}", e))?;
+        let mut ring = self.probes.take_events()?;
         match (self.single_pid(), launched.as_mut()) {
             (Some(pid), Some(l)) => self.start_launched(pid, l)?,
             (Some(pid), None) => self.start_running(pid)?,
@@ -223,10 +211,8 @@ impl Session {
 
         loop {
             tokio::select! {
-                guard = ring.readable_mut() => {
-                    let mut guard = guard?;
-                    self.drain_ring(guard.get_inner_mut());
-                    guard.clear_ready();
+                batch = ring.next_batch() => {
+                    self.handle_batch(batch?);
                 }
                 _ = scan.tick() => {
                     self.scan_blocked();
@@ -239,7 +225,7 @@ impl Session {
                             // exited: wait a little for the process-exit event, which ends
                             // the loop.
                             let since = *gone_since.get_or_insert_with(std::time::Instant::now);
-                            self.drain_ring(ring.get_mut());
+                            self.handle_batch(ring.take_ready());
                             if since.elapsed() > EXIT_EVENT_GRACE {
                                 self.target_gone = true;
                             }
@@ -289,7 +275,7 @@ impl Session {
             }
         }
         // Events of the last moments (the process exit among them).
-        self.drain_ring(ring.get_mut());
+        self.handle_batch(ring.take_ready());
         self.poll_thread_exits();
         let failed_outputs = self.finish();
         if let (None, Some(exit)) = (command_status, exit.as_mut()) {
@@ -312,10 +298,10 @@ impl Session {
         })
     }
 
-    fn drain_ring(&mut self, ring: &mut RingBuf<MapData>) {
-        let mut batch = Vec::new();
-        while let Some(item) = ring.next() {
-            match Event::parse(&item) {
+    fn handle_batch(&mut self, records: Vec<Result<Event, EventError>>) {
+        let mut batch = Vec::with_capacity(records.len());
+        for record in records {
+            match record {
                 Ok(ev) => batch.push(ev),
                 Err(e) => {
                     self.event_errors += 1;
@@ -365,7 +351,7 @@ impl Session {
         };
         let (pid, process, executable) = match self.single_pid() {
             Some(pid) => {
-                let t = self.targets.get(&pid);
+                let t = self.watched.get(&pid);
                 (
                     pid,
                     t.map(|t| t.name.clone()).unwrap_or_default(),
@@ -451,7 +437,7 @@ impl Session {
         }
         let main = self
             .single_pid()
-            .and_then(|pid| self.targets.get(&pid))
+            .and_then(|pid| self.watched.get(&pid))
             .and_then(|t| t.executable.clone());
         if let Some(path) = &self.opts.pprof {
             let meta = crate::output::pprof::PprofMeta {
@@ -486,7 +472,7 @@ impl Session {
         match &self.scope {
             Scope::Process(pid) => format!(
                 "{} (pid {pid})",
-                self.targets
+                self.watched
                     .get(pid)
                     .map(|t| t.name.clone())
                     .unwrap_or_else(|| format!("pid{pid}"))
@@ -546,7 +532,7 @@ impl Session {
         stack: Vec<Frame>,
         detail: AlertDetail,
     ) -> Alert {
-        let ns_pid = self.targets.get(&pid).and_then(|t| t.ns_pid);
+        let ns_pid = self.watched.get(&pid).and_then(|t| t.ns_pid);
         let ns_tid = ns_pid.and_then(|_| crate::proc::procinfo::ns_id(pid, tid));
         let mut alert = Alert {
             time,
@@ -591,12 +577,12 @@ impl Session {
             c.inflight_dropped,
             c.stack_missing,
         );
-        let go = self.targets.values().filter(|t| t.go.is_some()).count();
-        m.set_watched(self.targets.len() as u64, go as u64);
+        let go = self.watched.values().filter(|t| t.go.is_some()).count();
+        m.set_watched(self.watched.len() as u64, go as u64);
     }
 
     fn process_name(&self, pid: u32) -> String {
-        self.targets
+        self.watched
             .get(&pid)
             .map(|t| t.name.clone())
             .or_else(|| crate::proc::procinfo::comm_of(pid))
@@ -604,7 +590,7 @@ impl Session {
     }
 
     fn thread_comm(&mut self, tgid: u32, tid: u32) -> Option<String> {
-        if let Some(comm) = read_comm(tgid, tid) {
+        if let Some(comm) = crate::proc::procinfo::thread_comm_of(tgid, tid) {
             self.threads.insert(
                 tid,
                 ThreadInfo {
@@ -616,12 +602,6 @@ impl Session {
         }
         self.threads.get(&tid).map(|t| t.comm.clone())
     }
-}
-
-fn read_comm(tgid: u32, tid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm"))
-        .ok()
-        .map(|s| s.trim_end().to_string())
 }
 
 fn syscall_name(nr: u64) -> &'static str {
@@ -657,21 +637,6 @@ fn class_frame(class: u32) -> &'static str {
         wait_class::IO => "[io]",
         _ => "[other]",
     }
-}
-
-fn duration_ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Wall-clock time of a kernel timestamp.

@@ -1,25 +1,28 @@
 //! Thread-level waits: long waits as they end, blocked threads scanned for stalls and deadlock
 //! cycles, and short waits summed in the kernel moved into the profile.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use observer_common::{lock_owner, sysno, wait_class, InFlight, WaitEvent};
+use observer_common::{lock_owner, wait_class, InFlight, WaitEvent};
 
 use super::DEADLOCK_MIN_AGE;
-use super::{class_frame, duration_ns, monotonic_ns, now_time, syscall_name, wall_time, Session};
+use super::{class_frame, now_time, syscall_name, wall_time, Session};
 use crate::stacks::stackframe::Frame;
+use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
-    detect::waitgraph::Waiter,
+    detect::lockwait::{judge_wait, short_waits_are_lock},
+    detect::stall::{BlockedFacts, StallLimits, Stalled},
+    detect::waitgraph::Cycle,
     output::alert::{self, AlertDetail},
     output::metrics::WaitKind,
-    proc::seed,
+    proc::{procinfo, seed},
     stacks::unwind::Regs,
     terminal::liveview::{self, StalledWaiter},
 };
 
 impl Session {
     fn is_go(&self, tgid: u32) -> bool {
-        self.targets.get(&tgid).is_some_and(|t| t.is_go)
+        self.watched.get(&tgid).is_some_and(|t| t.is_go)
     }
 
     pub(super) fn on_wait(&mut self, w: &WaitEvent) {
@@ -28,14 +31,9 @@ impl Session {
                 .resolve_snapshot_frames(&self.probes, w.tgid, &w.waiter, w.stack_id);
         let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
         let process = self.process_name(w.tgid);
-        // In a Go process futex waits are idle scheduler threads (M parking), never lock waits.
-        // A wait that ended because the process is exiting (the waker is in exit_group and
-        // kills its threads) was not granted the lock: stall/deadlock alerts cover it.
         let owner = self.host_tid(w.tgid, w.owner);
-        let is_lock = !self.is_go(w.tgid)
-            && !woken_by_signal_or_exit(w.waker_syscall)
-            && w.class == wait_class::LOCK
-            && (w.waker_tid == owner || thread_exists(w.tgid, owner));
+        let verdict = judge_wait(w, self.is_go(w.tgid), owner, procinfo::thread_exists);
+        let is_lock = verdict.lock;
         if let Some(m) = &self.opts.metrics {
             let kind = if is_lock {
                 WaitKind::Lock
@@ -62,20 +60,18 @@ impl Session {
             self.folded
                 .add_frames(&process, &comm, &frames, w.duration_ns);
         }
-        let waker_known = w.waker_syscall == sysno::FUTEX as i64;
-        let (waker_tid, waker_comm, waker_frames) = if waker_known {
-            (
-                Some(w.waker_tid),
-                self.thread_comm(w.waker_tgid, w.waker_tid),
+        let (waker_tid, waker_comm, waker_frames) = match verdict.waker_tid {
+            Some(waker) => (
+                Some(waker),
+                self.thread_comm(w.waker_tgid, waker),
                 self.stacks.resolve_snapshot_frames(
                     &self.probes,
                     w.waker_tgid,
                     &w.waker,
                     w.waker_stack_id,
                 ),
-            )
-        } else {
-            (None, None, Vec::new())
+            ),
+            None => (None, None, Vec::new()),
         };
         let waker_stack = crate::stacks::stackframe::names(&waker_frames);
         let time = wall_time(w.start_ns + w.duration_ns);
@@ -83,7 +79,7 @@ impl Session {
             AlertDetail::LockWait(alert::LockWait {
                 duration_ns: w.duration_ns,
                 uaddr: w.uaddr,
-                owner_tid: Some(owner),
+                owner_tid: Some(verdict.owner_tid),
                 waker_tid,
                 waker_comm,
                 waker_stack,
@@ -112,85 +108,37 @@ impl Session {
             return;
         };
         let now = monotonic_ns();
-        let stall_ns = duration_ns(self.opts.stall_after);
-        let cycle_ns = duration_ns(DEADLOCK_MIN_AGE.min(self.opts.stall_after));
+        let limits = StallLimits {
+            stall_ns: duration_ns(self.opts.stall_after),
+            cycle_ns: duration_ns(DEADLOCK_MIN_AGE.min(self.opts.stall_after)),
+        };
         let blocked: HashMap<u32, InFlight> = in_flight
             .into_iter()
-            .filter(|(_, e)| self.targets.contains_key(&e.tgid))
+            .filter(|(_, e)| self.watched.contains_key(&e.tgid))
             .collect();
-        let mut waiters = Vec::new();
-        let mut live_episodes = HashSet::new();
-        let mut stalled_per_process: HashMap<u32, u64> = HashMap::new();
-        let mut stalled_now = Vec::new();
-        for (&tid, e) in &blocked {
-            if e.class != wait_class::LOCK || self.is_go(e.tgid) {
-                continue;
-            }
-            let age = now.saturating_sub(e.start_ns);
-            // The lock may have changed hands since the wait began: read its owner now.
-            let Some(owner) = self.current_owner(tid, e) else {
-                continue;
-            };
-            // A self-owned lock is a relock of a non-recursive mutex: a deadlock of one.
-            if owner != tid && !thread_exists(e.tgid, owner) {
-                continue;
-            }
-            live_episodes.insert((tid, e.start_ns));
-            if age >= cycle_ns {
-                waiters.push(Waiter {
-                    tid,
-                    uaddr: e.uaddr,
-                    owner_tid: Some(owner),
-                });
-            }
-            if age >= stall_ns {
-                *stalled_per_process.entry(e.tgid).or_default() += 1;
-                stalled_now.push((tid, *e, owner, age));
-            }
-            if age >= stall_ns && !self.stalls_reported.contains(&(tid, e.start_ns)) {
-                self.stalls_reported.insert((tid, e.start_ns));
-                let stack = self.stacks.resolve_blocked_frames(e.tgid, regs_of(e));
-                let owner_frames = blocked
-                    .get(&owner)
-                    .map(|o| self.stacks.resolve_blocked_frames(o.tgid, regs_of(o)))
-                    .unwrap_or_default();
-                self.live_state
-                    .stall_frames
-                    .insert((tid, e.start_ns), crate::stacks::stackframe::names(&stack));
-                let mut a = self.alert(
-                    now_time(),
-                    e.tgid,
-                    tid,
-                    stack,
-                    AlertDetail::Stall(alert::Stall {
-                        blocked_ns: age,
-                        uaddr: Some(e.uaddr),
-                        syscall: syscall_name(e.syscall).to_string(),
-                        owner_tid: Some(owner),
-                        owner_stack: crate::stacks::stackframe::names(&owner_frames),
-                    }),
-                );
-                a.keep_frames("owner_stack", owner_frames);
-                self.emit(a);
-            }
+        // The rule asks the session about owners and threads while it runs.
+        let mut rule = std::mem::take(&mut self.stall_rule);
+        let scan = rule.scan(&blocked, now, limits, self);
+        self.stall_rule = rule;
+        for stalled in &scan.new_stalls {
+            self.report_stall(stalled, &blocked);
         }
-        self.stalls_reported.retain(|k| live_episodes.contains(k));
         self.live_state
             .stall_frames
-            .retain(|k, _| live_episodes.contains(k));
+            .retain(|k, _| scan.live_episodes.contains(k));
         if self.live.is_some() {
             let mut rows = Vec::new();
-            for (tid, e, owner, age) in stalled_now {
+            for s in &scan.stalled_now {
                 rows.push(StalledWaiter {
-                    pid: e.tgid,
-                    comm: self.thread_comm(e.tgid, tid).unwrap_or_default(),
-                    waiter: liveview::Waiter::Thread { tid },
-                    blocked_ns: age,
-                    on: format!("lock {:#x} held by tid {owner}", e.uaddr),
+                    pid: s.wait.tgid,
+                    comm: self.thread_comm(s.wait.tgid, s.tid).unwrap_or_default(),
+                    waiter: liveview::Waiter::Thread { tid: s.tid },
+                    blocked_ns: s.blocked_ns,
+                    on: format!("lock {:#x} held by tid {}", s.wait.uaddr, s.owner_tid),
                     frames: self
                         .live_state
                         .stall_frames
-                        .get(&(tid, e.start_ns))
+                        .get(&s.episode())
                         .cloned()
                         .unwrap_or_default(),
                 });
@@ -198,70 +146,92 @@ impl Session {
             self.live_state.thread_stalls = rows;
         }
         if let Some(m) = self.opts.metrics.clone() {
-            for (&pid, t) in &self.targets {
-                let threads = stalled_per_process.get(&pid).copied().unwrap_or(0);
+            for (&pid, t) in &self.watched {
+                let threads = scan.stalled_per_process.get(&pid).copied().unwrap_or(0);
                 let goroutines = t.go.as_ref().map_or(0, |g| g.stalled_count());
                 m.set_blocked(pid, &t.name, threads, goroutines);
             }
         }
-        for cycle in self.deadlocks.scan(&waiters) {
-            let Some(pid) = cycle
-                .members
-                .first()
-                .and_then(|m| blocked.get(&m.tid))
-                .map(|e| e.tgid)
-            else {
-                continue;
-            };
-            let member_frames: Vec<Vec<Frame>> = cycle
-                .members
-                .iter()
-                .map(|m| {
-                    let e = blocked.get(&m.tid).copied().unwrap_or_default();
-                    self.stacks.resolve_blocked_frames(pid, regs_of(&e))
-                })
-                .collect();
-            let members: Vec<alert::DeadlockMember> = cycle
-                .members
-                .iter()
-                .zip(&member_frames)
-                .map(|(m, frames)| alert::DeadlockMember {
-                    tid: m.tid,
-                    comm: self.thread_comm(pid, m.tid).unwrap_or_default(),
-                    uaddr: m.uaddr,
-                    owner_tid: m.owner_tid,
-                    stack: crate::stacks::stackframe::names(frames),
-                })
-                .collect();
-            let Some(first) = members.first() else {
-                continue;
-            };
-            let (tid, comm) = (first.tid, first.comm.clone());
-            let first_frames = member_frames.first().cloned().unwrap_or_default();
-            let mut a = self.alert_with_comm(
-                now_time(),
-                pid,
-                tid,
-                comm,
-                first_frames,
-                AlertDetail::Deadlock(alert::Deadlock { cycle: members }),
-            );
-            for (i, frames) in member_frames.into_iter().enumerate() {
-                a.keep_frames(format!("cycle.{i}.stack"), frames);
-            }
-            self.emit(a);
+        for cycle in self.deadlocks.scan(&scan.deadlock_candidates) {
+            self.report_deadlock(&cycle, &blocked);
         }
     }
 
-    /// The lock's owner as it is now (it may have changed hands since the wait began), as a
-    /// host thread id.
-    fn current_owner(&mut self, tid: u32, e: &InFlight) -> Option<u32> {
-        let ns_tid = match self.targets.get(&e.tgid).and_then(|t| t.ns_pid) {
-            Some(_) => crate::proc::procinfo::ns_id(e.tgid, tid)?,
-            None => tid,
+    /// A `stall` alert, with the waiter's and the owner's stacks read now.
+    fn report_stall(&mut self, s: &Stalled, blocked: &HashMap<u32, InFlight>) {
+        let e = &s.wait;
+        let stack = self.stacks.resolve_blocked_frames(e.tgid, regs_of(e));
+        let owner_frames = blocked
+            .get(&s.owner_tid)
+            .map(|o| self.stacks.resolve_blocked_frames(o.tgid, regs_of(o)))
+            .unwrap_or_default();
+        self.live_state
+            .stall_frames
+            .insert(s.episode(), crate::stacks::stackframe::names(&stack));
+        let mut a = self.alert(
+            now_time(),
+            e.tgid,
+            s.tid,
+            stack,
+            AlertDetail::Stall(alert::Stall {
+                blocked_ns: s.blocked_ns,
+                uaddr: Some(e.uaddr),
+                syscall: syscall_name(e.syscall).to_string(),
+                owner_tid: Some(s.owner_tid),
+                owner_stack: crate::stacks::stackframe::names(&owner_frames),
+            }),
+        );
+        a.keep_frames("owner_stack", owner_frames);
+        self.emit(a);
+    }
+
+    /// A `deadlock` alert: every member of the cycle with its stack, read now.
+    fn report_deadlock(&mut self, cycle: &Cycle, blocked: &HashMap<u32, InFlight>) {
+        let Some(pid) = cycle
+            .members
+            .first()
+            .and_then(|m| blocked.get(&m.tid))
+            .map(|e| e.tgid)
+        else {
+            return;
         };
-        let owner = lock_owner(e.op, seed::read_words(e.tgid, e.uaddr)?, ns_tid)?;
-        Some(self.host_tid(e.tgid, owner))
+        let member_frames: Vec<Vec<Frame>> = cycle
+            .members
+            .iter()
+            .map(|m| {
+                let e = blocked.get(&m.tid).copied().unwrap_or_default();
+                self.stacks.resolve_blocked_frames(pid, regs_of(&e))
+            })
+            .collect();
+        let members: Vec<alert::DeadlockMember> = cycle
+            .members
+            .iter()
+            .zip(&member_frames)
+            .map(|(m, frames)| alert::DeadlockMember {
+                tid: m.tid,
+                comm: self.thread_comm(pid, m.tid).unwrap_or_default(),
+                uaddr: m.uaddr,
+                owner_tid: m.owner_tid,
+                stack: crate::stacks::stackframe::names(frames),
+            })
+            .collect();
+        let Some(first) = members.first() else {
+            return;
+        };
+        let (tid, comm) = (first.tid, first.comm.clone());
+        let first_frames = member_frames.first().cloned().unwrap_or_default();
+        let mut a = self.alert_with_comm(
+            now_time(),
+            pid,
+            tid,
+            comm,
+            first_frames,
+            AlertDetail::Deadlock(alert::Deadlock { cycle: members }),
+        );
+        for (i, frames) in member_frames.into_iter().enumerate() {
+            a.keep_frames(format!("cycle.{i}.stack"), frames);
+        }
+        self.emit(a);
     }
 
     pub(super) fn drain_aggregates(&mut self) {
@@ -270,10 +240,10 @@ impl Session {
         };
         self.drain_go_aggregates(&drained.go_totals, &drained.go_samples);
         for (key, value) in drained.waits {
-            if !self.targets.contains_key(&key.tgid) {
+            if !self.watched.contains_key(&key.tgid) {
                 continue;
             }
-            let lock = key.class == wait_class::LOCK && !self.is_go(key.tgid);
+            let lock = short_waits_are_lock(key.class, self.is_go(key.tgid));
             let process = self.process_name(key.tgid);
             if let Some(m) = &self.opts.metrics {
                 let kind = if lock { WaitKind::Lock } else { WaitKind::Idle };
@@ -308,7 +278,7 @@ impl Session {
         };
         let now = monotonic_ns();
         for (tid, e) in in_flight {
-            if !self.targets.contains_key(&e.tgid)
+            if !self.watched.contains_key(&e.tgid)
                 || (e.class != wait_class::LOCK && !self.opts.report_idle)
             {
                 continue;
@@ -327,14 +297,6 @@ impl Session {
     }
 }
 
-/// A wait ended by a thread in `exit_group` (it kills its threads) or in a signal-sending
-/// call was not handed the lock: the waiter dies, or runs a handler and waits again. The
-/// kernel drops most kill wake-ups itself (SIGKILL queued for the waiter); this also covers
-/// waits seeded from /proc, whose kernel task the probes do not know.
-fn woken_by_signal_or_exit(waker_syscall: i64) -> bool {
-    u64::try_from(waker_syscall).is_ok_and(|nr| nr == sysno::EXIT_GROUP || sysno::sends_signal(nr))
-}
-
 fn regs_of(e: &InFlight) -> Regs {
     Regs {
         ip: e.ip,
@@ -343,22 +305,23 @@ fn regs_of(e: &InFlight) -> Regs {
     }
 }
 
-pub(super) fn thread_exists(tgid: u32, tid: u32) -> bool {
-    tid != 0 && std::path::Path::new(&format!("/proc/{tgid}/task/{tid}")).exists()
-}
+/// What the stall rule asks, answered from the process table and /proc.
+impl BlockedFacts for Session {
+    fn is_go(&self, tgid: u32) -> bool {
+        self.watched.get(&tgid).is_some_and(|t| t.is_go)
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// Read from the lock word in the process, as a host thread id.
+    fn current_owner(&mut self, tid: u32, e: &InFlight) -> Option<u32> {
+        let ns_tid = match self.watched.get(&e.tgid).and_then(|t| t.ns_pid) {
+            Some(_) => procinfo::ns_id(e.tgid, tid)?,
+            None => tid,
+        };
+        let owner = lock_owner(e.op, seed::read_words(e.tgid, e.uaddr)?, ns_tid)?;
+        Some(self.host_tid(e.tgid, owner))
+    }
 
-    #[test]
-    fn signal_senders_and_exit_group_do_not_release_locks() {
-        for nr in [62, 129, 200, 234, 297, 424, 231] {
-            assert!(woken_by_signal_or_exit(nr), "syscall {nr}");
-        }
-        // futex (the unlock), a timer or interrupt (no syscall), anything else.
-        for nr in [202, -1, 0, 60, 35] {
-            assert!(!woken_by_signal_or_exit(nr), "syscall {nr}");
-        }
+    fn thread_alive(&self, tgid: u32, tid: u32) -> bool {
+        procinfo::thread_exists(tgid, tid)
     }
 }

@@ -13,13 +13,24 @@ use observer_common::{UserStack, STACK_COPY_BYTES};
 
 use crate::{
     golang::GoBinary,
-    kernel::events::stack_bytes,
-    kernel::probes::Probes,
     proc::memory::read_process_memory,
     stacks::stackframe::{names, Frame},
     stacks::symbolize::{frames_of, Symbolizer},
     stacks::unwind::{Regs, Unwinder},
 };
+
+/// The kernel's table of frame-pointer stacks (a stack map), read by id. The session hands in
+/// the kernel handle; tests hand in a fake.
+pub trait KernelStacks {
+    /// The addresses of stack `stack_id`, innermost first; `None` when there is no such stack.
+    fn stack(&self, stack_id: i32) -> Option<Vec<u64>>;
+}
+
+/// The copied stack bytes of a snapshot (empty when the kernel could not copy any).
+pub fn stack_bytes(stack: &UserStack) -> &[u8] {
+    let len = (stack.len as usize).min(stack.bytes.len());
+    &stack.bytes[..len]
+}
 
 pub struct StackResolver {
     unwinder: Unwinder,
@@ -115,7 +126,7 @@ impl StackResolver {
     /// frame-pointer stack id.
     pub fn resolve_snapshot_frames(
         &mut self,
-        probes: &Probes,
+        kernel: &dyn KernelStacks,
         pid: u32,
         snap: &UserStack,
         fallback_id: i32,
@@ -129,7 +140,7 @@ impl StackResolver {
             };
             return self.resolve_registers(pid, regs, bytes);
         }
-        self.resolve_id_frames(probes, pid, fallback_id)
+        self.resolve_id_frames(kernel, pid, fallback_id)
     }
 
     /// A thread that is blocked right now: copy its stack from userspace (read-only).
@@ -147,11 +158,16 @@ impl StackResolver {
     }
 
     /// A stack the kernel stored in its stack map (frame pointers).
-    pub fn resolve_id_frames(&mut self, probes: &Probes, pid: u32, stack_id: i32) -> Vec<Frame> {
+    pub fn resolve_id_frames(
+        &mut self,
+        kernel: &dyn KernelStacks,
+        pid: u32,
+        stack_id: i32,
+    ) -> Vec<Frame> {
         if let Some(frames) = self.by_id.get(&(pid, stack_id)) {
             return frames.clone();
         }
-        let Some(addrs) = probes.stack(stack_id) else {
+        let Some(addrs) = kernel.stack(stack_id) else {
             return Vec::new();
         };
         let frames = self.symbolize(pid, &addrs);
@@ -173,12 +189,12 @@ impl StackResolver {
     /// [`Self::resolve_snapshot_frames`], names only.
     pub fn resolve_snapshot(
         &mut self,
-        probes: &Probes,
+        kernel: &dyn KernelStacks,
         pid: u32,
         snap: &UserStack,
         fallback_id: i32,
     ) -> Vec<String> {
-        names(&self.resolve_snapshot_frames(probes, pid, snap, fallback_id))
+        names(&self.resolve_snapshot_frames(kernel, pid, snap, fallback_id))
     }
 
     /// [`Self::resolve_blocked_frames`], names only.
@@ -187,8 +203,13 @@ impl StackResolver {
     }
 
     /// [`Self::resolve_id_frames`], names only.
-    pub fn resolve_id(&mut self, probes: &Probes, pid: u32, stack_id: i32) -> Vec<String> {
-        names(&self.resolve_id_frames(probes, pid, stack_id))
+    pub fn resolve_id(
+        &mut self,
+        kernel: &dyn KernelStacks,
+        pid: u32,
+        stack_id: i32,
+    ) -> Vec<String> {
+        names(&self.resolve_id_frames(kernel, pid, stack_id))
     }
 
     /// [`Self::resolve_addrs_frames`], names only.
@@ -247,6 +268,74 @@ impl StackResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stack table with the stacks a test puts in, counting its reads.
+    #[derive(Default)]
+    struct FakeStacks {
+        table: HashMap<i32, Vec<u64>>,
+        reads: std::cell::Cell<usize>,
+    }
+
+    impl KernelStacks for FakeStacks {
+        fn stack(&self, stack_id: i32) -> Option<Vec<u64>> {
+            self.reads.set(self.reads.get() + 1);
+            self.table.get(&stack_id).cloned()
+        }
+    }
+
+    /// No such process: addresses stay unnamed, one frame each.
+    const PID: u32 = u32::MAX;
+
+    #[test]
+    fn stack_ids_are_read_from_the_kernel_once_per_process() {
+        let mut kernel = FakeStacks::default();
+        kernel.table.insert(5, vec![0x1000, 0x2000, 0x3000]);
+        let mut r = StackResolver::new();
+        assert_eq!(r.resolve_id_frames(&kernel, PID, 5).len(), 3);
+        assert_eq!(r.resolve_id(&kernel, PID, 5).len(), 3);
+        assert_eq!(kernel.reads.get(), 1, "the second lookup is cached");
+        // An id the kernel does not have (dropped, or -EFAULT): no frames.
+        assert!(r.resolve_id_frames(&kernel, PID, 6).is_empty());
+        // The process exited: its cached stacks go with it.
+        r.process_gone(PID);
+        assert_eq!(r.resolve_id_frames(&kernel, PID, 5).len(), 3);
+        assert_eq!(kernel.reads.get(), 3);
+    }
+
+    #[test]
+    fn a_snapshot_without_a_stack_copy_falls_back_to_the_stack_id() {
+        let mut kernel = FakeStacks::default();
+        kernel.table.insert(1, vec![0x1000, 0x2000]);
+        let mut r = StackResolver::new();
+        let mut snap = UserStack {
+            ip: 0x1000,
+            sp: 0,
+            bp: 0,
+            len: 0,
+            bytes: [0; STACK_COPY_BYTES],
+        };
+        assert_eq!(r.resolve_snapshot_frames(&kernel, PID, &snap, 1).len(), 2);
+        assert_eq!(kernel.reads.get(), 1);
+        // With a copy, the copy is unwound and the table is not read.
+        snap.sp = 0x7fff_0000;
+        snap.len = 64;
+        assert!(!r.resolve_snapshot(&kernel, PID, &snap, 1).is_empty());
+        assert_eq!(kernel.reads.get(), 1);
+    }
+
+    #[test]
+    fn stack_copy_length_is_cut_to_the_buffer() {
+        let mut snap = UserStack {
+            ip: 0,
+            sp: 0,
+            bp: 0,
+            len: u64::MAX,
+            bytes: [0; STACK_COPY_BYTES],
+        };
+        assert_eq!(stack_bytes(&snap).len(), STACK_COPY_BYTES);
+        snap.len = 8;
+        assert_eq!(stack_bytes(&snap).len(), 8);
+    }
 
     /// However many processes come and go, the exited ones kept are bounded.
     #[test]

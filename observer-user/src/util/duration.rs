@@ -10,6 +10,12 @@
 
 use std::time::Duration;
 
+/// A duration in nanoseconds, saturating at `u64::MAX` (585 years): the unit of the kernel's
+/// timestamps and of every `*_ns` field.
+pub fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Why a duration string was rejected; its `Display` is what a user sees from clap.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
@@ -278,6 +284,12 @@ mod tests {
         assert_eq!(human(Duration::from_micros(999_700)), "1s");
         assert_eq!(human(Duration::from_millis(59_990)), "1m00s");
         assert_eq!(human(Duration::from_millis(59_940)), "59.9s");
+    }
+
+    #[test]
+    fn nanoseconds_saturate() {
+        assert_eq!(duration_ns(Duration::from_millis(1500)), 1_500_000_000);
+        assert_eq!(duration_ns(Duration::MAX), u64::MAX);
     }
 
     #[test]

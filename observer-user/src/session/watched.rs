@@ -10,14 +10,15 @@ use std::{
 use anyhow::Result;
 use observer_common::ExecEvent;
 
-use super::{monotonic_ns, Scope, Session};
+use super::Session;
 use crate::{
     detect::gowatch::GoWatch, kernel::events::comm_str, proc::procinfo, proc::seed,
     proc::target::Launched, session::goattach,
 };
+use crate::{proc::scope::Scope, util::clock::monotonic_ns};
 
 /// One observed process.
-pub(super) struct Target {
+pub(super) struct WatchedProcess {
     pub name: String,
     /// Its pid inside its own pid namespace, when that is not the host's.
     pub ns_pid: Option<u32>,
@@ -40,7 +41,7 @@ pub(super) struct Target {
     ns_tids: HashMap<u32, u32>,
 }
 
-impl Target {
+impl WatchedProcess {
     fn new(pid: u32) -> Self {
         Self {
             name: procinfo::comm_of(pid).unwrap_or_else(|| format!("pid{pid}")),
@@ -88,7 +89,7 @@ impl Session {
     /// `observer run`: the command is stopped before exec until [`Launched::release`].
     pub(super) fn start_launched(&mut self, pid: u32, launched: &mut Launched) -> Result<()> {
         self.probes.watch(pid)?;
-        let mut t = Target::new(pid);
+        let mut t = WatchedProcess::new(pid);
         // The file is opened once and probed through that descriptor: its path could be
         // swapped for another file between our look and the command's exec. If the command
         // then execs something else, the exec event says so and the probes follow.
@@ -115,7 +116,7 @@ impl Session {
             let bias = crate::golang::goroutines::load_bias(pid, &bin).unwrap_or(0);
             self.stacks.set_go_binary(pid, bin, bias);
         }
-        self.targets.insert(pid, t);
+        self.watched.insert(pid, t);
         Ok(())
     }
 
@@ -138,7 +139,7 @@ impl Session {
         let alive: HashSet<u32> = pids.iter().copied().collect();
         for pid in pids {
             if pid == me
-                || self.targets.contains_key(&pid)
+                || self.watched.contains_key(&pid)
                 || self.discovery.rejected.contains(&pid)
             {
                 continue;
@@ -164,7 +165,7 @@ impl Session {
         // Processes that ended without an exit event reaching us (ring buffer full).
         self.discovery.rejected.retain(|p| alive.contains(p));
         let vanished: Vec<u32> = self
-            .targets
+            .watched
             .keys()
             .copied()
             .filter(|p| !alive.contains(p))
@@ -173,7 +174,7 @@ impl Session {
             self.drop_target(pid);
         }
         if first && !self.opts.quiet {
-            let go = self.targets.values().filter(|t| t.go.is_some()).count();
+            let go = self.watched.values().filter(|t| t.go.is_some()).count();
             crate::say!(
                 "observer: sidecar watching {found} processes ({go} Go programs with goroutine probes)"
             );
@@ -201,7 +202,7 @@ impl Session {
         match &self.scope {
             Scope::Process(pid) => *pid == tgid && !self.target_gone,
             Scope::Host(filter) => {
-                if self.targets.contains_key(&tgid) {
+                if self.watched.contains_key(&tgid) {
                     return true;
                 }
                 let filter = filter.clone();
@@ -227,7 +228,7 @@ impl Session {
         if pid == std::process::id() {
             return;
         }
-        if self.targets.contains_key(&pid) {
+        if self.watched.contains_key(&pid) {
             self.drop_target(pid);
         }
         self.discovery.rejected.remove(&pid);
@@ -263,7 +264,7 @@ impl Session {
         let Some(id) = file_id(&exe) else {
             return; // it ended meanwhile
         };
-        let Some(mut t) = self.targets.remove(&pid) else {
+        let Some(mut t) = self.watched.remove(&pid) else {
             return;
         };
         if t.program_id != Some(id) {
@@ -286,12 +287,12 @@ impl Session {
                 }
             }
         }
-        self.targets.insert(pid, t);
+        self.watched.insert(pid, t);
     }
 
     /// Starts observing `pid` (already watched in the kernel).
     pub(super) fn adopt(&mut self, pid: u32, arrival: Arrival) {
-        let mut t = Target::new(pid);
+        let mut t = WatchedProcess::new(pid);
         if arrival == Arrival::Running {
             self.seed_blocked_threads(pid);
             // Their deaths will come without a creation event, as a lost one would: tell
@@ -313,14 +314,14 @@ impl Session {
                 self.stacks.set_go_binary(pid, bin, bias);
             }
         }
-        self.targets.insert(pid, t);
+        self.watched.insert(pid, t);
     }
 
     /// Goroutine-level observation when `exe` is a Go program. A failure costs the goroutine
     /// view only: thread-level observation goes on, and the user is told.
     pub(super) fn attach_go(
         &mut self,
-        t: &mut Target,
+        t: &mut WatchedProcess,
         pid: u32,
         exe: &Path,
         seed: bool,
@@ -392,7 +393,7 @@ impl Session {
     /// The host id of thread `tid` as process `pid` names it (a lock owner read from its
     /// memory). The same id outside pid namespaces; 0 when no thread has that id now.
     pub(super) fn host_tid(&mut self, pid: u32, tid: u32) -> u32 {
-        let Some(t) = self.targets.get_mut(&pid).filter(|t| t.ns_pid.is_some()) else {
+        let Some(t) = self.watched.get_mut(&pid).filter(|t| t.ns_pid.is_some()) else {
             return tid;
         };
         if let Some(&host) = t.ns_tids.get(&tid) {
@@ -404,7 +405,7 @@ impl Session {
 
     /// Stops observing `pid`: it exited, or ran a program the filter does not accept.
     pub(super) fn drop_target(&mut self, pid: u32) {
-        if let Some(t) = self.targets.remove(&pid) {
+        if let Some(t) = self.watched.remove(&pid) {
             if t.go.is_some() {
                 self.probes.unwatch_go(pid);
             }

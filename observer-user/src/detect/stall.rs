@@ -1,0 +1,122 @@
+//! Stall rule: a thread blocked on a lock that a live thread holds, for longer than
+//! `--stall-after`, is a stall, reported once per wait (episode). The same scan gives the
+//! waits old enough to be looked at for deadlock cycles.
+
+use std::collections::{HashMap, HashSet};
+
+use observer_common::{wait_class, InFlight};
+
+use crate::detect::waitgraph::Waiter;
+
+/// What the rule asks about the blocked threads and their processes. The session answers
+/// from its process table and /proc; tests from tables.
+pub trait BlockedFacts {
+    /// A Go program: its futex waits are scheduler idling, never lock waits.
+    fn is_go(&self, tgid: u32) -> bool;
+    /// The owner of the lock `tid` waits on, read now (it may have changed hands since the
+    /// wait began), as a host thread id; `None` when it cannot be read.
+    fn current_owner(&mut self, tid: u32, wait: &InFlight) -> Option<u32>;
+    /// Whether thread `tid` of process `tgid` exists now.
+    fn thread_alive(&self, tgid: u32, tid: u32) -> bool;
+}
+
+/// The age limits of one scan.
+#[derive(Debug, Clone, Copy)]
+pub struct StallLimits {
+    /// A lock wait this old is a stall.
+    pub stall_ns: u64,
+    /// A lock wait this old is looked at for deadlock cycles.
+    pub cycle_ns: u64,
+}
+
+/// One thread stalled on a held lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Stalled {
+    pub tid: u32,
+    pub wait: InFlight,
+    /// The lock's owner now, as a host thread id (the waiter itself for a relock).
+    pub owner_tid: u32,
+    pub blocked_ns: u64,
+}
+
+impl Stalled {
+    /// The wait this stall is part of: a thread's wait, identified by when it began.
+    pub fn episode(&self) -> (u32, u64) {
+        (self.tid, self.wait.start_ns)
+    }
+}
+
+/// What one scan found.
+#[derive(Debug, Default)]
+pub struct StallScan {
+    /// Stalls not reported before: one per episode.
+    pub new_stalls: Vec<Stalled>,
+    /// Every thread stalled now, reported before or not.
+    pub stalled_now: Vec<Stalled>,
+    /// Threads stalled now, per process.
+    pub stalled_per_process: HashMap<u32, u64>,
+    /// Lock waits old enough to be looked at for deadlock cycles.
+    pub deadlock_candidates: Vec<Waiter>,
+    /// The lock waits on a held lock going on now (tid, start): what outlives this scan.
+    pub live_episodes: HashSet<(u32, u64)>,
+}
+
+/// The stall rule, with the episodes it has reported (forgotten as they end).
+#[derive(Debug, Default)]
+pub struct StallRule {
+    reported: HashSet<(u32, u64)>,
+}
+
+impl StallRule {
+    /// Looks at the threads blocked at `now_ns` (tid -> its wait).
+    pub fn scan(
+        &mut self,
+        blocked: &HashMap<u32, InFlight>,
+        now_ns: u64,
+        limits: StallLimits,
+        facts: &mut dyn BlockedFacts,
+    ) -> StallScan {
+        let mut out = StallScan::default();
+        for (&tid, e) in blocked {
+            if e.class != wait_class::LOCK || facts.is_go(e.tgid) {
+                continue;
+            }
+            let age = now_ns.saturating_sub(e.start_ns);
+            let Some(owner) = facts.current_owner(tid, e) else {
+                continue;
+            };
+            // A self-owned lock is a relock of a non-recursive mutex: a deadlock of one. An
+            // owner that is gone left the lock word behind: nobody holds it, no alert.
+            if owner != tid && !facts.thread_alive(e.tgid, owner) {
+                continue;
+            }
+            out.live_episodes.insert((tid, e.start_ns));
+            if age >= limits.cycle_ns {
+                out.deadlock_candidates.push(Waiter {
+                    tid,
+                    uaddr: e.uaddr,
+                    owner_tid: Some(owner),
+                });
+            }
+            if age < limits.stall_ns {
+                continue;
+            }
+            let stalled = Stalled {
+                tid,
+                wait: *e,
+                owner_tid: owner,
+                blocked_ns: age,
+            };
+            *out.stalled_per_process.entry(e.tgid).or_default() += 1;
+            out.stalled_now.push(stalled);
+            if self.reported.insert(stalled.episode()) {
+                out.new_stalls.push(stalled);
+            }
+        }
+        self.reported.retain(|k| out.live_episodes.contains(k));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
