@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use observer::output::alert::Alert;
 use observer::detect::gowatch::go_message;
 use observer::kernel::events::{comm_str, Event};
-use observer::stacks::stackres::stack_bytes;
+use observer::stacks::resolver::stack_bytes;
 use observer::golang::GoBinary;
 use observer::detect::procexit::ProcessExits;
 use observer::proc::procmaps::{parse_line, ProcessMaps};

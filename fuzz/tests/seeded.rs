@@ -302,7 +302,7 @@ fn recording_seeds() -> Vec<Vec<u8>> {
     use observer::output::profile::StackEntry;
     use observer::output::recording::{Meta, ProfileSnapshot, Recorder};
     use observer::proc::normaddr::{Module, NormAddr};
-    use observer::stacks::stackframe::Frame;
+    use observer::stacks::frame::Frame;
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,11 +1,12 @@
 //! observer: an external stall observer for Linux processes (library side of the `observer` binary).
 //!
-//! The folders read as the pipeline:
-//! [`kernel`] (eBPF probes, ring-buffer records) -> [`proc`] (the target processes as /proc shows
-//! them) -> [`session`] (one observation run) -> [`detect`] (stall, deadlock and leak detectors) ->
-//! [`stacks`] (unwinding, symbolization) -> [`output`] (alerts, files, reports) / [`terminal`] (live
-//! view). [`golang`] models Go binaries and runtimes; [`util`] holds shared helpers and
-//! [`cli`] the command line.
+//! The folders read as the pipeline (README "Architecture"; `tests/layout.rs` keeps the arrows
+//! pointing one way): [`kernel`] (eBPF probes, the event ring) -> [`session`] (one observation
+//! run: the watched processes' state, the only place that connects kernel, rules and outputs) ->
+//! [`detect`] (the rules: observations in, findings out) -> [`stacks`] (frames named) ->
+//! [`output`] (alerts, profiles, metrics) / [`terminal`] (live view). Below them: [`golang`] (Go
+//! binaries and runtimes), [`proc`] (the processes as /proc shows them), [`util`] (leaves);
+//! [`cli`] is the command line.
 // Tests report to the test harness's stderr; observer itself goes through `say!` (clippy.toml).
 #![cfg_attr(test, allow(clippy::disallowed_macros))]
 pub mod cli;

@@ -11,11 +11,11 @@ use observer_common::{
     AggValue, GoAggKey, GoPanicEvent, GoParked, GoSampleKey, GoStack, GoWaitEvent,
 };
 
-use crate::stacks::stackframe::Frame;
+use crate::stacks::frame::Frame;
 use crate::{
     detect::goleak::LeakDetector,
     golang::{goroutines, GoBinary},
-    stacks::stackres::{KernelStacks, StackResolver},
+    stacks::resolver::{KernelStacks, StackResolver},
 };
 
 /// What a parked goroutine waits for, judged from its wait-reason string (the numbers move
@@ -266,7 +266,7 @@ impl GoWatch {
                 duration_ns: ev.duration_ns,
                 created_by: self.created_by(stacks, ev.gopc),
                 waker_goid: (ev.waker_goid != 0).then_some(ev.waker_goid),
-                waker_stack: crate::stacks::stackframe::names(&waker_frames),
+                waker_stack: crate::stacks::frame::names(&waker_frames),
             },
             stack: frames,
             more_frames: vec![("waker_stack", waker_frames)],

@@ -5,5 +5,5 @@ pub mod kernel_btf;
 pub mod kernel_log;
 pub mod privileges;
 pub mod probes;
-pub mod progbarrier;
+pub mod program_barrier;
 pub mod tracefs;

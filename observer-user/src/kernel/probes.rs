@@ -21,7 +21,7 @@ use thiserror::Error;
 
 use crate::kernel::events::EventRing;
 use crate::kernel::kernel_log::{self, KernelLogConfig, KernelLogError, KernelLogReader};
-use crate::kernel::progbarrier::ProgramBarrier;
+use crate::kernel::program_barrier::ProgramBarrier;
 use crate::kernel::tracefs;
 
 /// Whether a syscall somewhere under `e` answered EACCES or EPERM.

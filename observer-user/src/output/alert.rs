@@ -27,7 +27,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::stacks::stackframe::Frame;
+use crate::stacks::frame::Frame;
 
 /// One alert: common fields plus the fields of its kind (flattened into the same JSON object).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

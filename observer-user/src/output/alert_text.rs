@@ -1,7 +1,7 @@
 //! The one-line human text of an alert, as stderr and the live view show it.
 
 use crate::output::alert::{Alert, AlertDetail};
-use crate::stacks::frames::own_frames;
+use crate::stacks::own_code::own_frames;
 use crate::util::duration::human;
 
 fn top(stack: &[String]) -> String {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::output::profile::{FoldedProfile, Key};
+use crate::output::profile::{BlockedProfile, Key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FoldedError {
@@ -23,7 +23,7 @@ pub enum FoldedError {
     Write { path: PathBuf, source: io::Error },
 }
 
-impl FoldedProfile {
+impl BlockedProfile {
     /// The folded lines, sorted, without trailing newlines. Stacks that differ only in their
     /// addresses are one line.
     pub fn lines(&self) -> Vec<String> {
@@ -117,7 +117,7 @@ mod tests {
     fn writes_file_and_reports_path_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.folded");
-        let mut p = FoldedProfile::new();
+        let mut p = BlockedProfile::new();
         p.add("p", "t", &frames(&["f"]), 1);
         p.add("p", "t", &frames(&["g"]), 2);
         p.write_to(&path).unwrap();
@@ -136,7 +136,7 @@ mod tests {
     /// before it (a differential profile) if the stack itself ends in ` <number>`.
     #[test]
     fn lines_parse_in_flamegraph_and_speedscope() {
-        let mut p = FoldedProfile::new();
+        let mut p = BlockedProfile::new();
         let stack = frames(&[
             "[chan receive]",
             "main.lockedSection (/tmp/x/main.go:23)",

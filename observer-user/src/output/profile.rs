@@ -1,7 +1,7 @@
 //! The blocked-time profile of a session or a recording: blocked nanoseconds and wait counts
 //! per process, thread and stack, merged. The exporters read it: folded stacks
 //! ([`crate::output::folded`]), pprof, SVG, recordings, the live view and the summary
-//! ([`FoldedProfile::top`]).
+//! ([`BlockedProfile::top`]).
 //!
 //! Names are sanitized for the folded readers as they are added (`;` becomes `:`, line breaks
 //! and other control characters spaces, empty names `[unknown]`), so every exporter shows the
@@ -9,17 +9,17 @@
 //!
 //! Frames keep their normalized addresses (module, file offset) for the exporters that want
 //! them (pprof, recordings): stacks are merged by name *and* address, so one function reached
-//! from two call sites without line information stays two stacks in [`FoldedProfile::entries`].
-//! The folded text and [`FoldedProfile::top`] are by name only and merge them again.
+//! from two call sites without line information stays two stacks in [`BlockedProfile::entries`].
+//! The folded text and [`BlockedProfile::top`] are by name only and merge them again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::stacks::stackframe::{self, Frame};
+use crate::stacks::frame::{self, Frame};
 
 /// Blocked-time profile keyed by process, thread and stack.
 #[derive(Debug, Clone, Default)]
-pub struct FoldedProfile {
+pub struct BlockedProfile {
     pub(super) stacks: HashMap<Key, Totals>,
 }
 
@@ -75,7 +75,7 @@ pub struct TopStack {
     pub count: u64,
 }
 
-impl FoldedProfile {
+impl BlockedProfile {
     pub fn new() -> Self {
         Self::default()
     }
@@ -100,7 +100,7 @@ impl FoldedProfile {
         weight_ns: u64,
         count: u64,
     ) {
-        let frames = stackframe::from_names(frames_innermost_first);
+        let frames = frame::from_names(frames_innermost_first);
         self.add_many_frames(process, thread, &frames, weight_ns, count);
     }
 
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn merges_identical_stacks_and_orders_outermost_first() {
-        let mut p = FoldedProfile::new();
+        let mut p = BlockedProfile::new();
         let s = frames(&["__lll_lock_wait", "transfer_a_to_b (bank.c:14)", "main"]);
         p.add("bank", "worker", &s, 100);
         p.add("bank", "worker", &s, 250);
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn sanitizes_separators() {
-        let mut p = FoldedProfile::new();
+        let mut p = BlockedProfile::new();
         p.add(
             "a;b",
             "t\nx",
@@ -283,14 +283,14 @@ mod tests {
 
     #[test]
     fn empty_stack_still_has_process_and_thread() {
-        let mut p = FoldedProfile::new();
+        let mut p = BlockedProfile::new();
         p.add("redis-server", "io_thd_1", &[], 9);
         assert_eq!(p.lines(), vec!["redis-server;io_thd_1 9"]);
     }
 
     #[test]
     fn top_returns_heaviest_first_with_counts() {
-        let mut p = FoldedProfile::new();
+        let mut p = BlockedProfile::new();
         p.add("p", "t", &frames(&["a"]), 10);
         p.add("p", "t", &frames(&["b", "main"]), 30);
         p.add("p", "t", &frames(&["b", "main"]), 30);
@@ -316,12 +316,12 @@ mod tests {
             ]
         );
         assert_eq!(p.top(10).len(), 3);
-        assert!(FoldedProfile::new().top(3).is_empty());
+        assert!(BlockedProfile::new().top(3).is_empty());
     }
 
     #[test]
     fn entries_are_sorted_with_counts() {
-        let mut p = FoldedProfile::new();
+        let mut p = BlockedProfile::new();
         p.add("b", "t", &frames(&["f"]), 1);
         p.add("a", "u", &frames(&["g", "main"]), 2);
         p.add("a", "u", &frames(&["g", "main"]), 3);
@@ -330,7 +330,7 @@ mod tests {
             .entries()
             .into_iter()
             .map(|e| {
-                let names = stackframe::names(&e.frames);
+                let names = frame::names(&e.frames);
                 (e.process, e.thread, names, e.weight_ns, e.count)
             })
             .collect();
@@ -361,7 +361,7 @@ mod tests {
 
     #[test]
     fn frames_keep_addresses_and_text_merges_by_name() {
-        let mut p = FoldedProfile::new();
+        let mut p = BlockedProfile::new();
         // One function without line info, blocked from two call sites: two stacks by address.
         let site_a = vec![at("lock", 0x10, false), at("main", 0x100, false)];
         let site_b = vec![at("lock", 0x18, false), at("main", 0x100, false)];
@@ -396,15 +396,15 @@ mod tests {
 
     #[test]
     fn sanitizing_keeps_addresses_and_inline_marks() {
-        let mut p = FoldedProfile::new();
+        let mut p = BlockedProfile::new();
         let stack = vec![at("a;b", 1, true), at(" outer\t", 1, false)];
         p.add_frames("p", "t", &stack, 2);
         let e = &p.entries()[0];
-        assert_eq!(stackframe::names(&e.frames), frames(&["a:b", "outer"]));
+        assert_eq!(frame::names(&e.frames), frames(&["a:b", "outer"]));
         assert!(e.frames[0].inlined && !e.frames[1].inlined);
         assert_eq!(e.frames[0].addr, stack[0].addr);
         assert_eq!(p.lines(), vec!["p;t;outer;a:b 2"]);
-        let mut q = FoldedProfile::new();
+        let mut q = BlockedProfile::new();
         q.add_frames("p", "t", &[at("x\ny", 1, false)], 1);
         assert_eq!(q.lines(), vec!["p;t;x y 1"]);
     }

@@ -8,11 +8,11 @@ use crate::{
     output::alert::Alert,
     output::alert_text::one_line,
     output::pprof::{write_pprof, PprofMeta},
-    output::profile::FoldedProfile,
+    output::profile::BlockedProfile,
     output::recording::Recording,
     output::svg,
     proc::normaddr::Module,
-    stacks::stackframe::machine_frames,
+    stacks::frame::machine_frames,
     util::duration::human,
     util::progress::Progress,
 };
@@ -31,13 +31,13 @@ pub enum Format {
     Text,
 }
 
-pub fn profile_of(rec: &Recording) -> FoldedProfile {
+pub fn profile_of(rec: &Recording) -> BlockedProfile {
     profile_counted(rec, None)
 }
 
 /// [`profile_of`], counting each merged stack on `progress`.
-fn profile_counted(rec: &Recording, progress: Option<&Progress>) -> FoldedProfile {
-    let mut profile = FoldedProfile::new();
+fn profile_counted(rec: &Recording, progress: Option<&Progress>) -> BlockedProfile {
+    let mut profile = BlockedProfile::new();
     if let Some(snapshot) = &rec.profile {
         for s in &snapshot.stacks {
             profile.add_many_frames(&s.process, &s.thread, &s.frames, s.weight_ns, s.count);
@@ -111,7 +111,7 @@ fn format_name(format: Format) -> &'static str {
     }
 }
 
-fn text_report(rec: &Recording, profile: &FoldedProfile, progress: &Progress) -> String {
+fn text_report(rec: &Recording, profile: &BlockedProfile, progress: &Progress) -> String {
     let mut s = String::new();
     match &rec.meta {
         Some(m) => s.push_str(&format!(
@@ -167,7 +167,7 @@ fn text_report(rec: &Recording, profile: &FoldedProfile, progress: &Progress) ->
             t.count,
             t.process,
             t.thread,
-            crate::stacks::frames::own_frames(&t.frames)
+            crate::stacks::own_code::own_frames(&t.frames)
                 .iter()
                 .take(4)
                 .cloned()
@@ -244,7 +244,7 @@ pub fn pprof_meta(rec: &Recording) -> PprofMeta {
 mod address_tests {
     use super::*;
     use crate::output::alert::{AlertDetail, ProcessExit};
-    use crate::stacks::stackframe::Frame;
+    use crate::stacks::frame::Frame;
 
     fn at(name: &str, module: &Arc<Module>, off: u64, inlined: bool) -> Frame {
         Frame::at(name, module, off, inlined)

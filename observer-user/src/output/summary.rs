@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::detect::thread_exits::SiteCount;
 use crate::output::profile::TopStack;
-use crate::stacks::frames::own_frames;
+use crate::stacks::own_code::own_frames;
 use crate::util::duration::human;
 use crate::util::stderr::escape;
 
@@ -25,7 +25,7 @@ const MAX_SITES: usize = 10;
 pub struct SummaryInput {
     /// How to name the target, e.g. `bank (pid 100)`.
     pub process: String,
-    /// Heaviest blocked stacks, heaviest first (e.g. `FoldedProfile::top`).
+    /// Heaviest blocked stacks, heaviest first (e.g. `BlockedProfile::top`).
     pub top_stacks: Vec<TopStack>,
     /// Alerts emitted, by `kind`, in display order.
     pub alerts_by_kind: Vec<(String, u64)>,

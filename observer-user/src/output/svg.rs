@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use inferno::flamegraph::{self, Options};
 
-use crate::output::profile::FoldedProfile;
+use crate::output::profile::BlockedProfile;
 use crate::util::duration::human;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +20,7 @@ pub enum SvgError {
 }
 
 /// Draws `profile` as a flame graph titled `title` into the file `path`.
-pub fn write_svg(profile: &FoldedProfile, title: &str, path: &Path) -> Result<(), SvgError> {
+pub fn write_svg(profile: &BlockedProfile, title: &str, path: &Path) -> Result<(), SvgError> {
     use std::io::Write as _;
     // inferno draws in one call (about 0.3 s for 10,000 stacks): the progress shows a spinner.
     let progress = crate::util::progress::Progress::start(
@@ -43,7 +43,7 @@ pub fn write_svg(profile: &FoldedProfile, title: &str, path: &Path) -> Result<()
 }
 
 /// The SVG document for `profile`.
-pub fn render(profile: &FoldedProfile, title: &str) -> Result<String, SvgError> {
+pub fn render(profile: &BlockedProfile, title: &str) -> Result<String, SvgError> {
     let entries = profile.entries();
     let waits = entries
         .iter()
@@ -156,8 +156,8 @@ mod tests {
         f.iter().map(|s| s.to_string()).collect()
     }
 
-    fn profile() -> FoldedProfile {
-        let mut p = FoldedProfile::new();
+    fn profile() -> BlockedProfile {
+        let mut p = BlockedProfile::new();
         p.add(
             "bank",
             "worker-1",
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn empty_profile_still_draws() {
-        let svg = render(&FoldedProfile::new(), "nothing <here>").unwrap();
+        let svg = render(&BlockedProfile::new(), "nothing <here>").unwrap();
         assert!(svg.starts_with("<?xml"));
         assert!(svg.contains("nothing &lt;here&gt;"));
         assert!(svg.contains("no blocked time observed"));

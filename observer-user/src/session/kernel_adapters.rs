@@ -4,7 +4,7 @@
 use observer_common::GoParked;
 
 use crate::{
-    detect::gowatch::GoroutineProbes, kernel::probes::Probes, stacks::stackres::KernelStacks,
+    detect::gowatch::GoroutineProbes, kernel::probes::Probes, stacks::resolver::KernelStacks,
 };
 
 impl KernelStacks for Probes {

@@ -7,7 +7,7 @@
 //! detector) is shared, since thread ids are unique host-wide.
 
 pub mod goattach;
-mod golang;
+mod goroutine_events;
 mod kernel_adapters;
 mod lifecycle;
 mod live;
@@ -33,14 +33,14 @@ use crate::{
     kernel::events::{Event, EventError},
     kernel::probes::{Counters, Probes},
     output::alert::{self, Alert, AlertDetail},
-    output::profile::FoldedProfile,
+    output::profile::BlockedProfile,
     output::recording::{self, Recorder},
     output::sink::AlertSink,
     output::summary,
     proc::scope::Scope,
     proc::target::{self, Launched},
-    stacks::stackframe::Frame,
-    stacks::stackres::StackResolver,
+    stacks::frame::Frame,
+    stacks::resolver::StackResolver,
     util::clock::monotonic_ns,
     util::duration::duration_ns,
 };
@@ -107,7 +107,7 @@ pub struct Session {
     watched: HashMap<u32, WatchedProcess>,
     stacks: StackResolver,
     sink: AlertSink,
-    folded: FoldedProfile,
+    folded: BlockedProfile,
     exits: ThreadExitTracker,
     process_exits: ProcessExits,
     deadlocks: DeadlockReporter,
@@ -150,7 +150,7 @@ impl Session {
             watched: HashMap::new(),
             stacks: StackResolver::new(),
             sink,
-            folded: FoldedProfile::new(),
+            folded: BlockedProfile::new(),
             exits: ThreadExitTracker::default(),
             process_exits: ProcessExits::default(),
             deadlocks: DeadlockReporter::new(),
@@ -541,7 +541,7 @@ impl Session {
             comm,
             ns_pid,
             ns_tid,
-            stack: crate::stacks::stackframe::names(&stack),
+            stack: crate::stacks::frame::names(&stack),
             detail,
             frames: Vec::new(),
         };

@@ -7,7 +7,7 @@ use observer_common::{lock_owner, wait_class, InFlight, WaitEvent};
 
 use super::DEADLOCK_MIN_AGE;
 use super::{class_frame, now_time, syscall_name, wall_time, Session};
-use crate::stacks::stackframe::Frame;
+use crate::stacks::frame::Frame;
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
     detect::lockwait::{judge_wait, short_waits_are_lock},
@@ -73,7 +73,7 @@ impl Session {
             ),
             None => (None, None, Vec::new()),
         };
-        let waker_stack = crate::stacks::stackframe::names(&waker_frames);
+        let waker_stack = crate::stacks::frame::names(&waker_frames);
         let time = wall_time(w.start_ns + w.duration_ns);
         let detail = if is_lock {
             AlertDetail::LockWait(alert::LockWait {
@@ -167,7 +167,7 @@ impl Session {
             .unwrap_or_default();
         self.live_state
             .stall_frames
-            .insert(s.episode(), crate::stacks::stackframe::names(&stack));
+            .insert(s.episode(), crate::stacks::frame::names(&stack));
         let mut a = self.alert(
             now_time(),
             e.tgid,
@@ -178,7 +178,7 @@ impl Session {
                 uaddr: Some(e.uaddr),
                 syscall: syscall_name(e.syscall).to_string(),
                 owner_tid: Some(s.owner_tid),
-                owner_stack: crate::stacks::stackframe::names(&owner_frames),
+                owner_stack: crate::stacks::frame::names(&owner_frames),
             }),
         );
         a.keep_frames("owner_stack", owner_frames);
@@ -212,7 +212,7 @@ impl Session {
                 comm: self.thread_comm(pid, m.tid).unwrap_or_default(),
                 uaddr: m.uaddr,
                 owner_tid: m.owner_tid,
-                stack: crate::stacks::stackframe::names(frames),
+                stack: crate::stacks::frame::names(frames),
             })
             .collect();
         let Some(first) = members.first() else {

@@ -1,7 +1,8 @@
-//! Turning raw stacks into frames: unwinding, symbolization, stack resolution, frame
-//! rendering and inflation.
-pub mod frames;
-pub mod stackframe;
-pub mod stackres;
+//! Raw stacks -> named frames: unwinding a copied stack (`unwind`), naming addresses
+//! (`symbolize`), turning what a probe captured into frames (`resolver`), the frame type kept
+//! by every output (`frame`), and which frames are the program's own code (`own_code`).
+pub mod frame;
+pub mod own_code;
+pub mod resolver;
 pub mod symbolize;
 pub mod unwind;

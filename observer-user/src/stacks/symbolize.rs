@@ -17,7 +17,7 @@ use object::{Object, ObjectSegment, ObjectSymbol};
 use crate::proc::normaddr::NormAddr;
 use crate::proc::objectfile::{FileId, ObjectFile, OpenFileLife};
 use crate::proc::procmaps::{Mapping, ProcessMaps};
-use crate::stacks::stackframe::Frame;
+use crate::stacks::frame::Frame;
 
 /// Symbolized frames kept before the cache is dropped wholesale (bounds memory on long runs).
 const MAX_CACHED: usize = 200_000;
@@ -568,7 +568,7 @@ mod tests {
         assert_eq!(frames.len(), 2);
         assert!(frames[0].inlined && !frames[1].inlined);
         assert!(frames.iter().all(|f| f.addr.as_ref() == Some(&addr)));
-        let runs: Vec<usize> = crate::stacks::stackframe::machine_frames(&frames)
+        let runs: Vec<usize> = crate::stacks::frame::machine_frames(&frames)
             .map(<[Frame]>::len)
             .collect();
         assert_eq!(runs, vec![2]);

@@ -37,7 +37,7 @@ type Profile = Vec<(Vec<String>, u64, u64)>;
 
 impl GoProfile for Profile {
     fn add(&mut self, frames: &[Frame], ns: u64, count: u64) {
-        self.push((crate::stacks::stackframe::names(frames), ns, count));
+        self.push((crate::stacks::frame::names(frames), ns, count));
     }
 }
 

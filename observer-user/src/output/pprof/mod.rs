@@ -4,7 +4,7 @@
 //! sample types `contentions/count` and `delay/nanoseconds` (`delay` is the default;
 //! `-sample_index=contentions` switches), period type `contentions/count`, period 1.
 //!
-//! One sample per merged stack of the [`FoldedProfile`]. Process and thread become the labels
+//! One sample per merged stack of the [`BlockedProfile`]. Process and thread become the labels
 //! `process` and `thread` instead of root frames (`pprof -tagroot=process,thread` puts them back
 //! on top of the stacks); an innermost pseudo-frame such as `[chan receive]` or `[futex]` becomes
 //! the label `wait_reason` and is dropped from the stack.
@@ -39,9 +39,9 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use prost::Message;
 
-use crate::output::profile::{FoldedProfile, StackEntry};
+use crate::output::profile::{BlockedProfile, StackEntry};
 use crate::proc::normaddr::Module;
-use crate::stacks::stackframe::{machine_frames, Frame};
+use crate::stacks::frame::{machine_frames, Frame};
 
 /// Where the synthetic address space starts, and the alignment of each module's range in it.
 const MODULE_ALIGN: u64 = 0x1000_0000;
@@ -67,7 +67,7 @@ pub enum PprofError {
 
 /// Writes `profile` as a gzipped `profile.proto` to `path`.
 pub fn write_pprof(
-    profile: &FoldedProfile,
+    profile: &BlockedProfile,
     meta: &PprofMeta,
     path: &Path,
 ) -> Result<(), PprofError> {
@@ -83,7 +83,7 @@ pub fn write_pprof(
 }
 
 /// The `profile.proto` message for `profile` (not yet encoded).
-pub fn build(profile: &FoldedProfile, meta: &PprofMeta) -> proto::Profile {
+pub fn build(profile: &BlockedProfile, meta: &PprofMeta) -> proto::Profile {
     let mut b = Builder::default();
     // Index 0 must be the empty string.
     b.string("");

@@ -28,15 +28,15 @@ fn waits() -> Vec<Wait> {
     ]
 }
 
-fn profile_of<'a>(waits: impl Iterator<Item = &'a Wait>) -> FoldedProfile {
-    let mut p = FoldedProfile::new();
+fn profile_of<'a>(waits: impl Iterator<Item = &'a Wait>) -> BlockedProfile {
+    let mut p = BlockedProfile::new();
     for (process, thread, f, ns) in waits {
         p.add(process, thread, f, *ns);
     }
     p
 }
 
-fn sample_profile() -> FoldedProfile {
+fn sample_profile() -> BlockedProfile {
     profile_of(waits().iter())
 }
 
@@ -249,7 +249,7 @@ fn output_is_deterministic_and_independent_of_insertion_order() {
 fn no_mapping_without_binary_and_empty_profile_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.pb.gz");
-    write_pprof(&FoldedProfile::new(), &PprofMeta::default(), &path).unwrap();
+    write_pprof(&BlockedProfile::new(), &PprofMeta::default(), &path).unwrap();
     let p = read_back(&path);
     assert!(p.mapping.is_empty());
     assert!(p.sample.is_empty());
@@ -338,8 +338,8 @@ fn addressed_stacks() -> Vec<(&'static str, Vec<Frame>, u64)> {
 
 fn addressed_profile<'a>(
     stacks: impl Iterator<Item = &'a (&'static str, Vec<Frame>, u64)>,
-) -> FoldedProfile {
-    let mut p = FoldedProfile::new();
+) -> BlockedProfile {
+    let mut p = BlockedProfile::new();
     for (thread, frames, ns) in stacks {
         p.add_frames("locker", thread, frames, *ns);
     }

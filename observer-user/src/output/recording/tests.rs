@@ -4,7 +4,7 @@ use super::*;
 use crate::output::alert::{AlertDetail, ProcessExit};
 use crate::output::profile::TopStack;
 use crate::proc::normaddr::Module;
-use crate::stacks::stackframe::{self, Frame};
+use crate::stacks::frame::{self, Frame};
 
 fn meta() -> Meta {
     Meta {
@@ -192,7 +192,7 @@ fn check_v1(rec: &Recording) {
             TopStack {
                 process: s.process.clone(),
                 thread: s.thread.clone(),
-                frames: stackframe::names(&s.frames),
+                frames: frame::names(&s.frames),
                 weight_ns: s.weight_ns,
                 count: s.count,
             }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::ProfileSnapshot;
 use crate::{
     output::profile::{StackEntry, TopStack},
-    stacks::stackframe,
+    stacks::frame,
 };
 
 /// The profile block of version 1, as it was written.
@@ -26,7 +26,7 @@ pub(super) fn decode_profile(payload: &[u8]) -> Result<ProfileSnapshot, String> 
             .stacks
             .into_iter()
             .map(|s| StackEntry {
-                frames: stackframe::from_names(&s.frames),
+                frames: frame::from_names(&s.frames),
                 process: s.process,
                 thread: s.thread,
                 weight_ns: s.weight_ns,

@@ -23,7 +23,7 @@ use super::ProfileSnapshot;
 use crate::{
     output::profile::StackEntry,
     proc::normaddr::{Module, NormAddr},
-    stacks::stackframe::{machine_frames, Frame},
+    stacks::frame::{machine_frames, Frame},
 };
 
 /// Frames (functions, inlined ones included) in one stack of a file we read back, and in all

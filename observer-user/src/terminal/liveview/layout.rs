@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::model::{Death, LiveSnapshot, ProcessRow, StalledWaiter, Waiter};
 use crate::output::profile::TopStack;
-use crate::stacks::frames::own_frames;
+use crate::stacks::own_code::own_frames;
 use crate::util::duration::human;
 use crate::util::number::thousands;
 

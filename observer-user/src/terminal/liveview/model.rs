@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::output::alert::{Alert, AlertDetail};
 use crate::output::profile::TopStack;
-use crate::stacks::frames::own_frames;
+use crate::stacks::own_code::own_frames;
 
 /// Everything one screen shows. Lists may be given in any order: [`render`](super::render)
 /// sorts what has a natural order (heaviest stacks, longest stalls, newest deaths first).
@@ -17,7 +17,7 @@ pub struct LiveSnapshot {
     pub target: String,
     pub uptime: Duration,
     pub counters: LiveCounters,
-    /// Blocked time per stack since the start (e.g. `FoldedProfile::top(50)`).
+    /// Blocked time per stack since the start (e.g. `BlockedProfile::top(50)`).
     pub top_stacks: Vec<TopStack>,
     /// Threads and goroutines blocked right now for longer than the stall threshold.
     pub stalled: Vec<StalledWaiter>,

@@ -14,7 +14,7 @@ use observer_common::{UserStack, STACK_COPY_BYTES};
 use crate::{
     golang::GoBinary,
     proc::memory::read_process_memory,
-    stacks::stackframe::{names, Frame},
+    stacks::frame::{names, Frame},
     stacks::symbolize::{frames_of, Symbolizer},
     stacks::unwind::{Regs, Unwinder},
 };

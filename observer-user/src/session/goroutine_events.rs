@@ -8,8 +8,8 @@ use crate::{
     detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile},
     output::alert::{self, AlertDetail},
     output::metrics::WaitKind,
-    output::profile::FoldedProfile,
-    stacks::stackframe::Frame,
+    output::profile::BlockedProfile,
+    stacks::frame::Frame,
 };
 
 /// How often the park rate is checked, at most.
@@ -175,7 +175,7 @@ impl Session {
 /// Goroutine blocked time in the profile: one "thread" column for all goroutines of the
 /// process (goids would make every stack unique).
 struct GoroutineColumn<'a> {
-    folded: &'a mut FoldedProfile,
+    folded: &'a mut BlockedProfile,
     process: &'a str,
 }
 
