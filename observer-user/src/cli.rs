@@ -205,7 +205,7 @@ pub struct ObserveOpts {
     /// observation goes on. 0 = no limit.
     #[arg(long, value_name = "N", default_value_t = 5000)]
     pub go_max_parks: u64,
-    /// Do not print alerts and the summary on stderr.
+    /// Do not print alerts, the summary or progress lines of long steps on stderr.
     #[arg(long, short)]
     pub quiet: bool,
     /// No live view: print alerts as lines instead of a refreshing top-style screen (the

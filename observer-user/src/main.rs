@@ -333,6 +333,8 @@ fn process_filter(f: &FilterOpts) -> Result<ProcessFilter> {
 }
 
 fn attach(opts: &ObserveOpts, sidecar: bool) -> Result<Probes> {
+    // Every observing command attaches before its first long step (symbolizing a big binary).
+    observer::util::progress::set_quiet(opts.quiet);
     privileges::check()?;
     let tracefs_dir = tracefs::ensure_tracefs()?;
     let started = Instant::now();
