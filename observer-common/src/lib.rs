@@ -13,12 +13,24 @@ pub const STACK_COPY_BYTES: usize = 16384;
 /// x86_64 syscall numbers the probes classify.
 pub mod sysno {
     pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const OPEN: u64 = 2;
+    pub const CLOSE: u64 = 3;
+    pub const MMAP: u64 = 9;
+    pub const MUNMAP: u64 = 11;
+    pub const PREAD64: u64 = 17;
+    pub const PWRITE64: u64 = 18;
+    pub const MSYNC: u64 = 26;
+    pub const FSYNC: u64 = 74;
+    pub const FDATASYNC: u64 = 75;
+    pub const OPENAT: u64 = 257;
     pub const POLL: u64 = 7;
     pub const SELECT: u64 = 23;
     pub const NANOSLEEP: u64 = 35;
     pub const ACCEPT: u64 = 43;
     pub const RECVFROM: u64 = 45;
     pub const RECVMSG: u64 = 47;
+    pub const VFORK: u64 = 58;
     pub const WAIT4: u64 = 61;
     pub const EXIT: u64 = 60;
     pub const FUTEX: u64 = 202;
@@ -38,6 +50,9 @@ pub mod sysno {
     pub const TGKILL: u64 = 234;
     pub const RT_TGSIGQUEUEINFO: u64 = 297;
     pub const PIDFD_SEND_SIGNAL: u64 = 424;
+    /// `orig_rax` of a task that entered the kernel by an exception or interrupt (a page
+    /// fault), not by a syscall: the entry code stores -1 there.
+    pub const NONE: u64 = u64::MAX;
 
     /// Syscalls that send a signal: a thread they wake was signalled, not handed a lock.
     pub const fn sends_signal(nr: u64) -> bool {
@@ -78,9 +93,26 @@ pub mod wait_class {
     pub const POLL: u32 = 3;
     /// read, recv, accept.
     pub const IO: u32 = 4;
-    /// Anything else that blocks (page faults, other syscalls, kernel-internal waits).
+    /// Anything else that blocks interruptibly (other syscalls, kernel-internal waits).
     pub const OTHER: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// Uninterruptible sleep (D state): disk or network file system I/O, `mmap_lock`, a kernel
+    /// mutex, a vfork parent. Decided from the scheduler state, whatever the syscall.
+    pub const UNINTERRUPTIBLE: u32 = 6;
+    pub const COUNT: u32 = 7;
+}
+
+/// Bits of `task_struct.__state` as `sched_switch` passes it (`prev_state`).
+pub mod task_state {
+    pub const UNINTERRUPTIBLE: u64 = 0x2;
+    /// Set with UNINTERRUPTIBLE for TASK_IDLE: kernel threads and waits that sleep
+    /// uninterruptibly only to ignore signals (not counted in the load average): no stall.
+    pub const NOLOAD: u64 = 0x400;
+
+    /// A switch-out in uninterruptible sleep that can be a stall: TASK_UNINTERRUPTIBLE and
+    /// TASK_KILLABLE (UNINTERRUPTIBLE | WAKEKILL) count, TASK_IDLE does not.
+    pub const fn is_uninterruptible_wait(prev_state: u64) -> bool {
+        prev_state & (UNINTERRUPTIBLE | NOLOAD) == UNINTERRUPTIBLE
+    }
 }
 
 /// The wait class of a thread blocked in syscall `nr` (before any owner is known).
@@ -143,7 +175,9 @@ pub struct InFlight {
     pub class: u32,
     /// Frame-pointer user stack id in `STACKS`, negative when none.
     pub stack_id: i32,
-    pub _pad: u32,
+    /// Kernel stack id in `KERNEL_STACKS` for a wait in uninterruptible sleep, negative when
+    /// none (every other wait: their kernel side is the syscall itself).
+    pub kstack_id: i32,
 }
 
 /// Key of the in-kernel aggregate of short waits.
@@ -215,6 +249,9 @@ pub struct WaitEvent {
     /// The waiter's stack, copied only when the waker shares its address space.
     pub waiter: UserStack,
     pub waker: UserStack,
+    /// The waiter's kernel stack id in `KERNEL_STACKS` (uninterruptible waits), or negative.
+    pub kstack_id: i32,
+    pub _pad: u32,
 }
 
 /// A thread or process was created (`sched_process_fork`).
@@ -415,7 +452,9 @@ pub mod counter {
     pub const GO_AGG_DROPPED: u32 = 7;
     /// Sidecar mode: a new process could not be watched (WATCHED full).
     pub const WATCH_FULL: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// No kernel stack id for an uninterruptible wait (map full or a hash collision).
+    pub const KSTACK_MISSING: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 #[cfg(feature = "user")]

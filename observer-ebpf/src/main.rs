@@ -94,6 +94,11 @@ static JOINED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(8192, 0);
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 
+/// Kernel stacks of waits in uninterruptible sleep: few distinct ones (the kernel's wait
+/// sites), so a small table; a full one or a collision loses the stack, counted.
+#[map]
+static KERNEL_STACKS: StackTrace = StackTrace::with_max_entries(2048, 0);
+
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 

@@ -11,15 +11,15 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext as _, BtfTracePointContext, TracePointContext},
 };
 use observer_common::{
-    classify_syscall, counter, event_kind, futex_op, lock_owner, sysno, wait_class, AggKey,
-    InFlight, WaitEvent,
+    classify_syscall, counter, event_kind, futex_op, lock_owner, sysno, task_state, wait_class,
+    AggKey, InFlight, WaitEvent,
 };
 
 use crate::kernel_log::{diag, site};
 use crate::{
     agg_side, aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks,
-    task_is_being_killed, task_is_exiting, AGG0, AGG1, EVENTS, IN_FLIGHT, JOINED, REPORT_IDLE,
-    STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET, WAKING_PID_OFFSET,
+    task_is_being_killed, task_is_exiting, AGG0, AGG1, EVENTS, IN_FLIGHT, JOINED, KERNEL_STACKS,
+    REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET, WAKING_PID_OFFSET,
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
@@ -62,39 +62,28 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
         owner: 0,
         class: classify_syscall(syscall),
         stack_id: -1,
-        _pad: 0,
+        kstack_id: -1,
     };
-    match syscall {
-        sysno::FUTEX | sysno::FUTEX_WAIT => {
-            entry.uaddr = regs.rdi;
-            entry.op = if syscall == sysno::FUTEX {
-                regs.rsi & futex_op::CMD_MASK
-            } else {
-                futex_op::WAIT
-            };
-            if futex_op::is_wait(entry.op) {
-                find_owner(&mut entry, tid);
-            } else {
-                diag!(
-                    info,
-                    site::FUTEX_UNEXPECTED_OP,
-                    "pid {} tid {}: blocked in futex op {}, not a wait: not classified ({} suppressed)",
-                    tgid,
-                    tid,
-                    entry.op
-                );
+    // Uninterruptible sleep is a wait in the kernel whatever the syscall (or a page fault):
+    // its kernel stack says on what. Futex waits sleep interruptibly, so no lock is lost here.
+    if task_state::is_uninterruptible_wait(prev_state) {
+        entry.class = wait_class::UNINTERRUPTIBLE;
+        entry.kstack_id = match ctx.get_stackid(&KERNEL_STACKS, 0) {
+            Ok(id) => id as i32,
+            Err(_) => {
+                bump(counter::KSTACK_MISSING);
+                -1
             }
-        }
-        sysno::FUTEX_WAITV => {
-            // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }[]: first uaddr.
-            entry.uaddr = read_user_u64(regs.rdi.wrapping_add(8)).unwrap_or(0);
-        }
-        _ => {}
+        };
+    } else {
+        classify_futex(&mut entry, &regs, tid);
     }
     // Idle waits (condvars, sleeps, poll, reads: most waits of most programs) are only
     // counted unless --report-idle: their stacks would be walked for nobody. Stalls and
-    // deadlocks unwind from the saved registers, not from this stack id.
-    entry.stack_id = if entry.class != wait_class::LOCK && read_global(&REPORT_IDLE) == 0 {
+    // deadlocks unwind from the saved registers, not from this stack id. Lock waits and
+    // uninterruptible waits are reported when long, where this stack id is the fallback.
+    let reported = entry.class == wait_class::LOCK || entry.class == wait_class::UNINTERRUPTIBLE;
+    entry.stack_id = if !reported && read_global(&REPORT_IDLE) == 0 {
         -1
     } else {
         match ctx.get_stackid(&STACKS, USER_STACK_FLAGS) {
@@ -112,6 +101,40 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     bump(counter::WAITS_STARTED);
     Ok(())
+}
+
+/// A futex wait: its word, and for a lock, who holds it.
+#[inline(always)]
+fn classify_futex(entry: &mut InFlight, regs: &aya_ebpf::bindings::pt_regs, tid: u32) {
+    let syscall = entry.syscall;
+    let tgid = entry.tgid;
+    match syscall {
+        sysno::FUTEX | sysno::FUTEX_WAIT => {
+            entry.uaddr = regs.rdi;
+            entry.op = if syscall == sysno::FUTEX {
+                regs.rsi & futex_op::CMD_MASK
+            } else {
+                futex_op::WAIT
+            };
+            if futex_op::is_wait(entry.op) {
+                find_owner(entry, tid);
+            } else {
+                diag!(
+                    info,
+                    site::FUTEX_UNEXPECTED_OP,
+                    "pid {} tid {}: blocked in futex op {}, not a wait: not classified ({} suppressed)",
+                    tgid,
+                    tid,
+                    entry.op
+                );
+            }
+        }
+        sysno::FUTEX_WAITV => {
+            // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }[]: first uaddr.
+            entry.uaddr = read_user_u64(regs.rdi.wrapping_add(8)).unwrap_or(0);
+        }
+        _ => {}
+    }
 }
 
 /// Reads the futex word and, for a lock, who holds it (see `lock_owner`). The waiter is the
@@ -178,7 +201,9 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
         let _ = JOINED.insert(&waker_tid, &1, 0);
     }
 
-    let wanted = entry.class == wait_class::LOCK || read_global(&REPORT_IDLE) != 0;
+    let wanted = entry.class == wait_class::LOCK
+        || entry.class == wait_class::UNINTERRUPTIBLE
+        || read_global(&REPORT_IDLE) != 0;
     if duration_ns < read_global(&THRESHOLD_NS) || !wanted {
         aggregate(ctx, &entry, duration_ns);
         return Ok(());
@@ -221,6 +246,8 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
         (*ev).uaddr = entry.uaddr;
         (*ev).start_ns = entry.start_ns;
         (*ev).duration_ns = duration_ns;
+        (*ev).kstack_id = entry.kstack_id;
+        (*ev)._pad = 0;
         // Threads share one address space: the waiter's stack is readable from the waker.
         if waker_tgid == entry.tgid {
             stacks::copy_user_stack(&raw mut (*ev).waiter, entry.ip, entry.sp, entry.bp);

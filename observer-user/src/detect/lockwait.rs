@@ -95,6 +95,8 @@ mod tests {
             duration_ns: 50_000_000,
             waiter: no_stack(),
             waker: no_stack(),
+            kstack_id: -1,
+            _pad: 0,
         }
     }
 

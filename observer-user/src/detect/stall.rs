@@ -1,6 +1,7 @@
-//! Stall rule: a thread blocked on a lock that a live thread holds, for longer than
-//! `--stall-after`, is a stall, reported once per wait (episode). The same scan gives the
-//! waits old enough to be looked at for deadlock cycles.
+//! Stall rule: a thread blocked on a lock that a live thread holds, or in uninterruptible sleep
+//! in the kernel (D state: disk or network file system I/O, `mmap_lock`, a kernel mutex), for
+//! longer than `--stall-after`, is a stall, reported once per wait (episode). The same scan
+//! gives the lock waits old enough to be looked at for deadlock cycles.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,13 +30,14 @@ pub struct StallLimits {
     pub cycle_ns: u64,
 }
 
-/// One thread stalled on a held lock.
+/// One thread stalled on a held lock or in the kernel.
 #[derive(Debug, Clone, Copy)]
 pub struct Stalled {
     pub tid: u32,
     pub wait: InFlight,
-    /// The lock's owner now, as a host thread id (the waiter itself for a relock).
-    pub owner_tid: u32,
+    /// The lock's owner now, as a host thread id (the waiter itself for a relock); `None` for
+    /// a wait in uninterruptible sleep, which has no owner thread.
+    pub owner_tid: Option<u32>,
     pub blocked_ns: u64,
 }
 
@@ -57,7 +59,8 @@ pub struct StallScan {
     pub stalled_per_process: HashMap<u32, u64>,
     /// Lock waits old enough to be looked at for deadlock cycles.
     pub deadlock_candidates: Vec<Waiter>,
-    /// The lock waits on a held lock going on now (tid, start): what outlives this scan.
+    /// The lock waits on a held lock and the uninterruptible waits going on now (tid,
+    /// start): what outlives this scan.
     pub live_episodes: HashSet<(u32, u64)>,
 }
 
@@ -78,10 +81,19 @@ impl StallRule {
     ) -> StallScan {
         let mut out = StallScan::default();
         for (&tid, e) in blocked {
+            let age = now_ns.saturating_sub(e.start_ns);
+            // Uninterruptible sleep is decided by the kernel's own task state: no owner to
+            // check, and a Go thread stuck in it is as stuck as any other.
+            if e.class == wait_class::UNINTERRUPTIBLE {
+                out.live_episodes.insert((tid, e.start_ns));
+                if age >= limits.stall_ns {
+                    self.stalled(&mut out, tid, e, None, age);
+                }
+                continue;
+            }
             if e.class != wait_class::LOCK || facts.is_go(e.tgid) {
                 continue;
             }
-            let age = now_ns.saturating_sub(e.start_ns);
             let Some(owner) = facts.current_owner(tid, e) else {
                 continue;
             };
@@ -98,23 +110,34 @@ impl StallRule {
                     owner_tid: Some(owner),
                 });
             }
-            if age < limits.stall_ns {
-                continue;
-            }
-            let stalled = Stalled {
-                tid,
-                wait: *e,
-                owner_tid: owner,
-                blocked_ns: age,
-            };
-            *out.stalled_per_process.entry(e.tgid).or_default() += 1;
-            out.stalled_now.push(stalled);
-            if self.reported.insert(stalled.episode()) {
-                out.new_stalls.push(stalled);
+            if age >= limits.stall_ns {
+                self.stalled(&mut out, tid, e, Some(owner), age);
             }
         }
         self.reported.retain(|k| out.live_episodes.contains(k));
         out
+    }
+
+    /// Counts a stalled thread, new if its episode was not reported before.
+    fn stalled(
+        &mut self,
+        out: &mut StallScan,
+        tid: u32,
+        e: &InFlight,
+        owner_tid: Option<u32>,
+        age: u64,
+    ) {
+        let stalled = Stalled {
+            tid,
+            wait: *e,
+            owner_tid,
+            blocked_ns: age,
+        };
+        *out.stalled_per_process.entry(e.tgid).or_default() += 1;
+        out.stalled_now.push(stalled);
+        if self.reported.insert(stalled.episode()) {
+            out.new_stalls.push(stalled);
+        }
     }
 }
 

@@ -538,6 +538,16 @@ impl Probes {
         Some(trace.frames().iter().map(|f| f.ip).collect())
     }
 
+    /// Kernel stack of an uninterruptible wait for an id from the kernel, innermost first.
+    pub fn kernel_stack(&self, stack_id: i32) -> Option<Vec<u64>> {
+        if stack_id < 0 {
+            return None;
+        }
+        let map: StackTraceMap<&MapData> = self.map("KERNEL_STACKS").ok()?;
+        let trace = map.get(&(stack_id as u32), 0).ok()?;
+        Some(trace.frames().iter().map(|f| f.ip).collect())
+    }
+
     /// Whether a joiner was waiting for thread `tid` when it exited (and forget it).
     pub fn take_joined(&mut self, tid: u32) -> bool {
         match self.map_mut::<HashMap<&mut MapData, u32, u32>>("JOINED") {
@@ -565,7 +575,8 @@ impl Probes {
             events_dropped: sum(counter::EVENTS_DROPPED),
             agg_dropped: sum(counter::AGG_DROPPED),
             inflight_dropped: sum(counter::INFLIGHT_DROPPED),
-            stack_missing: sum(counter::STACK_MISSING),
+            // User and kernel stacks alike: a stall or wait reported without one.
+            stack_missing: sum(counter::STACK_MISSING) + sum(counter::KSTACK_MISSING),
             waits_started: sum(counter::WAITS_STARTED),
             waits_long: sum(counter::WAITS_LONG),
             go_parks: sum(counter::GO_PARKS),

@@ -7,7 +7,7 @@
 //! | kind | fields |
 //! | --- | --- |
 //! | `lock_wait` | `duration_ns`, `uaddr`, `owner_tid`, `waker_tid`, `waker_comm`, `waker_stack` |
-//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack` |
+//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack`, `kernel_stack` |
 //! | `deadlock` | `cycle`: `[{tid, comm, uaddr, owner_tid, stack}]` (top-level `tid`/`stack` = first member) |
 //! | `thread_exit` | `exit_code`, `signal`, `lifetime_ns`, `created_by`, `count` |
 //! | `process_exit` | `exit_code`, `signal`, `by_tid` |
@@ -95,11 +95,18 @@ pub struct Stall {
     /// The futex word, or `None` for a non-futex syscall.
     #[serde(with = "opt_hex_addr")]
     pub uaddr: Option<u64>,
-    /// Syscall name, e.g. `"futex"`, `"nanosleep"`.
+    /// Syscall name, e.g. `"futex"`, `"vfork"`; `"none (page fault)"` for a thread that
+    /// sleeps in the kernel outside any syscall.
     pub syscall: String,
+    /// The lock's owner; `None` for a wait in the kernel (uninterruptible sleep).
     pub owner_tid: Option<u32>,
     /// May be empty when the owner's stack could not be taken.
     pub owner_stack: Vec<String>,
+    /// For a thread in uninterruptible sleep (D state): its kernel stack, innermost first,
+    /// from the sleep function to the syscall entry (e.g. `["wait_for_completion_state",
+    /// "kernel_clone", "__do_sys_vfork", ...]`). Empty for a wait on a user-space lock.
+    #[serde(default)]
+    pub kernel_stack: Vec<String>,
 }
 
 /// Threads waiting on each other in a cycle.
@@ -541,26 +548,35 @@ mod tests {
             syscall: "futex".into(),
             owner_tid: Some(103),
             owner_stack: vec![],
+            kernel_stack: vec![],
         }));
         roundtrip(
             &a,
             &format!(
-                r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[]}}"#
+                r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[],"kernel_stack":[]}}"#
             ),
         );
+        // A thread in uninterruptible sleep: no lock, no owner, its kernel stack.
         let b = alert(AlertDetail::Stall(Stall {
             blocked_ns: 1,
             uaddr: None,
-            syscall: "nanosleep".into(),
+            syscall: "none (page fault)".into(),
             owner_tid: None,
             owner_stack: vec![],
+            kernel_stack: vec!["down_read_killable".into(), "lock_mm_and_find_vma".into()],
         }));
         roundtrip(
             &b,
             &format!(
-                r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"nanosleep","owner_tid":null,"owner_stack":[]}}"#
+                r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"none (page fault)","owner_tid":null,"owner_stack":[],"kernel_stack":["down_read_killable","lock_mm_and_find_vma"]}}"#
             ),
         );
+        // Recorded before kernel_stack existed: still read.
+        let old: Alert = serde_json::from_str(&format!(
+            r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"futex","owner_tid":null,"owner_stack":[]}}"#
+        ))
+        .unwrap();
+        assert!(matches!(old.detail, AlertDetail::Stall(s) if s.kernel_stack.is_empty()));
     }
 
     #[test]

@@ -29,6 +29,13 @@ fn one_line_raw(a: &Alert) -> String {
                 .unwrap_or_else(|| "?".into()),
             top(&l.waker_stack)
         ),
+        AlertDetail::Stall(s) if s.owner_tid.is_none() && !s.kernel_stack.is_empty() => format!(
+            "observer: stall      {who} blocked {} in {} in the kernel ({}: uninterruptible sleep in {})",
+            human(std::time::Duration::from_nanos(s.blocked_ns)),
+            top(&a.stack),
+            s.syscall,
+            s.kernel_stack[..s.kernel_stack.len().min(2)].join(" <- ")
+        ),
         AlertDetail::Stall(s) => format!(
             "observer: stall      {who} blocked {} in {} on a lock held by tid {}",
             human(std::time::Duration::from_nanos(s.blocked_ns)),

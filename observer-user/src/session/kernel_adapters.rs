@@ -11,6 +11,10 @@ impl KernelStacks for Probes {
     fn stack(&self, stack_id: i32) -> Option<Vec<u64>> {
         Probes::stack(self, stack_id)
     }
+
+    fn kernel_stack(&self, stack_id: i32) -> Option<Vec<u64>> {
+        Probes::kernel_stack(self, stack_id)
+    }
 }
 
 impl GoroutineProbes for Probes {

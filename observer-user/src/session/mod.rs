@@ -624,6 +624,20 @@ fn syscall_name(nr: u64) -> &'static str {
         sysno::ACCEPT => "accept",
         sysno::ACCEPT4 => "accept4",
         sysno::WAIT4 => "wait4",
+        // Where threads sleep uninterruptibly (disk and network file systems, memory maps).
+        sysno::VFORK => "vfork",
+        sysno::WRITE => "write",
+        sysno::OPEN => "open",
+        sysno::OPENAT => "openat",
+        sysno::CLOSE => "close",
+        sysno::MMAP => "mmap",
+        sysno::MUNMAP => "munmap",
+        sysno::PREAD64 => "pread64",
+        sysno::PWRITE64 => "pwrite64",
+        sysno::MSYNC => "msync",
+        sysno::FSYNC => "fsync",
+        sysno::FDATASYNC => "fdatasync",
+        sysno::NONE => "none (page fault)",
         _ => "other",
     }
 }
@@ -635,6 +649,7 @@ fn class_frame(class: u32) -> &'static str {
         wait_class::SLEEP => "[sleep]",
         wait_class::POLL => "[poll]",
         wait_class::IO => "[io]",
+        wait_class::UNINTERRUPTIBLE => "[kernel: uninterruptible]",
         _ => "[other]",
     }
 }

@@ -45,7 +45,14 @@ impl Session {
         if is_lock {
             self.live_state.blocked(w.tgid, w.duration_ns);
         }
-        if is_lock || self.opts.report_idle {
+        let in_kernel = w.class == wait_class::UNINTERRUPTIBLE;
+        if in_kernel {
+            // Long waits in the kernel are in the profile like lock waits, under the
+            // kernel frames they waited in.
+            let frames = self.with_kernel_frames(stack_frames.clone(), w.kstack_id);
+            self.folded
+                .add_frames(&process, &comm, &frames, w.duration_ns);
+        } else if is_lock || self.opts.report_idle {
             let mut frames = stack_frames.clone();
             if self.opts.report_idle {
                 frames.insert(
@@ -101,7 +108,8 @@ impl Session {
         self.emit(a);
     }
 
-    /// Threads blocked right now: stalls (long waits on a held lock) and deadlock cycles.
+    /// Threads blocked right now: stalls (long waits on a held lock or in the kernel) and
+    /// deadlock cycles.
     /// Thread ids are unique host-wide, so one wait-for graph serves every process.
     pub(super) fn scan_blocked(&mut self) {
         let Ok(in_flight) = self.probes.in_flight() else {
@@ -134,7 +142,13 @@ impl Session {
                     comm: self.thread_comm(s.wait.tgid, s.tid).unwrap_or_default(),
                     waiter: liveview::Waiter::Thread { tid: s.tid },
                     blocked_ns: s.blocked_ns,
-                    on: format!("lock {:#x} held by tid {}", s.wait.uaddr, s.owner_tid),
+                    on: match s.owner_tid {
+                        Some(owner) => format!("lock {:#x} held by tid {owner}", s.wait.uaddr),
+                        None => format!(
+                            "the kernel: uninterruptible sleep in {}",
+                            syscall_name(s.wait.syscall)
+                        ),
+                    },
                     frames: self
                         .live_state
                         .stall_frames
@@ -157,14 +171,34 @@ impl Session {
         }
     }
 
-    /// A `stall` alert, with the waiter's and the owner's stacks read now.
+    /// User frames (innermost first) of a wait in uninterruptible sleep with, inside them,
+    /// the `[kernel: uninterruptible]` marker and the kernel frames it waited in.
+    fn with_kernel_frames(&mut self, user: Vec<Frame>, kstack_id: i32) -> Vec<Frame> {
+        let kernel = self.stacks.resolve_kernel(&self.probes, kstack_id);
+        let mut frames: Vec<Frame> = kernel.wait_frames().into_iter().map(Frame::named).collect();
+        frames.push(Frame::named(class_frame(wait_class::UNINTERRUPTIBLE)));
+        frames.extend(user);
+        frames
+    }
+
+    /// A `stall` alert, with the waiter's and the owner's stacks read now (or, for a wait in
+    /// the kernel, its kernel stack from when it went to sleep: it has not moved since).
     fn report_stall(&mut self, s: &Stalled, blocked: &HashMap<u32, InFlight>) {
         let e = &s.wait;
         let stack = self.stacks.resolve_blocked_frames(e.tgid, regs_of(e));
-        let owner_frames = blocked
-            .get(&s.owner_tid)
+        let owner_frames = s
+            .owner_tid
+            .and_then(|owner| blocked.get(&owner))
             .map(|o| self.stacks.resolve_blocked_frames(o.tgid, regs_of(o)))
             .unwrap_or_default();
+        let kernel_stack = if e.class == wait_class::UNINTERRUPTIBLE {
+            self.stacks
+                .resolve_kernel(&self.probes, e.kstack_id)
+                .wait_frames()
+        } else {
+            Vec::new()
+        };
+        let uaddr = (e.class != wait_class::UNINTERRUPTIBLE).then_some(e.uaddr);
         self.live_state
             .stall_frames
             .insert(s.episode(), crate::stacks::frame::names(&stack));
@@ -175,10 +209,11 @@ impl Session {
             stack,
             AlertDetail::Stall(alert::Stall {
                 blocked_ns: s.blocked_ns,
-                uaddr: Some(e.uaddr),
+                uaddr,
                 syscall: syscall_name(e.syscall).to_string(),
-                owner_tid: Some(s.owner_tid),
+                owner_tid: s.owner_tid,
                 owner_stack: crate::stacks::frame::names(&owner_frames),
+                kernel_stack,
             }),
         );
         a.keep_frames("owner_stack", owner_frames);
@@ -270,21 +305,24 @@ impl Session {
         }
     }
 
-    /// Waits on held locks that have not ended (stalls, deadlocks) count in the profile for
-    /// the time they have lasted so far.
+    /// Waits on held locks and in the kernel that have not ended (stalls, deadlocks) count in
+    /// the profile for the time they have lasted so far.
     pub(super) fn add_ongoing_lock_waits(&mut self) {
         let Ok(in_flight) = self.probes.in_flight() else {
             return;
         };
         let now = monotonic_ns();
         for (tid, e) in in_flight {
+            let in_kernel = e.class == wait_class::UNINTERRUPTIBLE;
             if !self.watched.contains_key(&e.tgid)
-                || (e.class != wait_class::LOCK && !self.opts.report_idle)
+                || (e.class != wait_class::LOCK && !in_kernel && !self.opts.report_idle)
             {
                 continue;
             }
             let mut frames = self.stacks.resolve_blocked_frames(e.tgid, regs_of(&e));
-            if self.opts.report_idle {
+            if in_kernel {
+                frames = self.with_kernel_frames(frames, e.kstack_id);
+            } else if self.opts.report_idle {
                 frames.insert(0, Frame::named(class_frame(e.class)));
             }
             let comm = self

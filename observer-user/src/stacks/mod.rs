@@ -2,6 +2,7 @@
 //! (`symbolize`), turning what a probe captured into frames (`resolver`), the frame type kept
 //! by every output (`frame`), and which frames are the program's own code (`own_code`).
 pub mod frame;
+pub mod kernel_symbols;
 pub mod own_code;
 pub mod resolver;
 pub mod symbolize;

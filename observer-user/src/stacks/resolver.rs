@@ -15,6 +15,7 @@ use crate::{
     golang::GoBinary,
     proc::memory::read_process_memory,
     stacks::frame::{names, Frame},
+    stacks::kernel_symbols::{KernelStack, KernelSymbols},
     stacks::symbolize::{frames_of, Symbolizer},
     stacks::unwind::{Regs, Unwinder},
 };
@@ -24,6 +25,11 @@ use crate::{
 pub trait KernelStacks {
     /// The addresses of stack `stack_id`, innermost first; `None` when there is no such stack.
     fn stack(&self, stack_id: i32) -> Option<Vec<u64>>;
+    /// The kernel-code addresses of kernel stack `stack_id` (an uninterruptible wait),
+    /// innermost first; `None` when there is no such stack.
+    fn kernel_stack(&self, _stack_id: i32) -> Option<Vec<u64>> {
+        None
+    }
 }
 
 /// The copied stack bytes of a snapshot (empty when the kernel could not copy any).
@@ -35,7 +41,10 @@ pub fn stack_bytes(stack: &UserStack) -> &[u8] {
 pub struct StackResolver {
     unwinder: Unwinder,
     symbolizer: Symbolizer,
+    kernel_symbols: KernelSymbols,
     by_id: HashMap<(u32, i32), Vec<Frame>>,
+    /// Kernel stacks by id (the kernel's code does not change; bounded like the id table).
+    kernel_by_id: HashMap<i32, KernelStack>,
     /// Go executables (and their load bias) whose `.gopclntab` names what the symbol tables
     /// do not: stripped Go binaries keep it.
     go: HashMap<u32, (Arc<GoBinary>, u64)>,
@@ -61,7 +70,9 @@ impl StackResolver {
         Self {
             unwinder: Unwinder::new(),
             symbolizer: Symbolizer::new(),
+            kernel_symbols: KernelSymbols::new(),
             by_id: HashMap::new(),
+            kernel_by_id: HashMap::new(),
             go: HashMap::new(),
             gone: VecDeque::new(),
         }
@@ -173,6 +184,26 @@ impl StackResolver {
         let frames = self.symbolize(pid, &addrs);
         self.by_id.insert((pid, stack_id), frames.clone());
         frames
+    }
+
+    /// The kernel stack of an uninterruptible wait, named; empty when there is none.
+    pub fn resolve_kernel(&mut self, kernel: &dyn KernelStacks, kstack_id: i32) -> KernelStack {
+        if kstack_id < 0 {
+            return KernelStack::default();
+        }
+        if let Some(stack) = self.kernel_by_id.get(&kstack_id) {
+            return stack.clone();
+        }
+        let Some(addrs) = kernel.kernel_stack(kstack_id) else {
+            return KernelStack::default();
+        };
+        let stack = self.kernel_symbols.stack(&addrs);
+        // The kernel's stack map has this many slots; ids never exceed it.
+        if self.kernel_by_id.len() >= 4096 {
+            self.kernel_by_id.clear();
+        }
+        self.kernel_by_id.insert(kstack_id, stack.clone());
+        stack
     }
 
     /// A stack of addresses read from the process (innermost first: a pc, then return

@@ -55,7 +55,7 @@ fn one_waiter() -> (HashMap<u32, InFlight>, Facts) {
 fn tids(stalls: &[Stalled]) -> Vec<(u32, u32, u64)> {
     let mut v: Vec<_> = stalls
         .iter()
-        .map(|s| (s.tid, s.owner_tid, s.blocked_ns))
+        .map(|s| (s.tid, s.owner_tid.unwrap_or(0), s.blocked_ns))
         .collect();
     v.sort();
     v
@@ -212,4 +212,110 @@ fn two_threads_holding_each_others_lock_are_a_deadlock() {
         .map(|m| (m.tid, m.uaddr, m.owner_tid))
         .collect();
     assert_eq!(members, vec![(11, 0x1000, 12), (12, 0x2000, 11)]);
+}
+
+/// Thread `tid` in uninterruptible sleep since `start_ns` (e.g. a vfork parent, disk I/O).
+fn kernel_wait(tgid: u32, start_ns: u64) -> InFlight {
+    InFlight {
+        start_ns,
+        tgid,
+        syscall: observer_common::sysno::VFORK,
+        class: wait_class::UNINTERRUPTIBLE,
+        kstack_id: 3,
+        ..InFlight::default()
+    }
+}
+
+#[test]
+fn an_uninterruptible_wait_is_a_stall_once_per_episode_without_an_owner() {
+    // No owner, no thread facts: the kernel's task state decides alone.
+    let mut facts = Facts::default();
+    let mut blocked = HashMap::from([(21, kernel_wait(PID, 0))]);
+    let mut rule = StallRule::default();
+    let before = rule.scan(&blocked, LIMITS.stall_ns - 1, LIMITS, &mut facts);
+    assert!(before.new_stalls.is_empty() && before.stalled_now.is_empty());
+    let at = rule.scan(&blocked, LIMITS.stall_ns, LIMITS, &mut facts);
+    assert_eq!(at.new_stalls.len(), 1);
+    let s = at.new_stalls[0];
+    assert_eq!(
+        (s.tid, s.owner_tid, s.blocked_ns),
+        (21, None, LIMITS.stall_ns)
+    );
+    assert_eq!(s.wait.kstack_id, 3);
+    assert_eq!(at.stalled_per_process, HashMap::from([(PID, 1)]));
+    assert!(
+        at.deadlock_candidates.is_empty(),
+        "no lock: no wait-for edge"
+    );
+    // Still blocked: counted as stalled, not reported again.
+    let later = rule.scan(&blocked, 10 * LIMITS.stall_ns, LIMITS, &mut facts);
+    assert!(later.new_stalls.is_empty());
+    assert_eq!(later.stalled_now.len(), 1);
+    // A new uninterruptible wait of the same thread is a new episode.
+    blocked.insert(21, kernel_wait(PID, 20 * SECOND));
+    let again = rule.scan(&blocked, 20 * SECOND + LIMITS.stall_ns, LIMITS, &mut facts);
+    assert_eq!(again.new_stalls.len(), 1);
+}
+
+#[test]
+fn uninterruptible_waits_of_go_programs_stall_too() {
+    let mut facts = Facts {
+        go: HashSet::from([PID]),
+        ..Facts::default()
+    };
+    let blocked = HashMap::from([(21, kernel_wait(PID, 0))]);
+    let scan = StallRule::default().scan(&blocked, LIMITS.stall_ns, LIMITS, &mut facts);
+    assert_eq!(scan.new_stalls.len(), 1);
+}
+
+#[test]
+fn interruptible_waits_without_an_owner_never_stall() {
+    let mut facts = Facts::default();
+    let blocked: HashMap<u32, InFlight> = [
+        wait_class::FUTEX,
+        wait_class::SLEEP,
+        wait_class::POLL,
+        wait_class::IO,
+        wait_class::OTHER,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, class)| {
+        let e = InFlight {
+            class,
+            ..kernel_wait(PID, 0)
+        };
+        (30 + i as u32, e)
+    })
+    .collect();
+    let scan = StallRule::default().scan(&blocked, 100 * LIMITS.stall_ns, LIMITS, &mut facts);
+    assert!(scan.new_stalls.is_empty() && scan.stalled_now.is_empty());
+}
+
+#[test]
+fn lock_stalls_are_unchanged_next_to_kernel_stalls() {
+    let (mut blocked, mut facts) = one_waiter();
+    blocked.insert(21, kernel_wait(PID, 0));
+    let scan = StallRule::default().scan(&blocked, LIMITS.stall_ns, LIMITS, &mut facts);
+    assert_eq!(
+        tids(&scan.new_stalls),
+        vec![(11, 12, LIMITS.stall_ns), (21, 0, LIMITS.stall_ns)]
+    );
+    assert_eq!(scan.stalled_per_process, HashMap::from([(PID, 2)]));
+    assert_eq!(scan.deadlock_candidates.len(), 1);
+}
+
+#[test]
+fn the_kernel_task_state_decides_uninterruptible_waits() {
+    use observer_common::task_state::is_uninterruptible_wait;
+    assert!(is_uninterruptible_wait(0x2), "TASK_UNINTERRUPTIBLE");
+    assert!(is_uninterruptible_wait(0x102), "TASK_KILLABLE");
+    assert!(
+        is_uninterruptible_wait(0x2102),
+        "TASK_KILLABLE | TASK_FREEZABLE (vfork)"
+    );
+    assert!(!is_uninterruptible_wait(0x402), "TASK_IDLE is no stall");
+    assert!(!is_uninterruptible_wait(0x1), "TASK_INTERRUPTIBLE");
+    assert!(!is_uninterruptible_wait(0x4), "stopped");
+    assert!(!is_uninterruptible_wait(0x8), "traced");
 }
