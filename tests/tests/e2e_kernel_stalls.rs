@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use observer_tests::{
-    i64_field, printed_tid, require_root, stack_mentions, str_field, u64_field, FramePointers,
-    ObserverCmd, Workspace, MS,
+    i64_field, printed_tid, require_root, stack_mentions, str_field, u64_field, wait_until,
+    FramePointers, ObserverCmd, Target, Workspace, MS,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,4 +89,51 @@ fn kernel_stall_without_frame_pointers() {
 #[test]
 fn kernel_stall_with_frame_pointers() {
     kernel_stall(FramePointers::Keep);
+}
+
+/// The same target already in D state when observer attaches: the thread is seeded from /proc,
+/// and its stall carries the kernel stack as /proc/PID/task/TID/stack names it.
+#[test]
+fn kernel_stall_already_going_on_at_attach() {
+    require_root();
+    let ws = Workspace::new("kernel_stall_attach");
+    let binary = ws.build_target("kernel_stall", FramePointers::Omit);
+    let target = Target::spawn(&binary, &["8"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || !target
+            .tids_named("forker")
+            .is_empty()),
+        "kernel_stall did not start thread forker"
+    );
+    let forker = target.tids_named("forker")[0];
+    let state = || std::fs::read_to_string(format!("/proc/{}/task/{forker}/stat", target.pid()));
+    assert!(
+        wait_until(Duration::from_secs(5), || state().is_ok_and(|s| s
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| r.starts_with('D')))),
+        "forker never went into D state"
+    );
+    let run = ObserverCmd::watch(target.pid())
+        .opt("--duration", "3s")
+        .opt("--stall-after", "1s")
+        .alerts(&ws)
+        .run_to_end(&ws, TIMEOUT);
+    let report = run.report();
+    assert_eq!(run.exit_code(), Some(0), "{report}");
+    let stalls = run.of_kind("stall");
+    let Some(stall) = stalls
+        .iter()
+        .find(|s| i64_field(s, "tid") == Some(i64::from(forker)))
+    else {
+        panic!("no stall for forker (tid {forker}), asleep in D since before the attach\n{report}");
+    };
+    assert_eq!(str_field(stall, "syscall"), Some("vfork"), "{stall}");
+    assert!(
+        stack_mentions(stall, "kernel_stack", "kernel_clone"),
+        "kernel_stack should name kernel_clone: {stall}"
+    );
+    assert!(
+        stack_mentions(stall, "stack", "forker_waits_for_vfork_child"),
+        "stack should name forker_waits_for_vfork_child: {stall}"
+    );
 }

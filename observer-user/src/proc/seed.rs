@@ -14,6 +14,8 @@ pub struct SyscallState {
     pub args: [u64; 6],
     pub sp: u64,
     pub pc: u64,
+    /// In uninterruptible sleep (`D` in `/proc/PID/task/TID/stat`; TASK_IDLE shows as `I`).
+    pub uninterruptible: bool,
 }
 
 /// Parses `"202 0x55d0 0x80 0x2 0x0 0x0 0x0 0x7ffc 0x7f12"`; `running` or `-1 sp pc` (blocked
@@ -32,6 +34,7 @@ pub fn parse_syscall_line(line: &str) -> Option<SyscallState> {
         args: [a0, a1, a2, a3, a4, a5],
         sp,
         pc,
+        uninterruptible: false,
     })
 }
 
@@ -55,8 +58,14 @@ pub fn in_flight_for(pid: u32, tid: u32, state: &SyscallState, start_ns: u64) ->
         tgid: pid,
         class: classify_syscall(state.nr),
         stack_id: -1,
+        kstack_id: -1,
         ..InFlight::default()
     };
+    if state.uninterruptible {
+        // Its kernel stack is read from /proc when it stalls (see `kernel_stack_of`).
+        entry.class = wait_class::UNINTERRUPTIBLE;
+        return entry;
+    }
     if state.nr == sysno::FUTEX || state.nr == sysno::FUTEX_WAIT {
         entry.uaddr = state.args[0];
         entry.op = if state.nr == sysno::FUTEX {
@@ -103,10 +112,40 @@ pub fn blocked_threads(pid: u32) -> Vec<(u32, SyscallState)> {
 pub fn blocked_state(pid: u32, tid: u32) -> Option<SyscallState> {
     let base = format!("/proc/{pid}/task/{tid}");
     let stat = std::fs::read_to_string(format!("{base}/stat")).ok()?;
-    if !matches!(parse_state(&stat)?, 'S' | 'D') {
+    let letter = parse_state(&stat)?;
+    if !matches!(letter, 'S' | 'D') {
         return None;
     }
-    parse_syscall_line(&std::fs::read_to_string(format!("{base}/syscall")).ok()?)
+    let mut state = parse_syscall_line(&std::fs::read_to_string(format!("{base}/syscall")).ok()?)?;
+    state.uninterruptible = letter == 'D';
+    Some(state)
+}
+
+/// At most this many frames are read from `/proc/PID/task/TID/stack`.
+const KERNEL_STACK_MAX: usize = 64;
+
+/// The kernel stack of a sleeping thread as `/proc/PID/task/TID/stack` names it (root only),
+/// innermost first, function names only: for a wait the kernel program did not see begin.
+pub fn kernel_stack_of(pid: u32, tid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stack"))
+        .map(|text| parse_kernel_stack(&text))
+        .unwrap_or_default()
+}
+
+/// `"[<0>] kernel_clone+0x1d3/0x400"` lines to `"kernel_clone"` (a module's keeps ` [mod]`).
+pub fn parse_kernel_stack(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let frame = line.split_once("] ").map_or(line, |(_, f)| f).trim();
+            let (name, rest) = frame.split_once('+').unwrap_or((frame, ""));
+            let module = rest.split_once(' ').map(|(_, m)| m.trim());
+            (!name.is_empty()).then(|| match module {
+                Some(m) if !m.is_empty() => format!("{name} {m}"),
+                _ => name.to_string(),
+            })
+        })
+        .take(KERNEL_STACK_MAX)
+        .collect()
 }
 
 #[cfg(test)]
@@ -131,6 +170,35 @@ mod tests {
         assert_eq!(parse_syscall_line("running\n"), None);
         assert_eq!(parse_syscall_line("-1 0x7ffc 0x7f12\n"), None);
         assert_eq!(parse_syscall_line(""), None);
+    }
+
+    #[test]
+    fn kernel_stack_lines_become_function_names() {
+        let text = "[<0>] kernel_clone+0x1d3/0x400\n[<0>] __do_sys_vfork+0x66/0x90\n\
+                    [<0>] nfs_wait_bit_killable+0x10/0x60 [nfs]\n";
+        assert_eq!(
+            parse_kernel_stack(text),
+            [
+                "kernel_clone",
+                "__do_sys_vfork",
+                "nfs_wait_bit_killable [nfs]"
+            ]
+        );
+        assert!(parse_kernel_stack("").is_empty());
+        let deep = "[<0>] f+0x1/0x2\n".repeat(1000);
+        assert_eq!(parse_kernel_stack(&deep).len(), KERNEL_STACK_MAX);
+    }
+
+    #[test]
+    fn an_uninterruptible_thread_is_seeded_as_a_wait_in_the_kernel() {
+        let mut state = parse_syscall_line("58 0x0 0x0 0x0 0x0 0x0 0x0 0x7ffc 0x7f12").unwrap();
+        assert_eq!(in_flight_for(1, 2, &state, 5).class, wait_class::OTHER);
+        state.uninterruptible = true;
+        let e = in_flight_for(1, 2, &state, 5);
+        assert_eq!(
+            (e.class, e.kstack_id, e.syscall),
+            (wait_class::UNINTERRUPTIBLE, -1, 58)
+        );
     }
 
     #[test]

@@ -191,12 +191,16 @@ impl Session {
             .and_then(|owner| blocked.get(&owner))
             .map(|o| self.stacks.resolve_blocked_frames(o.tgid, regs_of(o)))
             .unwrap_or_default();
-        let kernel_stack = if e.class == wait_class::UNINTERRUPTIBLE {
+        let kernel_stack = if e.class != wait_class::UNINTERRUPTIBLE {
+            Vec::new()
+        } else if e.kstack_id < 0 {
+            // Asleep since before we attached (seeded), or its stack did not fit: the
+            // kernel's own view, which has not changed since it went to sleep.
+            seed::kernel_stack_of(e.tgid, s.tid)
+        } else {
             self.stacks
                 .resolve_kernel(&self.probes, e.kstack_id)
                 .wait_frames()
-        } else {
-            Vec::new()
         };
         let uaddr = (e.class != wait_class::UNINTERRUPTIBLE).then_some(e.uaddr);
         self.live_state
