@@ -130,4 +130,18 @@ mod tests {
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.contains("(x\\x1b]0;owned\\x07\\x0afake)"), "{line}");
     }
+
+    #[test]
+    fn a_stall_in_the_kernel_says_where_it_sleeps() {
+        let json = r#"{"kind":"stall","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":2,"comm":"forker","stack":["forker_waits (k.c:31)"],"blocked_ns":2100000000,"uaddr":null,"syscall":"vfork","owner_tid":null,"owner_stack":[],"kernel_stack":["wait_for_completion_state","kernel_clone","__do_sys_vfork"]}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert!(
+            line.contains("in the kernel (vfork: uninterruptible sleep in wait_for_completion_state <- kernel_clone)"),
+            "{line}"
+        );
+        // A lock stall reads as before.
+        let json = r#"{"kind":"stall","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":2,"comm":"w","stack":[],"blocked_ns":1,"uaddr":"0x10","syscall":"futex","owner_tid":7,"owner_stack":[]}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert!(line.contains("on a lock held by tid 7"), "{line}");
+    }
 }
