@@ -197,6 +197,11 @@ impl Symbolizer {
         if needs_refresh && self.refresh(pid) {
             maps = self.maps_for(pid);
         }
+        let code_len = maps
+            .as_deref()
+            .map_or(addrs.len(), |m| code_prefix_len(m, &lookups));
+        let truncated = code_len < addrs.len();
+        let (addrs, lookups) = (&addrs[..code_len], &lookups[..code_len]);
 
         let mut out: Vec<Option<Arc<[String]>>> = vec![None; addrs.len()];
         let mut pending: HashMap<*const ObjectFile, (Arc<ObjectFile>, Vec<Pending>)> =
@@ -242,14 +247,22 @@ impl Symbolizer {
                 out[item.index] = Some(frames);
             }
         }
-        out.into_iter()
+        let mut symbols: Vec<AddrSymbols> = out
+            .into_iter()
             .zip(addrs)
             .zip(lookups)
-            .map(|((frames, &addr), lookup)| AddrSymbols {
+            .map(|((frames, &addr), &lookup)| AddrSymbols {
                 names: frames.unwrap_or_else(|| unknown(addr)),
                 addr: maps.as_ref().and_then(|m| m.normalize(lookup)),
             })
-            .collect()
+            .collect();
+        if truncated {
+            symbols.push(AddrSymbols {
+                names: Arc::from([NOT_CODE_MARKER.to_string()]),
+                addr: None,
+            });
+        }
+        symbols
     }
 
     /// One result per item, in order.
@@ -334,6 +347,27 @@ impl Symbolizer {
             }
         }
     }
+}
+
+/// The frame that ends a stack cut at a return address that is not code (see
+/// [`code_prefix_len`]).
+pub const NOT_CODE_MARKER: &str = "[truncated: not code]";
+
+/// How many of `lookups` (a pc, then return addresses minus one) to keep: all up to the first
+/// return address that lies outside every executable mapping and the vDSO. A frame-pointer walk
+/// through code built without frame pointers reads whatever `%rbp` held (a counter, a pointer
+/// to text) as the next frame; once one "return address" is not code, every frame above it
+/// was read through the same bad pointer and is junk too. The pc itself is always kept: the
+/// CPU was executing it, so it was code when the stack was taken (maps read later may no
+/// longer show it, after a `dlclose`).
+pub fn code_prefix_len(maps: &ProcessMaps, lookups: &[u64]) -> usize {
+    let is_code = |addr: u64| maps.find(addr).is_some_and(|m| m.perms.exec || m.is_vdso());
+    lookups
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|&(_, &addr)| !is_code(addr))
+        .map_or(lookups.len(), |(i, _)| i)
 }
 
 /// One frame per name, all at `addr`, the outermost one not marked inlined.
@@ -486,8 +520,82 @@ mod tests {
             assert!(f.name.contains("marker_function_for_symbolize_test"));
             assert!(!f.inlined);
         }
+        // 0x10 is no code: the stack ends there, with the marker.
         assert_eq!(frames[2].addr, None);
-        assert_eq!(&*frames[2].name, "[unknown] 0x10");
+        assert_eq!(&*frames[2].name, NOT_CODE_MARKER);
+    }
+
+    /// A process's maps as `/proc/PID/maps` shows them: an executable (code at 0x1000-0x2000),
+    /// its data, a heap, a library's code, an anonymous executable region (JIT), a stack, the vDSO.
+    const MAPS: &str = "\
+00001000-00002000 r-xp 00001000 08:01 100 /srv/app
+00002000-00003000 rw-p 00002000 08:01 100 /srv/app
+00010000-00020000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0000010000 r-xp 00000000 08:01 200 /lib/libc.so.6
+7f0000100000-7f0000101000 rwxp 00000000 00:00 0
+7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0 [stack]
+7ffc00100000-7ffc00102000 r-xp 00000000 00:00 0 [vdso]
+";
+
+    #[test]
+    fn stacks_stop_at_the_first_return_address_that_is_not_code() {
+        let maps = ProcessMaps::from_text(1, MAPS);
+        let code = [0x1010, 0x7f00_0000_0100, 0x7f00_0010_0010, 0x7ffc_0010_0010];
+        assert_eq!(code_prefix_len(&maps, &code), 4, "code, library, JIT, vDSO");
+        // Text read as a return address ("rver 127"), a small integer, data, the heap, the stack.
+        for junk in [
+            0x3732_3120_7265_7672,
+            0x4a,
+            0x2010,
+            0x10_0010,
+            0x7ffc_0000_1000,
+        ] {
+            assert_eq!(code_prefix_len(&maps, &[0x1010, 0x1020, junk, 0x1030]), 2);
+        }
+        // The pc is kept even when the maps no longer show it.
+        assert_eq!(code_prefix_len(&maps, &[0x4a, 0x1010, 0x4b]), 2);
+        assert_eq!(code_prefix_len(&maps, &[0x4a]), 1);
+        assert_eq!(code_prefix_len(&maps, &[]), 0);
+    }
+
+    #[test]
+    fn a_cut_stack_ends_with_one_marker_and_unsymbolized_code_keeps_its_name() {
+        // A pid with no such process: the maps given are all there is (files cannot be opened,
+        // so code is named module+offset).
+        let pid = u32::MAX - 2;
+        let mut s = Symbolizer::new();
+        s.insert_maps(Arc::new(ProcessMaps::from_text(pid, MAPS)));
+        let names = s.symbolize(
+            pid,
+            &[
+                0x1010,
+                0x7f00_0000_0101,
+                0x7f00_0010_0011,
+                0x3732_3120_7265_7672,
+                0x1020,
+                0x4a,
+            ],
+        );
+        assert_eq!(
+            names,
+            vec![
+                "app+0x1010",
+                "libc.so.6+0x100",
+                "[unknown] 0x7f0000100011",
+                NOT_CODE_MARKER,
+            ]
+        );
+        let frames = s.symbolize_frames(pid, &[0x1010, 0x2020]);
+        assert_eq!(
+            crate::stacks::frame::names(&frames),
+            ["app+0x1010", NOT_CODE_MARKER]
+        );
+        assert_eq!(frames[1].addr, None);
+        // Nothing cut, no marker.
+        assert_eq!(
+            s.symbolize(pid, &[0x1010, 0x1021]),
+            ["app+0x1010", "app+0x1020"]
+        );
     }
 
     /// The shared symbolizer names the functions of a Go program from its symbols, as the
