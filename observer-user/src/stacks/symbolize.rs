@@ -51,11 +51,13 @@ pub struct Symbolizer {
     /// file is closed its cache (inflated DWARF included) is evicted, since the descriptor
     /// number will name another file and the memory budget was returned.
     handed: HashMap<std::path::PathBuf, OpenFileLife>,
+    /// Binaries already checked for symbols, and the lines said about those without.
+    symbol_notes: crate::stacks::symbol_notes::SymbolNotes<FileKey>,
 }
 
 /// Where separate debug files are looked up by build id or debug link: root-owned system
 /// directories only (blazesym's default list has no others here, but says so nowhere stable).
-const DEBUG_DIRS: [&str; 1] = ["/usr/lib/debug"];
+const DEBUG_DIRS: [&str; 1] = [crate::proc::debugfile::DEBUG_DIR];
 
 /// Files larger than this get a progress line on their first symbolization (compressed
 /// DWARF of a 35 MiB Go compiler took 0.9 s here; see progress.rs for what is shown when).
@@ -97,6 +99,7 @@ impl Symbolizer {
             cache: HashMap::new(),
             opened: Default::default(),
             handed: HashMap::new(),
+            symbol_notes: Default::default(),
         }
     }
 
@@ -272,6 +275,12 @@ impl Symbolizer {
         let Some(path) = object.reopen_path() else {
             return items.iter().map(fallback).collect();
         };
+        if let Some(key) = items.first().map(|i| i.key.clone()) {
+            self.symbol_notes.check(key, object);
+        }
+        if let Some(debug) = object.separate_debug_file() {
+            return self.symbolize_in_debug_file(object, debug, items);
+        }
         self.hand_over(object, path);
         let mut elf = Elf::new(path);
         elf.debug_syms = object.debug_info_usable();
@@ -291,6 +300,41 @@ impl Symbolizer {
             .iter()
             .zip(syms.iter().map(Some).chain(std::iter::repeat(None)))
             .map(|(item, sym)| match sym {
+                Some(Symbolized::Sym(sym)) => format_sym(sym),
+                _ => fallback(item),
+            })
+            .collect()
+    }
+
+    /// [`Self::symbolize_in_file`] from the binary's separate debug file: the file offsets are
+    /// turned into virtual addresses with the binary's segments (the debug file keeps the
+    /// addresses, not the code).
+    fn symbolize_in_debug_file(
+        &mut self,
+        object: &ObjectFile,
+        debug: &crate::proc::debugfile::DebugFile,
+        items: &[Pending],
+    ) -> Vec<Arc<[String]>> {
+        let fallback =
+            |item: &Pending| -> Arc<[String]> { Arc::from([offset_name(object, item.offset)]) };
+        let path = debug.reopen_path();
+        // The debug file is held open by the binary's handle: it closes with it.
+        self.hand_over(object, path);
+        let virts: Vec<Option<u64>> = items.iter().map(|i| object.virt_offset(i.offset)).collect();
+        let known: Vec<u64> = virts.iter().flatten().copied().collect();
+        let src = Source::Elf(Elf::new(path));
+        let syms = match self.blaze.symbolize(&src, Input::VirtOffset(&known)) {
+            Ok(syms) => syms,
+            Err(err) => {
+                log::debug!("symbolizing in {}: {err}", debug.path().display());
+                return items.iter().map(fallback).collect();
+            }
+        };
+        let mut syms = syms.iter();
+        items
+            .iter()
+            .zip(&virts)
+            .map(|(item, virt)| match virt.and_then(|_| syms.next()) {
                 Some(Symbolized::Sym(sym)) => format_sym(sym),
                 _ => fallback(item),
             })
