@@ -48,7 +48,8 @@ struct Opened {
 /// What in a binary can name its code.
 #[derive(Debug, Default)]
 struct SymbolSources {
-    /// A non-empty `.symtab` (`.dynsym` names only exported functions: not counted).
+    /// A non-empty `.symtab` (`.dynsym` names only exported functions: not counted), or a Go
+    /// binary's `.gopclntab`, which names every function even when stripped.
     symtab: bool,
     /// `.debug_info` in the file itself.
     dwarf: bool,
@@ -407,7 +408,9 @@ fn read_sources(file: &File) -> Option<SymbolSources> {
             .is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData)
     };
     Some(SymbolSources {
-        symtab: obj.symbol_table().is_some() && obj.symbols().next().is_some(),
+        symtab: (obj.symbol_table().is_some() && obj.symbols().next().is_some())
+            || obj.section_by_name(".gopclntab").is_some()
+            || obj.section_by_name(".go.buildinfo").is_some(),
         dwarf: present(".debug_info") || present(".zdebug_info"),
         debug_link: obj
             .gnu_debuglink()
