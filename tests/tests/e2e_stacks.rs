@@ -72,9 +72,14 @@ fn timer_ended_waits_in_code_without_frame_pointers_give_one_stack_without_junk(
         frames.iter().all(|f| !f.starts_with("[unknown]")),
         "{frames:?}"
     );
-    assert_eq!(
-        frames.first(),
-        Some(&"[truncated: not code]"),
+    // Today the stack is cut at the text and says so, outermost; a stack taken another way
+    // (unwound from a copy) would have no cut at all. Either way the marker is never inside.
+    let marks = frames
+        .iter()
+        .filter(|f| **f == "[truncated: not code]")
+        .count();
+    assert!(
+        marks == 0 || (marks == 1 && frames[0] == "[truncated: not code]"),
         "the cut is marked once, outermost: {frames:?}"
     );
 }
