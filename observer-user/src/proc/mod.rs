@@ -1,7 +1,9 @@
 //! The observed processes as /proc shows them: pid checks, launching a command, memory maps
-//! and the files behind them, reading their memory, binaries on disk and the bounded
-//! decompression of their sections, seeding already-blocked threads, and the scope filter.
+//! and the files behind them (with their separate debug files), reading their memory, binaries
+//! on disk and the bounded decompression of their sections, seeding already-blocked threads,
+//! and the scope filter.
 pub mod binfile;
+pub mod debugfile;
 pub mod inflate;
 pub mod memory;
 pub mod normaddr;

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use object::{Object, ReadCache};
 
+use crate::proc::debugfile::DebugFile;
 use crate::proc::normaddr::{self, Module};
 
 /// Identity of a file's contents on this host, from `fstat` of the opened file.
@@ -38,6 +39,24 @@ struct Opened {
     /// Whether its debug information may be used, decided once per file, with the share of
     /// the process-wide inflation budget it holds while open.
     debug_usable: OnceLock<Option<crate::proc::inflate::Reservation>>,
+    /// What names its code, read once.
+    sources: OnceLock<SymbolSources>,
+    /// Its separate debug file found by build id, looked up once and kept open with it.
+    debug_file: OnceLock<Option<DebugFile>>,
+}
+
+/// What in a binary can name its code.
+#[derive(Debug, Default)]
+struct SymbolSources {
+    /// A non-empty `.symtab` (`.dynsym` names only exported functions: not counted), or a Go
+    /// binary's `.gopclntab`, which names every function even when stripped.
+    symtab: bool,
+    /// `.debug_info` in the file itself.
+    dwarf: bool,
+    /// The file name in its `.gnu_debuglink`.
+    debug_link: Option<String>,
+    /// Loadable segments as (file offset, file size, virtual address).
+    segments: Vec<(u64, u64, u64)>,
 }
 
 /// Whether a file opened for symbolization is still open (its `/proc/self/fd/N` path still
@@ -183,6 +202,88 @@ impl ObjectFile {
             .is_some()
     }
 
+    /// The separate debug file to symbolize this binary from, found by build id under
+    /// `/usr/lib/debug` ([`crate::proc::debugfile`]) when the binary has no DWARF of its own
+    /// and no debug link blazesym would follow. Looked up once; a refused file is logged.
+    pub fn separate_debug_file(&self) -> Option<&DebugFile> {
+        let opened = self.opened()?;
+        opened
+            .debug_file
+            .get_or_init(|| {
+                let sources = self.sources()?;
+                let link_followed = sources.debug_link.is_some() && self.debug_info_usable();
+                if sources.dwarf || link_followed {
+                    return None;
+                }
+                match crate::proc::debugfile::find_by_build_id(self.build_id()?) {
+                    Ok(found) => found,
+                    Err(reason) => {
+                        log::warn!("{}: separate debug file: {reason}", self.path.display());
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// Whether nothing names this binary's functions: no `.symtab`, no DWARF, no separate debug
+    /// file by build id, and no debug link target in the places it is looked up.
+    pub fn lacks_symbols(&self) -> bool {
+        let Some(sources) = self.sources() else {
+            return false;
+        };
+        if sources.symtab || sources.dwarf || self.separate_debug_file().is_some() {
+            return false;
+        }
+        let Some(link) = &sources.debug_link else {
+            return true;
+        };
+        !(self.debug_info_usable() && self.debug_link_target_exists(link))
+    }
+
+    /// The places blazesym looks for a `.gnu_debuglink` target, existence only.
+    fn debug_link_target_exists(&self, link: &str) -> bool {
+        let debug = Path::new(crate::proc::debugfile::DEBUG_DIR);
+        let mut candidates: Vec<PathBuf> = self
+            .build_id()
+            .and_then(|id| crate::proc::debugfile::build_id_path(debug, id))
+            .into_iter()
+            .collect();
+        candidates.push(debug.join(link));
+        if let Some(real) = self.reopen_path().and_then(|p| std::fs::read_link(p).ok()) {
+            if let Some(dir) = real.parent() {
+                candidates.push(dir.join(link));
+                candidates.push(dir.join(".debug").join(link));
+                if let Ok(rel) = dir.strip_prefix("/") {
+                    candidates.push(debug.join(rel).join(link));
+                }
+            }
+        }
+        candidates
+            .iter()
+            .any(|c| std::fs::symlink_metadata(c).is_ok())
+    }
+
+    /// The virtual address (as in the ELF file and its debug file) of `file_offset`.
+    pub fn virt_offset(&self, file_offset: u64) -> Option<u64> {
+        self.sources()?
+            .segments
+            .iter()
+            .find(|&&(off, size, _)| off <= file_offset && file_offset - off < size)
+            .map(|&(off, _, vaddr)| file_offset - off + vaddr)
+    }
+
+    fn sources(&self) -> Option<&SymbolSources> {
+        let opened = self.opened()?;
+        Some(opened.sources.get_or_init(|| {
+            read_sources(&opened.file).unwrap_or_else(|| SymbolSources {
+                // Unreadable: claim a symbol table, so that no hint is given about it.
+                symtab: true,
+                ..SymbolSources::default()
+            })
+        }))
+    }
+
     /// Tells whether the handle opened for this file is still open.
     pub fn life(&self) -> Option<OpenFileLife> {
         self.opened
@@ -256,6 +357,8 @@ impl ObjectFile {
                 file,
                 id,
                 debug_usable: OnceLock::new(),
+                sources: OnceLock::new(),
+                debug_file: OnceLock::new(),
             });
         }
         log::debug!("cannot open {} of pid {}", self.path.display(), self.pid);
@@ -293,6 +396,35 @@ fn check_debug_info(file: &File) -> Result<u64, String> {
         }
     }
     Ok(declared)
+}
+
+fn read_sources(file: &File) -> Option<SymbolSources> {
+    use object::ObjectSection as _;
+    use object::ObjectSegment as _;
+    let cache = ReadCache::new(PositionalReader { file, pos: 0 });
+    let obj = object::File::parse(&cache).ok()?;
+    let present = |name: &str| {
+        obj.section_by_name(name)
+            .is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData)
+    };
+    Some(SymbolSources {
+        symtab: (obj.symbol_table().is_some() && obj.symbols().next().is_some())
+            || obj.section_by_name(".gopclntab").is_some()
+            || obj.section_by_name(".go.buildinfo").is_some(),
+        dwarf: present(".debug_info") || present(".zdebug_info"),
+        debug_link: obj
+            .gnu_debuglink()
+            .ok()
+            .flatten()
+            .map(|(name, _)| String::from_utf8_lossy(name).into_owned()),
+        segments: obj
+            .segments()
+            .map(|s| {
+                let (off, size) = s.file_range();
+                (off, size, s.address())
+            })
+            .collect(),
+    })
 }
 
 /// `Read + Seek` over a shared [`File`] through `pread`, keeping the position here rather

@@ -51,11 +51,13 @@ pub struct Symbolizer {
     /// file is closed its cache (inflated DWARF included) is evicted, since the descriptor
     /// number will name another file and the memory budget was returned.
     handed: HashMap<std::path::PathBuf, OpenFileLife>,
+    /// Binaries already checked for symbols, and the lines said about those without.
+    symbol_notes: crate::stacks::symbol_notes::SymbolNotes<FileKey>,
 }
 
 /// Where separate debug files are looked up by build id or debug link: root-owned system
 /// directories only (blazesym's default list has no others here, but says so nowhere stable).
-const DEBUG_DIRS: [&str; 1] = ["/usr/lib/debug"];
+const DEBUG_DIRS: [&str; 1] = [crate::proc::debugfile::DEBUG_DIR];
 
 /// Files larger than this get a progress line on their first symbolization (compressed
 /// DWARF of a 35 MiB Go compiler took 0.9 s here; see progress.rs for what is shown when).
@@ -97,6 +99,7 @@ impl Symbolizer {
             cache: HashMap::new(),
             opened: Default::default(),
             handed: HashMap::new(),
+            symbol_notes: Default::default(),
         }
     }
 
@@ -197,6 +200,11 @@ impl Symbolizer {
         if needs_refresh && self.refresh(pid) {
             maps = self.maps_for(pid);
         }
+        let code_len = maps
+            .as_deref()
+            .map_or(addrs.len(), |m| code_prefix_len(m, &lookups));
+        let truncated = code_len < addrs.len();
+        let (addrs, lookups) = (&addrs[..code_len], &lookups[..code_len]);
 
         let mut out: Vec<Option<Arc<[String]>>> = vec![None; addrs.len()];
         let mut pending: HashMap<*const ObjectFile, (Arc<ObjectFile>, Vec<Pending>)> =
@@ -242,14 +250,22 @@ impl Symbolizer {
                 out[item.index] = Some(frames);
             }
         }
-        out.into_iter()
+        let mut symbols: Vec<AddrSymbols> = out
+            .into_iter()
             .zip(addrs)
             .zip(lookups)
-            .map(|((frames, &addr), lookup)| AddrSymbols {
+            .map(|((frames, &addr), &lookup)| AddrSymbols {
                 names: frames.unwrap_or_else(|| unknown(addr)),
                 addr: maps.as_ref().and_then(|m| m.normalize(lookup)),
             })
-            .collect()
+            .collect();
+        if truncated {
+            symbols.push(AddrSymbols {
+                names: Arc::from([NOT_CODE_MARKER.to_string()]),
+                addr: None,
+            });
+        }
+        symbols
     }
 
     /// One result per item, in order.
@@ -259,6 +275,12 @@ impl Symbolizer {
         let Some(path) = object.reopen_path() else {
             return items.iter().map(fallback).collect();
         };
+        if let Some(key) = items.first().map(|i| i.key.clone()) {
+            self.symbol_notes.check(key, object);
+        }
+        if let Some(debug) = object.separate_debug_file() {
+            return self.symbolize_in_debug_file(object, debug, items);
+        }
         self.hand_over(object, path);
         let mut elf = Elf::new(path);
         elf.debug_syms = object.debug_info_usable();
@@ -278,6 +300,41 @@ impl Symbolizer {
             .iter()
             .zip(syms.iter().map(Some).chain(std::iter::repeat(None)))
             .map(|(item, sym)| match sym {
+                Some(Symbolized::Sym(sym)) => format_sym(sym),
+                _ => fallback(item),
+            })
+            .collect()
+    }
+
+    /// [`Self::symbolize_in_file`] from the binary's separate debug file: the file offsets are
+    /// turned into virtual addresses with the binary's segments (the debug file keeps the
+    /// addresses, not the code).
+    fn symbolize_in_debug_file(
+        &mut self,
+        object: &ObjectFile,
+        debug: &crate::proc::debugfile::DebugFile,
+        items: &[Pending],
+    ) -> Vec<Arc<[String]>> {
+        let fallback =
+            |item: &Pending| -> Arc<[String]> { Arc::from([offset_name(object, item.offset)]) };
+        let path = debug.reopen_path();
+        // The debug file is held open by the binary's handle: it closes with it.
+        self.hand_over(object, path);
+        let virts: Vec<Option<u64>> = items.iter().map(|i| object.virt_offset(i.offset)).collect();
+        let known: Vec<u64> = virts.iter().flatten().copied().collect();
+        let src = Source::Elf(Elf::new(path));
+        let syms = match self.blaze.symbolize(&src, Input::VirtOffset(&known)) {
+            Ok(syms) => syms,
+            Err(err) => {
+                log::debug!("symbolizing in {}: {err}", debug.path().display());
+                return items.iter().map(fallback).collect();
+            }
+        };
+        let mut syms = syms.iter();
+        items
+            .iter()
+            .zip(&virts)
+            .map(|(item, virt)| match virt.and_then(|_| syms.next()) {
                 Some(Symbolized::Sym(sym)) => format_sym(sym),
                 _ => fallback(item),
             })
@@ -334,6 +391,27 @@ impl Symbolizer {
             }
         }
     }
+}
+
+/// The frame that ends a stack cut at a return address that is not code (see
+/// [`code_prefix_len`]).
+pub const NOT_CODE_MARKER: &str = "[truncated: not code]";
+
+/// How many of `lookups` (a pc, then return addresses minus one) to keep: all up to the first
+/// return address that lies outside every executable mapping and the vDSO. A frame-pointer walk
+/// through code built without frame pointers reads whatever `%rbp` held (a counter, a pointer
+/// to text) as the next frame; once one "return address" is not code, every frame above it
+/// was read through the same bad pointer and is junk too. The pc itself is always kept: the
+/// CPU was executing it, so it was code when the stack was taken (maps read later may no
+/// longer show it, after a `dlclose`).
+pub fn code_prefix_len(maps: &ProcessMaps, lookups: &[u64]) -> usize {
+    let is_code = |addr: u64| maps.find(addr).is_some_and(|m| m.perms.exec || m.is_vdso());
+    lookups
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|&(_, &addr)| !is_code(addr))
+        .map_or(lookups.len(), |(i, _)| i)
 }
 
 /// One frame per name, all at `addr`, the outermost one not marked inlined.
@@ -486,8 +564,82 @@ mod tests {
             assert!(f.name.contains("marker_function_for_symbolize_test"));
             assert!(!f.inlined);
         }
+        // 0x10 is no code: the stack ends there, with the marker.
         assert_eq!(frames[2].addr, None);
-        assert_eq!(&*frames[2].name, "[unknown] 0x10");
+        assert_eq!(&*frames[2].name, NOT_CODE_MARKER);
+    }
+
+    /// A process's maps as `/proc/PID/maps` shows them: an executable (code at 0x1000-0x2000),
+    /// its data, a heap, a library's code, an anonymous executable region (JIT), a stack, the vDSO.
+    const MAPS: &str = "\
+00001000-00002000 r-xp 00001000 08:01 100 /srv/app
+00002000-00003000 rw-p 00002000 08:01 100 /srv/app
+00010000-00020000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0000010000 r-xp 00000000 08:01 200 /lib/libc.so.6
+7f0000100000-7f0000101000 rwxp 00000000 00:00 0
+7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0 [stack]
+7ffc00100000-7ffc00102000 r-xp 00000000 00:00 0 [vdso]
+";
+
+    #[test]
+    fn stacks_stop_at_the_first_return_address_that_is_not_code() {
+        let maps = ProcessMaps::from_text(1, MAPS);
+        let code = [0x1010, 0x7f00_0000_0100, 0x7f00_0010_0010, 0x7ffc_0010_0010];
+        assert_eq!(code_prefix_len(&maps, &code), 4, "code, library, JIT, vDSO");
+        // Text read as a return address ("rver 127"), a small integer, data, the heap, the stack.
+        for junk in [
+            0x3732_3120_7265_7672,
+            0x4a,
+            0x2010,
+            0x10_0010,
+            0x7ffc_0000_1000,
+        ] {
+            assert_eq!(code_prefix_len(&maps, &[0x1010, 0x1020, junk, 0x1030]), 2);
+        }
+        // The pc is kept even when the maps no longer show it.
+        assert_eq!(code_prefix_len(&maps, &[0x4a, 0x1010, 0x4b]), 2);
+        assert_eq!(code_prefix_len(&maps, &[0x4a]), 1);
+        assert_eq!(code_prefix_len(&maps, &[]), 0);
+    }
+
+    #[test]
+    fn a_cut_stack_ends_with_one_marker_and_unsymbolized_code_keeps_its_name() {
+        // A pid with no such process: the maps given are all there is (files cannot be opened,
+        // so code is named module+offset).
+        let pid = u32::MAX - 2;
+        let mut s = Symbolizer::new();
+        s.insert_maps(Arc::new(ProcessMaps::from_text(pid, MAPS)));
+        let names = s.symbolize(
+            pid,
+            &[
+                0x1010,
+                0x7f00_0000_0101,
+                0x7f00_0010_0011,
+                0x3732_3120_7265_7672,
+                0x1020,
+                0x4a,
+            ],
+        );
+        assert_eq!(
+            names,
+            vec![
+                "app+0x1010",
+                "libc.so.6+0x100",
+                "[unknown] 0x7f0000100011",
+                NOT_CODE_MARKER,
+            ]
+        );
+        let frames = s.symbolize_frames(pid, &[0x1010, 0x2020]);
+        assert_eq!(
+            crate::stacks::frame::names(&frames),
+            ["app+0x1010", NOT_CODE_MARKER]
+        );
+        assert_eq!(frames[1].addr, None);
+        // Nothing cut, no marker.
+        assert_eq!(
+            s.symbolize(pid, &[0x1010, 0x1021]),
+            ["app+0x1010", "app+0x1020"]
+        );
     }
 
     /// The shared symbolizer names the functions of a Go program from its symbols, as the
