@@ -53,12 +53,18 @@ impl Workspace {
 
     /// Compiles `targets/<name>.c` like a distribution would (-O1 -g), with or without frame pointers.
     pub fn build_target(&self, name: &str, fp: FramePointers) -> PathBuf {
+        let binary = self.path(&format!("{name}-{}", fp.suffix()));
+        self.build_target_as(name, &["-O1", fp.flag()], binary)
+    }
+
+    /// Compiles `targets/<name>.c` with `flags` (beside `-g -pthread`) into `binary`.
+    pub fn build_target_as(&self, name: &str, flags: &[&str], binary: PathBuf) -> PathBuf {
         let source = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("targets")
             .join(format!("{name}.c"));
-        let binary = self.path(&format!("{name}-{}", fp.suffix()));
         let out = Command::new("gcc")
-            .args(["-O1", "-g", "-pthread", fp.flag(), "-o"])
+            .args(flags)
+            .args(["-g", "-pthread", "-o"])
             .arg(&binary)
             .arg(&source)
             .output()

@@ -1,7 +1,7 @@
 //! Stacks that name code only: a frame-pointer walk through code built without frame pointers
 //! must not turn the data `%rbp` held into frames.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use observer_tests::{require_root, ObserverCmd, Workspace};
 
@@ -9,21 +9,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Compiles `targets/<name>.c` as distributions build release code: -O2, no frame pointers.
 fn build_o2_nofp(ws: &Workspace, name: &str) -> PathBuf {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("targets/{name}.c"));
-    let binary = ws.path(name);
-    let out = Command::new("gcc")
-        .args(["-O2", "-g", "-pthread", "-fomit-frame-pointer", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .output()
-        .expect("could not run gcc (run `cargo xtask setup`)");
-    assert!(
-        out.status.success(),
-        "gcc failed on {}:\n{}",
-        source.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    binary
+    ws.build_target_as(name, &["-O2", "-fomit-frame-pointer"], ws.path(name))
 }
 
 /// timed_waits.c sleeps 100 times in do_slow_export() with text in %rbp; each sleep is ended by
