@@ -13,7 +13,8 @@ use observer_tests::{
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-const FUNCTION: &str = "ledger_post_entry";
+// Any function of the target works: its name exists only in the symbol table and debug info.
+const FUNCTION: &str = "worker_update";
 const HINT: &str = "has no symbols";
 
 fn run_tool(program: &str, args: &[&std::ffi::OsStr]) {
@@ -83,31 +84,31 @@ fn observe(ws: &Workspace, binary: &Path) -> ObserverRun {
     run
 }
 
-fn poster_waits(run: &ObserverRun) -> Vec<&observer_tests::Value> {
+fn worker_waits(run: &ObserverRun) -> Vec<&observer_tests::Value> {
     let waits: Vec<_> = run
         .of_kind("lock_wait")
         .into_iter()
-        .filter(|a| a["comm"] == "poster")
+        .filter(|a| a["comm"] == "worker")
         .collect();
     assert!(
         !waits.is_empty(),
-        "no lock_wait of poster\n{}",
+        "no lock_wait of worker\n{}",
         run.report()
     );
     waits
 }
 
-/// stripped_lock.c built with debug information, its debug file split off with `objcopy
+/// lock_hold.c built with debug information, its debug file split off with `objcopy
 /// --only-keep-debug`, the binary stripped with `strip --strip-all` (no symbols, no debug link).
-/// Without the debug file the poster's lock-wait stack cannot name ledger_post_entry and
+/// Without the debug file the worker's lock-wait stack cannot name worker_update and
 /// observer says once which binary lacks symbols and where its debug file would go; with it
 /// placed at `/usr/lib/debug/.build-id/xx/rest.debug` the stack names the function.
 #[test]
 fn stripped_binary_is_named_from_its_debug_file_in_usr_lib_debug_build_id() {
     require_root();
     let ws = Workspace::new("debuginfo");
-    let binary = ws.build_target("stripped_lock", FramePointers::Omit);
-    let debug = ws.path("stripped_lock.debug");
+    let binary = ws.build_target("lock_hold", FramePointers::Omit);
+    let debug = ws.path("lock_hold.debug");
     run_tool(
         "objcopy",
         &[
@@ -126,7 +127,7 @@ fn stripped_binary_is_named_from_its_debug_file_in_usr_lib_debug_build_id() {
 
     // Nothing names the code: no name, and one hint naming the binary and the place.
     let run = observe(&ws, &binary);
-    for wait in poster_waits(&run) {
+    for wait in worker_waits(&run) {
         assert!(
             !stack_mentions(wait, "stack", FUNCTION),
             "named without symbols? {:?}",
@@ -149,7 +150,7 @@ fn stripped_binary_is_named_from_its_debug_file_in_usr_lib_debug_build_id() {
     // The debug file where a -dbgsym package puts it: the function is named, no hint.
     let _placed = PlacedDebugFile::place(&debug, &id);
     let run = observe(&ws, &binary);
-    for wait in poster_waits(&run) {
+    for wait in worker_waits(&run) {
         assert!(
             stack_mentions(wait, "stack", FUNCTION),
             "not named from {place}: {:?}\n{}",
@@ -162,7 +163,7 @@ fn stripped_binary_is_named_from_its_debug_file_in_usr_lib_debug_build_id() {
     // The same file writable by others could have been planted by any local user: not read.
     fs::set_permissions(&_placed.path, fs::Permissions::from_mode(0o666)).expect("chmod 0666");
     let run = observe(&ws, &binary);
-    for wait in poster_waits(&run) {
+    for wait in worker_waits(&run) {
         assert!(
             !stack_mentions(wait, "stack", FUNCTION),
             "read a debug file others can write: {:?}",
