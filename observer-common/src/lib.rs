@@ -101,6 +101,53 @@ pub mod wait_class {
     pub const COUNT: u32 = 7;
 }
 
+/// Which lock a lock wait (`wait_class::LOCK`) waited for, decided from the lock library's
+/// slow path on the waiter's stack (see `CodeSite`) or, failing that, from a recorded owner.
+pub mod lock_kind {
+    /// A lock with a recorded owner whose library was not recognised on the stack (a glibc
+    /// mutex in a binary without symbols, a PI futex).
+    pub const UNKNOWN: u32 = 0;
+    pub const PTHREAD_MUTEX: u32 = 1;
+    pub const PTHREAD_RWLOCK_READ: u32 = 2;
+    pub const PTHREAD_RWLOCK_WRITE: u32 = 3;
+    pub const SEMAPHORE: u32 = 4;
+    pub const RUST_MUTEX: u32 = 5;
+    pub const RUST_RWLOCK_READ: u32 = 6;
+    pub const RUST_RWLOCK_WRITE: u32 = 7;
+    pub const RUST_ONCE: u32 = 8;
+    pub const PARKING_LOT_MUTEX: u32 = 9;
+    pub const PARKING_LOT_RWLOCK_READ: u32 = 10;
+    pub const PARKING_LOT_RWLOCK_WRITE: u32 = 11;
+    pub const COUNT: u32 = 12;
+
+    /// The name alerts and profiles use.
+    pub const fn name(kind: u32) -> &'static str {
+        match kind {
+            PTHREAD_MUTEX => "pthread_mutex",
+            PTHREAD_RWLOCK_READ => "pthread_rwlock (read)",
+            PTHREAD_RWLOCK_WRITE => "pthread_rwlock (write)",
+            SEMAPHORE => "semaphore",
+            RUST_MUTEX => "rust std Mutex",
+            RUST_RWLOCK_READ => "rust std RwLock (read)",
+            RUST_RWLOCK_WRITE => "rust std RwLock (write)",
+            RUST_ONCE => "rust std Once/OnceLock",
+            PARKING_LOT_MUTEX => "parking_lot Mutex",
+            PARKING_LOT_RWLOCK_READ => "parking_lot RwLock (read)",
+            PARKING_LOT_RWLOCK_WRITE => "parking_lot RwLock (write)",
+            _ => "lock",
+        }
+    }
+
+    /// Whether this kind of lock records which thread holds it (glibc mutexes in `__owner`,
+    /// rwlocks the writer in `__cur_writer`); the others say "owner not recorded".
+    pub const fn records_owner(kind: u32) -> bool {
+        matches!(
+            kind,
+            UNKNOWN | PTHREAD_MUTEX | PTHREAD_RWLOCK_READ | PTHREAD_RWLOCK_WRITE
+        )
+    }
+}
+
 /// Bits of `task_struct.__state` as `sched_switch` passes it (`prev_state`).
 pub mod task_state {
     pub const UNINTERRUPTIBLE: u64 = 0x2;
@@ -178,6 +225,9 @@ pub struct InFlight {
     /// Kernel stack id in `KERNEL_STACKS` for a wait in uninterruptible sleep, negative when
     /// none (every other wait: their kernel side is the syscall itself).
     pub kstack_id: i32,
+    /// Which lock (`lock_kind`) when `class` is `LOCK`; `lock_kind::UNKNOWN` otherwise.
+    pub lock_kind: u32,
+    pub _pad: u32,
 }
 
 /// Key of the in-kernel aggregate of short waits.
@@ -187,7 +237,8 @@ pub struct AggKey {
     pub tgid: u32,
     pub stack_id: i32,
     pub class: u32,
-    pub _pad: u32,
+    /// `lock_kind` of a lock wait, so the profile can name the lock.
+    pub lock_kind: u32,
     /// The waiting thread's name, not its id: a pool of 2,000 workers blocking at the same
     /// few places is a few keys, not 2,000 x those (the profile names threads anyway).
     pub comm: [u8; 16],
@@ -251,7 +302,8 @@ pub struct WaitEvent {
     pub waker: UserStack,
     /// The waiter's kernel stack id in `KERNEL_STACKS` (uninterruptible waits), or negative.
     pub kstack_id: i32,
-    pub _pad: u32,
+    /// `lock_kind` of a lock wait (`class == LOCK`).
+    pub lock_kind: u32,
 }
 
 /// A thread or process was created (`sched_process_fork`).

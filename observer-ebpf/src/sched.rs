@@ -11,8 +11,8 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext as _, BtfTracePointContext, TracePointContext},
 };
 use observer_common::{
-    classify_syscall, counter, event_kind, futex_op, lock_owner, sysno, task_state, wait_class,
-    AggKey, InFlight, WaitEvent,
+    classify_syscall, counter, event_kind, futex_op, lock_kind, lock_owner, sysno, task_state,
+    wait_class, AggKey, InFlight, WaitEvent,
 };
 
 use crate::kernel_log::{diag, site};
@@ -63,6 +63,8 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
         class: classify_syscall(syscall),
         stack_id: -1,
         kstack_id: -1,
+        lock_kind: lock_kind::UNKNOWN,
+        _pad: 0,
     };
     // Uninterruptible sleep is a wait in the kernel whatever the syscall (or a page fault):
     // its kernel stack says on what. Futex waits sleep interruptibly, so no lock is lost here.
@@ -247,7 +249,7 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
         (*ev).start_ns = entry.start_ns;
         (*ev).duration_ns = duration_ns;
         (*ev).kstack_id = entry.kstack_id;
-        (*ev)._pad = 0;
+        (*ev).lock_kind = entry.lock_kind;
         // Threads share one address space: the waiter's stack is readable from the waker.
         if waker_tgid == entry.tgid {
             stacks::copy_user_stack(&raw mut (*ev).waiter, entry.ip, entry.sp, entry.bp);
@@ -272,7 +274,7 @@ fn aggregate(ctx: &TracePointContext, entry: &InFlight, duration_ns: u64) {
         tgid: entry.tgid,
         stack_id: entry.stack_id,
         class: entry.class,
-        _pad: 0,
+        lock_kind: entry.lock_kind,
         comm,
     };
     // One call per map: the verifier keeps each helper call's map a constant.

@@ -96,7 +96,7 @@ mod tests {
             waiter: no_stack(),
             waker: no_stack(),
             kstack_id: -1,
-            _pad: 0,
+            lock_kind: 0,
         }
     }
 

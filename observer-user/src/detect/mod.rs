@@ -5,6 +5,7 @@
 //! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait) and leaks (`goleak`).
 pub mod goleak;
 pub mod gowatch;
+pub mod holder;
 pub mod lockwait;
 pub mod procexit;
 pub mod stall;
