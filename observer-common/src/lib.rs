@@ -148,6 +148,73 @@ pub mod lock_kind {
     }
 }
 
+/// Where a futex wait comes from, for the kernel to tell lock waits from idle ones: one row
+/// of a per-process table of code ranges, built by userspace from the
+/// symbols and `.eh_frame` of the process's modules (`stacks::lock_sites`).
+///
+/// The kernel looks up the wait's instruction pointer; a `PASS` row (a wait primitive such as
+/// glibc's `syscall()` or `__futex_abstimed_wait_common`) says how to find its caller's return
+/// address (the `.eh_frame` rule valid in that range), and the walk goes on from there; a
+/// `LOCK` row (a lock's slow path) ends the walk with the lock's kind. Anything else ends it
+/// as not a lock: unknown code never makes a lock wait.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodeSite {
+    pub start: u64,
+    pub len: u32,
+    /// `site_verdict::PASS` or `site_verdict::LOCK`.
+    pub verdict: u8,
+    /// `lock_kind` of a `LOCK` row.
+    pub lock_kind: u8,
+    /// `PASS` rows: the register the canonical frame address is relative to
+    /// (`cfa_reg::SP` or `cfa_reg::BP`).
+    pub cfa_reg: u8,
+    pub _pad: u8,
+    /// `PASS` rows: CFA = register + this; the return address is at CFA - 8.
+    pub cfa_offset: i16,
+    /// `PASS` rows: the caller's rbp is saved at CFA + this; 0 when rbp is unchanged.
+    pub rbp_offset: i16,
+    pub _pad2: u32,
+}
+
+pub mod site_verdict {
+    pub const PASS: u8 = 1;
+    pub const LOCK: u8 = 2;
+}
+
+pub mod cfa_reg {
+    pub const SP: u8 = 0;
+    pub const BP: u8 = 1;
+}
+
+/// Frames the kernel walks up from the syscall looking for a lock's slow path: deep enough
+/// for parking_lot's park chain in a debug build (six wait-primitive frames).
+pub const MAX_SITE_DEPTH: usize = 8;
+/// Rows kept per code page; a page with more relevant rows keeps the first ones (said by
+/// userspace).
+pub const SITES_PER_PAGE: usize = 32;
+/// Code pages are 4 KiB: the table is looked up by (process, pc >> PAGE_SHIFT).
+pub const CODE_PAGE_SHIFT: u32 = 12;
+
+/// Key of the kernel's code-site table: one code page of one process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CodePageKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    /// Address >> `CODE_PAGE_SHIFT`.
+    pub page: u64,
+}
+
+/// The rows overlapping one code page (a row spanning pages is in each of them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CodePageSites {
+    pub len: u32,
+    pub _pad: u32,
+    pub sites: [CodeSite; SITES_PER_PAGE],
+}
+
 /// Bits of `task_struct.__state` as `sched_switch` passes it (`prev_state`).
 pub mod task_state {
     pub const UNINTERRUPTIBLE: u64 = 0x2;
@@ -513,6 +580,8 @@ pub mod counter {
 mod pod {
     use super::*;
     unsafe impl aya::Pod for InFlight {}
+    unsafe impl aya::Pod for CodePageKey {}
+    unsafe impl aya::Pod for CodePageSites {}
     unsafe impl aya::Pod for AggKey {}
     unsafe impl aya::Pod for AggValue {}
     unsafe impl aya::Pod for GoProcess {}

@@ -15,6 +15,7 @@
 
 mod golang;
 mod kernel_log;
+mod lock_sites;
 mod sched;
 mod signals;
 mod stacks;

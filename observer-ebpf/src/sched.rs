@@ -12,10 +12,11 @@ use aya_ebpf::{
 };
 use observer_common::{
     classify_syscall, counter, event_kind, futex_op, lock_kind, lock_owner, sysno, task_state,
-    wait_class, AggKey, InFlight, WaitEvent,
+    wait_class, AggKey, InFlight, WaitEvent, PID_MAX_LIMIT,
 };
 
 use crate::kernel_log::{diag, site};
+use crate::lock_sites;
 use crate::{
     agg_side, aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks,
     task_is_being_killed, task_is_exiting, AGG0, AGG1, EVENTS, IN_FLIGHT, JOINED, KERNEL_STACKS,
@@ -119,7 +120,7 @@ fn classify_futex(entry: &mut InFlight, regs: &aya_ebpf::bindings::pt_regs, tid:
                 futex_op::WAIT
             };
             if futex_op::is_wait(entry.op) {
-                find_owner(entry, tid);
+                find_owner(entry, regs, tid);
             } else {
                 diag!(
                     info,
@@ -139,10 +140,12 @@ fn classify_futex(entry: &mut InFlight, regs: &aya_ebpf::bindings::pt_regs, tid:
     }
 }
 
-/// Reads the futex word and, for a lock, who holds it (see `lock_owner`). The waiter is the
-/// current task here, so its memory is the current address space.
+/// Reads the futex word and decides whether the wait is for a lock: from the waiter's call
+/// chain when the process has a code-site table (the lock's kind, then its owner where that
+/// kind records one), else from an owner recorded in the word's neighbours (glibc mutex, PI).
+/// The waiter is the current task here, so its memory is the current address space.
 #[inline(always)]
-fn find_owner(entry: &mut InFlight, self_tid: u32) {
+fn find_owner(entry: &mut InFlight, regs: &aya_ebpf::bindings::pt_regs, self_tid: u32) {
     let mut words = [0u32; 3];
     // SAFETY: bpf_probe_read_user never faults; failure leaves the wait unclassified.
     let rc = unsafe {
@@ -152,6 +155,26 @@ fn find_owner(entry: &mut InFlight, self_tid: u32) {
             entry.uaddr as *const core::ffi::c_void,
         )
     };
+    if rc == 0 {
+        entry.futex_val = words[0];
+    }
+    if let Some(kind) = lock_sites::lock_kind_at(entry.tgid, regs.rip, regs.rsp, regs.rbp) {
+        entry.class = wait_class::LOCK;
+        entry.lock_kind = kind;
+        let owner = match kind {
+            lock_kind::PTHREAD_MUTEX if rc == 0 => lock_owner(entry.op, words, self_tid),
+            // glibc rwlock: readers wait on `__wrphase_futex` (lock + 8), writers on
+            // `__writers_futex` (lock + 12); `__cur_writer` is at lock + 24. A writer waiting
+            // for readers waits at + 8 and reads `__pad4` here, 0: no owner, as is true.
+            lock_kind::PTHREAD_RWLOCK_READ => read_user_u32(entry.uaddr.wrapping_add(16)),
+            lock_kind::PTHREAD_RWLOCK_WRITE => read_user_u32(entry.uaddr.wrapping_add(12)),
+            _ => None,
+        };
+        if let Some(owner) = owner.filter(|&o| o != self_tid && o != 0 && o < PID_MAX_LIMIT) {
+            entry.owner = owner;
+        }
+        return;
+    }
     if rc != 0 {
         diag!(
             info,
@@ -164,11 +187,24 @@ fn find_owner(entry: &mut InFlight, self_tid: u32) {
         );
         return;
     }
-    entry.futex_val = words[0];
     if let Some(owner) = lock_owner(entry.op, words, self_tid) {
         entry.owner = owner;
         entry.class = wait_class::LOCK;
     }
+}
+
+#[inline(always)]
+fn read_user_u32(addr: u64) -> Option<u32> {
+    let mut v = 0u32;
+    // SAFETY: bpf_probe_read_user never faults; target memory is only read.
+    let rc = unsafe {
+        bpf_probe_read_user(
+            (&mut v as *mut u32).cast(),
+            4,
+            addr as *const core::ffi::c_void,
+        )
+    };
+    (rc == 0).then_some(v)
 }
 
 #[tracepoint(category = "sched", name = "sched_waking")]

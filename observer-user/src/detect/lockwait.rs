@@ -2,7 +2,7 @@
 //! held (a `lock_wait` alert, its time in the blocked profile) or idling (an `idle_wait`,
 //! reported only on request).
 
-use observer_common::{sysno, wait_class, WaitEvent};
+use observer_common::{lock_kind, sysno, wait_class, WaitEvent};
 
 /// What the rule concluded about one finished wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +29,15 @@ pub fn judge_wait(
     // A wait that ended because the process is exiting (the waker is in exit_group and kills
     // its threads) was not granted the lock: stall/deadlock alerts cover it. An owner that
     // neither woke the waiter nor still exists was a stale word in the lock, not a holder.
+    // A wait the kernel placed in a lock's slow path (a known `lock_kind`) is a lock wait
+    // whatever the owner field says; one classified only by an owner-looking word needs
+    // that owner to be real.
     let lock = !is_go
         && !woken_by_signal_or_exit(w.waker_syscall)
         && w.class == wait_class::LOCK
-        && (w.waker_tid == owner_tid || thread_alive(w.tgid, owner_tid));
+        && (w.lock_kind != lock_kind::UNKNOWN
+            || w.waker_tid == owner_tid
+            || thread_alive(w.tgid, owner_tid));
     WaitVerdict {
         lock,
         owner_tid,

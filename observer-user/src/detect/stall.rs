@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use observer_common::{wait_class, InFlight};
+use observer_common::{lock_kind, wait_class, InFlight};
 
 use crate::detect::waitgraph::Waiter;
 
@@ -95,6 +95,15 @@ impl StallRule {
                 continue;
             }
             let Some(owner) = facts.current_owner(tid, e) else {
+                // A lock whose kind records no owner (Rust, parking_lot, semaphores) stalls
+                // all the same; a wait classified only by an owner word that is gone now
+                // was granted or never a lock wait.
+                if e.lock_kind != lock_kind::UNKNOWN && !lock_kind::records_owner(e.lock_kind) {
+                    out.live_episodes.insert((tid, e.start_ns));
+                    if age >= limits.stall_ns {
+                        self.stalled(&mut out, tid, e, None, age);
+                    }
+                }
                 continue;
             };
             // A self-owned lock is a relock of a non-recursive mutex: a deadlock of one. An

@@ -15,7 +15,8 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use observer_common::{
-    counter, AggKey, AggValue, GoAggKey, GoKey, GoParked, GoProcess, GoSampleKey, InFlight,
+    counter, AggKey, AggValue, CodePageKey, CodePageSites, GoAggKey, GoKey, GoParked, GoProcess,
+    GoSampleKey, InFlight,
 };
 use thiserror::Error;
 
@@ -452,6 +453,33 @@ impl Probes {
         if let Ok(mut map) = self.map_mut::<HashMap<&mut MapData, u32, u32>>("WATCHED") {
             let _ = map.remove(&tgid);
         }
+    }
+
+    /// Writes a process's code-site pages (which lock a futex wait is for, see
+    /// `observer_common::CodeSite`), then removes the `stale` pages of its previous table.
+    /// Stops at the first page the kernel refuses (a full table) and says how many were
+    /// written.
+    pub fn set_code_sites(
+        &mut self,
+        pages: &[(CodePageKey, CodePageSites)],
+        stale: &[CodePageKey],
+    ) -> Result<usize, ProbeError> {
+        let mut map: HashMap<&mut MapData, CodePageKey, CodePageSites> =
+            self.map_mut("CODE_SITES")?;
+        for key in stale {
+            let _ = map.remove(key);
+        }
+        for (i, (key, sites)) in pages.iter().enumerate() {
+            if let Err(source) = map.insert(key, sites, 0) {
+                log::warn!(
+                    "code-site table: page {} of {} refused: {source}",
+                    i + 1,
+                    pages.len()
+                );
+                return Ok(i);
+            }
+        }
+        Ok(pages.len())
     }
 
     /// The ring buffer of rare events; call once, from within the tokio runtime.

@@ -6,6 +6,7 @@
 //! [`watched::WatchedProcess`]; everything else (alert sink, profile, thread-exit tracker, deadlock
 //! detector) is shared, since thread ids are unique host-wide.
 
+mod code_sites;
 pub mod goattach;
 mod goroutine_events;
 mod kernel_adapters;
@@ -127,6 +128,8 @@ pub struct Session {
     /// The live view, while it owns the terminal.
     live: Option<crate::terminal::liveview::LiveTerminal>,
     live_state: live::LiveState,
+    /// Which lock a futex wait is for: the tables built from the processes' binaries.
+    lock_sites: crate::stacks::lock_sites::LockSites,
 }
 
 /// How often the live view is redrawn.
@@ -166,6 +169,7 @@ impl Session {
             recorder: None,
             live,
             live_state: live::LiveState::default(),
+            lock_sites: crate::stacks::lock_sites::LockSites::new(),
         })
     }
 
@@ -215,6 +219,7 @@ impl Session {
                     self.handle_batch(batch?);
                 }
                 _ = scan.tick() => {
+                    self.refresh_code_sites();
                     self.scan_blocked();
                     self.scan_goroutines();
                     self.poll_thread_exits();

@@ -39,6 +39,8 @@ pub(super) struct WatchedProcess {
     /// In a pid namespace: thread ids as the process sees them (glibc writes those into its
     /// mutexes as owners) -> host thread ids.
     ns_tids: HashMap<u32, u32>,
+    /// Its lock-recognition table in the kernel.
+    pub code_sites: super::code_sites::CodeSitesState,
 }
 
 impl WatchedProcess {
@@ -52,6 +54,7 @@ impl WatchedProcess {
             program_id: None,
             park_rate_mark: None,
             ns_tids: HashMap::new(),
+            code_sites: Default::default(),
             start_ns: procinfo::start_time_ns(pid),
         }
     }
@@ -278,6 +281,7 @@ impl Session {
                 t.name = name;
             }
             t.executable = executable_of(pid);
+            t.code_sites.invalidate();
             self.stacks.program_replaced(pid);
             if !self.opts.no_go {
                 // Its goroutines may have parked between the exec and now: seed them.
@@ -315,6 +319,7 @@ impl Session {
             }
         }
         self.watched.insert(pid, t);
+        self.refresh_code_sites_of(pid);
     }
 
     /// Goroutine-level observation when `exe` is a Go program. A failure costs the goroutine
@@ -405,10 +410,12 @@ impl Session {
 
     /// Stops observing `pid`: it exited, or ran a program the filter does not accept.
     pub(super) fn drop_target(&mut self, pid: u32) {
-        if let Some(t) = self.watched.remove(&pid) {
+        if let Some(mut t) = self.watched.remove(&pid) {
             if t.go.is_some() {
                 self.probes.unwatch_go(pid);
             }
+            let keys = t.code_sites.take_keys();
+            self.forget_code_sites(&keys);
         }
         if self.is_host() {
             self.probes.unwatch(pid);

@@ -3,6 +3,7 @@
 //! by every output (`frame`), and which frames are the program's own code (`own_code`).
 pub mod frame;
 pub mod kernel_symbols;
+pub mod lock_sites;
 pub mod own_code;
 pub mod resolver;
 pub mod symbol_notes;
