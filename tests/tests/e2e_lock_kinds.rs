@@ -1,6 +1,6 @@
 //! Every lock kind a real program uses: a long hold is one `lock_hold` alert per hold episode
 //! that names the lock kind, the waiter's function and the holder's function, whatever library
-//! implements the lock (glibc mutex, rwlock and semaphore, C++ std::mutex and std::shared_mutex,
+//! implements the lock (glibc mutex, also held across a blocking read, rwlock and semaphore, C++ std::mutex and std::shared_mutex,
 //! Rust std Mutex/RwLock/OnceLock, parking_lot); the waits are in the folded profile; a deadlock
 //! through an rwlock and a mutex is a `deadlock`; idle condition-variable and channel pools raise
 //! nothing.
@@ -237,6 +237,39 @@ fn assert_unlock_is_tail_call(binary: &Path, function: &str) {
     );
 }
 
+/// mutex_read_hold.c: "refresher" holds a glibc mutex while blocked in read() in
+/// refresh_from_disk(); the alert says what the holder did meanwhile: blocked, in read, there.
+#[test]
+fn glibc_mutex_held_across_blocking_read() {
+    require_root();
+    let ws = Workspace::new("mutex_read_hold");
+    let binary = ws.build_target("mutex_read_hold", FramePointers::Omit);
+    let run = run_target(&ws, &binary, &[SECONDS]);
+    let report = run.report();
+    let complete = check_holds(
+        &run,
+        &Hold {
+            kinds: &["pthread_mutex"],
+            owner_recorded: true,
+            waiter_fn: "lookup_config",
+            holder_fn: "refresh_from_disk",
+            holder_comm: "refresher",
+            hold: Duration::from_millis(300),
+            min_episodes: 2,
+            max_episodes: 6,
+        },
+    );
+    assert!(
+        complete.iter().any(|a| {
+            str_field(a, "holder_state") == Some("blocked")
+                && str_field(a, "holder_syscall") == Some("read")
+                && stack_mentions(a, "holder_stack", "refresh_from_disk")
+        }),
+        "no lock_hold whose holder was blocked in read (holder_state \"blocked\", holder_syscall \
+         \"read\", holder_stack naming refresh_from_disk)\n{report}"
+    );
+}
+
 /// sem_hold.c: a semaphore used as a lock, held ~300 ms in flush_journal(); it records no owner.
 #[test]
 fn semaphore_hold() {
@@ -382,13 +415,24 @@ fn rust_oncelock_initialization_wait() {
 }
 
 /// An idle pool under `observer run` with a short stall threshold: only its exit is reported.
-fn idle_pool(ws: &Workspace, binary: &Path, args: &[&str]) {
-    let run = ObserverCmd::run()
-        .opt("--threshold", "100ms")
-        .opt("--stall-after", "1s")
-        .alerts(ws)
-        .command(binary, args)
-        .run_to_end(ws, TIMEOUT);
+/// A second run with `--report-idle` proves the waits were seen, long, and classed idle: threads
+/// named with each prefix in `idle_comms` have idle waits over the threshold, and still no lock
+/// alert. (By thread name: idle waits keep only the frames a frame-pointer walk gives.)
+fn idle_pool(label: &str, binary: &Path, args: &[&str], idle_comms: &[&str]) {
+    let observe = |report_idle: bool| {
+        // Each run its own workspace: its own alerts file.
+        let ws = Workspace::new(label);
+        let mut cmd = ObserverCmd::run()
+            .opt("--threshold", "100ms")
+            .opt("--stall-after", "1s");
+        if report_idle {
+            cmd = cmd.flag("--report-idle");
+        }
+        cmd.alerts(&ws)
+            .command(binary, args)
+            .run_to_end(&ws, TIMEOUT)
+    };
+    let run = observe(false);
     let report = run.report();
     assert_eq!(run.exit_code(), Some(0), "{report}");
     let raised: Vec<&Value> = run
@@ -398,7 +442,7 @@ fn idle_pool(ws: &Workspace, binary: &Path, args: &[&str]) {
         .collect();
     assert!(
         raised.is_empty(),
-        "an idle pool must raise no alert, got {} \n{report}",
+        "an idle pool must raise no alert, got {}\n{report}",
         raised.len()
     );
     // Proof that observer was watching at all: an empty file would pass the check above.
@@ -408,6 +452,24 @@ fn idle_pool(ws: &Workspace, binary: &Path, args: &[&str]) {
             .any(|e| i64_field(e, "exit_code") == Some(0)),
         "expected a process_exit alert with exit_code 0\n{report}"
     );
+
+    let run = observe(true);
+    let report = run.report();
+    assert_eq!(run.exit_code(), Some(0), "{report}");
+    for kind in ["lock_hold", "lock_wait", "stall", "deadlock"] {
+        assert!(
+            run.of_kind(kind).is_empty(),
+            "an idle pool must raise no {kind} alert, also with --report-idle\n{report}"
+        );
+    }
+    let idle = run.of_kind("idle_wait");
+    for prefix in idle_comms {
+        assert!(
+            idle.iter().any(|a| str_field(a, "comm").is_some_and(|c| c.starts_with(prefix))
+                && u64_field(a, "duration_ns").is_some_and(|ns| ns >= 100 * MS)),
+            "no idle_wait over 100ms by a thread {prefix}*: the pool's waits were not seen\n{report}"
+        );
+    }
 }
 
 /// cond_pool.c: 8 threads in pthread_cond_wait / pthread_cond_timedwait for seconds, a producer
@@ -417,15 +479,19 @@ fn idle_condition_variable_pool_raises_nothing() {
     require_root();
     let ws = Workspace::new("cond_pool");
     let binary = ws.build_target("cond_pool", FramePointers::Omit);
-    idle_pool(&ws, &binary, &["4"]);
+    idle_pool("cond_pool", &binary, &["4"], &["pool-"]);
 }
 
 /// rustprogs/locks condvar-pool: 8 threads on a std Condvar, 4 on mpsc channels, rarely woken.
 #[test]
 fn idle_rust_condvar_and_channel_pool_raises_nothing() {
     require_root();
-    let ws = Workspace::new("condvar_pool");
-    idle_pool(&ws, &rust_locks(), &["condvar-pool", "4"]);
+    idle_pool(
+        "condvar_pool",
+        &rust_locks(),
+        &["condvar-pool", "4"],
+        &["pool-", "chan-"],
+    );
 }
 
 /// rwlock_mutex_deadlock.c: "indexer" holds an rwlock for writing and wants a mutex that
