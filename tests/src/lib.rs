@@ -1,7 +1,8 @@
 //! Helpers for the end-to-end tests in `tests/e2e_*.rs`.
 //!
 //! Those tests run the real, release-built `observer` binary (it loads eBPF programs, so they need
-//! root) against small C programs from `targets/`, compiled here with gcc, and check the alerts it
+//! root) against small C and C++ programs from `targets/` (compiled here with gcc and g++), Go
+//! programs from `goprogs/` and Rust ones from `rustprogs/`, and check the alerts it
 //! writes. These helpers panic with a readable message instead of returning errors: a helper that
 //! cannot do its job means the test has failed, and the message is what the developer reads.
 //!
@@ -14,6 +15,7 @@ mod bpfprogs;
 mod gotoolchain;
 mod observer;
 mod process;
+mod rustprogs;
 mod target;
 mod workspace;
 
@@ -25,6 +27,7 @@ pub use bpfprogs::{bpf_prog_ids_of, bpf_prog_name};
 pub use gotoolchain::{GoToolchain, GoVersion};
 pub use observer::{observer_bin, Observer, ObserverCmd, ObserverRun};
 pub use process::{printed_tid, require_root, unused_pid, wait_until};
+pub use rustprogs::rust_locks;
 pub use serde_json::Value;
 pub use target::Target;
 pub use workspace::{FramePointers, Workspace};

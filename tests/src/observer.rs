@@ -70,6 +70,12 @@ impl ObserverCmd {
         self
     }
 
+    /// An option without a value, e.g. `--report-idle`.
+    pub fn flag(mut self, name: &str) -> Self {
+        self.args.push(name.into());
+        self
+    }
+
     /// Writes alerts to `alerts.jsonl` in the workspace; [`Observer::wait`] reads them back.
     pub fn alerts(mut self, ws: &Workspace) -> Self {
         let path = ws.path("alerts.jsonl");

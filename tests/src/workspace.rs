@@ -77,4 +77,25 @@ impl Workspace {
         );
         binary
     }
+
+    /// Compiles `targets/<name>.cpp` with g++ as C++ services ship: `-O2 -g`, no frame pointers.
+    pub fn build_cpp_target(&self, name: &str) -> PathBuf {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("targets")
+            .join(format!("{name}.cpp"));
+        let binary = self.path(name);
+        let out = Command::new("g++")
+            .args(["-O2", "-g", "-pthread", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .output()
+            .expect("could not run g++ (run `cargo xtask setup`)");
+        assert!(
+            out.status.success(),
+            "g++ failed on {}:\n{}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        binary
+    }
 }

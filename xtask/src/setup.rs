@@ -23,6 +23,11 @@ const APT_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "zlib1g-dev",
     "gcc",
+    // C++ test targets (std::mutex, std::shared_mutex).
+    "g++",
+    // glibc's internal wait functions (__futex_abstimed_wait_common, __lll_lock_wait, ...) are
+    // named only in its detached debug symbols; lock-kind classification needs those names.
+    "libc6-dbg",
     "bpftrace",
     "golang-1.19-go",
     "linux-perf",

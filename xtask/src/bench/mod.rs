@@ -53,6 +53,15 @@ pub struct BenchArgs {
     /// Print the results only.
     #[arg(long, conflicts_with = "output")]
     no_write: bool,
+    /// Run only the timed workloads of these sections (e.g. `--only 3b,3c`), skip the rest of the
+    /// bench and print their tables: for checking a row while working on it. Writes no file.
+    #[arg(
+        long,
+        value_name = "SECTIONS",
+        value_delimiter = ',',
+        conflicts_with = "output"
+    )]
+    only: Vec<String>,
 }
 
 pub fn run_bench(args: BenchArgs) -> Result<()> {
@@ -71,8 +80,19 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     let mut notes: Vec<String> = tools.notes.clone();
     let mut results = Vec::new();
     for workload in workloads::workloads(&plan, &tools, &mut notes) {
+        if !args.only.is_empty() && !args.only.iter().any(|s| s == workload.section) {
+            continue;
+        }
         println!("bench: {} ({} rounds)", workload.title, plan.rounds);
         results.push(run::run_workload(&plan, &tools, workload, &mut notes));
+    }
+    if !args.only.is_empty() {
+        if results.is_empty() {
+            bail!("--only {}: no such section", args.only.join(","));
+        }
+        println!("\n{}", report::render_workloads(&results, &notes));
+        println!("bench: done in {:.0} s", started.elapsed().as_secs_f64());
+        return Ok(());
     }
     println!(
         "bench: 2,000-thread process under `observer watch` ({} rounds)",

@@ -126,6 +126,18 @@ pub(super) fn render_report(r: &Report) -> String {
     s
 }
 
+/// Only the tables of `results` and the run's notes (`cargo xtask bench --only`).
+pub(super) fn render_workloads(results: &[WorkloadResult], notes: &[String]) -> String {
+    let mut s = String::new();
+    for w in results {
+        render_workload(&mut s, w);
+    }
+    for n in notes {
+        let _ = writeln!(s, "- {n}");
+    }
+    s
+}
+
 fn render_workload(s: &mut String, w: &WorkloadResult) {
     let wl = &w.workload;
     let _ = writeln!(s, "### {}. {}\n", wl.section, wl.title);

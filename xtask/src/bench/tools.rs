@@ -15,6 +15,9 @@ pub(super) struct Tools {
     pub(super) bpftrace: bool,
     pub(super) bpftool: bool,
     pub(super) mutex_contend: PathBuf,
+    pub(super) rwlock_contend: PathBuf,
+    /// None when rustc failed (its row is then n/a).
+    pub(super) rust_mutex_contend: Option<PathBuf>,
     pub(super) many_threads: PathBuf,
     pub(super) uprobe_loop: PathBuf,
     pub(super) goparks: Option<PathBuf>,
@@ -48,10 +51,12 @@ impl Tools {
         }
 
         let mutex_contend = out.join("mutex_contend");
+        let rwlock_contend = out.join("rwlock_contend");
         let many_threads = out.join("many_threads");
         let uprobe_loop = out.join("uprobe_loop");
         for (bin, source) in [
             (&mutex_contend, "mutex_contend.c"),
+            (&rwlock_contend, "rwlock_contend.c"),
             (&many_threads, "many_threads.c"),
             (&uprobe_loop, "uprobe_loop.c"),
         ] {
@@ -61,6 +66,21 @@ impl Tools {
                 .arg(bin)
                 .arg(src.join(source)))?;
         }
+        // Built as people ship Rust: optimized, std's own futex locks, no dependencies.
+        let rust_mutex_contend = out.join("rust_mutex_contend");
+        let rust_mutex_contend = match run(Command::new("rustc")
+            .args(["-O", "--edition", "2021", "-o"])
+            .arg(&rust_mutex_contend)
+            .arg(src.join("rust_mutex_contend.rs")))
+        {
+            Ok(()) => Some(rust_mutex_contend),
+            Err(e) => {
+                notes.push(format!(
+                    "the Rust mutex benchmark did not build ({e:#}): its row is n/a"
+                ));
+                None
+            }
+        };
         let goparks = out.join("goparks");
         let built = run(Command::new("go")
             .arg("build")
@@ -89,6 +109,8 @@ impl Tools {
             bpftrace,
             bpftool,
             mutex_contend,
+            rwlock_contend,
+            rust_mutex_contend,
             many_threads,
             uprobe_loop,
             goparks,

@@ -7,6 +7,8 @@ use super::Plan;
 /// Goals from the project brief, as ratios of the bare figure.
 const GOAL_SYSCALL: f64 = 0.98;
 const GOAL_FUTEX: f64 = 0.90;
+/// Issue 11: contended locks of every kind cost what the contended glibc mutex costs.
+const GOAL_LOCK_KINDS: f64 = 0.95;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Variant {
@@ -168,6 +170,34 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
                 slept; it is context, not a cost, and it swings between runs because glibc mutexes \
                 let a running thread barge in ahead of a woken one.",
     });
+    match &tools.rust_mutex_contend {
+        Some(bin) => list.push(contended_lock_workload(
+            plan,
+            "3b",
+            "Contended Rust std::sync::Mutex: bench/rust_mutex_contend.rs, 4 threads",
+            bin.display().to_string(),
+            vec![],
+            [metric_rust_mutex_ops, metric_rust_mutex_blocks],
+            "The Rust twin of section 3 (rustc -O, same work inside and outside the lock): std's \
+                futex mutex spins briefly, then parks in FUTEX_WAIT on the lock word through \
+                glibc's syscall(); no owner is recorded, so observer tells the wait from an idle \
+                one by where it comes from.",
+        )),
+        None => {
+            notes.push("section 3b (Rust Mutex) skipped: rust_mutex_contend did not build".into())
+        }
+    }
+    list.push(contended_lock_workload(
+        plan,
+        "3c",
+        "Contended pthread rwlock: bench/rwlock_contend.c, 4 threads, 1 write in 4",
+        tools.rwlock_contend.display().to_string(),
+        vec!["4".into()],
+        [metric_rwlock_ops, metric_rwlock_blocks],
+        "4 threads on 2 cores take one pthread_rwlock_t, for writing every 4th time and for \
+            reading otherwise, with the section 3 critical section: readers park behind writers on \
+            the lock's __wrphase_futex, writers on __writers_futex.",
+    ));
     match &tools.goparks {
         Some(bin) => list.push(Workload {
             section: "4",
@@ -207,6 +237,49 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
                 goroutine park and ready pays it once in section 4.",
     });
     list
+}
+
+/// A contended-lock program with mutex_contend.c's interface (`THREADS SECONDS INSIDE OUTSIDE
+/// [extra...]`, one result line with `ops_per_sec=` and `blocks_per_sec=`), bare and under
+/// observer; `parse` reads those two figures.
+fn contended_lock_workload(
+    plan: &Plan,
+    section: &'static str,
+    title: &'static str,
+    binary: String,
+    extra: Vec<String>,
+    parse: [fn(&str) -> Option<f64>; 2],
+    about: &'static str,
+) -> Workload {
+    let mut argv = vec![
+        binary,
+        "4".into(),
+        plan.short_secs.to_string(),
+        "1024".into(),
+        "32".into(),
+    ];
+    argv.extend(extra);
+    Workload {
+        section,
+        title,
+        argv,
+        best_of: plan.best_of,
+        metrics: vec![
+            Metric {
+                label: "lock/unlock ops/s",
+                parse: parse[0],
+                compare: Compare::Ratio,
+            },
+            Metric {
+                label: "blocking waits/s",
+                parse: parse[1],
+                compare: Compare::Shown,
+            },
+        ],
+        variants: vec![Variant::Bare, Variant::ObserverRun],
+        goal: Some(GOAL_LOCK_KINDS),
+        about,
+    }
 }
 
 /// `perf bench futex OP -t 2` for one short try, under observer and both bpftrace peers.
@@ -258,6 +331,18 @@ fn metric_mutex_ops(out: &str) -> Option<f64> {
 }
 fn metric_mutex_blocks(out: &str) -> Option<f64> {
     parse_kv(out, "mutex_contend:", "blocks_per_sec")
+}
+fn metric_rust_mutex_ops(out: &str) -> Option<f64> {
+    parse_kv(out, "rust_mutex_contend:", "ops_per_sec")
+}
+fn metric_rust_mutex_blocks(out: &str) -> Option<f64> {
+    parse_kv(out, "rust_mutex_contend:", "blocks_per_sec")
+}
+fn metric_rwlock_ops(out: &str) -> Option<f64> {
+    parse_kv(out, "rwlock_contend:", "ops_per_sec")
+}
+fn metric_rwlock_blocks(out: &str) -> Option<f64> {
+    parse_kv(out, "rwlock_contend:", "blocks_per_sec")
 }
 fn metric_go_pingpong(out: &str) -> Option<f64> {
     parse_kv(out, "goparks:", "pingpong_per_sec")
@@ -350,6 +435,14 @@ mod tests {
         );
         assert_eq!(parse_kv(out, "mutex_contend:", "ops"), Some(464671.0));
         assert_eq!(parse_kv(out, "mutex_contend:", "missing"), None);
+        let rust = "rust_mutex_contend: threads=4 secs=1.011 ops=395517 ops_per_sec=391215 blocks_per_sec=3471\n";
+        assert_eq!(metric_rust_mutex_ops(rust), Some(391215.0));
+        assert_eq!(metric_rust_mutex_blocks(rust), Some(3471.0));
+        // Prefixes do not overlap: the C mutex row never reads the Rust line.
+        assert_eq!(metric_mutex_ops(rust), None);
+        let rw = "rwlock_contend: threads=4 secs=1.007 ops=331640 ops_per_sec=329267 blocks_per_sec=1141\n";
+        assert_eq!(metric_rwlock_ops(rw), Some(329267.0));
+        assert_eq!(metric_rwlock_blocks(rw), Some(1141.0));
         assert_eq!(parse_kv(out, "goparks:", "ops"), None);
         assert_eq!(
             parse_kv("goparks: ops_per_sec=x", "goparks:", "ops_per_sec"),
