@@ -341,6 +341,7 @@ pub mod event_kind {
     pub const GO_RECOVERED: u32 = 7;
     pub const GO_FATAL: u32 = 8;
     pub const EXEC: u32 = 9;
+    pub const SHORT_SAMPLE: u32 = 10;
 }
 
 /// A wait longer than the threshold that has just ended (sent at wake-up).
@@ -371,6 +372,35 @@ pub struct WaitEvent {
     pub kstack_id: i32,
     /// `lock_kind` of a lock wait (`class == LOCK`).
     pub lock_kind: u32,
+}
+
+/// One short wait of a reported class (lock, uninterruptible; any with `--report-idle`) with
+/// a copy of the waiter's stack, sent at wake-up for a sample of short waits (at most
+/// `SHORT_SAMPLES_PER_WINDOW` per CPU per `SHORT_SAMPLE_WINDOW_NS`): userspace unwinds it with
+/// `.eh_frame` and shares the exact sum of its `key` in `AGG0`/`AGG1` among such samples.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ShortSampleEvent {
+    pub kind: u32,
+    pub _pad: u32,
+    /// The aggregate this wait was added to.
+    pub key: AggKey,
+    pub duration_ns: u64,
+    pub waiter: UserStack,
+}
+
+/// Short-wait samples per CPU per window: bounds the stack copies (16 KiB each) whatever the
+/// wait rate, 160 per second per CPU.
+pub const SHORT_SAMPLES_PER_WINDOW: u32 = 16;
+pub const SHORT_SAMPLE_WINDOW_NS: u64 = 100_000_000;
+
+/// Per-CPU budget of short-wait samples in the current window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SampleBudget {
+    pub window_end_ns: u64,
+    pub left: u32,
+    pub _pad: u32,
 }
 
 /// A thread or process was created (`sched_process_fork`).
@@ -573,7 +603,11 @@ pub mod counter {
     pub const WATCH_FULL: u32 = 8;
     /// No kernel stack id for an uninterruptible wait (map full or a hash collision).
     pub const KSTACK_MISSING: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// A short-wait stack sample was taken (sent through the ring buffer).
+    pub const SHORT_SAMPLES: u32 = 10;
+    /// A short-wait stack sample was lost: the ring buffer was full.
+    pub const SHORT_SAMPLES_LOST: u32 = 11;
+    pub const COUNT: u32 = 12;
 }
 
 #[cfg(feature = "user")]

@@ -7,12 +7,14 @@
 use aya_ebpf::{
     bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user},
-    macros::{btf_tracepoint, tracepoint},
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::PerCpuArray,
     programs::{tracing::StackIdContext as _, BtfTracePointContext, TracePointContext},
 };
 use observer_common::{
     classify_syscall, counter, event_kind, futex_op, lock_kind, lock_owner, sysno, task_state,
-    wait_class, AggKey, InFlight, WaitEvent, PID_MAX_LIMIT,
+    wait_class, AggKey, InFlight, SampleBudget, ShortSampleEvent, WaitEvent, PID_MAX_LIMIT,
+    SHORT_SAMPLES_PER_WINDOW, SHORT_SAMPLE_WINDOW_NS,
 };
 
 use crate::kernel_log::{diag, site};
@@ -24,6 +26,10 @@ use crate::{
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
+
+/// This CPU's budget of short-wait stack samples in the current window (see `take_sample`).
+#[map]
+static SAMPLE_BUDGET: PerCpuArray<SampleBudget> = PerCpuArray::with_max_entries(1, 0);
 
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
@@ -243,13 +249,18 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
         || entry.class == wait_class::UNINTERRUPTIBLE
         || read_global(&REPORT_IDLE) != 0;
     if duration_ns < read_global(&THRESHOLD_NS) || !wanted {
-        aggregate(ctx, &entry, duration_ns);
+        let key = aggregate(ctx, &entry, duration_ns);
+        // The waiter's stack can be copied only from its own address space; a wait ended by
+        // a timer or another process is counted but never sampled.
+        if wanted && waker_tgid == entry.tgid && take_sample(now) {
+            send_sample(&key, &entry, duration_ns);
+        }
         return Ok(());
     }
     bump(counter::WAITS_LONG);
     let Some(mut slot) = EVENTS.reserve::<WaitEvent>(0) else {
         bump(counter::EVENTS_DROPPED);
-        aggregate(ctx, &entry, duration_ns); // keep its time in the profile
+        let _ = aggregate(ctx, &entry, duration_ns); // keep its time in the profile
         return Ok(());
     };
     let ev = slot.as_mut_ptr();
@@ -301,8 +312,53 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
+/// Whether to copy this short wait's stack: the first `SHORT_SAMPLES_PER_WINDOW` short waits
+/// of each `SHORT_SAMPLE_WINDOW_NS` window on this CPU. A lookup and a decrement; a contended
+/// lock at a million waits a second costs at most 160 stack copies a second per CPU, and a rare
+/// wait is always sampled, so its stack is known exactly.
 #[inline(always)]
-fn aggregate(ctx: &TracePointContext, entry: &InFlight, duration_ns: u64) {
+fn take_sample(now: u64) -> bool {
+    let Some(b) = SAMPLE_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU while the program does.
+    unsafe {
+        if now >= (*b).window_end_ns {
+            (*b).window_end_ns = now + SHORT_SAMPLE_WINDOW_NS;
+            (*b).left = SHORT_SAMPLES_PER_WINDOW;
+        }
+        if (*b).left == 0 {
+            return false;
+        }
+        (*b).left -= 1;
+    }
+    true
+}
+
+/// Sends one short wait with a copy of the waiter's stack (the current address space is its
+/// own: the waker is in the same process), for userspace to unwind and weigh.
+#[inline(always)]
+fn send_sample(key: &AggKey, entry: &InFlight, duration_ns: u64) {
+    let Some(mut slot) = EVENTS.reserve::<ShortSampleEvent>(0) else {
+        bump(counter::SHORT_SAMPLES_LOST);
+        return;
+    };
+    let ev = slot.as_mut_ptr();
+    // SAFETY: scalar writes into a ShortSampleEvent-sized reservation; the stack copy is
+    // bounded by its array.
+    unsafe {
+        (*ev).kind = event_kind::SHORT_SAMPLE;
+        (*ev)._pad = 0;
+        (*ev).key = *key;
+        (*ev).duration_ns = duration_ns;
+        stacks::copy_user_stack(&raw mut (*ev).waiter, entry.ip, entry.sp, entry.bp);
+    }
+    slot.submit(0);
+    bump(counter::SHORT_SAMPLES);
+}
+
+#[inline(always)]
+fn aggregate(ctx: &TracePointContext, entry: &InFlight, duration_ns: u64) -> AggKey {
     let off = read_global(&WAKING_COMM_OFFSET) as usize;
     // SAFETY: offset of the woken task's `comm` in this tracepoint's record (tracefs format).
     let comm: [u8; 16] = unsafe { ctx.read_at(off) }.unwrap_or([0; 16]);
@@ -319,4 +375,5 @@ fn aggregate(ctx: &TracePointContext, entry: &InFlight, duration_ns: u64) {
     } else {
         aggregate_wait(&AGG1, &key, duration_ns, counter::AGG_DROPPED);
     }
+    key
 }

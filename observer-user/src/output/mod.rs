@@ -10,6 +10,7 @@ pub mod pprof;
 pub mod profile;
 pub mod recording;
 pub mod report;
+pub mod sampled_stacks;
 pub mod sink;
 pub mod summary;
 pub mod svg;

@@ -12,6 +12,7 @@ mod goroutine_events;
 mod kernel_adapters;
 mod lifecycle;
 mod live;
+mod short_stacks;
 mod waits;
 mod watched;
 
@@ -130,6 +131,8 @@ pub struct Session {
     live_state: live::LiveState,
     /// Which lock a futex wait is for: the tables built from the processes' binaries.
     lock_sites: crate::stacks::lock_sites::LockSites,
+    /// Full stacks sampled for the short waits the kernel sums.
+    short_stacks: short_stacks::ShortStacks,
 }
 
 /// How often the live view is redrawn.
@@ -170,6 +173,7 @@ impl Session {
             live,
             live_state: live::LiveState::default(),
             lock_sites: crate::stacks::lock_sites::LockSites::new(),
+            short_stacks: Default::default(),
         })
     }
 
@@ -326,6 +330,7 @@ impl Session {
             Event::Exit(e) => e.tgid,
             Event::Signal(s) => s.tgid,
             Event::GoWait(w) => w.tgid,
+            Event::ShortSample(s) => s.key.tgid,
             Event::GoPanic(p) | Event::GoRecovered(p) | Event::GoFatal(p) => p.tgid,
             Event::Exec(e) => {
                 self.on_exec(e);
@@ -343,6 +348,7 @@ impl Session {
             Event::Exit(e) => self.on_exit(&e),
             Event::Signal(s) => self.process_exits.fatal_signal(s.tgid, s.tid, s.sig),
             Event::GoWait(w) => self.on_go_wait(&w),
+            Event::ShortSample(s) => self.on_short_sample(&s),
             Event::GoPanic(p) => self.on_go_panic(&p),
             Event::GoRecovered(p) => self.on_go_recovered(&p),
             Event::GoFatal(p) => self.on_go_fatal(&p),

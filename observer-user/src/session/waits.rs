@@ -294,19 +294,9 @@ impl Session {
             if !lock && !self.opts.report_idle {
                 continue;
             }
-            let mut frames = self
-                .stacks
-                .resolve_id_frames(&self.probes, key.tgid, key.stack_id);
-            if frames.is_empty() {
-                frames.push(Frame::named("[unknown]"));
-            }
-            if self.opts.report_idle {
-                frames.insert(0, Frame::named(class_frame(key.class)));
-            }
-            let comm = crate::kernel::events::comm_str(&key.comm);
-            self.folded
-                .add_many_frames(&process, &comm, &frames, value.total_ns, value.count);
+            self.add_short_waits(&key, &value, &process);
         }
+        self.end_short_drain();
     }
 
     /// Waits on held locks and in the kernel that have not ended (stalls, deadlocks) count in
