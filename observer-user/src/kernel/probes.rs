@@ -118,6 +118,9 @@ pub struct Counters {
     pub go_parks: u64,
     /// Sidecar: new processes that could not be watched (the kernel's watch map was full).
     pub watch_full: u64,
+    /// Short waits sent with a stack copy for the profile, and those lost (ring buffer full).
+    pub short_samples: u64,
+    pub short_samples_lost: u64,
 }
 
 pub struct Probes {
@@ -609,6 +612,8 @@ impl Probes {
             waits_long: sum(counter::WAITS_LONG),
             go_parks: sum(counter::GO_PARKS),
             watch_full: sum(counter::WATCH_FULL),
+            short_samples: sum(counter::SHORT_SAMPLES),
+            short_samples_lost: sum(counter::SHORT_SAMPLES_LOST),
         }
     }
 

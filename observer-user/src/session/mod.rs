@@ -499,7 +499,7 @@ impl Session {
             .map(|(k, v)| (k.to_string(), *v))
             .collect();
         kinds.sort();
-        summary::render(&summary::SummaryInput {
+        let text = summary::render(&summary::SummaryInput {
             process: self.scope_label(),
             top_stacks: self.folded.top(5),
             alerts_by_kind: kinds,
@@ -513,7 +513,8 @@ impl Session {
             folded_path: self.opts.folded.clone(),
             alerts_path: self.opts.alerts.clone(),
             undecodable_events: self.event_errors,
-        })
+        });
+        text + &self.short_stacks_note(c)
     }
 
     /// An alert about process `pid`, thread `tid`, with their namespace ids when they differ;

@@ -5,10 +5,18 @@
 use observer_common::{lock_kind, wait_class, AggKey, AggValue, ShortSampleEvent};
 
 use super::{class_frame, Session};
+use crate::kernel::probes::Counters;
 use crate::output::sampled_stacks::SampledStacks;
 use crate::stacks::frame::Frame;
 
-pub(super) type ShortStacks = SampledStacks<AggKey, Vec<Frame>>;
+#[derive(Default)]
+pub(super) struct ShortStacks {
+    samples: SampledStacks<AggKey, Vec<Frame>>,
+    /// Short waits put in the profile under sampled full stacks, and under frame-pointer
+    /// stacks only (their key was never sampled).
+    waits_full: u64,
+    waits_partial: u64,
+}
 
 /// The outermost frame of a short wait's stack that was never sampled: only its frame-pointer
 /// stack is known, which stops inside code built without frame pointers, so its callers may
@@ -24,7 +32,7 @@ impl Session {
             .stacks
             .resolve_snapshot_frames(&self.probes, s.key.tgid, &s.waiter, -1);
         if !frames.is_empty() {
-            self.short_stacks.add(s.key, frames, s.duration_ns);
+            self.short_stacks.samples.add(s.key, frames, s.duration_ns);
         }
     }
 
@@ -40,7 +48,12 @@ impl Session {
             }
             frames
         };
-        if let Some(shares) = self.short_stacks.split(key, value.count, value.total_ns) {
+        let shares = self
+            .short_stacks
+            .samples
+            .split(key, value.count, value.total_ns);
+        if let Some(shares) = shares {
+            self.short_stacks.waits_full += value.count;
             for share in shares {
                 let frames = with_label(share.stack);
                 self.folded
@@ -55,6 +68,7 @@ impl Session {
             frames.push(Frame::named("[unknown]"));
         }
         frames.push(Frame::named(PARTIAL_STACK));
+        self.short_stacks.waits_partial += value.count;
         let frames = with_label(frames);
         self.folded
             .add_many_frames(process, &comm, &frames, value.total_ns, value.count);
@@ -62,9 +76,26 @@ impl Session {
 
     /// After a drain: old unused samples go, and so does all about ended processes.
     pub(super) fn end_short_drain(&mut self) {
-        self.short_stacks.end_drain();
+        self.short_stacks.samples.end_drain();
         let watched: std::collections::HashSet<u32> = self.watched.keys().copied().collect();
-        self.short_stacks.retain(|k| watched.contains(&k.tgid));
+        self.short_stacks
+            .samples
+            .retain(|k| watched.contains(&k.tgid));
+    }
+
+    /// The summary's line on how the profile's short waits got their stacks; empty when no
+    /// short wait went into the profile.
+    pub(super) fn short_stacks_note(&self, c: &Counters) -> String {
+        let s = &self.short_stacks;
+        let waits = s.waits_full + s.waits_partial;
+        if waits == 0 {
+            return String::new();
+        }
+        format!(
+            "profile stacks: {} of {} short waits under sampled full stacks, {} under frame-pointer \
+             stacks only ({PARTIAL_STACK}); {} samples taken, {} lost (ring buffer full)\n",
+            s.waits_full, waits, s.waits_partial, c.short_samples, c.short_samples_lost
+        )
     }
 }
 
