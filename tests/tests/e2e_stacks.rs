@@ -58,8 +58,14 @@ fn timer_ended_waits_in_code_without_frame_pointers_give_one_stack_without_junk(
         frames.iter().all(|f| !f.starts_with("[unknown]")),
         "{frames:?}"
     );
-    // Today the stack is cut at the text and says so, outermost; a stack taken another way
-    // (unwound from a copy) would have no cut at all. Either way the marker is never inside.
+    // A timer ends these waits, so none is sampled with a stack copy: the stack is the
+    // frame-pointer walk, marked `[frame pointers only]` outermost, cut at the text and saying
+    // so just inside that; a stack unwound from a copy would have no cut at all. Either way the
+    // cut marker is never further in.
+    let frames: Vec<&str> = frames
+        .into_iter()
+        .skip_while(|f| *f == "[frame pointers only]")
+        .collect();
     let marks = frames
         .iter()
         .filter(|f| **f == "[truncated: not code]")
