@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use observer_common::{lock_kind, lock_owner, wait_class, InFlight, WaitEvent, PID_MAX_LIMIT};
+use observer_common::{wait_class, InFlight, WaitEvent};
 
 use super::DEADLOCK_MIN_AGE;
 use super::{class_frame, now_time, syscall_name, wall_time, Session};
@@ -359,27 +359,11 @@ impl BlockedFacts for Session {
             Some(_) => procinfo::ns_id(e.tgid, tid)?,
             None => tid,
         };
-        let owner = match e.lock_kind {
-            lock_kind::UNKNOWN | lock_kind::PTHREAD_MUTEX => {
-                lock_owner(e.op, seed::read_words(e.tgid, e.uaddr)?, ns_tid)?
-            }
-            // glibc rwlock `__cur_writer` (lock + 24) from the futex word the waiter
-            // blocked on (readers: lock + 8, writers: lock + 12); see the kernel side.
-            lock_kind::PTHREAD_RWLOCK_READ => rwlock_writer(e.tgid, e.uaddr + 16, ns_tid)?,
-            lock_kind::PTHREAD_RWLOCK_WRITE => rwlock_writer(e.tgid, e.uaddr + 12, ns_tid)?,
-            _ => return None,
-        };
+        let owner = seed::owner_for_kind(e.tgid, e.lock_kind, e.op, e.uaddr, ns_tid)?;
         Some(self.host_tid(e.tgid, owner))
     }
 
     fn thread_alive(&self, tgid: u32, tid: u32) -> bool {
         procinfo::thread_exists(tgid, tid)
     }
-}
-
-/// The writer recorded in a glibc rwlock, read at `addr`; `None` for none or the waiter.
-fn rwlock_writer(tgid: u32, addr: u64, self_tid: u32) -> Option<u32> {
-    let bytes = crate::proc::memory::read_process_memory(tgid, addr, 4).ok()?;
-    let tid = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
-    (tid != 0 && tid != self_tid && tid < PID_MAX_LIMIT).then_some(tid)
 }
