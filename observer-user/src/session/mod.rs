@@ -8,6 +8,7 @@
 
 pub mod goattach;
 mod goroutine_events;
+mod holders;
 mod kernel_adapters;
 mod lifecycle;
 mod live;
@@ -127,6 +128,8 @@ pub struct Session {
     /// The live view, while it owns the terminal.
     live: Option<crate::terminal::liveview::LiveTerminal>,
     live_state: live::LiveState,
+    /// Threads holding a lock others wait for, and what they were seen doing.
+    holders: holders::Holders,
 }
 
 /// How often the live view is redrawn.
@@ -166,6 +169,7 @@ impl Session {
             recorder: None,
             live,
             live_state: live::LiveState::default(),
+            holders: holders::Holders::default(),
         })
     }
 
@@ -322,6 +326,7 @@ impl Session {
             Event::Signal(s) => s.tgid,
             Event::GoWait(w) => w.tgid,
             Event::GoPanic(p) | Event::GoRecovered(p) | Event::GoFatal(p) => p.tgid,
+            Event::HolderSample(s) => s.tgid,
             Event::Exec(e) => {
                 self.on_exec(e);
                 return;
@@ -341,6 +346,7 @@ impl Session {
             Event::GoPanic(p) => self.on_go_panic(&p),
             Event::GoRecovered(p) => self.on_go_recovered(&p),
             Event::GoFatal(p) => self.on_go_fatal(&p),
+            Event::HolderSample(s) => self.on_holder_sample(&s),
             Event::Exec(_) => {}
         }
     }
