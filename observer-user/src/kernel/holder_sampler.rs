@@ -4,7 +4,7 @@
 //! removes it when they stop.
 
 use aya::{
-    maps::{HashMap, MapData, MapError},
+    maps::{Array, HashMap, MapData, MapError},
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         PerfEvent, ProgramError,
@@ -20,6 +20,7 @@ pub const HOLDER_SAMPLE_HZ: u64 = 99;
 
 const PROGRAM: &str = "holder_sample";
 const MAP: &str = "HOLDERS";
+const ON: &str = "HOLDERS_ON";
 
 #[derive(Debug, Error)]
 pub enum SamplerError {
@@ -27,10 +28,10 @@ pub enum SamplerError {
     MissingProgram,
     #[error("eBPF program `holder_sample`: {0}")]
     Program(#[source] ProgramError),
-    #[error("eBPF map `HOLDERS` is missing from the object")]
-    MissingMap,
-    #[error("eBPF map `HOLDERS`: {0}")]
-    Map(#[source] MapError),
+    #[error("eBPF map `{0}` is missing from the object")]
+    MissingMap(&'static str),
+    #[error("eBPF map `{0}`: {1}")]
+    Map(&'static str, #[source] MapError),
 }
 
 /// Loads `holder_sample` and attaches it to a `cpu-clock` event on every online CPU. Returns
@@ -68,8 +69,18 @@ pub(super) fn attach(ebpf: &mut Ebpf) -> Result<usize, SamplerError> {
 }
 
 fn holders(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u32, u32>, SamplerError> {
-    let map = ebpf.map_mut(MAP).ok_or(SamplerError::MissingMap)?;
-    HashMap::try_from(map).map_err(SamplerError::Map)
+    let map = ebpf.map_mut(MAP).ok_or(SamplerError::MissingMap(MAP))?;
+    HashMap::try_from(map).map_err(|e| SamplerError::Map(MAP, e))
+}
+
+/// Tells the program whether any holder is to be sampled (see `HOLDERS_ON`).
+fn set_on(ebpf: &mut Ebpf, on: bool) -> Result<(), SamplerError> {
+    let map = ebpf.map_mut(ON).ok_or(SamplerError::MissingMap(ON))?;
+    let mut on_map: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|e| SamplerError::Map(ON, e))?;
+    on_map
+        .set(0, u32::from(on), 0)
+        .map_err(|e| SamplerError::Map(ON, e))
 }
 
 /// Samples thread `tid` of process `tgid` on CPU from now on. Fails when the sampler map is
@@ -77,12 +88,20 @@ fn holders(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u32, u32>, SamplerEr
 pub(super) fn add(ebpf: &mut Ebpf, tgid: u32, tid: u32) -> Result<(), SamplerError> {
     holders(ebpf)?
         .insert(tid, tgid, 0)
-        .map_err(SamplerError::Map)
+        .map_err(|e| SamplerError::Map(MAP, e))?;
+    set_on(ebpf, true)
 }
 
-/// Stops sampling thread `tid`.
+/// Stops sampling thread `tid`; the program goes back to its one-load path with the last one.
 pub(super) fn remove(ebpf: &mut Ebpf, tid: u32) {
-    if let Ok(mut map) = holders(ebpf) {
-        let _ = map.remove(&tid);
+    let Ok(mut map) = holders(ebpf) else {
+        return;
+    };
+    let _ = map.remove(&tid);
+    let empty = map.keys().next().is_none();
+    if empty {
+        if let Err(e) = set_on(ebpf, false) {
+            log::warn!("the holder sampler stays on: {e}");
+        }
     }
 }
