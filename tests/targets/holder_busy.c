@@ -7,7 +7,8 @@
  * rebuild_index: only samples taken while it held the lock name the function. Two "worker"
  * threads take index_lock every millisecond and wait the whole 2 s.
  *
- * usage: holder_busy [ROUNDS]   (default 2; exits 0 afterwards, prints nothing)
+ * usage: holder_busy [ROUNDS [LINGER]]   (default 2 rounds; then the workers go on alone for
+ * LINGER seconds, default 0; exits 0 afterwards, prints nothing)
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -76,11 +77,13 @@ __attribute__((noinline)) void *worker_main(void *arg)
 int main(int argc, char **argv)
 {
 	long rounds = argc > 1 ? atol(argv[1]) : 2;
+	long linger = argc > 2 ? atol(argv[2]) : 0;
 	pthread_t holder, worker;
 
 	pthread_create(&worker, NULL, worker_main, NULL);
 	pthread_create(&worker, NULL, worker_main, NULL);
 	pthread_create(&holder, NULL, holder_main, (void *)rounds);
 	pthread_join(holder, NULL);
+	sleep(linger);
 	return 0;
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use observer_tests::{
-    require_root, stack_mentions, str_field, u64_field, FramePointers, ObserverCmd, ObserverRun,
-    Value, Workspace,
+    bpfmaps, require_root, stack_mentions, str_field, u64_field, wait_until, FramePointers,
+    ObserverCmd, ObserverRun, Value, Workspace,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,5 +90,51 @@ fn a_running_holder_is_sampled_in_the_function_that_holds_the_lock() {
             .iter()
             .all(|s| str_field(s, "holder_state") != Some("blocked")),
         "a stall says the computing holder was blocked\n{report}"
+    );
+}
+
+/// The sampler costs more than a failed lookup only while a hold is going on: the holder is in
+/// the kernel's `HOLDERS` map while workers wait for it, and out of it once they stop.
+#[test]
+fn a_holder_is_sampled_only_while_others_wait_for_it() {
+    require_root();
+    let ws = Workspace::new("holder_sampled");
+    let target = ws.build_target_as(
+        "holder_busy",
+        &["-O2", "-fomit-frame-pointer"],
+        ws.path("holder_busy-O2"),
+    );
+    // One 2 s hold, then 4 s of uncontended work before the target exits.
+    let observer = ObserverCmd::run()
+        .opt("--threshold", "100ms")
+        .alerts(&ws)
+        .command(&target, &["1", "4"])
+        .spawn(&ws);
+    let holders = || bpfmaps::u32_keys_of_map(observer.pid(), "HOLDERS");
+    let mut seen = Vec::new();
+    let sampled = wait_until(Duration::from_secs(4), || {
+        seen = holders().unwrap_or_default();
+        !seen.is_empty()
+    });
+    assert!(
+        sampled,
+        "the holder never entered HOLDERS during its 2 s hold\n{}",
+        observer.stderr_so_far()
+    );
+    assert_eq!(seen.len(), 1, "one holder, not {seen:?}");
+    let released = wait_until(Duration::from_secs(4), || {
+        holders().is_some_and(|k| k.is_empty())
+    });
+    assert!(
+        released,
+        "the holder stayed in HOLDERS after the hold ended: {:?}",
+        holders()
+    );
+    let run = observer.wait(TIMEOUT);
+    assert_eq!(
+        run.exit_code(),
+        Some(0),
+        "observer run failed\n{}",
+        run.report()
     );
 }
