@@ -28,6 +28,8 @@ const KEEP_NS: u64 = 5_000_000_000;
 const MAX_STACKS: usize = 32;
 /// Samples kept per holder (a 20 s hold at 99 Hz); the oldest go first.
 const MAX_SAMPLES: usize = 2048;
+/// On-CPU time one sample stands for.
+const SAMPLE_PERIOD_NS: u64 = 1_000_000_000 / crate::kernel::holder_sampler::HOLDER_SAMPLE_HZ;
 /// Index of "a sample whose stack was not kept".
 const NO_STACK: usize = usize::MAX;
 
@@ -223,19 +225,13 @@ impl Holders {
     }
 
     /// What holder `tid` of `tgid` was seen doing at or after `since_ns`: blocked if a scan
-    /// found it blocked, else running if samples found it on CPU, else exited, else unknown.
+    /// found it blocked (unless the samples found it on CPU for longer than that wait lasted:
+    /// a scan can land on a short syscall of a thread that mostly computes), else running if
+    /// samples found it on CPU, else exited, else unknown.
     pub fn activity(&self, tgid: u32, tid: u32, since_ns: u64) -> HolderActivity {
         let Some(h) = self.by_tid.get(&tid).filter(|h| h.tgid == tgid) else {
             return HolderActivity::unknown();
         };
-        if let Some(b) = h.blocked.as_ref().filter(|b| b.seen_ns >= since_ns) {
-            return HolderActivity {
-                state: HolderState::Blocked,
-                syscall: Some(b.syscall.to_string()),
-                stack: b.stack.clone(),
-                samples: 0,
-            };
-        }
         let mut counts = vec![0u32; h.stacks.len()];
         let mut samples = 0u32;
         for &(t, i) in &h.samples {
@@ -245,6 +241,18 @@ impl Holders {
             samples += 1;
             if let Some(c) = counts.get_mut(i) {
                 *c += 1;
+            }
+        }
+        let on_cpu_ns = u64::from(samples) * SAMPLE_PERIOD_NS;
+        if let Some(b) = h.blocked.as_ref().filter(|b| b.seen_ns >= since_ns) {
+            let blocked_ns = b.seen_ns.saturating_sub(b.wait_start_ns.max(since_ns));
+            if samples == 0 || blocked_ns >= on_cpu_ns {
+                return HolderActivity {
+                    state: HolderState::Blocked,
+                    syscall: Some(b.syscall.to_string()),
+                    stack: b.stack.clone(),
+                    samples: 0,
+                };
             }
         }
         if samples > 0 {
@@ -430,6 +438,25 @@ mod tests {
         // Seen blocked only before the wait began: not evidence about this hold.
         let later = h.activity(10, 11, 400);
         assert_eq!(later.state, HolderState::Unknown);
+    }
+
+    #[test]
+    fn a_short_syscall_of_a_computing_holder_does_not_make_it_blocked() {
+        let mut h = Holders::default();
+        h.scan(&[(10, 11)], 0);
+        for i in 0..30 {
+            h.note_sample(10, 11, 1_000 + i, frames(&["rebuild_index"]));
+        }
+        // A scan caught it 2 ms into a write(): 30 samples (~300 ms on CPU) outweigh it.
+        h.note_blocked(11, 500_000_000, 502_000_000, "write", frames(&["write"]));
+        let a = h.activity(10, 11, 0);
+        assert_eq!(a.state, HolderState::Running);
+        assert_eq!(names(&a), ["rebuild_index"]);
+        // Blocked in it for a second: blocked.
+        assert!(h.still_blocked(11, 500_000_000, 1_500_000_000));
+        let a = h.activity(10, 11, 0);
+        assert_eq!(a.state, HolderState::Blocked);
+        assert_eq!(a.syscall.as_deref(), Some("write"));
     }
 
     #[test]
