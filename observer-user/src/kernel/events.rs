@@ -2,7 +2,8 @@
 
 use aya::maps::{MapData, RingBuf};
 use observer_common::{
-    event_kind, ExecEvent, ExitEvent, ForkEvent, GoPanicEvent, GoWaitEvent, SignalEvent, WaitEvent,
+    event_kind, ExecEvent, ExitEvent, ForkEvent, GoPanicEvent, GoWaitEvent, HolderSampleEvent,
+    SignalEvent, WaitEvent,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -59,6 +60,8 @@ pub enum Event {
     GoFatal(Box<GoPanicEvent>),
     /// Sidecar: a process ran a new program.
     Exec(ExecEvent),
+    /// An on-CPU sample of a thread that holds a contended lock.
+    HolderSample(Box<HolderSampleEvent>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -85,6 +88,7 @@ impl Event {
             event_kind::GO_RECOVERED => Event::GoRecovered(Box::new(read(bytes)?)),
             event_kind::GO_FATAL => Event::GoFatal(Box::new(read(bytes)?)),
             event_kind::EXEC => Event::Exec(read(bytes)?),
+            event_kind::HOLDER_SAMPLE => Event::HolderSample(Box::new(read(bytes)?)),
             other => return Err(EventError::UnknownKind(other)),
         })
     }

@@ -9,6 +9,7 @@
 mod code_sites;
 pub mod goattach;
 mod goroutine_events;
+mod holders;
 mod kernel_adapters;
 mod lifecycle;
 mod live;
@@ -130,6 +131,8 @@ pub struct Session {
     live_state: live::LiveState,
     /// Which lock a futex wait is for: the tables built from the processes' binaries.
     lock_sites: crate::stacks::lock_sites::LockSites,
+    /// Threads holding a lock others wait for, and what they were seen doing.
+    holders: holders::Holders,
 }
 
 /// How often the live view is redrawn.
@@ -170,6 +173,7 @@ impl Session {
             live,
             live_state: live::LiveState::default(),
             lock_sites: crate::stacks::lock_sites::LockSites::new(),
+            holders: holders::Holders::default(),
         })
     }
 
@@ -327,6 +331,7 @@ impl Session {
             Event::Signal(s) => s.tgid,
             Event::GoWait(w) => w.tgid,
             Event::GoPanic(p) | Event::GoRecovered(p) | Event::GoFatal(p) => p.tgid,
+            Event::HolderSample(s) => s.tgid,
             Event::Exec(e) => {
                 self.on_exec(e);
                 return;
@@ -346,6 +351,7 @@ impl Session {
             Event::GoPanic(p) => self.on_go_panic(&p),
             Event::GoRecovered(p) => self.on_go_recovered(&p),
             Event::GoFatal(p) => self.on_go_fatal(&p),
+            Event::HolderSample(s) => self.on_holder_sample(&s),
             Event::Exec(_) => {}
         }
     }

@@ -10,6 +10,7 @@ use super::{class_frame, now_time, syscall_name, wall_time, Session};
 use crate::stacks::frame::Frame;
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
+    detect::holder::HolderState,
     detect::lockwait::{judge_wait, short_waits_are_lock},
     detect::stall::{BlockedFacts, StallLimits, Stalled},
     detect::waitgraph::Cycle,
@@ -124,6 +125,7 @@ impl Session {
             .into_iter()
             .filter(|(_, e)| self.watched.contains_key(&e.tgid))
             .collect();
+        self.watch_holders(&blocked, now);
         // The rule asks the session about owners and threads while it runs.
         let mut rule = std::mem::take(&mut self.stall_rule);
         let scan = rule.scan(&blocked, now, limits, self);
@@ -203,6 +205,12 @@ impl Session {
                 .wait_frames()
         };
         let uaddr = (e.class != wait_class::UNINTERRUPTIBLE).then_some(e.uaddr);
+        // What the holder did since this wait began (a relock's owner is the waiter itself).
+        let holder = s
+            .owner_tid
+            .filter(|&o| o != s.tid)
+            .map(|o| self.holder_activity(e.tgid, o, e.start_ns));
+        let holder_frames = holder.as_ref().map(|h| h.stack.clone()).unwrap_or_default();
         self.live_state
             .stall_frames
             .insert(s.episode(), crate::stacks::frame::names(&stack));
@@ -218,9 +226,14 @@ impl Session {
                 owner_tid: s.owner_tid,
                 owner_stack: crate::stacks::frame::names(&owner_frames),
                 kernel_stack,
+                holder_state: holder.as_ref().map(|h| state_name(h.state).to_string()),
+                holder_syscall: holder.as_ref().and_then(|h| h.syscall.clone()),
+                holder_stack: crate::stacks::frame::names(&holder_frames),
+                holder_samples: holder.as_ref().map_or(0, |h| h.samples),
             }),
         );
         a.keep_frames("owner_stack", owner_frames);
+        a.keep_frames("holder_stack", holder_frames);
         self.emit(a);
     }
 
@@ -336,6 +349,15 @@ impl Session {
             self.folded
                 .add_frames(&process, &comm, &frames, now.saturating_sub(e.start_ns));
         }
+    }
+}
+
+fn state_name(state: HolderState) -> &'static str {
+    match state {
+        HolderState::Running => "running",
+        HolderState::Blocked => "blocked",
+        HolderState::Exited => "exited",
+        HolderState::Unknown => "unknown",
     }
 }
 
