@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use observer_common::{wait_class, HolderSampleEvent, InFlight};
+use observer_common::{lock_kind, wait_class, HolderSampleEvent, InFlight};
 
 use super::{syscall_name, Session};
 use crate::{
@@ -281,6 +281,28 @@ impl Holders {
     }
 }
 
+/// At most this many threads of one process are watched as possible holders of a lock that
+/// records no owner.
+const MAX_POSSIBLE_HOLDERS: usize = 16;
+
+/// The threads of `tgid` that may hold a lock others wait for: not waiting for a lock
+/// themselves, not idling on a futex (condition variables, thread parking) or in poll/epoll
+/// (event loops): running ones, or ones blocked in a sleep, a read or write, or in the kernel.
+fn possible_holders(tgid: u32, blocked: &HashMap<u32, InFlight>) -> Vec<u32> {
+    let tasks = procinfo::all_pids(std::path::Path::new(&format!("/proc/{tgid}/task")));
+    tasks
+        .into_iter()
+        .filter(|tid| match blocked.get(tid) {
+            Some(e) => !matches!(
+                e.class,
+                wait_class::LOCK | wait_class::FUTEX | wait_class::POLL
+            ),
+            None => true,
+        })
+        .take(MAX_POSSIBLE_HOLDERS)
+        .collect()
+}
+
 impl Session {
     /// What the holder `holder_tid` of a lock in process `tgid` did at or after `since_ns`
     /// (monotonic ns), from what the scans and the sampler saw.
@@ -298,17 +320,35 @@ impl Session {
     pub(super) fn watch_holders(&mut self, blocked: &HashMap<u32, InFlight>, now_ns: u64) {
         let threshold = crate::util::duration::duration_ns(self.opts.threshold);
         let mut named = Vec::new();
+        let mut unrecorded: Vec<u32> = Vec::new();
         for (&tid, e) in blocked {
-            if e.class != wait_class::LOCK
-                || e.owner == 0
-                || now_ns.saturating_sub(e.start_ns) < threshold
-            {
+            if e.class != wait_class::LOCK || now_ns.saturating_sub(e.start_ns) < threshold {
+                continue;
+            }
+            if e.owner == 0 {
+                if e.lock_kind != lock_kind::UNKNOWN
+                    && !lock_kind::records_owner(e.lock_kind)
+                    && !unrecorded.contains(&e.tgid)
+                {
+                    unrecorded.push(e.tgid);
+                }
                 continue;
             }
             let owner = self.host_tid(e.tgid, e.owner);
             if owner != 0 && owner != tid {
                 named.push((e.tgid, owner));
             }
+        }
+        // A lock that records no owner (Rust, parking_lot, semaphores) names its holder only
+        // when it is released, as the thread that wakes a waiter. Until then every thread of
+        // the process that could be holding it is watched, so that what the releaser did
+        // during the hold is known when it turns out to be the one.
+        for tgid in unrecorded {
+            named.extend(
+                possible_holders(tgid, blocked)
+                    .into_iter()
+                    .map(|tid| (tgid, tid)),
+            );
         }
         let before = self.holders.refused;
         let changes = self.holders.scan(&named, now_ns);

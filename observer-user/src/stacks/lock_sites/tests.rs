@@ -193,7 +193,7 @@ fn the_walk_passes_through_wait_primitives_to_the_lock() {
     };
     let t = pages_of(1, vec![pass(0x1000, 8), pass(0x2000, 24), lock]);
     let stack = |addr: u64| match addr {
-        0x7000 => Some(0x2010),  // return address into the wrapper, at sp
+        0x7000 => Some(0x2010), // return address into the wrapper, at sp
         0x7018 => Some(0x3050), // return address into the lock, at sp + 8 + 16
         _ => None,
     };
