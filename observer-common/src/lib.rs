@@ -341,7 +341,8 @@ pub mod event_kind {
     pub const GO_RECOVERED: u32 = 7;
     pub const GO_FATAL: u32 = 8;
     pub const EXEC: u32 = 9;
-    pub const SHORT_SAMPLE: u32 = 10;
+    pub const HOLDER_SAMPLE: u32 = 10;
+    pub const SHORT_SAMPLE: u32 = 11;
 }
 
 /// A wait longer than the threshold that has just ended (sent at wake-up).
@@ -401,6 +402,24 @@ pub struct SampleBudget {
     pub window_end_ns: u64,
     pub left: u32,
     pub _pad: u32,
+}
+
+/// Threads the holder sampler looks at: at most this many lock holders at a time.
+pub const MAX_SAMPLED_HOLDERS: u32 = 256;
+
+/// An on-CPU sample of a thread that holds a contended lock (the `cpu-clock` perf event
+/// found it running while userspace had it in `HOLDERS`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HolderSampleEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub _pad: u32,
+    pub time_ns: u64,
+    /// Its user registers and stack where the sample found it (kernel code it was running
+    /// is left out: the user code that called into it is what holds the lock).
+    pub stack: UserStack,
 }
 
 /// A thread or process was created (`sched_process_fork`).

@@ -14,6 +14,7 @@
 #![no_main]
 
 mod golang;
+mod holders;
 mod kernel_log;
 mod lock_sites;
 mod sched;

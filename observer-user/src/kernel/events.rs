@@ -2,8 +2,8 @@
 
 use aya::maps::{MapData, RingBuf};
 use observer_common::{
-    event_kind, ExecEvent, ExitEvent, ForkEvent, GoPanicEvent, GoWaitEvent, ShortSampleEvent,
-    SignalEvent, WaitEvent,
+    event_kind, ExecEvent, ExitEvent, ForkEvent, GoPanicEvent, GoWaitEvent, HolderSampleEvent,
+    ShortSampleEvent, SignalEvent, WaitEvent,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -62,6 +62,8 @@ pub enum Event {
     Exec(ExecEvent),
     /// A sampled short wait with the waiter's stack, for the profile.
     ShortSample(Box<ShortSampleEvent>),
+    /// An on-CPU sample of a thread that holds a contended lock.
+    HolderSample(Box<HolderSampleEvent>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,6 +91,7 @@ impl Event {
             event_kind::GO_FATAL => Event::GoFatal(Box::new(read(bytes)?)),
             event_kind::EXEC => Event::Exec(read(bytes)?),
             event_kind::SHORT_SAMPLE => Event::ShortSample(Box::new(read(bytes)?)),
+            event_kind::HOLDER_SAMPLE => Event::HolderSample(Box::new(read(bytes)?)),
             other => return Err(EventError::UnknownKind(other)),
         })
     }

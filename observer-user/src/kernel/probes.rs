@@ -21,6 +21,7 @@ use observer_common::{
 use thiserror::Error;
 
 use crate::kernel::events::EventRing;
+use crate::kernel::holder_sampler::{self, SamplerError};
 use crate::kernel::kernel_log::{self, KernelLogConfig, KernelLogError, KernelLogReader};
 use crate::kernel::program_barrier::ProgramBarrier;
 use crate::kernel::tracefs;
@@ -285,6 +286,10 @@ impl Probes {
                 .map_err(err)?;
             p.load().map_err(err)?;
         }
+        // Without it a lock holder that computes is reported as "unknown", not wrongly.
+        if let Err(e) = holder_sampler::attach(&mut ebpf) {
+            log::warn!("lock holders will not be sampled on CPU: {e}");
+        }
         let barrier = match ProgramBarrier::new() {
             Ok(b) => Some(b),
             Err(e) => {
@@ -496,6 +501,16 @@ impl Probes {
             source,
         })?;
         EventRing::new(ring).map_err(ProbeError::EventRing)
+    }
+
+    /// Samples lock holder `tid` of process `tgid` on CPU from now on.
+    pub fn sample_holder(&mut self, tgid: u32, tid: u32) -> Result<(), SamplerError> {
+        holder_sampler::add(&mut self.ebpf, tgid, tid)
+    }
+
+    /// Stops sampling lock holder `tid`.
+    pub fn unsample_holder(&mut self, tid: u32) {
+        holder_sampler::remove(&mut self.ebpf, tid);
     }
 
     /// Threads blocked right now.

@@ -7,7 +7,7 @@
 //! | kind | fields |
 //! | --- | --- |
 //! | `lock_wait` | `duration_ns`, `uaddr`, `owner_tid`, `waker_tid`, `waker_comm`, `waker_stack` |
-//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack`, `kernel_stack` |
+//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack`, `kernel_stack`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples` |
 //! | `deadlock` | `cycle`: `[{tid, comm, uaddr, owner_tid, stack}]` (top-level `tid`/`stack` = first member) |
 //! | `thread_exit` | `exit_code`, `signal`, `lifetime_ns`, `created_by`, `count` |
 //! | `process_exit` | `exit_code`, `signal`, `by_tid` |
@@ -107,6 +107,20 @@ pub struct Stall {
     /// "kernel_clone", "__do_sys_vfork", ...]`). Empty for a wait on a user-space lock.
     #[serde(default)]
     pub kernel_stack: Vec<String>,
+    /// What the lock's owner did since this wait began: `"running"` (sampled on CPU),
+    /// `"blocked"` (itself waiting, in `holder_syscall`), `"exited"` or `"unknown"`; `None`
+    /// when there is no other owner (a wait in the kernel, a relock).
+    #[serde(default)]
+    pub holder_state: Option<String>,
+    /// The syscall the owner was blocked in (`"read"`, ...), when blocked.
+    #[serde(default)]
+    pub holder_syscall: Option<String>,
+    /// Where the owner was: its blocked wait's stack, or its most frequent on-CPU sample.
+    #[serde(default)]
+    pub holder_stack: Vec<String>,
+    /// On-CPU samples that found the owner running since this wait began.
+    #[serde(default)]
+    pub holder_samples: u32,
 }
 
 /// Threads waiting on each other in a cycle.
@@ -549,11 +563,15 @@ mod tests {
             owner_tid: Some(103),
             owner_stack: vec![],
             kernel_stack: vec![],
+            holder_state: Some("blocked".into()),
+            holder_syscall: Some("read".into()),
+            holder_stack: vec!["refresh_from_disk (c.c:25)".into()],
+            holder_samples: 0,
         }));
         roundtrip(
             &a,
             &format!(
-                r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[],"kernel_stack":[]}}"#
+                r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[],"kernel_stack":[],"holder_state":"blocked","holder_syscall":"read","holder_stack":["refresh_from_disk (c.c:25)"],"holder_samples":0}}"#
             ),
         );
         // A thread in uninterruptible sleep: no lock, no owner, its kernel stack.
@@ -564,11 +582,12 @@ mod tests {
             owner_tid: None,
             owner_stack: vec![],
             kernel_stack: vec!["down_read_killable".into(), "lock_mm_and_find_vma".into()],
+            ..Stall::default()
         }));
         roundtrip(
             &b,
             &format!(
-                r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"none (page fault)","owner_tid":null,"owner_stack":[],"kernel_stack":["down_read_killable","lock_mm_and_find_vma"]}}"#
+                r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"none (page fault)","owner_tid":null,"owner_stack":[],"kernel_stack":["down_read_killable","lock_mm_and_find_vma"],"holder_state":null,"holder_syscall":null,"holder_stack":[],"holder_samples":0}}"#
             ),
         );
         // Recorded before kernel_stack existed: still read.
@@ -576,7 +595,8 @@ mod tests {
             r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"futex","owner_tid":null,"owner_stack":[]}}"#
         ))
         .unwrap();
-        assert!(matches!(old.detail, AlertDetail::Stall(s) if s.kernel_stack.is_empty()));
+        assert!(matches!(old.detail, AlertDetail::Stall(s)
+            if s.kernel_stack.is_empty() && s.holder_state.is_none()));
     }
 
     #[test]

@@ -11,6 +11,24 @@ fn top(stack: &[String]) -> String {
         .unwrap_or_else(|| "?".to_string())
 }
 
+/// What a stall's lock holder did meanwhile, e.g. " (blocked in read in refresh_from_disk)".
+fn holder_doing(s: &crate::output::alert::Stall) -> String {
+    match s.holder_state.as_deref() {
+        Some("blocked") => format!(
+            " (blocked in {} in {})",
+            s.holder_syscall.as_deref().unwrap_or("?"),
+            top(&s.holder_stack)
+        ),
+        Some("running") => format!(
+            " (running in {}, {} samples)",
+            top(&s.holder_stack),
+            s.holder_samples
+        ),
+        Some("exited") => " (exited)".to_string(),
+        _ => String::new(),
+    }
+}
+
 /// A human summary of one alert for the terminal.
 pub fn one_line(a: &Alert) -> String {
     // Names, frames and messages come from the target: one escaped line (see crate::util::stderr).
@@ -37,12 +55,13 @@ fn one_line_raw(a: &Alert) -> String {
             s.kernel_stack[..s.kernel_stack.len().min(2)].join(" <- ")
         ),
         AlertDetail::Stall(s) => format!(
-            "observer: stall      {who} blocked {} in {} on a lock held by tid {}",
+            "observer: stall      {who} blocked {} in {} on a lock held by tid {}{}",
             human(std::time::Duration::from_nanos(s.blocked_ns)),
             top(&a.stack),
             s.owner_tid
                 .map(|t| t.to_string())
-                .unwrap_or_else(|| "?".into())
+                .unwrap_or_else(|| "?".into()),
+            holder_doing(s)
         ),
         AlertDetail::Deadlock(d) => format!(
             "observer: deadlock   {}",
@@ -142,6 +161,13 @@ mod tests {
         // A lock stall reads as before.
         let json = r#"{"kind":"stall","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":2,"comm":"w","stack":[],"blocked_ns":1,"uaddr":"0x10","syscall":"futex","owner_tid":7,"owner_stack":[]}"#;
         let line = one_line(&Alert::from_json_line(json).unwrap());
-        assert!(line.contains("on a lock held by tid 7"), "{line}");
+        assert!(line.ends_with("on a lock held by tid 7"), "{line}");
+        // With what the holder did meanwhile.
+        let json = r#"{"kind":"stall","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":2,"comm":"w","stack":[],"blocked_ns":1,"uaddr":"0x10","syscall":"futex","owner_tid":7,"owner_stack":[],"holder_state":"blocked","holder_syscall":"read","holder_stack":["refresh_from_disk (c.c:25)"],"holder_samples":0}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert!(
+            line.contains("held by tid 7 (blocked in read in refresh_from_disk (c.c:25))"),
+            "{line}"
+        );
     }
 }

@@ -3,7 +3,9 @@
 //! look idle. Seed the table from `/proc/PID/task/TID/syscall` (read-only), with the attach
 //! time as the start: their blocked times are lower bounds.
 
-use observer_common::{classify_syscall, futex_op, lock_owner, sysno, wait_class, InFlight};
+use observer_common::{
+    classify_syscall, futex_op, lock_kind, lock_owner, sysno, wait_class, InFlight, PID_MAX_LIMIT,
+};
 
 use crate::proc::memory::read_process_memory;
 
@@ -84,6 +86,28 @@ pub fn in_flight_for(pid: u32, tid: u32, state: &SyscallState, start_ns: u64) ->
         }
     }
     entry
+}
+
+/// The owner of the lock a wait of `kind` on futex word `uaddr` is for, as the target
+/// records it (a thread id in the target's pid namespace), read now; `None` when the kind
+/// records none, nobody holds it, or it is the waiter itself (`self_tid`).
+pub fn owner_for_kind(pid: u32, kind: u32, op: u64, uaddr: u64, self_tid: u32) -> Option<u32> {
+    match kind {
+        lock_kind::UNKNOWN | lock_kind::PTHREAD_MUTEX => {
+            lock_owner(op, read_words(pid, uaddr)?, self_tid)
+        }
+        // glibc rwlock `__cur_writer` (lock + 24) from the futex word the waiter blocked on
+        // (readers: lock + 8, writers: lock + 12); the kernel program reads the same.
+        lock_kind::PTHREAD_RWLOCK_READ => read_tid(pid, uaddr + 16, self_tid),
+        lock_kind::PTHREAD_RWLOCK_WRITE => read_tid(pid, uaddr + 12, self_tid),
+        _ => None,
+    }
+}
+
+fn read_tid(pid: u32, addr: u64, self_tid: u32) -> Option<u32> {
+    let bytes = read_process_memory(pid, addr, 4).ok()?;
+    let tid = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
+    (tid != 0 && tid != self_tid && tid < PID_MAX_LIMIT).then_some(tid)
 }
 
 /// The first three 32-bit words at `addr` in the target (the futex word and glibc's owner).

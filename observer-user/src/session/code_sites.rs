@@ -15,6 +15,7 @@ use observer_common::CodePageKey;
 
 use super::Session;
 use crate::proc::procmaps::{Backing, ProcessMaps};
+use crate::stacks::lock_sites::ProcessSites;
 
 const FIRST_INTERVAL: Duration = Duration::from_millis(200);
 const MAX_INTERVAL: Duration = Duration::from_secs(30);
@@ -51,25 +52,24 @@ impl Session {
             .map(|(&pid, _)| pid)
             .collect();
         for pid in due {
-            self.refresh_code_sites_of(pid);
+            let _ = self.refresh_code_sites_of(pid);
         }
     }
 
-    /// Rebuilds `pid`'s table when its executable mappings changed since the last build.
-    pub(super) fn refresh_code_sites_of(&mut self, pid: u32) {
+    /// Rebuilds `pid`'s table when its executable mappings changed since the last build;
+    /// returns the new table.
+    pub(super) fn refresh_code_sites_of(&mut self, pid: u32) -> Option<ProcessSites> {
         let Ok(maps) = ProcessMaps::load(pid) else {
-            return; // it ended: its exit removes the table
+            return None; // it ended: its exit removes the table
         };
         let signature = code_signature(&maps);
-        let Some(t) = self.watched.get_mut(&pid) else {
-            return;
-        };
+        let t = self.watched.get_mut(&pid)?;
         let state = &mut t.code_sites;
         let now = Instant::now();
         if state.signature == Some(signature) {
             state.interval = (state.interval * 2).min(MAX_INTERVAL);
             state.next_check = now + state.interval;
-            return;
+            return None;
         }
         state.signature = Some(signature);
         state.interval = FIRST_INTERVAL;
@@ -108,6 +108,7 @@ impl Session {
             table.lock_rows
         );
         state.keys = table.pages[..written].iter().map(|(k, _)| *k).collect();
+        Some(table)
     }
 
     /// Takes `pid`'s table out of the kernel (it exited or is let go).

@@ -9,6 +9,7 @@
 mod code_sites;
 pub mod goattach;
 mod goroutine_events;
+mod holders;
 mod kernel_adapters;
 mod lifecycle;
 mod live;
@@ -133,6 +134,8 @@ pub struct Session {
     lock_sites: crate::stacks::lock_sites::LockSites,
     /// Full stacks sampled for the short waits the kernel sums.
     short_stacks: short_stacks::ShortStacks,
+    /// Threads holding a lock others wait for, and what they were seen doing.
+    holders: holders::Holders,
 }
 
 /// How often the live view is redrawn.
@@ -174,6 +177,7 @@ impl Session {
             live_state: live::LiveState::default(),
             lock_sites: crate::stacks::lock_sites::LockSites::new(),
             short_stacks: Default::default(),
+            holders: holders::Holders::default(),
         })
     }
 
@@ -332,6 +336,7 @@ impl Session {
             Event::GoWait(w) => w.tgid,
             Event::ShortSample(s) => s.key.tgid,
             Event::GoPanic(p) | Event::GoRecovered(p) | Event::GoFatal(p) => p.tgid,
+            Event::HolderSample(s) => s.tgid,
             Event::Exec(e) => {
                 self.on_exec(e);
                 return;
@@ -352,6 +357,7 @@ impl Session {
             Event::GoPanic(p) => self.on_go_panic(&p),
             Event::GoRecovered(p) => self.on_go_recovered(&p),
             Event::GoFatal(p) => self.on_go_fatal(&p),
+            Event::HolderSample(s) => self.on_holder_sample(&s),
             Event::Exec(_) => {}
         }
     }

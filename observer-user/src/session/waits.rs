@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 
-use observer_common::{lock_kind, lock_owner, wait_class, InFlight, WaitEvent, PID_MAX_LIMIT};
+use observer_common::{wait_class, InFlight, WaitEvent};
 
 use super::DEADLOCK_MIN_AGE;
 use super::{class_frame, now_time, syscall_name, wall_time, Session};
 use crate::stacks::frame::Frame;
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
+    detect::holder::HolderState,
     detect::lockwait::{judge_wait, short_waits_are_lock},
     detect::stall::{BlockedFacts, StallLimits, Stalled},
     detect::waitgraph::Cycle,
@@ -124,6 +125,7 @@ impl Session {
             .into_iter()
             .filter(|(_, e)| self.watched.contains_key(&e.tgid))
             .collect();
+        self.watch_holders(&blocked, now);
         // The rule asks the session about owners and threads while it runs.
         let mut rule = std::mem::take(&mut self.stall_rule);
         let scan = rule.scan(&blocked, now, limits, self);
@@ -203,6 +205,12 @@ impl Session {
                 .wait_frames()
         };
         let uaddr = (e.class != wait_class::UNINTERRUPTIBLE).then_some(e.uaddr);
+        // What the holder did since this wait began (a relock's owner is the waiter itself).
+        let holder = s
+            .owner_tid
+            .filter(|&o| o != s.tid)
+            .map(|o| self.holder_activity(e.tgid, o, e.start_ns));
+        let holder_frames = holder.as_ref().map(|h| h.stack.clone()).unwrap_or_default();
         self.live_state
             .stall_frames
             .insert(s.episode(), crate::stacks::frame::names(&stack));
@@ -218,9 +226,14 @@ impl Session {
                 owner_tid: s.owner_tid,
                 owner_stack: crate::stacks::frame::names(&owner_frames),
                 kernel_stack,
+                holder_state: holder.as_ref().map(|h| state_name(h.state).to_string()),
+                holder_syscall: holder.as_ref().and_then(|h| h.syscall.clone()),
+                holder_stack: crate::stacks::frame::names(&holder_frames),
+                holder_samples: holder.as_ref().map_or(0, |h| h.samples),
             }),
         );
         a.keep_frames("owner_stack", owner_frames);
+        a.keep_frames("holder_stack", holder_frames);
         self.emit(a);
     }
 
@@ -329,6 +342,15 @@ impl Session {
     }
 }
 
+fn state_name(state: HolderState) -> &'static str {
+    match state {
+        HolderState::Running => "running",
+        HolderState::Blocked => "blocked",
+        HolderState::Exited => "exited",
+        HolderState::Unknown => "unknown",
+    }
+}
+
 fn regs_of(e: &InFlight) -> Regs {
     Regs {
         ip: e.ip,
@@ -349,27 +371,11 @@ impl BlockedFacts for Session {
             Some(_) => procinfo::ns_id(e.tgid, tid)?,
             None => tid,
         };
-        let owner = match e.lock_kind {
-            lock_kind::UNKNOWN | lock_kind::PTHREAD_MUTEX => {
-                lock_owner(e.op, seed::read_words(e.tgid, e.uaddr)?, ns_tid)?
-            }
-            // glibc rwlock `__cur_writer` (lock + 24) from the futex word the waiter
-            // blocked on (readers: lock + 8, writers: lock + 12); see the kernel side.
-            lock_kind::PTHREAD_RWLOCK_READ => rwlock_writer(e.tgid, e.uaddr + 16, ns_tid)?,
-            lock_kind::PTHREAD_RWLOCK_WRITE => rwlock_writer(e.tgid, e.uaddr + 12, ns_tid)?,
-            _ => return None,
-        };
+        let owner = seed::owner_for_kind(e.tgid, e.lock_kind, e.op, e.uaddr, ns_tid)?;
         Some(self.host_tid(e.tgid, owner))
     }
 
     fn thread_alive(&self, tgid: u32, tid: u32) -> bool {
         procinfo::thread_exists(tgid, tid)
     }
-}
-
-/// The writer recorded in a glibc rwlock, read at `addr`; `None` for none or the waiter.
-fn rwlock_writer(tgid: u32, addr: u64, self_tid: u32) -> Option<u32> {
-    let bytes = crate::proc::memory::read_process_memory(tgid, addr, 4).ok()?;
-    let tid = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
-    (tid != 0 && tid != self_tid && tid < PID_MAX_LIMIT).then_some(tid)
 }

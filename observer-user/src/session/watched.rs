@@ -8,14 +8,14 @@ use std::{
 };
 
 use anyhow::Result;
-use observer_common::ExecEvent;
+use observer_common::{futex_op, wait_class, ExecEvent};
 
 use super::Session;
 use crate::{
     detect::gowatch::GoWatch, kernel::events::comm_str, proc::procinfo, proc::seed,
     proc::target::Launched, session::goattach,
 };
-use crate::{proc::scope::Scope, util::clock::monotonic_ns};
+use crate::{proc::scope::Scope, stacks::lock_sites::ProcessSites, util::clock::monotonic_ns};
 
 /// One observed process.
 pub(super) struct WatchedProcess {
@@ -298,7 +298,6 @@ impl Session {
     pub(super) fn adopt(&mut self, pid: u32, arrival: Arrival) {
         let mut t = WatchedProcess::new(pid);
         if arrival == Arrival::Running {
-            self.seed_blocked_threads(pid);
             // Their deaths will come without a creation event, as a lost one would: tell
             // the two apart.
             let tids = procinfo::all_pids(Path::new(&format!("/proc/{pid}/task")));
@@ -319,7 +318,11 @@ impl Session {
             }
         }
         self.watched.insert(pid, t);
-        self.refresh_code_sites_of(pid);
+        let sites = self.refresh_code_sites_of(pid);
+        if arrival == Arrival::Running {
+            // After the lock-site table, which tells their lock waits from idle ones.
+            self.seed_blocked_threads(pid, sites.as_ref());
+        }
     }
 
     /// Goroutine-level observation when `exe` is a Go program. A failure costs the goroutine
@@ -430,10 +433,22 @@ impl Session {
     }
 
     /// Threads blocked since before we attached (see `seed`).
-    fn seed_blocked_threads(&mut self, pid: u32) {
+    fn seed_blocked_threads(&mut self, pid: u32, sites: Option<&ProcessSites>) {
         let now = monotonic_ns();
         for (tid, state) in seed::blocked_threads(pid) {
-            let entry = seed::in_flight_for(pid, tid, &state, now);
+            let mut entry = seed::in_flight_for(pid, tid, &state, now);
+            if let Some(sites) = sites.filter(|_| entry.uaddr != 0 && futex_op::is_wait(entry.op)) {
+                let read = |addr| {
+                    let b = crate::proc::memory::read_process_memory(pid, addr, 8).ok()?;
+                    Some(u64::from_ne_bytes(b.get(..8)?.try_into().ok()?))
+                };
+                if let Some(kind) = sites.lock_kind_at(entry.ip, entry.sp, 0, read) {
+                    entry.class = wait_class::LOCK;
+                    entry.lock_kind = kind;
+                    entry.owner =
+                        seed::owner_for_kind(pid, kind, entry.op, entry.uaddr, tid).unwrap_or(0);
+                }
+            }
             if self.probes.seed_in_flight(tid, &entry).is_err() {
                 continue; // the kernel saw it block meanwhile: its entry is better
             }

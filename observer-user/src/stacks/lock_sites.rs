@@ -187,6 +187,56 @@ pub struct ProcessSites {
     pub lock_rows: usize,
 }
 
+impl ProcessSites {
+    /// The kernel's walk (`observer-ebpf/src/lock_sites.rs`) done here, for waits the kernel
+    /// did not see begin (threads already blocked when observation started): the lock kind
+    /// of a wait made at `ip` with stack `sp` / frame pointer `bp` (0: unknown), reading the
+    /// target's stack with `read_u64`.
+    pub fn lock_kind_at(
+        &self,
+        ip: u64,
+        sp: u64,
+        bp: u64,
+        mut read_u64: impl FnMut(u64) -> Option<u64>,
+    ) -> Option<u32> {
+        let (mut pc, mut sp, mut bp) = (ip, sp, bp);
+        for _ in 0..observer_common::MAX_SITE_DEPTH {
+            let site = self.find(pc.wrapping_sub(1))?;
+            match site.verdict {
+                site_verdict::LOCK => return Some(u32::from(site.lock_kind)),
+                site_verdict::PASS => {
+                    let base = if site.cfa_reg == cfa_reg::BP { bp } else { sp };
+                    if base == 0 {
+                        return None;
+                    }
+                    let cfa = base.wrapping_add(site.cfa_offset as i64 as u64);
+                    let ret = read_u64(cfa.wrapping_sub(8))?;
+                    if site.rbp_offset != 0 {
+                        bp = read_u64(cfa.wrapping_add(site.rbp_offset as i64 as u64))?;
+                    }
+                    sp = cfa;
+                    pc = ret;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    fn find(&self, pc: u64) -> Option<CodeSite> {
+        let page = pc >> CODE_PAGE_SHIFT;
+        let i = self
+            .pages
+            .binary_search_by_key(&page, |(k, _)| k.page)
+            .ok()?;
+        let rows = &self.pages[i].1;
+        rows.sites[..(rows.len as usize).min(SITES_PER_PAGE)]
+            .iter()
+            .find(|s| pc.wrapping_sub(s.start) < u64::from(s.len))
+            .copied()
+    }
+}
+
 impl LockSites {
     pub fn new() -> Self {
         Self::default()

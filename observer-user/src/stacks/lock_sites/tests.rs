@@ -171,3 +171,39 @@ fn this_process_gets_a_pass_row_for_syscall() {
     assert_eq!(row.cfa_reg, cfa_reg::SP);
     assert!(row.cfa_offset >= 8, "{row:?}");
 }
+
+#[test]
+fn the_walk_passes_through_wait_primitives_to_the_lock() {
+    // syscall() at 0x1000 (CFA = rsp + 8), its caller a wrapper at 0x2000 (CFA = rsp + 24),
+    // whose caller is a lock's slow path at 0x3000.
+    let pass = |start, cfa_offset| CodeSite {
+        start,
+        len: 0x40,
+        verdict: site_verdict::PASS,
+        cfa_reg: cfa_reg::SP,
+        cfa_offset,
+        ..CodeSite::default()
+    };
+    let lock = CodeSite {
+        start: 0x3000,
+        len: 0x100,
+        verdict: site_verdict::LOCK,
+        lock_kind: lock_kind::RUST_MUTEX as u8,
+        ..CodeSite::default()
+    };
+    let t = pages_of(1, vec![pass(0x1000, 8), pass(0x2000, 24), lock]);
+    let stack = |addr: u64| match addr {
+        0x7000 => Some(0x2010), // return address into the wrapper, at sp
+        0x7018 => Some(0x3050), // return address into the lock, at sp + 8 + 16
+        _ => None,
+    };
+    assert_eq!(
+        t.lock_kind_at(0x1010, 0x7000, 0, stack),
+        Some(lock_kind::RUST_MUTEX)
+    );
+    // A caller outside the table ends the walk: not a lock.
+    let idle = |addr: u64| (addr == 0x7000).then_some(0x9000);
+    assert_eq!(t.lock_kind_at(0x1010, 0x7000, 0, idle), None);
+    // Unreadable stack: not a lock.
+    assert_eq!(t.lock_kind_at(0x1010, 0x7000, 0, |_| None), None);
+}
