@@ -10,7 +10,9 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use observer_tests::{require_root, rust_locks, ObserverCmd, ObserverRun, Workspace, MS};
+use observer_tests::{
+    require_root, rust_locks, FramePointers, ObserverCmd, ObserverRun, Workspace, MS,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const SECONDS: &str = "5";
@@ -50,8 +52,8 @@ fn waits_in(text: &str, waiter_fn: &str, slow_path: &[&str], label: &str) -> u64
 fn check_total(blocked: u64, text: &str, report: &str) {
     assert!(
         (1000 * MS..=15_000 * MS).contains(&blocked),
-        "the folded profile has {blocked} ns of short lock waits in worker_update under the \
-         lock's slow path, expected 1s..15s:\n{text}\n{report}"
+        "the folded profile has {blocked} ns of short lock waits in the waiter's function under \
+         the lock's slow path, expected 1s..15s:\n{text}\n{report}"
     );
 }
 
@@ -88,6 +90,22 @@ fn glibc_mutex_short_waits_have_full_stacks() {
         "worker_update",
         &["__lll_lock_wait", "pthread_mutex_lock"],
         "[lock: pthread_mutex]",
+    );
+    check_total(blocked, &text, &run.report());
+}
+
+/// pthread rwlock readers waiting for a writer: `reader_lookup` -> `pthread_rwlock_rdlock`.
+#[test]
+fn pthread_rwlock_short_waits_have_full_stacks() {
+    require_root();
+    let ws = Workspace::new("profile_rwlock_hold");
+    let binary = ws.build_target("rwlock_hold", FramePointers::Omit);
+    let (text, run) = run_short(&ws, &binary, &[SECONDS]);
+    let blocked = waits_in(
+        &text,
+        "reader_lookup",
+        &["pthread_rwlock_rdlock"],
+        "[lock: pthread_rwlock (read)]",
     );
     check_total(blocked, &text, &run.report());
 }
