@@ -391,8 +391,8 @@ pub struct ShortSampleEvent {
 }
 
 /// Short-wait samples per CPU per window: bounds the stack copies (16 KiB each) whatever the
-/// wait rate, 160 per second per CPU.
-pub const SHORT_SAMPLES_PER_WINDOW: u32 = 16;
+/// wait rate, 80 per second per CPU.
+pub const SHORT_SAMPLES_PER_WINDOW: u32 = 8;
 pub const SHORT_SAMPLE_WINDOW_NS: u64 = 100_000_000;
 
 /// Per-CPU budget of short-wait samples in the current window.

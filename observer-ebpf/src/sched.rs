@@ -314,7 +314,7 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
 
 /// Whether to copy this short wait's stack: the first `SHORT_SAMPLES_PER_WINDOW` short waits
 /// of each `SHORT_SAMPLE_WINDOW_NS` window on this CPU. A lookup and a decrement; a contended
-/// lock at a million waits a second costs at most 160 stack copies a second per CPU, and a rare
+/// lock at a million waits a second costs at most 80 stack copies a second per CPU, and a rare
 /// wait is always sampled, so its stack is known exactly.
 #[inline(always)]
 fn take_sample(now: u64) -> bool {
