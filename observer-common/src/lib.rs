@@ -624,7 +624,7 @@ pub mod counter {
     pub const KSTACK_MISSING: u32 = 9;
     /// A short-wait stack sample was taken (sent through the ring buffer).
     pub const SHORT_SAMPLES: u32 = 10;
-    /// A short-wait stack sample was lost: the ring buffer was full.
+    /// A short-wait stack sample was not sent: the ring buffer was a quarter full or more.
     pub const SHORT_SAMPLES_LOST: u32 = 11;
     pub const COUNT: u32 = 12;
 }

@@ -5,7 +5,7 @@
 //! latency, and no program is needed on the switch-in side.
 
 use aya_ebpf::{
-    bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK},
+    bindings::{BPF_F_FAST_STACK_CMP, BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user},
     macros::{btf_tracepoint, map, tracepoint},
     maps::PerCpuArray,
@@ -339,6 +339,13 @@ fn take_sample(now: u64) -> bool {
 /// own: the waker is in the same process), for userspace to unwind and weigh.
 #[inline(always)]
 fn send_sample(key: &AggKey, entry: &InFlight, duration_ns: u64) {
+    // Samples only ever take the first quarter of the ring: when userspace falls behind (a big
+    // binary being symbolized), long waits and thread events still find room.
+    let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if pending > EVENTS.query(BPF_RB_RING_SIZE as u64) / 4 {
+        bump(counter::SHORT_SAMPLES_LOST);
+        return;
+    }
     let Some(mut slot) = EVENTS.reserve::<ShortSampleEvent>(0) else {
         bump(counter::SHORT_SAMPLES_LOST);
         return;

@@ -119,7 +119,8 @@ pub struct Counters {
     pub go_parks: u64,
     /// Sidecar: new processes that could not be watched (the kernel's watch map was full).
     pub watch_full: u64,
-    /// Short waits sent with a stack copy for the profile, and those lost (ring buffer full).
+    /// Short waits sent with a stack copy for the profile, and those not sent (the ring buffer
+    /// was a quarter full: samples leave the rest to the events that matter more).
     pub short_samples: u64,
     pub short_samples_lost: u64,
 }

@@ -93,7 +93,7 @@ impl Session {
         }
         format!(
             "profile stacks: {} of {} short waits under sampled full stacks, {} under frame-pointer \
-             stacks only ({PARTIAL_STACK}); {} samples taken, {} lost (ring buffer full)\n",
+             stacks only ({PARTIAL_STACK}); {} samples taken, {} lost (ring buffer busy)\n",
             s.waits_full, waits, s.waits_partial, c.short_samples, c.short_samples_lost
         )
     }
