@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use observer_common::{wait_class, InFlight, WaitEvent};
 
+use super::short_stacks::wait_label;
 use super::DEADLOCK_MIN_AGE;
 use super::{class_frame, now_time, syscall_name, wall_time, Session};
 use crate::stacks::frame::Frame;
@@ -55,15 +56,9 @@ impl Session {
                 .add_frames(&process, &comm, &frames, w.duration_ns);
         } else if is_lock || self.opts.report_idle {
             let mut frames = stack_frames.clone();
-            if self.opts.report_idle {
-                frames.insert(
-                    0,
-                    Frame::named(class_frame(if is_lock {
-                        wait_class::LOCK
-                    } else {
-                        w.class
-                    })),
-                );
+            let class = if is_lock { wait_class::LOCK } else { w.class };
+            if let Some(label) = wait_label(class, w.lock_kind, self.opts.report_idle) {
+                frames.insert(0, label);
             }
             self.folded
                 .add_frames(&process, &comm, &frames, w.duration_ns);
@@ -329,8 +324,8 @@ impl Session {
             let mut frames = self.stacks.resolve_blocked_frames(e.tgid, regs_of(&e));
             if in_kernel {
                 frames = self.with_kernel_frames(frames, e.kstack_id);
-            } else if self.opts.report_idle {
-                frames.insert(0, Frame::named(class_frame(e.class)));
+            } else if let Some(label) = wait_label(e.class, e.lock_kind, self.opts.report_idle) {
+                frames.insert(0, label);
             }
             let comm = self
                 .thread_comm(e.tgid, tid)
