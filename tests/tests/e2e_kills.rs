@@ -77,13 +77,13 @@ fn killed_while_waiting(attach_first: bool) {
     let run = observer.wait(Duration::from_secs(30));
     kill_target(&mut target);
     let report = run.report();
-    let lock_waits = run.of_kind("lock_wait");
+    let lock_holds = run.of_kind("lock_hold");
     assert!(
-        lock_waits.is_empty(),
-        "the waiters were killed, never granted the lock, yet {} lock_wait alert(s) were \
+        lock_holds.is_empty(),
+        "the waiters were killed, never granted the lock, yet {} lock_hold alert(s) were \
          raised, e.g. {}\n{report}",
-        lock_waits.len(),
-        lock_waits[0]
+        lock_holds.len(),
+        lock_holds[0]
     );
     assert!(
         !run.stderr.contains("released by ?") && !run.stderr.contains("[unknown]"),

@@ -409,7 +409,7 @@ fn numbered(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(format!("{}.{n}", path.display()))
 }
 
-/// `--alerts-max-bytes 4K --alerts-keep 3` on a target that raises lock_wait alerts by the
+/// `--alerts-max-bytes 4K --alerts-keep 3` on a target that raises lock_hold alerts by the
 /// hundred (every wait over 1us): ALERTS, ALERTS.1 ... ALERTS.3 and no more, each within the
 /// limit (or holding a single longer line), every line whole.
 #[test]
