@@ -244,8 +244,13 @@ impl HoldEpisodes {
 fn set_release(ep: &mut HoldEpisode, w: &LockWaitEnded) {
     ep.release_ns = w.end_ns();
     ep.release = w.waker.clone();
-    let owner = w.owner.as_ref().filter(|(tid, _)| *tid != 0);
-    ep.owner_recorded = owner.is_some() && observer_common::lock_kind::records_owner(w.lock_kind);
+    // A word read where a lock of this kind keeps no owner would be a guess: the releaser
+    // is named instead.
+    let owner = w
+        .owner
+        .as_ref()
+        .filter(|(tid, _)| *tid != 0 && observer_common::lock_kind::records_owner(w.lock_kind));
+    ep.owner_recorded = owner.is_some();
     ep.holder = match (owner, &w.waker) {
         (Some((tid, comm)), _) => Some(Holder {
             tid: *tid,

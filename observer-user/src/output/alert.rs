@@ -48,8 +48,8 @@ pub struct Alert {
     #[serde(flatten)]
     pub detail: AlertDetail,
     /// The frames behind the stacks of this alert, by JSON field (`stack`, `holder_stack`,
-    /// `release_stack`, `waiter_stacks.N.stack`, `owner_stack`, `cycle.N.stack`, `waker_stack`), with code addresses normalized to (module, file
-    /// offset): what a recording keeps besides the names, so that a stack can be symbolized
+    /// `release_stack`, `waiter_stacks.N.stack`, `owner_stack`, `cycle.N.stack`,
+    /// `waker_stack`), with code addresses normalized to (module, file offset): what a recording keeps besides the names, so that a stack can be symbolized
     /// again elsewhere. Not part of the JSON line, which carries the names.
     #[serde(skip)]
     pub frames: Vec<(String, Vec<Frame>)>,

@@ -390,6 +390,21 @@ alerts (JSON lines): alerts.jsonl\n";
     }
 
     #[test]
+    fn lock_holds_are_counted_and_ungrouped_waits_stated() {
+        assert!(!render(&base()).contains("lock holds"));
+        let input = SummaryInput {
+            lock_holds: 2,
+            lock_hold_waiters: 6,
+            lock_waits_ungrouped: 4,
+            ..base()
+        };
+        assert!(render(&input).contains(
+            "lock holds: 2 (one alert each), 6 waits behind them; 4 long lock waits in no hold \
+             (too many locks held at once)\n"
+        ));
+    }
+
+    #[test]
     fn many_sites_are_totalled() {
         let input = SummaryInput {
             thread_deaths: (0..13)

@@ -125,6 +125,8 @@ impl Session {
     /// Thread ids are unique host-wide, so one wait-for graph serves every process.
     pub(super) fn scan_blocked(&mut self) {
         let Ok(in_flight) = self.probes.in_flight() else {
+            // Without the waits in flight, only episodes quiet for long enough end.
+            self.flush_lock_holds(&HashMap::new());
             return;
         };
         let now = monotonic_ns();

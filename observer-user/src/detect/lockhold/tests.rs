@@ -178,14 +178,21 @@ fn without_a_recorded_owner_the_releaser_is_the_holder() {
     r.add(wait(11, "update", 0, 300, None));
     let e = &r.drain_all()[0];
     assert_eq!((e.holder.clone(), e.release.clone()), (None, None));
-    // An owner recorded by a lock kind that does not record one is still named, but not
-    // as recorded.
+    // An "owner" of a lock kind that records none is no owner: the releaser is named.
     let mut r = HoldEpisodes::default();
-    let mut w = wait(11, "update", 0, 300, Some(HOLDER));
+    let mut w = woken_by(
+        wait(11, "update", 0, 300, Some(HOLDER)),
+        40,
+        "sem_post_site",
+    );
     w.lock_kind = lock_kind::SEMAPHORE;
     r.add(w);
     let e = &r.drain_all()[0];
     assert!(!e.owner_recorded);
+    assert_eq!(
+        e.holder.as_ref().map(|h| (h.tid, h.known_from)),
+        Some((40, HolderSource::Releaser))
+    );
 }
 
 #[test]
