@@ -139,10 +139,24 @@ struct Open {
     last_end_ns: u64,
 }
 
+/// Which lock a wait on futex word `uaddr` was for, as far as the word tells: the key that
+/// groups waits into episodes. A glibc rwlock's readers and writers wait on two words 4 bytes
+/// apart (lock + 8, lock + 12), in one 16-byte block of the 8-byte aligned lock; parking_lot
+/// parks each thread on a word of its own, so its waits say nothing of the lock: they are
+/// grouped per process (0), by time alone.
+pub fn lock_identity(lock_kind: u32, uaddr: u64) -> u64 {
+    use observer_common::lock_kind as k;
+    match lock_kind {
+        k::PTHREAD_RWLOCK_READ | k::PTHREAD_RWLOCK_WRITE => uaddr & !15,
+        k::PARKING_LOT_MUTEX | k::PARKING_LOT_RWLOCK_READ | k::PARKING_LOT_RWLOCK_WRITE => 0,
+        _ => uaddr,
+    }
+}
+
 /// The episodes being collected, per lock.
 #[derive(Debug, Default)]
 pub struct HoldEpisodes {
-    /// Per (pid, uaddr), oldest first.
+    /// Per (pid, `lock_identity`), oldest first.
     open: HashMap<(u32, u64), Vec<Open>>,
     open_count: usize,
     /// Waits dropped because [`MAX_OPEN_EPISODES`] were open.
@@ -152,7 +166,7 @@ pub struct HoldEpisodes {
 impl HoldEpisodes {
     /// Takes in one long lock wait that has ended.
     pub fn add(&mut self, w: LockWaitEnded) {
-        let key = (w.pid, w.uaddr);
+        let key = (w.pid, lock_identity(w.lock_kind, w.uaddr));
         let end = w.end_ns();
         if let Some(open) = self
             .open
@@ -198,7 +212,7 @@ impl HoldEpisodes {
         self.open_count += 1;
     }
 
-    /// Episodes finished by `now_ns`. `in_flight` gives, per (pid, lock address), the start of
+    /// Episodes finished by `now_ns`. `in_flight` gives, per (pid, `lock_identity`), the start of
     /// the earliest wait on it still in flight: a wait that began before an episode's release
     /// may still join it.
     pub fn flush(&mut self, now_ns: u64, in_flight: &HashMap<(u32, u64), u64>) -> Vec<HoldEpisode> {

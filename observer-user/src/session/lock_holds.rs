@@ -8,7 +8,7 @@ use observer_common::{lock_kind, wait_class, InFlight};
 use super::{wall_time, Session};
 use crate::{
     detect::holder::{HolderActivity, HolderState},
-    detect::lockhold::{HoldEpisode, HoldEpisodes, LockWaitEnded},
+    detect::lockhold::{lock_identity, HoldEpisode, HoldEpisodes, LockWaitEnded},
     output::alert::{self, AlertDetail},
     stacks::frame::names,
     util::clock::monotonic_ns,
@@ -42,7 +42,8 @@ impl Session {
         let mut earliest: HashMap<(u32, u64), u64> = HashMap::new();
         for e in blocked.values() {
             if e.uaddr != 0 && e.class != wait_class::UNINTERRUPTIBLE {
-                let start = earliest.entry((e.tgid, e.uaddr)).or_insert(e.start_ns);
+                let lock = lock_identity(e.lock_kind, e.uaddr);
+                let start = earliest.entry((e.tgid, lock)).or_insert(e.start_ns);
                 *start = (*start).min(e.start_ns);
             }
         }

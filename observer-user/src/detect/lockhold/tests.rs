@@ -267,3 +267,48 @@ fn memory_is_bounded_and_what_is_left_out_is_counted() {
     assert_eq!(r.drain_all().len(), MAX_OPEN_EPISODES);
     assert_eq!(r.open_episodes(), 0);
 }
+
+#[test]
+fn parking_lot_waiters_on_their_own_words_are_one_episode() {
+    // parking_lot parks each waiter on a futex word of its own: the words differ, the hold
+    // is the same.
+    let mut r = HoldEpisodes::default();
+    for (i, tid) in [11u32, 12, 13].into_iter().enumerate() {
+        let mut w = woken_by(
+            wait(tid, "worker_update", 2 + i as u64, 300 + i as u64, None),
+            HOLDER,
+            "rebuild_index",
+        );
+        w.lock_kind = lock_kind::PARKING_LOT_MUTEX;
+        w.uaddr = 0x7000 + 0x100 * tid as u64;
+        r.add(w);
+    }
+    let eps = r.drain_all();
+    assert_eq!(eps.len(), 1, "{eps:#?}");
+    assert_eq!(eps[0].waiters, 3);
+    assert_eq!(
+        eps[0].holder.as_ref().map(|h| h.known_from),
+        Some(HolderSource::Releaser)
+    );
+}
+
+#[test]
+fn rwlock_readers_and_writers_of_one_lock_are_one_episode() {
+    let mut r = HoldEpisodes::default();
+    let mut reader = wait(11, "reader_lookup", 2, 300, Some(HOLDER));
+    reader.lock_kind = lock_kind::PTHREAD_RWLOCK_READ;
+    reader.uaddr = 0x1008; // __wrphase_futex
+    let mut writer = wait(12, "writer_update", 3, 301, Some(HOLDER));
+    writer.lock_kind = lock_kind::PTHREAD_RWLOCK_WRITE;
+    writer.uaddr = 0x100c; // __writers_futex
+    r.add(reader);
+    r.add(writer);
+    let eps = r.drain_all();
+    assert_eq!(eps.len(), 1, "{eps:#?}");
+    assert_eq!(eps[0].waiters, 2);
+    // Another rwlock 56 bytes further is another lock.
+    assert_ne!(
+        lock_identity(lock_kind::PTHREAD_RWLOCK_READ, 0x1008),
+        lock_identity(lock_kind::PTHREAD_RWLOCK_READ, 0x1008 + 56)
+    );
+}
