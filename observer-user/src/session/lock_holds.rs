@@ -62,7 +62,7 @@ impl Session {
 
     fn report_lock_hold(&mut self, ep: HoldEpisode) {
         let activity = match &ep.holder {
-            Some(h) => self.holder_activity(ep.pid, h.tid, ep.first_start_ns),
+            Some(h) => self.holder_activity(ep.pid, h.tid, ep.first_start_ns, ep.release_ns),
             None => HolderActivity::unknown(),
         };
         let detail = alert::LockHold {

@@ -224,7 +224,7 @@ impl Session {
         let holder = s
             .owner_tid
             .filter(|&o| o != s.tid)
-            .map(|o| self.holder_activity(e.tgid, o, e.start_ns));
+            .map(|o| self.holder_activity(e.tgid, o, e.start_ns, u64::MAX));
         let holder_frames = holder.as_ref().map(|h| h.stack.clone()).unwrap_or_default();
         self.live_state
             .stall_frames
