@@ -7,7 +7,7 @@
 //! | kind | fields |
 //! | --- | --- |
 //! | `lock_hold` | `uaddr`, `lock_kind`, `owner_recorded`, `hold_ns`, `holder_tid`, `holder_comm`, `holder_known_from`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples`, `release_tid`, `release_comm`, `release_stack`, `waiters`, `longest_wait_ns`, `total_wait_ns`, `waiter_stacks`: `[{stack, count, longest_ns, comm}]`, `waiter_stacks_omitted` (top-level `tid`/`stack` = the longest waiter) |
-//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack`, `kernel_stack`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples` |
+//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack`, `kernel_stack`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples`, `lock_kind`, `owner_recorded` |
 //! | `deadlock` | `cycle`: `[{tid, comm, uaddr, owner_tid, stack}]` (top-level `tid`/`stack` = first member) |
 //! | `thread_exit` | `exit_code`, `signal`, `lifetime_ns`, `created_by`, `count` |
 //! | `process_exit` | `exit_code`, `signal`, `by_tid` |
@@ -157,6 +157,14 @@ pub struct Stall {
     /// On-CPU samples that found the owner running since this wait began.
     #[serde(default)]
     pub holder_samples: u32,
+    /// The lock waited for (`"pthread_rwlock (write)"`, `"rust std Mutex"`, ...; `"lock"`
+    /// when only a recorded owner made it one); `None` for a wait in the kernel.
+    #[serde(default)]
+    pub lock_kind: Option<String>,
+    /// Whether this kind of lock records its owner: when `false`, `owner_tid` is null
+    /// because the lock type keeps no owner, not because nobody holds it.
+    #[serde(default)]
+    pub owner_recorded: Option<bool>,
 }
 
 /// Threads waiting on each other in a cycle.

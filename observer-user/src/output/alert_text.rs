@@ -76,10 +76,17 @@ fn one_line_raw(a: &Alert) -> String {
             s.syscall,
             s.kernel_stack[..s.kernel_stack.len().min(2)].join(" <- ")
         ),
-        AlertDetail::Stall(s) => format!(
-            "observer: stall      {who} blocked {} in {} on a lock held by tid {}{}",
+        AlertDetail::Stall(s) if s.owner_recorded == Some(false) => format!(
+            "observer: stall      {who} blocked {} in {} on a {} (owner not recorded by this lock type)",
             human(std::time::Duration::from_nanos(s.blocked_ns)),
             top(&a.stack),
+            s.lock_kind.as_deref().unwrap_or("lock"),
+        ),
+        AlertDetail::Stall(s) => format!(
+            "observer: stall      {who} blocked {} in {} on a {} held by tid {}{}",
+            human(std::time::Duration::from_nanos(s.blocked_ns)),
+            top(&a.stack),
+            s.lock_kind.as_deref().unwrap_or("lock"),
             s.owner_tid
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "?".into()),

@@ -245,6 +245,10 @@ impl Session {
                 holder_syscall: holder.as_ref().and_then(|h| h.syscall.clone()),
                 holder_stack: crate::stacks::frame::names(&holder_frames),
                 holder_samples: holder.as_ref().map_or(0, |h| h.samples),
+                lock_kind: (e.class == wait_class::LOCK)
+                    .then(|| observer_common::lock_kind::name(e.lock_kind).to_string()),
+                owner_recorded: (e.class == wait_class::LOCK)
+                    .then(|| observer_common::lock_kind::records_owner(e.lock_kind)),
             }),
         );
         a.keep_frames("owner_stack", owner_frames);

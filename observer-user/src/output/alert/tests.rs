@@ -149,11 +149,13 @@ fn stall_shape() {
         holder_syscall: Some("read".into()),
         holder_stack: vec!["refresh_from_disk (c.c:25)".into()],
         holder_samples: 0,
+        lock_kind: Some("pthread_mutex".into()),
+        owner_recorded: Some(true),
     }));
     roundtrip(
         &a,
         &format!(
-            r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[],"kernel_stack":[],"holder_state":"blocked","holder_syscall":"read","holder_stack":["refresh_from_disk (c.c:25)"],"holder_samples":0}}"#
+            r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[],"kernel_stack":[],"holder_state":"blocked","holder_syscall":"read","holder_stack":["refresh_from_disk (c.c:25)"],"holder_samples":0,"lock_kind":"pthread_mutex","owner_recorded":true}}"#
         ),
     );
     // A thread in uninterruptible sleep: no lock, no owner, its kernel stack.
@@ -169,7 +171,7 @@ fn stall_shape() {
     roundtrip(
         &b,
         &format!(
-            r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"none (page fault)","owner_tid":null,"owner_stack":[],"kernel_stack":["down_read_killable","lock_mm_and_find_vma"],"holder_state":null,"holder_syscall":null,"holder_stack":[],"holder_samples":0}}"#
+            r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"none (page fault)","owner_tid":null,"owner_stack":[],"kernel_stack":["down_read_killable","lock_mm_and_find_vma"],"holder_state":null,"holder_syscall":null,"holder_stack":[],"holder_samples":0,"lock_kind":null,"owner_recorded":null}}"#
         ),
     );
     // Recorded before kernel_stack existed: still read.
