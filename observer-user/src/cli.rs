@@ -166,7 +166,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 #[derive(Debug, Args, Clone)]
 pub struct ObserveOpts {
-    /// Report lock waits at least this long (lock_wait alerts), e.g. 250ms, 2s.
+    /// Report lock waits at least this long (lock_hold alerts: one per hold), e.g. 250ms, 2s.
     /// Shorter waits are only summed into the profile (--folded).
     #[arg(long, value_name = "DUR", default_value = "100ms", value_parser = parse_duration)]
     pub threshold: Duration,

@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn stack_fields() {
         let alert: Value = serde_json::json!({
-            "kind": "lock_wait",
+            "kind": "lock_hold",
             "duration_ns": 300000000u64,
             "owner_tid": "42",
             "stack": ["__lll_lock_wait", "worker_update (lock_hold.c:42)", "worker_main"],

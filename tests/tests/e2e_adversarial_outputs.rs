@@ -234,7 +234,7 @@ fn a_lost_stderr_does_not_stop_observer() {
     let got = read_alerts(&alerts);
     assert!(
         got.iter()
-            .any(|a| str_field(a, "kind") == Some("lock_wait")),
+            .any(|a| str_field(a, "kind") == Some("lock_hold")),
         "alerts lost with stderr: {got:?}"
     );
 
@@ -256,7 +256,7 @@ fn a_lost_stderr_does_not_stop_observer() {
     let got = read_alerts(&alerts);
     assert!(
         got.iter()
-            .any(|a| str_field(a, "kind") == Some("lock_wait")),
+            .any(|a| str_field(a, "kind") == Some("lock_hold")),
         "{got:?}"
     );
 }
@@ -325,7 +325,7 @@ fn a_full_disk_loses_only_what_goes_to_it() {
         run.report()
     );
     assert!(
-        run.stderr.contains("observer: lock_wait"),
+        run.stderr.contains("observer: lock_hold"),
         "alert lines still on stderr\n{}",
         run.report()
     );

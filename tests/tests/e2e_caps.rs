@@ -1,6 +1,6 @@
 //! The capability sets observer is deployed with, and the one it advises, run every probe:
 //! the real observer under exactly those capabilities (no more) raises a goroutine-level
-//! alert on a Go program and a lock_wait on a C program.
+//! alert on a Go program and a lock_hold on a C program.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -120,7 +120,7 @@ fn observe(
 }
 
 /// Under exactly `caps`: the Go program's forgotten WaitGroup is a goroutine_stall, every
-/// goroutine probe attached without a warning; the C program's held mutex is a lock_wait.
+/// goroutine probe attached without a warning; the C program's held mutex is a lock_hold.
 fn every_probe_runs_under(caps: &BTreeSet<String>, who: Identity, test: &str) {
     require_root();
     let Some(go) = GoVersion::Go127.toolchain(test) else {
@@ -158,8 +158,8 @@ fn every_probe_runs_under(caps: &BTreeSet<String>, who: Identity, test: &str) {
     assert!(
         alerts
             .iter()
-            .any(|a| str_field(a, "kind") == Some("lock_wait")),
-        "no lock_wait on the held mutex: {alerts:?}\n{report}"
+            .any(|a| str_field(a, "kind") == Some("lock_hold")),
+        "no lock_hold on the held mutex: {alerts:?}\n{report}"
     );
 }
 

@@ -189,7 +189,7 @@ fn works_without_tracefs_mounted() {
         "observer should note that it mounted tracefs\n{report}"
     );
     assert!(
-        run.of_kind("lock_wait")
+        run.of_kind("lock_hold")
             .iter()
             .any(|w| str_field(w, "comm") == Some("worker")),
         "observer did not work after mounting tracefs itself\n{report}"

@@ -86,13 +86,13 @@ fn observe(ws: &Workspace, binary: &Path) -> ObserverRun {
 
 fn worker_waits(run: &ObserverRun) -> Vec<&observer_tests::Value> {
     let waits: Vec<_> = run
-        .of_kind("lock_wait")
+        .of_kind("lock_hold")
         .into_iter()
         .filter(|a| a["comm"] == "worker")
         .collect();
     assert!(
         !waits.is_empty(),
-        "no lock_wait of worker\n{}",
+        "no lock_hold of worker\n{}",
         run.report()
     );
     waits

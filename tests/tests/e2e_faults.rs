@@ -116,7 +116,7 @@ fn stopped_by(signal: libc::c_int, name: &str) {
     );
     assert!(run.alerts_written, "no alerts file after {name}\n{report}");
     assert!(
-        run.of_kind("lock_wait")
+        run.of_kind("lock_hold")
             .iter()
             .any(|a| str_field(a, "comm") == Some("worker")),
         "the lock wait seen before {name} is missing from the alerts file\n{report}"
@@ -241,14 +241,14 @@ fn two_observers_on_one_target() {
         let report = run.report();
         assert_eq!(run.exit_code(), Some(0), "{label} observer\n{report}");
         let wait = run
-            .of_kind("lock_wait")
+            .of_kind("lock_hold")
             .into_iter()
             .find(|a| str_field(a, "comm") == Some("worker"))
             .unwrap_or_else(|| {
-                panic!("the {label} observer saw no lock_wait of the worker\n{report}")
+                panic!("the {label} observer saw no lock_hold of the worker\n{report}")
             });
         assert_eq!(
-            str_field(wait, "waker_comm"),
+            str_field(wait, "release_comm"),
             Some("maintenance"),
             "{label} observer: {wait}"
         );

@@ -451,7 +451,7 @@ fn assert_mutex_slow_io(run: &ObserverRun, version: GoVersion, report: &str) {
         stall.is_some(),
         "no goroutine_stall naming main.lookupCache with blocked_ns >= 1s\n{report}"
     );
-    for kind in ["lock_wait", "stall", "deadlock"] {
+    for kind in ["lock_hold", "stall", "deadlock"] {
         assert!(
             run.of_kind(kind).is_empty(),
             "Go futex waits are idle scheduler threads, not {kind}\n{report}"
@@ -560,7 +560,7 @@ fn no_go_flag(version: GoVersion, test: &str) {
         "--no-go must attach no goroutine probes, yet goroutine alerts came\n{report}"
     );
     // Without the goroutine view, Go's parked scheduler threads are still idle futex waits.
-    for kind in ["lock_wait", "stall", "deadlock"] {
+    for kind in ["lock_hold", "stall", "deadlock"] {
         assert!(
             run.of_kind(kind).is_empty(),
             "Go futex waits are idle scheduler threads, not {kind} (also with --no-go)\n{report}"

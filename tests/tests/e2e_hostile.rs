@@ -131,9 +131,9 @@ fn survives_fifo_swap(
     program: &Path,
     deadlock: impl FnOnce() -> u32,
 ) {
-    let lock_wait_in = |caller: &'static str| {
+    let lock_hold_in = |caller: &'static str| {
         move |a: &Value| {
-            str_field(a, "kind") == Some("lock_wait")
+            str_field(a, "kind") == Some("lock_hold")
                 && u64_field(a, "pid") == Some(victim.pid().into())
                 && stack_mentions(a, "stack", "worker_update")
                 && stack_mentions(a, "stack", caller)
@@ -145,16 +145,16 @@ fn survives_fifo_swap(
     wait_for_alert(
         &observer,
         alerts,
-        "lock_wait alert before the swap",
-        lock_wait_in("worker_main"),
+        "lock_hold alert before the swap",
+        lock_hold_in("worker_main"),
     );
     plant_fifo_over(program);
     signal(victim.pid(), libc::SIGUSR1);
     wait_for_alert(
         &observer,
         alerts,
-        "lock_wait alert symbolized after the swap",
-        lock_wait_in("retry_main"),
+        "lock_hold alert symbolized after the swap",
+        lock_hold_in("retry_main"),
     );
 
     let deadlocked = deadlock();
@@ -212,7 +212,7 @@ fn fifo_renamed_over_a_watched_binary_as(bounding_set: Option<&str>) {
 
 /// `observer watch` of the victim: one lock wait (SIGUSR1) must be alerted with a stack naming
 /// `worker_update`, then observer must end cleanly on SIGINT.
-fn watch_one_lock_wait(ws: &Workspace, victim: &Target) -> ObserverRun {
+fn watch_one_lock_hold(ws: &Workspace, victim: &Target) -> ObserverRun {
     let alerts = ws.path("alerts.jsonl");
     let observer = ObserverCmd::watch(victim.pid())
         .opt("--stall-after", "1s")
@@ -227,8 +227,8 @@ fn watch_one_lock_wait(ws: &Workspace, victim: &Target) -> ObserverRun {
     );
     thread::sleep(Duration::from_millis(500));
     signal(victim.pid(), libc::SIGUSR1);
-    let wait = wait_for_alert(&observer, &alerts, "lock_wait alert", |a| {
-        str_field(a, "kind") == Some("lock_wait")
+    let wait = wait_for_alert(&observer, &alerts, "lock_hold alert", |a| {
+        str_field(a, "kind") == Some("lock_hold")
             && u64_field(a, "pid") == Some(victim.pid().into())
     });
     assert!(stack_mentions(&wait, "stack", "worker_update"), "{wait}");
@@ -248,7 +248,7 @@ fn fifo_renamed_over_a_binary_before_observer_attaches() {
     let program = user_program(&ws, "victim");
     let victim = spawn_as_user(&program);
     plant_fifo_over(&program);
-    watch_one_lock_wait(&ws, &victim);
+    watch_one_lock_hold(&ws, &victim);
 }
 
 #[test]
@@ -344,12 +344,12 @@ fn decompression_bomb_in_debug_info() {
         .spawn(&ws)
         .wait_with_peak_rss(Duration::from_secs(120));
     assert_eq!(run.exit_code(), Some(0), "{}", run.report());
-    let waits = run.of_kind("lock_wait");
+    let waits = run.of_kind("lock_hold");
     assert!(
         waits
             .iter()
             .any(|a| stack_mentions(a, "stack", "worker_update")),
-        "no lock_wait named from the symbol table\n{}",
+        "no lock_hold named from the symbol table\n{}",
         run.report()
     );
     assert!(
@@ -388,7 +388,7 @@ fn fifo_as_the_debug_link_of_a_user_binary() {
     std::os::unix::fs::chown(&debug, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).expect("chown");
 
     let victim = spawn_as_user(&program);
-    let run = watch_one_lock_wait(&ws, &victim);
+    let run = watch_one_lock_hold(&ws, &victim);
     assert!(
         run.stderr.contains("symbol table only") && run.stderr.contains(".gnu_debuglink"),
         "observer did not say why it skipped the debug link\n{}",
@@ -428,8 +428,8 @@ fn many_big_compressed_binaries_share_one_budget() {
     thread::sleep(Duration::from_millis(1500));
     let targets: Vec<Target> = programs.iter().map(|p| Target::spawn(p, &["4"])).collect();
     for t in &targets {
-        wait_for_alert(&observer, &alerts, "lock_wait alert", |a| {
-            str_field(a, "kind") == Some("lock_wait") && u64_field(a, "pid") == Some(t.pid().into())
+        wait_for_alert(&observer, &alerts, "lock_hold alert", |a| {
+            str_field(a, "kind") == Some("lock_hold") && u64_field(a, "pid") == Some(t.pid().into())
         });
     }
     signal(observer.pid(), libc::SIGINT);

@@ -1,5 +1,5 @@
 //! A process killed while its threads wait on a lock: the kill wakes them to die, it does not
-//! release the lock, so nothing may say "released by".
+//! release the lock, so nothing may say "released in".
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -11,7 +11,7 @@ use observer_tests::{require_root, signal_is, wait_until, FramePointers, Observe
 /// lock_killed.c: four "waiter" threads block on a mutex the main thread keeps; the process is
 /// then killed. Its parent (this test) reaps it only at the end, as a busy parent would: the
 /// main thread, the lock's owner, stays visible as a zombie meanwhile, which is what made the
-/// kill look like a release ("released by ? in ?").
+/// kill look like a release ("released in ?").
 #[test]
 fn sigkill_of_lock_waiters_is_not_a_lock_release() {
     killed_while_waiting(true);
@@ -77,16 +77,16 @@ fn killed_while_waiting(attach_first: bool) {
     let run = observer.wait(Duration::from_secs(30));
     kill_target(&mut target);
     let report = run.report();
-    let lock_waits = run.of_kind("lock_wait");
+    let lock_holds = run.of_kind("lock_hold");
     assert!(
-        lock_waits.is_empty(),
-        "the waiters were killed, never granted the lock, yet {} lock_wait alert(s) were \
+        lock_holds.is_empty(),
+        "the waiters were killed, never granted the lock, yet {} lock_hold alert(s) were \
          raised, e.g. {}\n{report}",
-        lock_waits.len(),
-        lock_waits[0]
+        lock_holds.len(),
+        lock_holds[0]
     );
     assert!(
-        !run.stderr.contains("released by ?") && !run.stderr.contains("[unknown]"),
+        !run.stderr.contains("released in ?") && !run.stderr.contains("[unknown]"),
         "stderr names an unknown releaser or an unknown frame\n{report}"
     );
     assert!(

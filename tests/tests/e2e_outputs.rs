@@ -171,11 +171,11 @@ fn recording_outlives_the_process_and_its_binary() {
     );
     let wait = alerts
         .iter()
-        .find(|a| str_field(a, "kind") == Some("lock_wait"))
-        .unwrap_or_else(|| panic!("no lock_wait replayed: {alerts:?}\n{report}"));
+        .find(|a| str_field(a, "kind") == Some("lock_hold"))
+        .unwrap_or_else(|| panic!("no lock_hold replayed: {alerts:?}\n{report}"));
     assert!(stack_mentions(wait, "stack", "worker_update"), "{wait}");
     assert!(
-        stack_mentions(wait, "waker_stack", "maintenance_compact"),
+        stack_mentions(wait, "release_stack", "maintenance_compact"),
         "{wait}"
     );
     assert!(
@@ -202,7 +202,7 @@ fn recording_outlives_the_process_and_its_binary() {
         "no addresses in the binary for the alert stack in the text report:\n{text}"
     );
     assert!(
-        addresses_of("waker_stack"),
+        addresses_of("release_stack"),
         "no addresses in the binary for the waker stack in the text report:\n{text}"
     );
     assert!(

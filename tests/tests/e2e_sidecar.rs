@@ -409,7 +409,69 @@ fn numbered(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(format!("{}.{n}", path.display()))
 }
 
-/// `--alerts-max-bytes 4K --alerts-keep 3` on a target that raises lock_wait alerts by the
+/// Hold episodes in the metrics: one `lock_hold` alert per hold, and the series count the holds
+/// and the waits behind them exactly as the alerts do (hold_waiters.c: three threads wait
+/// behind each hold).
+#[test]
+fn lock_holds_are_counted_in_the_metrics() {
+    require_root();
+    let ws = Workspace::new("sidecar-lock-holds");
+    let (binary, comm) = unique_target(&ws, "hold_waiters");
+    let metrics_port = free_port();
+    let alerts = ws.path("alerts.jsonl");
+    let observer = ObserverCmd::raw(&["sidecar", "--quiet"])
+        .opt("--comm", &format!("^{comm}$"))
+        .opt("--metrics-addr", &format!("127.0.0.1:{metrics_port}"))
+        .opt("--threshold", "100ms")
+        .alerts(&ws)
+        .spawn(&ws);
+    std::thread::sleep(Duration::from_millis(1500));
+    let target = Target::spawn(&binary, &["4"]);
+    let pid = target.pid();
+    assert!(target.wait_exit(TIMEOUT), "hold_waiters did not exit");
+    // The last hold is written 300ms after its last wait ended, or when the process is gone.
+    std::thread::sleep(Duration::from_millis(1500));
+    let holds: Vec<Value> = alerts_so_far(&alerts)
+        .into_iter()
+        .filter(|a| {
+            str_field(a, "kind") == Some("lock_hold") && u64_field(a, "pid") == Some(pid.into())
+        })
+        .collect();
+    let waiters: u64 = holds.iter().filter_map(|h| u64_field(h, "waiters")).sum();
+    assert!(
+        holds.len() >= 2 && waiters >= 2 * holds.len() as u64,
+        "expected holds with several waiters each, got {} holds, {waiters} waiters\n{}",
+        holds.len(),
+        observer.stderr_so_far()
+    );
+    let (status, _, body) = http_get(metrics_port, "/metrics")
+        .unwrap_or_else(|e| panic!("GET /metrics on port {metrics_port}: {e}"));
+    assert_eq!(status, 200);
+    let labels = format!("{{pid=\"{pid}\",comm=\"{comm}\"}}");
+    for (name, expected) in [
+        ("observer_lock_hold_episodes_total", holds.len() as u64),
+        ("observer_lock_hold_waiters_total", waiters),
+    ] {
+        let line = format!("{name}{labels} {expected}");
+        assert!(
+            body.lines().any(|l| l == line),
+            "no `{line}` in the metrics:\n{body}"
+        );
+    }
+    let kind = format!(
+        "observer_alerts_total{{pid=\"{pid}\",comm=\"{comm}\",kind=\"lock_hold\"}} {}",
+        holds.len()
+    );
+    assert!(body.lines().any(|l| l == kind), "no `{kind}`:\n{body}");
+    // SAFETY: kill(2) on observer, our own unreaped child.
+    unsafe {
+        libc::kill(observer.pid() as libc::pid_t, libc::SIGTERM);
+    }
+    let run = observer.wait(TIMEOUT);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.report());
+}
+
+/// `--alerts-max-bytes 4K --alerts-keep 3` on a target that raises lock_hold alerts by the
 /// hundred (every wait over 1us): ALERTS, ALERTS.1 ... ALERTS.3 and no more, each within the
 /// limit (or holding a single longer line), every line whole.
 #[test]

@@ -1,11 +1,13 @@
 //! The rules, fed by the session with observations and answering with findings; none knows the
 //! kernel or the outputs, so each runs on synthetic input in its unit tests: lock waits
-//! (`lockwait`), stalls on held locks (`stall`), deadlock cycles (`waitgraph`), silent thread
+//! (`lockwait`), hold episodes (`lockhold`), stalls on held locks (`stall`), deadlock cycles
+//! (`waitgraph`), silent thread
 //! deaths (`thread_exits`), process exits (`procexit`), goroutine stalls, waits and panics
 //! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait) and leaks (`goleak`).
 pub mod goleak;
 pub mod gowatch;
 pub mod holder;
+pub mod lockhold;
 pub mod lockwait;
 pub mod procexit;
 pub mod stall;

@@ -6,8 +6,8 @@
 //!
 //! | kind | fields |
 //! | --- | --- |
-//! | `lock_wait` | `duration_ns`, `uaddr`, `owner_tid`, `waker_tid`, `waker_comm`, `waker_stack` |
-//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack`, `kernel_stack`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples` |
+//! | `lock_hold` | `uaddr`, `lock_kind`, `owner_recorded`, `hold_ns`, `holder_tid`, `holder_comm`, `holder_known_from`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples`, `release_tid`, `release_comm`, `release_stack`, `waiters`, `longest_wait_ns`, `total_wait_ns`, `waiter_stacks`: `[{stack, count, longest_ns, comm}]`, `waiter_stacks_omitted` (top-level `tid`/`stack` = the longest waiter) |
+//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack`, `kernel_stack`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples`, `lock_kind`, `owner_recorded` |
 //! | `deadlock` | `cycle`: `[{tid, comm, uaddr, owner_tid, stack}]` (top-level `tid`/`stack` = first member) |
 //! | `thread_exit` | `exit_code`, `signal`, `lifetime_ns`, `created_by`, `count` |
 //! | `process_exit` | `exit_code`, `signal`, `by_tid` |
@@ -47,9 +47,9 @@ pub struct Alert {
     pub stack: Vec<String>,
     #[serde(flatten)]
     pub detail: AlertDetail,
-    /// The frames behind the stacks of this alert, by JSON field (`stack`, `waker_stack`,
-    /// `owner_stack`, `cycle.N.stack`), with code addresses normalized to (module, file
-    /// offset): what a recording keeps besides the names, so that a stack can be symbolized
+    /// The frames behind the stacks of this alert, by JSON field (`stack`, `holder_stack`,
+    /// `release_stack`, `waiter_stacks.N.stack`, `owner_stack`, `cycle.N.stack`,
+    /// `waker_stack`), with code addresses normalized to (module, file offset): what a recording keeps besides the names, so that a stack can be symbolized
     /// again elsewhere. Not part of the JSON line, which carries the names.
     #[serde(skip)]
     pub frames: Vec<(String, Vec<Frame>)>,
@@ -59,7 +59,7 @@ pub struct Alert {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AlertDetail {
-    LockWait(LockWait),
+    LockHold(LockHold),
     Stall(Stall),
     Deadlock(Deadlock),
     ThreadExit(ThreadExit),
@@ -71,20 +71,56 @@ pub enum AlertDetail {
     GoPanic(GoPanic),
 }
 
-/// A futex wait that ended after longer than the threshold.
+/// One hold of a lock that made threads wait longer than the threshold: the holder, the
+/// release and the waiters (one alert however many waited).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Default))]
-pub struct LockWait {
-    pub duration_ns: u64,
+pub struct LockHold {
+    /// The futex word waited on.
     #[serde(with = "hex_addr")]
     pub uaddr: u64,
-    /// Lock owner read when the wait began; `None` if the lock word carries no owner.
-    pub owner_tid: Option<u32>,
-    /// The thread that woke the waiter (normally the one that released the lock); `None` when the
-    /// wait ended without a waker, e.g. by timeout or signal.
-    pub waker_tid: Option<u32>,
-    pub waker_comm: Option<String>,
-    pub waker_stack: Vec<String>,
+    /// What lock it is, e.g. `"pthread_mutex"`, `"rust std Mutex"`; `"lock"` when unknown.
+    pub lock_kind: String,
+    /// The lock records its owner and one was seen: `holder_tid` is that owner.
+    pub owner_recorded: bool,
+    /// A lower bound of the hold: from the earliest waiter's start to the release.
+    pub hold_ns: u64,
+    pub holder_tid: Option<u32>,
+    pub holder_comm: Option<String>,
+    /// `"owner"` (recorded in the lock) or `"releaser"` (the thread that woke the first
+    /// waiter from a futex call); `None` with no holder.
+    pub holder_known_from: Option<String>,
+    /// `"running"`, `"blocked"`, `"exited"` or `"unknown"`: what the holder did meanwhile.
+    pub holder_state: String,
+    /// The syscall it was blocked in (`"blocked"`), e.g. `"read"`.
+    pub holder_syscall: Option<String>,
+    pub holder_stack: Vec<String>,
+    /// On-CPU samples that found it holding the lock.
+    pub holder_samples: u32,
+    /// The thread that woke the first waiter from a futex call, and its stack then; `None` /
+    /// empty when a timer or signal ended that wait.
+    pub release_tid: Option<u32>,
+    pub release_comm: Option<String>,
+    pub release_stack: Vec<String>,
+    /// Waits of the episode (each past the threshold).
+    pub waiters: u64,
+    pub longest_wait_ns: u64,
+    pub total_wait_ns: u64,
+    /// Distinct waiter stacks, most frequent first.
+    pub waiter_stacks: Vec<WaiterStack>,
+    /// Waits whose stack is not listed in `waiter_stacks`.
+    pub waiter_stacks_omitted: u64,
+}
+
+/// Waits of a hold episode that share a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
+pub struct WaiterStack {
+    pub stack: Vec<String>,
+    pub count: u64,
+    pub longest_ns: u64,
+    /// The thread that waited longest with this stack.
+    pub comm: String,
 }
 
 /// A thread still blocked longer than the threshold (the wait has not ended yet).
@@ -121,6 +157,14 @@ pub struct Stall {
     /// On-CPU samples that found the owner running since this wait began.
     #[serde(default)]
     pub holder_samples: u32,
+    /// The lock waited for (`"pthread_rwlock (write)"`, `"rust std Mutex"`, ...; `"lock"`
+    /// when only a recorded owner made it one); `None` for a wait in the kernel.
+    #[serde(default)]
+    pub lock_kind: Option<String>,
+    /// Whether this kind of lock records its owner: when `false`, `owner_tid` is null
+    /// because the lock type keeps no owner, not because nobody holds it.
+    #[serde(default)]
+    pub owner_recorded: Option<bool>,
 }
 
 /// Threads waiting on each other in a cycle.
@@ -236,7 +280,7 @@ pub struct IdleWait {
 
 /// Every alert kind, as [`AlertDetail::kind`] names them (metrics start a series at 0 for each).
 pub const KINDS: [&str; 10] = [
-    "lock_wait",
+    "lock_hold",
     "stall",
     "deadlock",
     "thread_exit",
@@ -252,7 +296,7 @@ impl AlertDetail {
     /// The `kind` tag as written in JSON; one of [`KINDS`].
     pub fn kind(&self) -> &'static str {
         match self {
-            AlertDetail::LockWait(_) => "lock_wait",
+            AlertDetail::LockHold(_) => "lock_hold",
             AlertDetail::Stall(_) => "stall",
             AlertDetail::Deadlock(_) => "deadlock",
             AlertDetail::ThreadExit(_) => "thread_exit",
@@ -312,7 +356,7 @@ impl Serialize for Alert {
         #[derive(Serialize)]
         #[serde(untagged)]
         enum Body<'a> {
-            LockWait(&'a LockWait),
+            LockHold(&'a LockHold),
             Stall(&'a Stall),
             Deadlock(&'a Deadlock),
             ThreadExit(&'a ThreadExit),
@@ -324,7 +368,7 @@ impl Serialize for Alert {
             GoPanic(&'a GoPanic),
         }
         let detail = match &self.detail {
-            AlertDetail::LockWait(d) => Body::LockWait(d),
+            AlertDetail::LockHold(d) => Body::LockHold(d),
             AlertDetail::Stall(d) => Body::Stall(d),
             AlertDetail::Deadlock(d) => Body::Deadlock(d),
             AlertDetail::ThreadExit(d) => Body::ThreadExit(d),
@@ -440,325 +484,4 @@ mod opt_hex_addr {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    fn alert(detail: AlertDetail) -> Alert {
-        Alert {
-            time: "2026-11-26T10:04:05.123Z".into(),
-            pid: 100,
-            tid: 101,
-            comm: "bank".into(),
-            ns_pid: None,
-            ns_tid: None,
-            stack: vec![
-                "transfer_a_to_b (bank.c:14)".into(),
-                "worker (bank.c:30)".into(),
-            ],
-            detail,
-            frames: Vec::new(),
-        }
-    }
-
-    /// One alert of each kind. A new variant stops the match below compiling until it is added
-    /// here, so that the test below covers it.
-    fn one_detail_of_each_kind() -> Vec<AlertDetail> {
-        let all = vec![
-            AlertDetail::LockWait(LockWait::default()),
-            AlertDetail::Stall(Stall::default()),
-            AlertDetail::Deadlock(Deadlock::default()),
-            AlertDetail::ThreadExit(ThreadExit::default()),
-            AlertDetail::ProcessExit(ProcessExit::default()),
-            AlertDetail::IdleWait(IdleWait::default()),
-            AlertDetail::GoroutineWait(GoroutineWait::default()),
-            AlertDetail::GoroutineStall(GoroutineStall::default()),
-            AlertDetail::GoroutineLeak(GoroutineLeak::default()),
-            AlertDetail::GoPanic(GoPanic::default()),
-        ];
-        for d in &all {
-            match d {
-                AlertDetail::LockWait(_)
-                | AlertDetail::Stall(_)
-                | AlertDetail::Deadlock(_)
-                | AlertDetail::ThreadExit(_)
-                | AlertDetail::ProcessExit(_)
-                | AlertDetail::IdleWait(_)
-                | AlertDetail::GoroutineWait(_)
-                | AlertDetail::GoroutineStall(_)
-                | AlertDetail::GoroutineLeak(_)
-                | AlertDetail::GoPanic(_) => {}
-            }
-        }
-        all
-    }
-
-    #[test]
-    fn kinds_lists_every_kind_once_as_json_names_it() {
-        let details = one_detail_of_each_kind();
-        let kinds: Vec<&str> = details.iter().map(AlertDetail::kind).collect();
-        let mut listed = KINDS.to_vec();
-        listed.sort_unstable();
-        listed.dedup();
-        assert_eq!(listed.len(), KINDS.len(), "a kind listed twice: {KINDS:?}");
-        let mut named = kinds.clone();
-        named.sort_unstable();
-        assert_eq!(named, listed, "KINDS and AlertDetail::kind() disagree");
-        for d in &details {
-            let json = serde_json::to_value(d).unwrap();
-            assert_eq!(json["kind"], d.kind(), "the JSON tag differs from kind()");
-        }
-    }
-
-    fn roundtrip(a: &Alert, expected_json: &str) {
-        let line = a.to_json_line();
-        assert_eq!(line, expected_json);
-        assert_eq!(&Alert::from_json_line(&line).unwrap(), a);
-    }
-
-    const COMMON: &str = r#""time":"2026-11-26T10:04:05.123Z","pid":100,"tid":101,"comm":"bank","stack":["transfer_a_to_b (bank.c:14)","worker (bank.c:30)"]"#;
-
-    #[test]
-    fn lock_wait_shape() {
-        let a = alert(AlertDetail::LockWait(LockWait {
-            duration_ns: 312_000_000,
-            uaddr: 0x7f3a_1c00_0b20,
-            owner_tid: Some(102),
-            waker_tid: Some(102),
-            waker_comm: Some("bank".into()),
-            waker_stack: vec!["transfer_b_to_a (bank.c:22)".into()],
-        }));
-        roundtrip(
-            &a,
-            &format!(
-                r#"{{"kind":"lock_wait",{COMMON},"duration_ns":312000000,"uaddr":"0x7f3a1c000b20","owner_tid":102,"waker_tid":102,"waker_comm":"bank","waker_stack":["transfer_b_to_a (bank.c:22)"]}}"#
-            ),
-        );
-    }
-
-    #[test]
-    fn lock_wait_without_waker_uses_nulls() {
-        let a = alert(AlertDetail::LockWait(LockWait {
-            duration_ns: 5,
-            uaddr: 0x10,
-            owner_tid: None,
-            waker_tid: None,
-            waker_comm: None,
-            waker_stack: vec![],
-        }));
-        roundtrip(
-            &a,
-            &format!(
-                r#"{{"kind":"lock_wait",{COMMON},"duration_ns":5,"uaddr":"0x10","owner_tid":null,"waker_tid":null,"waker_comm":null,"waker_stack":[]}}"#
-            ),
-        );
-    }
-
-    #[test]
-    fn stall_shape() {
-        let a = alert(AlertDetail::Stall(Stall {
-            blocked_ns: 2_000_000_000,
-            uaddr: Some(0x5555_0000_1000),
-            syscall: "futex".into(),
-            owner_tid: Some(103),
-            owner_stack: vec![],
-            kernel_stack: vec![],
-            holder_state: Some("blocked".into()),
-            holder_syscall: Some("read".into()),
-            holder_stack: vec!["refresh_from_disk (c.c:25)".into()],
-            holder_samples: 0,
-        }));
-        roundtrip(
-            &a,
-            &format!(
-                r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[],"kernel_stack":[],"holder_state":"blocked","holder_syscall":"read","holder_stack":["refresh_from_disk (c.c:25)"],"holder_samples":0}}"#
-            ),
-        );
-        // A thread in uninterruptible sleep: no lock, no owner, its kernel stack.
-        let b = alert(AlertDetail::Stall(Stall {
-            blocked_ns: 1,
-            uaddr: None,
-            syscall: "none (page fault)".into(),
-            owner_tid: None,
-            owner_stack: vec![],
-            kernel_stack: vec!["down_read_killable".into(), "lock_mm_and_find_vma".into()],
-            ..Stall::default()
-        }));
-        roundtrip(
-            &b,
-            &format!(
-                r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"none (page fault)","owner_tid":null,"owner_stack":[],"kernel_stack":["down_read_killable","lock_mm_and_find_vma"],"holder_state":null,"holder_syscall":null,"holder_stack":[],"holder_samples":0}}"#
-            ),
-        );
-        // Recorded before kernel_stack existed: still read.
-        let old: Alert = serde_json::from_str(&format!(
-            r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"futex","owner_tid":null,"owner_stack":[]}}"#
-        ))
-        .unwrap();
-        assert!(matches!(old.detail, AlertDetail::Stall(s)
-            if s.kernel_stack.is_empty() && s.holder_state.is_none()));
-    }
-
-    #[test]
-    fn deadlock_shape() {
-        let a = alert(AlertDetail::Deadlock(Deadlock {
-            cycle: vec![
-                DeadlockMember {
-                    tid: 101,
-                    comm: "bank".into(),
-                    uaddr: 0xa0,
-                    owner_tid: 102,
-                    stack: vec!["transfer_a_to_b (bank.c:14)".into()],
-                },
-                DeadlockMember {
-                    tid: 102,
-                    comm: "bank".into(),
-                    uaddr: 0xb0,
-                    owner_tid: 101,
-                    stack: vec!["transfer_b_to_a (bank.c:22)".into()],
-                },
-            ],
-        }));
-        roundtrip(
-            &a,
-            &format!(
-                r#"{{"kind":"deadlock",{COMMON},"cycle":[{{"tid":101,"comm":"bank","uaddr":"0xa0","owner_tid":102,"stack":["transfer_a_to_b (bank.c:14)"]}},{{"tid":102,"comm":"bank","uaddr":"0xb0","owner_tid":101,"stack":["transfer_b_to_a (bank.c:22)"]}}]}}"#
-            ),
-        );
-    }
-
-    #[test]
-    fn thread_exit_shape() {
-        let a = alert(AlertDetail::ThreadExit(ThreadExit {
-            exit_code: 0,
-            signal: Some(signal_name(11)),
-            lifetime_ns: None,
-            created_by: vec!["start_workers (pool.c:40)".into()],
-            count: 1,
-        }));
-        roundtrip(
-            &a,
-            &format!(
-                r#"{{"kind":"thread_exit",{COMMON},"exit_code":0,"signal":"SIGSEGV","lifetime_ns":null,"created_by":["start_workers (pool.c:40)"],"count":1}}"#
-            ),
-        );
-    }
-
-    #[test]
-    fn go_shapes() {
-        let p = alert(AlertDetail::GoPanic(GoPanic {
-            goid: 7,
-            message: Some("send on closed channel".into()),
-            recovered: false,
-        }));
-        roundtrip(
-            &p,
-            &format!(
-                r#"{{"kind":"go_panic",{COMMON},"goid":7,"message":"send on closed channel","recovered":false}}"#
-            ),
-        );
-        let s = alert(AlertDetail::GoroutineStall(GoroutineStall {
-            goid: 9,
-            wait_reason: "sync.WaitGroup.Wait".into(),
-            blocked_ns: 6_000_000_000,
-            created_by: vec!["main.main (main.go:20)".into()],
-        }));
-        roundtrip(
-            &s,
-            &format!(
-                r#"{{"kind":"goroutine_stall",{COMMON},"goid":9,"wait_reason":"sync.WaitGroup.Wait","blocked_ns":6000000000,"created_by":["main.main (main.go:20)"]}}"#
-            ),
-        );
-        let l = alert(AlertDetail::GoroutineLeak(GoroutineLeak {
-            created_by: vec!["main.serve (main.go:30)".into()],
-            wait_reason: "select".into(),
-            count: 120,
-            growth: 100,
-            window_ns: 5_000_000_000,
-        }));
-        roundtrip(
-            &l,
-            &format!(
-                r#"{{"kind":"goroutine_leak",{COMMON},"created_by":["main.serve (main.go:30)"],"wait_reason":"select","count":120,"growth":100,"window_ns":5000000000}}"#
-            ),
-        );
-    }
-
-    #[test]
-    fn process_exit_shape() {
-        let a = alert(AlertDetail::ProcessExit(ProcessExit {
-            exit_code: None,
-            signal: Some("SIGKILL".into()),
-            by_tid: 101,
-            message: None,
-        }));
-        roundtrip(
-            &a,
-            &format!(
-                r#"{{"kind":"process_exit",{COMMON},"exit_code":null,"signal":"SIGKILL","by_tid":101,"message":null}}"#
-            ),
-        );
-        let b = alert(AlertDetail::ProcessExit(ProcessExit {
-            exit_code: Some(2),
-            signal: None,
-            by_tid: 100,
-            message: Some("all goroutines are asleep - deadlock!".into()),
-        }));
-        roundtrip(
-            &b,
-            &format!(
-                r#"{{"kind":"process_exit",{COMMON},"exit_code":2,"signal":null,"by_tid":100,"message":"all goroutines are asleep - deadlock!"}}"#
-            ),
-        );
-    }
-
-    #[test]
-    fn parses_keys_in_any_order_and_rejects_bad_input() {
-        let line = r#"{"pid":1,"by_tid":1,"tid":1,"kind":"process_exit","comm":"x","stack":[],"time":"t","exit_code":0,"signal":null}"#;
-        let a = Alert::from_json_line(line).unwrap();
-        assert_eq!(a.kind(), "process_exit");
-
-        let unknown_kind = r#"{"kind":"nope","time":"t","pid":1,"tid":1,"comm":"x","stack":[]}"#;
-        assert!(Alert::from_json_line(unknown_kind).is_err());
-        let bad_addr = format!(
-            r#"{{"kind":"deadlock",{COMMON},"cycle":[{{"tid":1,"comm":"x","uaddr":"12","owner_tid":1,"stack":[]}}]}}"#
-        );
-        assert!(Alert::from_json_line(&bad_addr).is_err());
-    }
-
-    #[test]
-    fn time_format_is_rfc3339_millis_utc() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
-        assert_eq!(format_time(t), "2026-11-18T11:06:40.123Z");
-    }
-
-    #[test]
-    fn idle_wait_shape() {
-        let a = alert(AlertDetail::IdleWait(IdleWait {
-            duration_ns: 2_000_000_000,
-            syscall: "futex".into(),
-            wait_class: "condvar".into(),
-            waker_tid: None,
-        }));
-        roundtrip(
-            &a,
-            &format!(
-                r#"{{"kind":"idle_wait",{COMMON},"duration_ns":2000000000,"syscall":"futex","wait_class":"condvar","waker_tid":null}}"#
-            ),
-        );
-    }
-
-    #[test]
-    fn signal_names() {
-        assert_eq!(signal_name(6), "SIGABRT");
-        assert_eq!(signal_name(9), "SIGKILL");
-        assert_eq!(signal_name(11), "SIGSEGV");
-        assert_eq!(signal_name(31), "SIGSYS");
-        assert_eq!(signal_name(34), "SIGRTMIN");
-        assert_eq!(signal_name(37), "SIGRTMIN+3");
-        assert_eq!(signal_name(64), "SIGRTMAX");
-        assert_eq!(signal_name(32), "SIG32");
-        assert_eq!(signal_name(0), "SIG0");
-        assert_eq!(signal_name(-1), "SIG-1");
-    }
-}
+mod tests;

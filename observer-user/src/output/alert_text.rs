@@ -38,15 +38,37 @@ pub fn one_line(a: &Alert) -> String {
 fn one_line_raw(a: &Alert) -> String {
     let who = format!("tid {} ({})", a.tid, a.comm);
     match &a.detail {
-        AlertDetail::LockWait(l) => format!(
-            "observer: lock_wait  {who} waited {} in {}; released by {} in {}",
-            human(std::time::Duration::from_nanos(l.duration_ns)),
-            top(&a.stack),
-            l.waker_tid
-                .map(|t| format!("tid {t} ({})", l.waker_comm.clone().unwrap_or_default()))
-                .unwrap_or_else(|| "?".into()),
-            top(&l.waker_stack)
-        ),
+        AlertDetail::LockHold(h) => {
+            let holder = h
+                .holder_tid
+                .map(|t| format!("tid {t} ({})", h.holder_comm.clone().unwrap_or_default()))
+                .unwrap_or_else(|| "an unknown thread".into());
+            let doing = match (h.holder_state.as_str(), h.holder_syscall.as_deref()) {
+                ("blocked", Some(sys)) if !h.holder_stack.is_empty() => {
+                    format!(", blocked in {sys}() in {}", top(&h.holder_stack))
+                }
+                ("running", _) if !h.holder_stack.is_empty() => {
+                    format!(", running in {}", top(&h.holder_stack))
+                }
+                ("exited", _) => ", and exited".to_string(),
+                _ => String::new(),
+            };
+            let released = if h.release_stack.is_empty() {
+                String::new()
+            } else {
+                format!(", released in {}", top(&h.release_stack))
+            };
+            format!(
+                "observer: lock_hold  {holder} held {} {:#x} {}{doing}{released}; {} waiter{}, longest {who} waited {} in {}",
+                h.lock_kind,
+                h.uaddr,
+                human(std::time::Duration::from_nanos(h.hold_ns)),
+                h.waiters,
+                if h.waiters == 1 { "" } else { "s" },
+                human(std::time::Duration::from_nanos(h.longest_wait_ns)),
+                top(&a.stack)
+            )
+        }
         AlertDetail::Stall(s) if s.owner_tid.is_none() && !s.kernel_stack.is_empty() => format!(
             "observer: stall      {who} blocked {} in {} in the kernel ({}: uninterruptible sleep in {})",
             human(std::time::Duration::from_nanos(s.blocked_ns)),
@@ -54,10 +76,17 @@ fn one_line_raw(a: &Alert) -> String {
             s.syscall,
             s.kernel_stack[..s.kernel_stack.len().min(2)].join(" <- ")
         ),
-        AlertDetail::Stall(s) => format!(
-            "observer: stall      {who} blocked {} in {} on a lock held by tid {}{}",
+        AlertDetail::Stall(s) if s.owner_recorded == Some(false) => format!(
+            "observer: stall      {who} blocked {} in {} on a {} (owner not recorded by this lock type)",
             human(std::time::Duration::from_nanos(s.blocked_ns)),
             top(&a.stack),
+            s.lock_kind.as_deref().unwrap_or("lock"),
+        ),
+        AlertDetail::Stall(s) => format!(
+            "observer: stall      {who} blocked {} in {} on a {} held by tid {}{}",
+            human(std::time::Duration::from_nanos(s.blocked_ns)),
+            top(&a.stack),
+            s.lock_kind.as_deref().unwrap_or("lock"),
             s.owner_tid
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "?".into()),
@@ -148,6 +177,29 @@ mod tests {
         let line = one_line(&Alert::from_json_line(json).unwrap());
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.contains("(x\\x1b]0;owned\\x07\\x0afake)"), "{line}");
+    }
+
+    #[test]
+    fn a_lock_hold_names_holder_release_and_waiters() {
+        let json = r#"{"kind":"lock_hold","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":2,"comm":"worker","stack":["__lll_lock_wait","worker_update (lock_hold.c:45)"],"uaddr":"0x10","lock_kind":"pthread_mutex","owner_recorded":true,"hold_ns":296000000,"holder_tid":3,"holder_comm":"maintenance","holder_known_from":"owner","holder_state":"unknown","holder_syscall":null,"holder_stack":[],"holder_samples":0,"release_tid":3,"release_comm":"maintenance","release_stack":["maintenance_compact (lock_hold.c:25)"],"waiters":3,"longest_wait_ns":295000000,"total_wait_ns":800000000,"waiter_stacks":[],"waiter_stacks_omitted":0}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert_eq!(
+            line,
+            "observer: lock_hold  tid 3 (maintenance) held pthread_mutex 0x10 296ms, released in \
+             maintenance_compact (lock_hold.c:25); 3 waiters, longest tid 2 (worker) waited 295ms \
+             in worker_update (lock_hold.c:45)"
+        );
+        // Blocked while holding it: where.
+        let json = json
+            .replace(r#""holder_state":"unknown","holder_syscall":null,"holder_stack":[]"#,
+                r#""holder_state":"blocked","holder_syscall":"read","holder_stack":["refresh (x.c:9)"]"#);
+        let line = one_line(&Alert::from_json_line(&json).unwrap());
+        assert!(
+            line.contains(
+                "held pthread_mutex 0x10 296ms, blocked in read() in refresh (x.c:9), released in"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub struct SummaryInput {
     pub top_stacks: Vec<TopStack>,
     /// Alerts emitted, by `kind`, in display order.
     pub alerts_by_kind: Vec<(String, u64)>,
+    /// Hold episodes reported (`lock_hold` alerts) and the long waits behind them.
+    pub lock_holds: u64,
+    pub lock_hold_waiters: u64,
+    /// Long lock waits in no episode (too many locks held at once).
+    pub lock_waits_ungrouped: u64,
     /// Thread deaths that passed the rule, by creation site (e.g. `ThreadExitTracker::site_counts`).
     pub thread_deaths: Vec<SiteCount>,
     /// Events the kernel could not deliver (ring buffer full).
@@ -104,6 +109,21 @@ fn write_summary(out: &mut String, input: &SummaryInput) -> std::fmt::Result {
         writeln!(out, "alerts: none")?;
     } else {
         writeln!(out, "alerts: {}", alerts.join(", "))?;
+    }
+    if input.lock_holds > 0 || input.lock_waits_ungrouped > 0 {
+        write!(
+            out,
+            "lock holds: {} (one alert each), {} waits behind them",
+            input.lock_holds, input.lock_hold_waiters
+        )?;
+        if input.lock_waits_ungrouped > 0 {
+            write!(
+                out,
+                "; {} long lock waits in no hold (too many locks held at once)",
+                input.lock_waits_ungrouped
+            )?;
+        }
+        writeln!(out)?;
     }
 
     write_thread_deaths(out, &input.thread_deaths, FRAMES_SHOWN)?;
@@ -296,7 +316,7 @@ mod tests {
             ],
             alerts_by_kind: vec![
                 ("deadlock".into(), 1),
-                ("lock_wait".into(), 3),
+                ("lock_hold".into(), 3),
                 ("stall".into(), 0),
             ],
             thread_deaths: vec![
@@ -323,6 +343,8 @@ mod tests {
                     exits: 1,
                 },
             ],
+            lock_holds: 3,
+            lock_hold_waiters: 8,
             events_dropped: 12,
             stacks_missing: 40,
             folded_path: Some("out.folded".into()),
@@ -335,7 +357,8 @@ waits observed: 12034, 17 over the threshold\n\
 top blocked stacks (total blocked time, waits, stack innermost first):\n\
 \x20    5.02s     1234x  bank [worker]: transfer_a_to_b (bank.c:14) <- worker (bank.c:30)\n\
 \x20    312ms        1x  bank [main]: [no stack]\n\
-alerts: 1 deadlock, 3 lock_wait\n\
+alerts: 1 deadlock, 3 lock_hold\n\
+lock holds: 3 (one alert each), 8 waits behind them\n\
 thread deaths: 57 from 2 creation sites (first of each alerted):\n\
 \x20       56x  pid 100: thread \"handler\", created by spawn_handler (srv.c:40) <- accept_loop (srv.c:80) <- a <- b <- ...\n\
 \x20        1x  pid 100: thread \"io\", creator unknown (started before observer attached)\n\
@@ -364,6 +387,21 @@ alerts (JSON lines): alerts.jsonl\n";
         let mut input = base();
         input.stacks_missing = 1;
         assert!(!render(&input).contains("data was lost"));
+    }
+
+    #[test]
+    fn lock_holds_are_counted_and_ungrouped_waits_stated() {
+        assert!(!render(&base()).contains("lock holds"));
+        let input = SummaryInput {
+            lock_holds: 2,
+            lock_hold_waiters: 6,
+            lock_waits_ungrouped: 4,
+            ..base()
+        };
+        assert!(render(&input).contains(
+            "lock holds: 2 (one alert each), 6 waits behind them; 4 long lock waits in no hold \
+             (too many locks held at once)\n"
+        ));
     }
 
     #[test]

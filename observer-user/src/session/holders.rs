@@ -33,7 +33,11 @@ const SAMPLE_PERIOD_NS: u64 = 1_000_000_000 / crate::kernel::holder_sampler::HOL
 /// Index of "a sample whose stack was not kept".
 const NO_STACK: usize = usize::MAX;
 
-/// The holder blocked in a syscall: its latest blocked wait.
+/// Blocked waits of a holder remembered, newest last: enough to find the one a hold that
+/// ended a moment ago overlapped, after the holder went on to block elsewhere.
+const BLOCKED_KEPT: usize = 4;
+
+/// The holder blocked in a syscall: one of its blocked waits.
 #[derive(Debug, Clone)]
 struct Blocked {
     /// Start of the holder's in-flight wait (identifies it).
@@ -53,7 +57,8 @@ struct Holder {
     sampled: bool,
     /// When the last wait naming it went away.
     released_ns: Option<u64>,
-    blocked: Option<Blocked>,
+    /// Newest last, at most `BLOCKED_KEPT`.
+    blocked: VecDeque<Blocked>,
     /// (time, index in `stacks` or `NO_STACK`), oldest first.
     samples: VecDeque<(u64, usize)>,
     stacks: Vec<Vec<Frame>>,
@@ -160,7 +165,7 @@ impl Holders {
         let Some(b) = self
             .by_tid
             .get_mut(&tid)
-            .and_then(|h| h.blocked.as_mut())
+            .and_then(|h| h.blocked.back_mut())
             .filter(|b| b.wait_start_ns == wait_start_ns)
         else {
             return false;
@@ -178,7 +183,10 @@ impl Holders {
         stack: Vec<Frame>,
     ) {
         if let Some(h) = self.by_tid.get_mut(&tid) {
-            h.blocked = Some(Blocked {
+            if h.blocked.len() >= BLOCKED_KEPT {
+                h.blocked.pop_front();
+            }
+            h.blocked.push_back(Blocked {
                 wait_start_ns,
                 seen_ns: now_ns,
                 syscall,
@@ -224,18 +232,18 @@ impl Holders {
         h.samples.push_back((time_ns, index));
     }
 
-    /// What holder `tid` of `tgid` was seen doing at or after `since_ns`: blocked if a scan
-    /// found it blocked (unless the samples found it on CPU for longer than that wait lasted:
+    /// What holder `tid` of `tgid` was seen doing between `since_ns` and `until_ns` (the
+    /// hold): blocked if a scan found it blocked then (unless the samples found it on CPU for longer than that wait lasted:
     /// a scan can land on a short syscall of a thread that mostly computes), else running if
     /// samples found it on CPU, else exited, else unknown.
-    pub fn activity(&self, tgid: u32, tid: u32, since_ns: u64) -> HolderActivity {
+    pub fn activity(&self, tgid: u32, tid: u32, since_ns: u64, until_ns: u64) -> HolderActivity {
         let Some(h) = self.by_tid.get(&tid).filter(|h| h.tgid == tgid) else {
             return HolderActivity::unknown();
         };
         let mut counts = vec![0u32; h.stacks.len()];
         let mut samples = 0u32;
         for &(t, i) in &h.samples {
-            if t < since_ns {
+            if t < since_ns || t > until_ns {
                 continue;
             }
             samples += 1;
@@ -244,8 +252,19 @@ impl Holders {
             }
         }
         let on_cpu_ns = u64::from(samples) * SAMPLE_PERIOD_NS;
-        if let Some(b) = h.blocked.as_ref().filter(|b| b.seen_ns >= since_ns) {
-            let blocked_ns = b.seen_ns.saturating_sub(b.wait_start_ns.max(since_ns));
+        // The blocked wait that overlapped the hold most.
+        let overlap = |b: &Blocked| {
+            b.seen_ns
+                .min(until_ns)
+                .saturating_sub(b.wait_start_ns.max(since_ns))
+        };
+        let during = h
+            .blocked
+            .iter()
+            .filter(|b| b.seen_ns >= since_ns && b.wait_start_ns <= until_ns)
+            .max_by_key(|b| overlap(b));
+        if let Some(b) = during {
+            let blocked_ns = overlap(b);
             if samples == 0 || blocked_ns >= on_cpu_ns {
                 return HolderActivity {
                     state: HolderState::Blocked,
@@ -304,15 +323,16 @@ fn possible_holders(tgid: u32, blocked: &HashMap<u32, InFlight>) -> Vec<u32> {
 }
 
 impl Session {
-    /// What the holder `holder_tid` of a lock in process `tgid` did at or after `since_ns`
-    /// (monotonic ns), from what the scans and the sampler saw.
+    /// What the holder `holder_tid` of a lock in process `tgid` did between `since_ns` and
+    /// `until_ns` (monotonic ns), from what the scans and the sampler saw.
     pub(crate) fn holder_activity(
         &mut self,
         tgid: u32,
         holder_tid: u32,
         since_ns: u64,
+        until_ns: u64,
     ) -> HolderActivity {
-        self.holders.activity(tgid, holder_tid, since_ns)
+        self.holders.activity(tgid, holder_tid, since_ns, until_ns)
     }
 
     /// Called by each scan with the threads blocked now, before the stall rule runs (so a
@@ -435,9 +455,9 @@ mod tests {
         );
         // Kept a few seconds for the alert that follows, then forgotten.
         h.note_sample(10, 11, 250, frames(&["rebuild_index"]));
-        assert_eq!(h.activity(10, 11, 0).state, HolderState::Running);
+        assert_eq!(h.activity(10, 11, 0, u64::MAX).state, HolderState::Running);
         h.scan(&[], 300 + KEEP_NS);
-        assert_eq!(h.activity(10, 11, 0).state, HolderState::Unknown);
+        assert_eq!(h.activity(10, 11, 0, u64::MAX).state, HolderState::Unknown);
     }
 
     #[test]
@@ -452,11 +472,11 @@ mod tests {
         h.note_sample(10, 11, 40, frames(&["rebuild_index", "holder_main"]));
         // Another process's thread with a reused tid is not this holder.
         h.note_sample(99, 11, 50, frames(&["elsewhere"]));
-        let a = h.activity(10, 11, 10);
+        let a = h.activity(10, 11, 10, u64::MAX);
         assert_eq!(a.state, HolderState::Running);
         assert_eq!(a.samples, 3);
         assert_eq!(names(&a), ["rebuild_index", "holder_main"]);
-        assert_eq!(h.activity(99, 11, 0).state, HolderState::Unknown);
+        assert_eq!(h.activity(99, 11, 0, u64::MAX).state, HolderState::Unknown);
     }
 
     #[test]
@@ -471,12 +491,12 @@ mod tests {
             !h.still_blocked(11, 8, 300),
             "a new wait is a new observation"
         );
-        let a = h.activity(10, 11, 200);
+        let a = h.activity(10, 11, 200, u64::MAX);
         assert_eq!(a.state, HolderState::Blocked);
         assert_eq!(a.syscall.as_deref(), Some("read"));
         assert_eq!(names(&a), ["read", "refresh_from_disk"]);
         // Seen blocked only before the wait began: not evidence about this hold.
-        let later = h.activity(10, 11, 400);
+        let later = h.activity(10, 11, 400, u64::MAX);
         assert_eq!(later.state, HolderState::Unknown);
     }
 
@@ -489,12 +509,12 @@ mod tests {
         }
         // A scan caught it 2 ms into a write(): 30 samples (~300 ms on CPU) outweigh it.
         h.note_blocked(11, 500_000_000, 502_000_000, "write", frames(&["write"]));
-        let a = h.activity(10, 11, 0);
+        let a = h.activity(10, 11, 0, u64::MAX);
         assert_eq!(a.state, HolderState::Running);
         assert_eq!(names(&a), ["rebuild_index"]);
         // Blocked in it for a second: blocked.
         assert!(h.still_blocked(11, 500_000_000, 1_500_000_000));
-        let a = h.activity(10, 11, 0);
+        let a = h.activity(10, 11, 0, u64::MAX);
         assert_eq!(a.state, HolderState::Blocked);
         assert_eq!(a.syscall.as_deref(), Some("write"));
     }
@@ -505,7 +525,7 @@ mod tests {
         h.scan(&[(10, 11)], 0);
         assert!(h.note_exited(11, 50));
         assert!(!h.note_exited(11, 60));
-        assert_eq!(h.activity(10, 11, 0).state, HolderState::Exited);
+        assert_eq!(h.activity(10, 11, 0, u64::MAX).state, HolderState::Exited);
         // Still named by the waits it left behind: not sampled again.
         assert_eq!(h.scan(&[(10, 11)], 100).add, vec![]);
     }
@@ -531,6 +551,6 @@ mod tests {
         let holder = &h.by_tid[&11];
         assert_eq!(holder.samples.len(), MAX_SAMPLES);
         assert_eq!(holder.stacks.len(), MAX_STACKS);
-        assert_eq!(h.activity(10, 11, 0).samples, MAX_SAMPLES as u32);
+        assert_eq!(h.activity(10, 11, 0, u64::MAX).samples, MAX_SAMPLES as u32);
     }
 }

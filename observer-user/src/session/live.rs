@@ -97,6 +97,8 @@ impl Session {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            lock_holds: self.lock_holds.episodes,
+            lock_hold_waiters: self.lock_holds.waiters,
         };
         // Goroutine stalls end when the goroutine is no longer parked.
         let go_pids: Vec<u32> = self

@@ -13,6 +13,7 @@ mod holders;
 mod kernel_adapters;
 mod lifecycle;
 mod live;
+mod lock_holds;
 mod short_stacks;
 mod waits;
 mod watched;
@@ -115,6 +116,7 @@ pub struct Session {
     process_exits: ProcessExits,
     deadlocks: DeadlockReporter,
     stall_rule: StallRule,
+    lock_holds: lock_holds::LockHolds,
     /// Names of threads seen, kept past their exit for the alerts that name them.
     threads: HashMap<u32, ThreadInfo>,
     /// (tgid, tid, exit time) of threads that exited in the last seconds.
@@ -164,6 +166,7 @@ impl Session {
             process_exits: ProcessExits::default(),
             deadlocks: DeadlockReporter::new(),
             stall_rule: StallRule::default(),
+            lock_holds: lock_holds::LockHolds::default(),
             threads: HashMap::new(),
             recent_exits: Vec::new(),
             alert_counts: HashMap::new(),
@@ -430,6 +433,7 @@ impl Session {
             term.restore();
         }
         self.drain_aggregates();
+        self.drain_lock_holds();
         self.add_ongoing_lock_waits();
         self.record_profile();
         let mut failed = Vec::new();
@@ -509,6 +513,9 @@ impl Session {
             process: self.scope_label(),
             top_stacks: self.folded.top(5),
             alerts_by_kind: kinds,
+            lock_holds: self.lock_holds.episodes,
+            lock_hold_waiters: self.lock_holds.waiters,
+            lock_waits_ungrouped: self.lock_holds.ungrouped(),
             thread_deaths: self.exits.site_counts(),
             events_dropped: c.events_dropped,
             agg_dropped: c.agg_dropped,

@@ -12,6 +12,7 @@ use crate::stacks::frame::Frame;
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
     detect::holder::HolderState,
+    detect::lockhold::{LockWaitEnded, ThreadAt},
     detect::lockwait::{judge_wait, short_waits_are_lock},
     detect::stall::{BlockedFacts, StallLimits, Stalled},
     detect::waitgraph::Cycle,
@@ -76,31 +77,42 @@ impl Session {
             ),
             None => (None, None, Vec::new()),
         };
-        let waker_stack = crate::stacks::frame::names(&waker_frames);
-        let time = wall_time(w.start_ns + w.duration_ns);
-        let detail = if is_lock {
-            AlertDetail::LockWait(alert::LockWait {
-                duration_ns: w.duration_ns,
-                uaddr: w.uaddr,
-                owner_tid: Some(verdict.owner_tid),
-                waker_tid,
-                waker_comm,
-                waker_stack,
-            })
-        } else if self.opts.report_idle {
-            AlertDetail::IdleWait(alert::IdleWait {
-                duration_ns: w.duration_ns,
-                syscall: syscall_name(w.syscall).to_string(),
-                wait_class: class_frame(w.class).trim_matches(['[', ']']).to_string(),
-                waker_tid,
-            })
-        } else {
-            return;
-        };
-        let mut a = self.alert_with_comm(time, w.tgid, w.tid, comm, stack_frames, detail);
         if is_lock {
-            a.keep_frames("waker_stack", waker_frames);
+            let owner = (verdict.owner_tid != 0).then(|| {
+                let comm = self.thread_comm(w.tgid, verdict.owner_tid);
+                (verdict.owner_tid, comm)
+            });
+            self.add_lock_wait(LockWaitEnded {
+                pid: w.tgid,
+                uaddr: w.uaddr,
+                lock_kind: w.lock_kind,
+                waiter: ThreadAt {
+                    tid: w.tid,
+                    comm: Some(comm),
+                    stack: stack_frames,
+                },
+                owner,
+                waker: waker_tid.map(|tid| ThreadAt {
+                    tid,
+                    comm: waker_comm,
+                    stack: waker_frames,
+                }),
+                start_ns: w.start_ns,
+                duration_ns: w.duration_ns,
+            });
+            return;
         }
+        if !self.opts.report_idle {
+            return;
+        }
+        let detail = AlertDetail::IdleWait(alert::IdleWait {
+            duration_ns: w.duration_ns,
+            syscall: syscall_name(w.syscall).to_string(),
+            wait_class: class_frame(w.class).trim_matches(['[', ']']).to_string(),
+            waker_tid,
+        });
+        let time = wall_time(w.start_ns + w.duration_ns);
+        let a = self.alert_with_comm(time, w.tgid, w.tid, comm, stack_frames, detail);
         self.emit(a);
     }
 
@@ -109,6 +121,8 @@ impl Session {
     /// Thread ids are unique host-wide, so one wait-for graph serves every process.
     pub(super) fn scan_blocked(&mut self) {
         let Ok(in_flight) = self.probes.in_flight() else {
+            // Without the waits in flight, only episodes quiet for long enough end.
+            self.flush_lock_holds(&HashMap::new());
             return;
         };
         let now = monotonic_ns();
@@ -166,6 +180,7 @@ impl Session {
         for cycle in self.deadlocks.scan(&scan.deadlock_candidates) {
             self.report_deadlock(&cycle, &blocked);
         }
+        self.flush_lock_holds(&blocked);
     }
 
     /// User frames (innermost first) of a wait in uninterruptible sleep with, inside them,
@@ -204,7 +219,7 @@ impl Session {
         let holder = s
             .owner_tid
             .filter(|&o| o != s.tid)
-            .map(|o| self.holder_activity(e.tgid, o, e.start_ns));
+            .map(|o| self.holder_activity(e.tgid, o, e.start_ns, u64::MAX));
         let holder_frames = holder.as_ref().map(|h| h.stack.clone()).unwrap_or_default();
         self.live_state
             .stall_frames
@@ -225,6 +240,10 @@ impl Session {
                 holder_syscall: holder.as_ref().and_then(|h| h.syscall.clone()),
                 holder_stack: crate::stacks::frame::names(&holder_frames),
                 holder_samples: holder.as_ref().map_or(0, |h| h.samples),
+                lock_kind: (e.class == wait_class::LOCK)
+                    .then(|| observer_common::lock_kind::name(e.lock_kind).to_string()),
+                owner_recorded: (e.class == wait_class::LOCK)
+                    .then(|| observer_common::lock_kind::records_owner(e.lock_kind)),
             }),
         );
         a.keep_frames("owner_stack", owner_frames);

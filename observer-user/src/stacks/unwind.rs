@@ -91,9 +91,17 @@ impl ElfUnwindInfo {
     /// in the file (SVMA) to get the address in the process (AVMA).
     fn bias_for(&self, m: &Mapping) -> Option<u64> {
         let page = 4096;
-        let (vaddr, off, _) = self.segments.iter().find(|(_, off, size)| {
-            off - off % page <= m.offset && m.offset < off.saturating_add(*size.max(&1))
-        })?;
+        // lld (Rust's default linker) pads virtual addresses, not file offsets: the read-only
+        // segment before the code covers the code mapping's page-aligned offset too, and
+        // taking it would shift every address by a page. The segment starting last is the one
+        // mapped there.
+        let (vaddr, off, _) = self
+            .segments
+            .iter()
+            .filter(|(_, off, size)| {
+                off - off % page <= m.offset && m.offset < off.saturating_add(*size.max(&1))
+            })
+            .max_by_key(|(_, off, _)| *off)?;
         Some(
             m.start
                 .wrapping_sub(m.offset)
@@ -456,6 +464,18 @@ mod tests {
             crate::proc::procmaps::parse_line("401000-402000 r-xp 00001000 fd:01 7 /usr/bin/x")
                 .expect("line");
         assert_eq!(info.bias_for(&exe), Some(0));
+
+        // lld: R segment [0, 0x1ae58) and the text segment at file offset 0x1ae60, vaddr
+        // 0x1be60; the code mapping's offset 0x1a000 lies in both.
+        let info = ElfUnwindInfo {
+            segments: vec![(0, 0, 0x1ae58), (0x1be60, 0x1ae60, 0x52d80)],
+            ..info
+        };
+        let text = crate::proc::procmaps::parse_line(
+            "55e7e9fa5000-55e7e9ff9000 r-xp 0001a000 fe:00 6293221 /usr/bin/locks",
+        )
+        .expect("line");
+        assert_eq!(info.bias_for(&text), Some(0x55e7e9fa5000 - 0x1b000));
     }
 
     #[test]

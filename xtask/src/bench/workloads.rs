@@ -4,10 +4,10 @@
 use super::tools::{perf_argv, Tools};
 use super::Plan;
 
-/// Goals from the project brief, as ratios of the bare figure.
+/// Goals as ratios of the bare figure: unrelated syscalls (project brief), futex-heavy and
+/// contended-lock targets of every kind (issue 11: the lock-kind walk must keep them at 0.95).
 const GOAL_SYSCALL: f64 = 0.98;
-const GOAL_FUTEX: f64 = 0.90;
-/// Issue 11: contended locks of every kind cost what the contended glibc mutex costs.
+const GOAL_FUTEX: f64 = 0.95;
 const GOAL_LOCK_KINDS: f64 = 0.95;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -135,6 +135,24 @@ impl Metrics {
                 );
             }
         }
+        let holds: [ProcessFamily; 2] = [
+            (
+                "observer_lock_hold_episodes_total",
+                "Holds of a lock that made threads wait past the threshold (one lock_hold alert each).",
+                |p| p.lock_holds,
+            ),
+            (
+                "observer_lock_hold_waiters_total",
+                "Waits past the threshold behind those holds.",
+                |p| p.lock_hold_waiters,
+            ),
+        ];
+        for (name, help, value) in holds {
+            family(&mut out, name, "counter", help);
+            for (_, p, l) in &labels {
+                let _ = writeln!(out, "{name}{{{l}}} {}", value(p));
+            }
+        }
         family(
             &mut out,
             "observer_stalled_threads",
@@ -182,6 +200,9 @@ impl Metrics {
         out
     }
 }
+
+/// A per-process counter family: name, help text, and the value it shows.
+type ProcessFamily = (&'static str, &'static str, fn(&Process) -> u64);
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
@@ -237,6 +258,8 @@ mod tests {
         m.alert(42, "db", "stall");
         m.alert(42, "db", "stall");
         m.alert(7, "api", "go_panic");
+        m.alert(42, "db", "lock_hold");
+        m.lock_hold(42, "db", 3);
         m.set_blocked(42, "db", 2, 0);
         let text = m.render();
         let expected_tail = "\
@@ -252,7 +275,16 @@ observer_wait_seconds_total{pid=\"42\",comm=\"db\",kind=\"idle\"} 0.000000007
 # TYPE observer_alerts_total counter
 observer_alerts_total{pid=\"7\",comm=\"api\",kind=\"go_panic\"} 1
 observer_alerts_total{pid=\"42\",comm=\"db\",kind=\"deadlock\"} 1
+observer_alerts_total{pid=\"42\",comm=\"db\",kind=\"lock_hold\"} 1
 observer_alerts_total{pid=\"42\",comm=\"db\",kind=\"stall\"} 2
+# HELP observer_lock_hold_episodes_total Holds of a lock that made threads wait past the threshold (one lock_hold alert each).
+# TYPE observer_lock_hold_episodes_total counter
+observer_lock_hold_episodes_total{pid=\"7\",comm=\"api\"} 0
+observer_lock_hold_episodes_total{pid=\"42\",comm=\"db\"} 1
+# HELP observer_lock_hold_waiters_total Waits past the threshold behind those holds.
+# TYPE observer_lock_hold_waiters_total counter
+observer_lock_hold_waiters_total{pid=\"7\",comm=\"api\"} 0
+observer_lock_hold_waiters_total{pid=\"42\",comm=\"db\"} 3
 # HELP observer_stalled_threads Threads blocked on a held lock past --stall-after, now.
 # TYPE observer_stalled_threads gauge
 observer_stalled_threads{pid=\"7\",comm=\"api\"} 0
@@ -304,7 +336,8 @@ observer_go_processes 1
         let by_kind = sample_lines(&text, "observer_alerts_by_kind_total");
         assert_eq!(by_kind.len(), KINDS.len(), "{by_kind:?}");
         assert!(by_kind.contains(&"observer_alerts_by_kind_total{kind=\"stall\"} 2".into()));
-        assert!(by_kind.contains(&"observer_alerts_by_kind_total{kind=\"lock_wait\"} 0".into()));
+        assert!(by_kind.contains(&"observer_alerts_by_kind_total{kind=\"lock_hold\"} 1".into()));
+        assert!(by_kind.contains(&"observer_alerts_by_kind_total{kind=\"idle_wait\"} 0".into()));
     }
 
     /// Every line is a comment or `name{labels} value`, every family is declared once before

@@ -57,6 +57,9 @@ pub(super) struct Process {
     pub(super) stalled_goroutines: u64,
     pub(super) thread_deaths: u64,
     pub(super) go_panics: u64,
+    /// Hold episodes (`lock_hold` alerts) and the long waits behind them.
+    pub(super) lock_holds: u64,
+    pub(super) lock_hold_waiters: u64,
     pub(super) gone_since: Option<Instant>,
 }
 
@@ -70,6 +73,8 @@ impl Process {
             stalled_goroutines: 0,
             thread_deaths: 0,
             go_panics: 0,
+            lock_holds: 0,
+            lock_hold_waiters: 0,
             gone_since: None,
         }
     }
@@ -219,6 +224,16 @@ impl Metrics {
             p.alerts.insert(kind.to_string(), 1);
         } else {
             reg.series_dropped += 1;
+        }
+    }
+
+    /// One hold episode with `waiters` long waits behind it (its `lock_hold` alert is counted
+    /// by [`Metrics::alert`]).
+    pub fn lock_hold(&self, pid: u32, comm: &str, waiters: u64) {
+        let mut reg = self.lock();
+        if let Some(p) = reg.process(pid, comm) {
+            p.lock_holds = p.lock_holds.saturating_add(1);
+            p.lock_hold_waiters = p.lock_hold_waiters.saturating_add(waiters);
         }
     }
 

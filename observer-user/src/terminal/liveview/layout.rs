@@ -133,6 +133,13 @@ fn header(s: &LiveSnapshot, w: usize) -> Vec<String> {
             kinds.join(", ")
         ));
     }
+    if c.lock_holds > 0 {
+        parts.push(format!(
+            "holds {} ({} waiters)",
+            thousands(c.lock_holds),
+            thousands(c.lock_hold_waiters)
+        ));
+    }
     let drops = [
         (c.events_dropped, "events"),
         (c.aggregates_dropped, "aggregate updates"),

@@ -35,8 +35,11 @@ pub struct LiveCounters {
     pub waits_seen: u64,
     /// Waits over the alert threshold.
     pub long_waits: u64,
-    /// Alert kind (`"lock_wait"`, `"stall"`, ...) to count.
+    /// Alert kind (`"lock_hold"`, `"stall"`, ...) to count.
     pub alerts_by_kind: BTreeMap<String, u64>,
+    /// Hold episodes reported (`lock_hold` alerts) and the long waits behind them.
+    pub lock_holds: u64,
+    pub lock_hold_waiters: u64,
     pub events_dropped: u64,
     pub aggregates_dropped: u64,
     pub in_flight_dropped: u64,

@@ -31,8 +31,10 @@ fn busy() -> LiveSnapshot {
         long_waits: 17,
         ..Default::default()
     };
-    counters.count_alert("lock_wait");
-    counters.count_alert("lock_wait");
+    counters.count_alert("lock_hold");
+    counters.count_alert("lock_hold");
+    counters.lock_holds = 2;
+    counters.lock_hold_waiters = 7;
     counters.count_alert("thread_exit");
     LiveSnapshot {
         mode: "watch".into(),
@@ -104,7 +106,9 @@ fn busy() -> LiveSnapshot {
             },
         ],
         processes: Vec::new(),
-        recent_alerts: vec!["observer: lock_wait  tid 4250 (worker-3) waited 1.2s".into()],
+        recent_alerts: vec![
+            "observer: lock_hold  tid 4251 (maint) held pthread_mutex 0x10 1.2s".into(),
+        ],
     }
 }
 
@@ -165,7 +169,7 @@ fn busy_snapshot_shows_what_matters() {
     assert!(lines[0].starts_with("observer watch · pid 4242 (bank) · up 1m02s"));
     assert!(
         lines[1]
-            .contains("waits 123,456  long 17  alerts 3 (lock_wait 2, thread_exit 1)  dropped 0"),
+            .contains("waits 123,456  long 17  alerts 3 (lock_hold 2, thread_exit 1)  holds 2 (7 waiters)  dropped 0"),
         "{screen}"
     );
     let top = lines
@@ -228,7 +232,10 @@ fn busy_snapshot_shows_what_matters() {
         .iter()
         .position(|l| l.starts_with("RECENT ALERTS (1)"))
         .expect(&screen);
-    assert_eq!(lines[a + 1], "  lock_wait  tid 4250 (worker-3) waited 1.2s");
+    assert_eq!(
+        lines[a + 1],
+        "  lock_hold  tid 4251 (maint) held pthread_mutex 0x10 1.2s"
+    );
     assert!(
         !screen.contains("PROCESSES"),
         "no sidecar table in watch mode"
@@ -474,7 +481,7 @@ fn deaths_from_alerts() {
         "goroutine 9 panicked (\"boom\") in main.handler (main.go:42); recovered"
     );
     let wait = alert(
-        r#""lock_wait","duration_ns":1,"uaddr":"0x10","owner_tid":null,"waker_tid":null,"waker_comm":null,"waker_stack":[]"#,
+        r#""lock_hold","uaddr":"0x10","lock_kind":"lock","owner_recorded":false,"hold_ns":1,"holder_tid":null,"holder_comm":null,"holder_known_from":null,"holder_state":"unknown","holder_syscall":null,"holder_stack":[],"holder_samples":0,"release_tid":null,"release_comm":null,"release_stack":[],"waiters":1,"longest_wait_ns":1,"total_wait_ns":1,"waiter_stacks":[],"waiter_stacks_omitted":0"#,
     );
     assert!(Death::from_alert(&wait).is_none());
 }
@@ -488,8 +495,10 @@ fn status_line_under_the_header() {
         80,
         30,
     );
-    // Title, one line of counters at 80 columns, then the status.
-    assert_eq!(lines[2], "working: symbolizing x... | 45%");
+    // Title, the counters (two lines at 80 columns), then the status.
+    assert!(lines[1].starts_with("waits "), "{lines:?}");
+    assert!(lines[2].starts_with("holds 2 (7 waiters)"), "{lines:?}");
+    assert_eq!(lines[3], "working: symbolizing x... | 45%");
     assert!(lines.iter().any(|l| l == "  stall tid 1"), "{lines:?}");
 }
 
