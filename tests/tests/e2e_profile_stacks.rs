@@ -1,6 +1,7 @@
-//! Short lock waits in code built without frame pointers (Debian's glibc, a Rust release
-//! binary) are in the folded profile under full stacks that name the waiter's function, below
-//! the lock's slow path and labelled with the lock's kind; their total stays the kernel's sum.
+//! Short lock waits of every kind in code built without frame pointers (Debian's glibc, a Rust
+//! release binary) are in the folded profile under full stacks that name the waiter's function,
+//! below the lock's slow path and labelled with the lock's kind; their total stays the kernel's
+//! sum.
 //!
 //! `--threshold 10s` makes every wait of these targets (~300 ms each) a short one: summed in the
 //! kernel per frame-pointer stack id, which stops inside glibc or Rust's std, and shared among
@@ -108,4 +109,45 @@ fn pthread_rwlock_short_waits_have_full_stacks() {
         "[lock: pthread_rwlock (read)]",
     );
     check_total(blocked, &text, &run.report());
+}
+
+/// parking_lot parks on a per-thread futex: `worker_update_pl` -> `RawMutex::lock_slow`.
+#[test]
+fn parking_lot_short_waits_have_full_stacks() {
+    require_root();
+    let ws = Workspace::new("profile_parking_lot");
+    let binary = rust_locks();
+    let (text, run) = run_short(&ws, &binary, &["parking-lot", SECONDS]);
+    let blocked = waits_in(
+        &text,
+        "worker_update_pl",
+        &["lock_slow"],
+        "[lock: parking_lot Mutex]",
+    );
+    check_total(blocked, &text, &run.report());
+}
+
+/// C++ std::shared_mutex readers (`read_cache`) and std::mutex waiters (`bump_stats`) in one
+/// process, each under its lock's slow path and kind.
+#[test]
+fn cpp_shared_mutex_and_mutex_short_waits_have_full_stacks() {
+    require_root();
+    let ws = Workspace::new("profile_shared_mutex");
+    let binary = ws.build_cpp_target("shared_mutex_hold");
+    let (text, run) = run_short(&ws, &binary, &[SECONDS]);
+    let report = run.report();
+    let readers = waits_in(
+        &text,
+        "read_cache",
+        &["pthread_rwlock_rdlock"],
+        "[lock: pthread_rwlock (read)]",
+    );
+    check_total(readers, &text, &report);
+    let counters = waits_in(
+        &text,
+        "bump_stats",
+        &["pthread_mutex_lock", "__lll_lock_wait"],
+        "[lock: pthread_mutex]",
+    );
+    check_total(counters, &text, &report);
 }
