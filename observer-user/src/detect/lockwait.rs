@@ -1,6 +1,6 @@
 //! Lock-wait rule: a long wait that has just ended was either a wait for a lock another thread
-//! held (a `lock_wait` alert, its time in the blocked profile) or idling (an `idle_wait`,
-//! reported only on request).
+//! held (part of a hold episode, `lockhold`, and its time in the blocked profile) or idling
+//! (an `idle_wait`, reported only on request).
 
 use observer_common::{lock_kind, sysno, wait_class, WaitEvent};
 
