@@ -42,6 +42,8 @@ fn permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// `BPF_NOEXIST` map-update flag: insert only if absent.
 const BPF_NOEXIST: u64 = 1;
+/// `BPF_EXIST` map-update flag: update only if present.
+const BPF_EXIST: u64 = 2;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
 
@@ -529,6 +531,16 @@ impl Probes {
                 name: "IN_FLIGHT",
                 source,
             })
+    }
+
+    /// Replaces the in-flight entry of `tid` with `entry` if it is still the wait that began at
+    /// `entry.start_ns` (a wait classified after it began); false when it ended meanwhile.
+    pub fn reclassify_in_flight(&mut self, tid: u32, entry: &InFlight) -> bool {
+        let Ok(mut map) = self.map_mut::<HashMap<&mut MapData, u32, InFlight>>("IN_FLIGHT") else {
+            return false;
+        };
+        map.get(&tid, 0).is_ok_and(|e| e.start_ns == entry.start_ns)
+            && map.insert(tid, *entry, BPF_EXIST).is_ok()
     }
 
     /// Removes a seeded entry again, if it is still the one seeded at `start_ns`.

@@ -132,8 +132,8 @@ pub struct Session {
     /// The live view, while it owns the terminal.
     live: Option<crate::terminal::liveview::LiveTerminal>,
     live_state: live::LiveState,
-    /// Which lock a futex wait is for: the tables built from the processes' binaries.
-    lock_sites: crate::stacks::lock_sites::LockSites,
+    /// Which lock a futex wait is for: builds the tables from the processes' binaries.
+    site_builder: code_sites::SiteBuilder,
     /// Full stacks sampled for the short waits the kernel sums.
     short_stacks: short_stacks::ShortStacks,
     /// Threads holding a lock others wait for, and what they were seen doing.
@@ -178,7 +178,7 @@ impl Session {
             recorder: None,
             live,
             live_state: live::LiveState::default(),
-            lock_sites: crate::stacks::lock_sites::LockSites::new(),
+            site_builder: code_sites::SiteBuilder::start(),
             short_stacks: Default::default(),
             holders: holders::Holders::default(),
         })

@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::Result;
-use observer_common::{futex_op, wait_class, ExecEvent};
+use observer_common::ExecEvent;
 
 use super::Session;
 use crate::{
@@ -318,7 +318,7 @@ impl Session {
             }
         }
         self.watched.insert(pid, t);
-        let sites = self.refresh_code_sites_of(pid);
+        let sites = self.refresh_code_sites_of(pid, arrival == Arrival::Running);
         if arrival == Arrival::Running {
             // After the lock-site table, which tells their lock waits from idle ones.
             self.seed_blocked_threads(pid, sites.as_ref());
@@ -437,17 +437,8 @@ impl Session {
         let now = monotonic_ns();
         for (tid, state) in seed::blocked_threads(pid) {
             let mut entry = seed::in_flight_for(pid, tid, &state, now);
-            if let Some(sites) = sites.filter(|_| entry.uaddr != 0 && futex_op::is_wait(entry.op)) {
-                let read = |addr| {
-                    let b = crate::proc::memory::read_process_memory(pid, addr, 8).ok()?;
-                    Some(u64::from_ne_bytes(b.get(..8)?.try_into().ok()?))
-                };
-                if let Some(kind) = sites.lock_kind_at(entry.ip, entry.sp, 0, read) {
-                    entry.class = wait_class::LOCK;
-                    entry.lock_kind = kind;
-                    entry.owner =
-                        seed::owner_for_kind(pid, kind, entry.op, entry.uaddr, tid).unwrap_or(0);
-                }
+            if let Some(sites) = sites {
+                super::code_sites::classify_blocked(sites, tid, &mut entry);
             }
             if self.probes.seed_in_flight(tid, &entry).is_err() {
                 continue; // the kernel saw it block meanwhile: its entry is better

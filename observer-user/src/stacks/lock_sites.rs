@@ -177,7 +177,7 @@ pub struct LockSites {
 }
 
 /// One process's table, by code page, ready for the kernel.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ProcessSites {
     pub pages: Vec<(CodePageKey, CodePageSites)>,
     /// Rows that did not fit in their page (`SITES_PER_PAGE`): those code ranges are not
