@@ -506,13 +506,21 @@ fn pages_of(pid: u32, mut rows: Vec<CodeSite>) -> ProcessSites {
     }
     let mut pages: BTreeMap<u64, CodePageSites> = BTreeMap::new();
     for (page, mut rows) in by_page {
+        // The kernel scans a page's rows in order: lock slow paths first (a glibc mutex wait
+        // matches at once), then pass rows longest first (a call site is in a long row; the
+        // one-instruction rows of pushes and pops in prologues and epilogues hold no call
+        // or syscall, so no wait ever looks there, and they are the ones dropped from a
+        // crowded page).
+        rows.sort_by_key(|r| {
+            (
+                r.verdict != site_verdict::LOCK,
+                std::cmp::Reverse(r.len),
+                r.start,
+            )
+        });
         if rows.len() > SITES_PER_PAGE {
-            // Keep the longest: the one-instruction rows of pushes and pops in prologues
-            // and epilogues hold no call or syscall, so no wait ever looks there.
             out.dropped_rows += rows.len() - SITES_PER_PAGE;
-            rows.sort_by_key(|r| std::cmp::Reverse(r.len));
             rows.truncate(SITES_PER_PAGE);
-            rows.sort_by_key(|r| r.start);
         }
         let mut slot = CodePageSites {
             len: rows.len() as u32,
