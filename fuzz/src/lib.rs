@@ -11,14 +11,14 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use observer::output::alert::Alert;
 use observer::detect::gowatch::go_message;
-use observer::kernel::events::{comm_str, Event};
-use observer::stacks::resolver::stack_bytes;
-use observer::golang::GoBinary;
 use observer::detect::procexit::ProcessExits;
-use observer::proc::procmaps::{parse_line, ProcessMaps};
+use observer::golang::GoBinary;
+use observer::kernel::events::{comm_str, Event};
+use observer::output::alert::Alert;
 use observer::output::recording::{Meta, Recorder, Recording};
+use observer::proc::procmaps::{parse_line, ProcessMaps};
+use observer::stacks::resolver::stack_bytes;
 use observer::stacks::unwind::{Regs, Unwinder};
 
 /// The bytes as a file, opened with [`GoBinary::open`], then queried like observer does.
@@ -310,6 +310,13 @@ pub fn ring_event(data: &[u8]) {
         }
         Event::Exec(e) => {
             let _ = comm_str(&e.comm);
+        }
+        Event::ShortSample(s) => {
+            let _ = stack_bytes(&s.waiter);
+            let _ = comm_str(&s.key.comm);
+        }
+        Event::HolderSample(h) => {
+            let _ = stack_bytes(&h.stack);
         }
     }
 }

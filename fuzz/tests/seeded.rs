@@ -208,7 +208,8 @@ const ALERTS: &[&str] = &[
 fn alert_lines() {
     // The examples must parse, or the mutations below test nothing.
     for line in ALERTS {
-        observer::output::alert::Alert::from_json_line(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        observer::output::alert::Alert::from_json_line(line)
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
     }
     let seeds: Vec<Vec<u8>> = ALERTS.iter().map(|a| a.as_bytes().to_vec()).collect();
     drive(
