@@ -400,6 +400,14 @@ fn pass_rows<'d, R: object::ReadRef<'d>>(
     let Some(section) = obj.section_by_name(".eh_frame") else {
         return Vec::new();
     };
+    // The size is the binary's word: a sparse file can claim gigabytes of unwind tables.
+    if section.size() > crate::proc::inflate::MAX_DECOMPRESSED_PER_FILE {
+        log::warn!(
+            ".eh_frame of {} bytes is over the per-file budget: its wait primitives are not walked",
+            section.size()
+        );
+        return Vec::new();
+    }
     let Ok(data) = section.data() else {
         return Vec::new();
     };
