@@ -199,10 +199,11 @@ pub struct ObserveOpts {
     /// the executable is a Go program).
     #[arg(long)]
     pub no_go: bool,
-    /// Take the goroutine probes off a Go target that parks goroutines faster than this (per
-    /// second, measured every half second): each park costs it two uprobe traps (~10-25 us here, see
-    /// BENCHMARKS.md), and observer must never be what slows a program down. Thread-level
-    /// observation goes on. 0 = no limit.
+    /// Take the per-park goroutine probes (gopark, ready) off a Go target that parks goroutines
+    /// faster than this (per second, measured every half second): each park costs it two uprobe
+    /// traps (~10-25 us here, see BENCHMARKS.md), and observer must never be what slows a
+    /// program down. Its goroutine waits, stalls and leaks are then no longer seen; panics,
+    /// fatal errors and recoveries still are, and thread-level observation goes on. 0 = no limit.
     #[arg(long, value_name = "N", default_value_t = 5000)]
     pub go_max_parks: u64,
     /// Do not print alerts, the summary or progress lines of long steps on stderr.

@@ -767,8 +767,10 @@ fn goroutines_refuses_a_program_that_is_not_go() {
     );
 }
 
-/// A park-heavy program: the goroutine probes are taken off by the rate guard (and the user is
-/// told), the program's exit status still passes through; with the guard off they stay on.
+/// A park-heavy program: the per-park goroutine probes are taken off by the rate guard (and
+/// the user is told), the program's exit status still passes through, and a panic it recovers
+/// afterwards is still reported (the panic probes stay at any park rate); with the guard off
+/// they all stay on.
 #[test]
 fn park_rate_guard_takes_the_go_probes_off() {
     let Some(go) = toolchain(GoVersion::Go127, "park_rate_guard_takes_the_go_probes_off") else {
@@ -776,17 +778,25 @@ fn park_rate_guard_takes_the_go_probes_off() {
     };
     let ws = Workspace::new("go-park-guard");
     let binary = ws.build_go(&go, "patterns/pingpong.go", false);
-    let guarded = observe_run(&ws, &[], "5s", &binary, &["3"]);
+    let guarded = observe_run(&ws, &[], "5s", &binary, &["3", "panic"]);
     assert_eq!(guarded.exit_code(), Some(0), "{}", guarded.report());
     assert!(
-        guarded.stderr.contains("goroutine probes taken off"),
-        "a program parking >100k goroutines/s must lose the goroutine probes\n{}",
+        guarded.stderr.contains("goroutine park probes taken off"),
+        "a program parking >100k goroutines/s must lose the per-park goroutine probes\n{}",
+        guarded.report()
+    );
+    let panics = guarded.of_kind("go_panic");
+    assert!(
+        panics.iter().any(|p| str_field(p, "message")
+            .is_some_and(|m| m.contains("bad input after load"))
+            && p.get("recovered").and_then(Value::as_bool) == Some(true)),
+        "the panic recovered after the guard fired must still be a go_panic (recovered)\n{}",
         guarded.report()
     );
     let unguarded = observe_run(&ws, &["--go-max-parks", "0"], "5s", &binary, &["1"]);
     assert_eq!(unguarded.exit_code(), Some(0), "{}", unguarded.report());
     assert!(
-        !unguarded.stderr.contains("goroutine probes taken off"),
+        !unguarded.stderr.contains("probes taken off"),
         "--go-max-parks 0 must keep them\n{}",
         unguarded.report()
     );

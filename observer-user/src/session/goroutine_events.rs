@@ -68,16 +68,21 @@ impl Session {
         message
     }
 
-    /// Takes the Go probes off a target that parks goroutines faster than the limit: the
-    /// uprobe traps would then cost it more than observation is worth. Each Go process is
-    /// judged by its own park count (kept by the kernel program per process).
+    /// Takes the per-park Go probes off a target that parks goroutines faster than the limit:
+    /// their uprobe traps would then cost it more than observation is worth. Each Go process
+    /// is judged by its own park count (kept by the kernel program per process). The panic,
+    /// fatal-error and recovery probes stay: they fire per rare event.
     fn guard_park_rate(&mut self) {
         if self.opts.go_max_parks == 0 {
             return;
         }
         let now = std::time::Instant::now();
         let mut over = Vec::new();
-        for (&pid, t) in self.watched.iter_mut().filter(|(_, t)| t.go.is_some()) {
+        for (&pid, t) in self
+            .watched
+            .iter_mut()
+            .filter(|(_, t)| t.go.is_some() && !t.go_parks_off)
+        {
             let Some(parks) = self.probes.go_parks(pid) else {
                 continue;
             };
@@ -96,14 +101,15 @@ impl Session {
             }
         }
         for (pid, rate) in over {
-            self.probes.unwatch_go(pid);
+            self.probes.stop_go_parks(pid);
             if let Some(t) = self.watched.get_mut(&pid) {
-                t.go = None;
+                t.go_parks_off = true;
             }
             crate::say!(
                 "observer: WARNING: pid {pid} parks {rate:.0} goroutines/s, over --go-max-parks {}: \
-                 goroutine probes taken off (each park costs it two uprobe traps); \
-                 thread-level observation goes on. Raise --go-max-parks to keep them.",
+                 goroutine park probes taken off (each park costs it two uprobe traps): no more \
+                 goroutine waits, stalls or leaks for it; panics, fatal errors and recoveries are \
+                 still watched, and thread-level observation goes on. Raise --go-max-parks to keep them.",
                 self.opts.go_max_parks
             );
         }

@@ -34,6 +34,8 @@ pub(super) struct WatchedProcess {
     program_id: Option<(u64, u64)>,
     /// Park counter and time of the last park-rate check.
     pub park_rate_mark: Option<(Instant, u64)>,
+    /// Its per-park goroutine probes were taken off (park rate over --go-max-parks).
+    pub go_parks_off: bool,
     /// When it started (ns since boot), for the host-mode thread-exit rule.
     pub start_ns: Option<u64>,
     /// In a pid namespace: thread ids as the process sees them (glibc writes those into its
@@ -53,6 +55,7 @@ impl WatchedProcess {
             executable: None,
             program_id: None,
             park_rate_mark: None,
+            go_parks_off: false,
             ns_tids: HashMap::new(),
             code_sites: Default::default(),
             start_ns: procinfo::start_time_ns(pid),
@@ -277,6 +280,7 @@ impl Session {
             t.is_go = false;
             t.program_id = Some(id);
             t.park_rate_mark = None;
+            t.go_parks_off = false;
             if let Some(name) = procinfo::comm_of(pid) {
                 t.name = name;
             }
