@@ -3,8 +3,10 @@
 //! (`lockwait`), hold episodes (`lockhold`), stalls on held locks (`stall`), deadlock cycles
 //! (`waitgraph`), silent thread
 //! deaths (`thread_exits`), process exits (`procexit`), goroutine stalls, waits and panics
-//! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait) and leaks (`goleak`).
+//! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait, or memory snapshots
+//! followed by `goparked`) and leaks (`goleak`).
 pub mod goleak;
+pub mod goparked;
 pub mod gowatch;
 pub mod holder;
 pub mod lockhold;

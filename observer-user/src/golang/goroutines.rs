@@ -245,14 +245,54 @@ struct Saved {
 struct RawG {
     goroutine: Goroutine,
     saved: Option<Saved>,
+    reason_code: u8,
 }
 
-/// Reads the goroutines of `pid`, whose executable is `bin`. Dead goroutines are skipped.
-pub fn dump(pid: u32, bin: &GoBinary) -> Result<Vec<Goroutine>, GoError> {
+/// One goroutine parked in a snapshot: what following its waits across snapshots needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParkedG {
+    pub goid: u64,
+    pub g_addr: u64,
+    /// `g.gopc`: its creation site.
+    pub gopc: u64,
+    /// `g.waitreason`, the runtime's number (index into the binary's reason strings).
+    pub reason: u32,
+    /// Saved stack pointer: a goroutine that woke and parked again from elsewhere moves it.
+    pub sched_sp: u64,
+}
+
+/// The goroutines of one snapshot that are parked, and how many goroutines there were.
+#[derive(Debug, Default)]
+pub struct ParkedSnapshot {
+    pub parked: Vec<ParkedG>,
+    pub goroutines: usize,
+}
+
+/// Reads which goroutines of `pid` are parked right now, and on what: `allgs` and every `g`,
+/// no stacks (a stack is read only for a goroutine that turns out to matter). `bias` is the
+/// executable's load bias in `pid`.
+pub fn parked_snapshot(pid: u32, bin: &GoBinary, bias: u64) -> Result<ParkedSnapshot, GoError> {
+    let raws = read_gs(pid, bin, bias)?;
+    let goroutines = raws.len();
+    let parked = raws
+        .into_iter()
+        .filter(|r| matches!(r.goroutine.status, GStatus::Waiting | GStatus::Leaked))
+        .map(|r| ParkedG {
+            goid: r.goroutine.goid,
+            g_addr: r.goroutine.g_addr,
+            gopc: r.goroutine.created_by_pc,
+            reason: u32::from(r.reason_code),
+            sched_sp: r.saved.map_or(0, |s| s.sp),
+        })
+        .collect();
+    Ok(ParkedSnapshot { parked, goroutines })
+}
+
+/// Every live `g` of `pid`, decoded (no stacks yet).
+fn read_gs(pid: u32, bin: &GoBinary, bias: u64) -> Result<Vec<RawG>, GoError> {
     let offsets = *bin.offsets().ok_or_else(|| GoError::NoOffsets {
         version: bin.version().raw.clone(),
     })?;
-    let bias = load_bias(pid, bin)?;
     let (allgs, _) = bin.allgs_addr()?;
     let header = read_exact(pid, allgs.wrapping_add(bias), 24)?;
     let (ptr, len, cap) = (le64(&header, 0), le64(&header, 8), le64(&header, 16));
@@ -272,11 +312,17 @@ pub fn dump(pid: u32, bin: &GoBinary) -> Result<Vec<Goroutine>, GoError> {
     let ranges: Vec<(u64, usize)> = addrs.iter().map(|&a| (a, glen)).collect();
     // Go's `nanotime()` on Linux is CLOCK_MONOTONIC.
     let now = i64::try_from(crate::util::clock::monotonic_ns()).ok();
-    let mut raws: Vec<RawG> = addrs
+    Ok(addrs
         .iter()
         .zip(read_many(pid, &ranges))
         .filter_map(|(&addr, bytes)| decode_g(bin, &offsets, addr, &bytes?, now))
-        .collect();
+        .collect())
+}
+
+/// Reads the goroutines of `pid`, whose executable is `bin`. Dead goroutines are skipped.
+pub fn dump(pid: u32, bin: &GoBinary) -> Result<Vec<Goroutine>, GoError> {
+    let bias = load_bias(pid, bin)?;
+    let mut raws = read_gs(pid, bin, bias)?;
 
     // Stacks are read a batch at a time, so memory stays bounded with 100k goroutines.
     for batch in raws.chunks_mut(IOV_MAX) {
@@ -404,6 +450,7 @@ fn decode_g(
             g_addr: addr,
         },
         saved: usable.then_some(saved),
+        reason_code,
     })
 }
 

@@ -118,14 +118,24 @@ impl Session {
     /// Goroutine stalls, leaks, and panics that were never recovered.
     pub(super) fn scan_goroutines(&mut self) {
         self.guard_park_rate();
+        self.snapshot_goroutines();
         let now = monotonic_ns();
         let stall_ns = duration_ns(self.opts.stall_after);
         let pids = self.go_pids();
         for pid in pids {
-            let Some(go) = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+            let Some(t) = self.watched.get_mut(&pid) else {
                 continue;
             };
-            let mut alerts = go.scan(now, stall_ns, &self.probes, &mut self.stacks);
+            // Per-park probes off: the kernel's parked table is empty, the snapshots rule.
+            let from_kernel = !t.go_parks_off;
+            let Some(go) = t.go.as_mut() else {
+                continue;
+            };
+            let mut alerts = if from_kernel {
+                go.scan(now, stall_ns, &self.probes, &mut self.stacks)
+            } else {
+                Vec::new()
+            };
             alerts.extend(go.unrecovered(now, false));
             for a in alerts {
                 self.emit_go(pid, a);

@@ -7,6 +7,7 @@
 //! detector) is shared, since thread ids are unique host-wide.
 
 mod code_sites;
+mod go_snapshots;
 pub mod goattach;
 mod goroutine_events;
 mod holders;

@@ -36,6 +36,8 @@ pub(super) struct WatchedProcess {
     pub park_rate_mark: Option<(Instant, u64)>,
     /// Its per-park goroutine probes were taken off (park rate over --go-max-parks).
     pub go_parks_off: bool,
+    /// Goroutine snapshots taken while its per-park probes are off.
+    pub go_snapshots: super::go_snapshots::SnapshotSchedule,
     /// When it started (ns since boot), for the host-mode thread-exit rule.
     pub start_ns: Option<u64>,
     /// In a pid namespace: thread ids as the process sees them (glibc writes those into its
@@ -56,6 +58,7 @@ impl WatchedProcess {
             program_id: None,
             park_rate_mark: None,
             go_parks_off: false,
+            go_snapshots: Default::default(),
             ns_tids: HashMap::new(),
             code_sites: Default::default(),
             start_ns: procinfo::start_time_ns(pid),
@@ -281,6 +284,7 @@ impl Session {
             t.program_id = Some(id);
             t.park_rate_mark = None;
             t.go_parks_off = false;
+            t.go_snapshots = Default::default();
             if let Some(name) = procinfo::comm_of(pid) {
                 t.name = name;
             }
