@@ -116,6 +116,11 @@ pub enum Command {
         /// Also show runtime-internal goroutines and frames (like GOTRACEBACK=system).
         #[arg(long)]
         system: bool,
+        /// Print no dump: time the probe-free snapshot observer reads of this process when its
+        /// goroutine park probes are off (runtime.allgs and every g, no stacks), ten times, and
+        /// the snapshot period that keeps observer within its CPU share for it.
+        #[arg(long, conflicts_with_all = ["json", "grouped", "system"])]
+        snapshot_cost: bool,
     },
     /// Start CMD observed from its first instruction; its stdin/stdout/stderr pass through and
     /// observer exits with its status.

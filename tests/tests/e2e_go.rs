@@ -838,7 +838,10 @@ fn goroutine_stalls_are_found_from_memory_when_the_park_probes_are_off() {
         "{report}"
     );
     let blocked = u64_field(stalls[0], "blocked_ns").unwrap_or(0);
-    assert!(blocked >= SECOND, "blocked_ns {blocked} under --stall-after\n{report}");
+    assert!(
+        blocked >= SECOND,
+        "blocked_ns {blocked} under --stall-after\n{report}"
+    );
     let waits: Vec<&Value> = run
         .of_kind("goroutine_wait")
         .into_iter()

@@ -111,6 +111,12 @@ fn ended_wait(t: Tracked) -> EndedWait {
     }
 }
 
+/// Share of one core observer may spend reading one process's goroutines.
+pub const SNAPSHOT_CPU_SHARE: f64 = 0.01;
+/// Snapshot period bounds: no faster than the stall scan, no slower than this.
+pub const MIN_PERIOD_NS: u64 = 200_000_000;
+pub const MAX_PERIOD_NS: u64 = 30_000_000_000;
+
 /// The next snapshot's delay: the last one's cost over the CPU share observer may spend on
 /// snapshots, within `[min, max]`. 10,000 goroutines read in 5 ms at a 1% share: every 500 ms.
 pub fn snapshot_period_ns(cost_ns: u64, cpu_share: f64, min_ns: u64, max_ns: u64) -> u64 {

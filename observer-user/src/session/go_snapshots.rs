@@ -6,15 +6,11 @@
 use std::time::{Duration, Instant};
 
 use super::Session;
-use crate::detect::goparked::snapshot_period_ns;
+use crate::detect::goparked::{
+    snapshot_period_ns, MAX_PERIOD_NS, MIN_PERIOD_NS, SNAPSHOT_CPU_SHARE,
+};
 use crate::detect::gowatch::SnapshotLimits;
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
-
-/// Share of one core observer may spend reading one process's goroutines.
-pub(super) const SNAPSHOT_CPU_SHARE: f64 = 0.01;
-/// Snapshot period bounds: no faster than the stall scan, no slower than this.
-const MIN_PERIOD: Duration = Duration::from_millis(200);
-const MAX_PERIOD: Duration = Duration::from_secs(30);
 
 /// When the next snapshot of a process is due, and whether snapshots gave up on it.
 #[derive(Debug, Default)]
@@ -67,8 +63,8 @@ impl Session {
             let period = snapshot_period_ns(
                 duration_ns(cost),
                 SNAPSHOT_CPU_SHARE,
-                duration_ns(MIN_PERIOD),
-                duration_ns(MAX_PERIOD),
+                MIN_PERIOD_NS,
+                MAX_PERIOD_NS,
             );
             t.go_snapshots.due = Some(now + Duration::from_nanos(period));
             t.go_snapshots.last_cost = cost;
