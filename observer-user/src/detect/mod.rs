@@ -5,6 +5,7 @@
 //! deaths (`thread_exits`), process exits (`procexit`), goroutine stalls, waits and panics
 //! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait, or memory snapshots
 //! followed by `goparked`) and leaks (`goleak`).
+pub mod goduty;
 pub mod goleak;
 pub mod goparked;
 pub mod gowatch;

@@ -131,6 +131,9 @@ pub struct Probes {
     ebpf: Ebpf,
     /// Goroutine uprobes, per Go process, so they can be taken off one process alone.
     go_links: Vec<(u32, &'static str, aya::programs::uprobe::UProbeLinkId)>,
+    /// Per Go process: its executable and the per-park attach points, to put those probes
+    /// back after the budget took them off.
+    go_park_points: std::collections::HashMap<u32, (std::path::PathBuf, Vec<GoAttachPoint>)>,
     /// The copy of the aggregate maps the programs add to now (0 or 1, see `AGG_SIDE`).
     agg_side: u32,
     /// `None` when the kernel refused the barrier's maps: draining then waits a fixed time.
@@ -310,6 +313,7 @@ impl Probes {
         Ok(Self {
             ebpf,
             go_links: Vec::new(),
+            go_park_points: std::collections::HashMap::new(),
             agg_side: 0,
             barrier,
             _kernel_log: kernel_log,
@@ -358,6 +362,13 @@ impl Probes {
             }
         }
         if denied.is_empty() && failed.is_empty() {
+            let per_park = points
+                .iter()
+                .filter(|p| GO_PER_PARK_PROBES.contains(&p.program))
+                .cloned()
+                .collect();
+            self.go_park_points
+                .insert(pid, (exe.to_path_buf(), per_park));
             return Ok(());
         }
         self.unwatch_go(pid);
@@ -373,6 +384,7 @@ impl Probes {
     /// would otherwise look parked forever).
     pub fn unwatch_go(&mut self, pid: u32) {
         self.detach_go(pid, |_| true);
+        self.go_park_points.remove(&pid);
         if let Ok(mut procs) = self.map_mut::<HashMap<&mut MapData, u32, GoProcess>>("GO_PROCS") {
             let _ = procs.remove(&pid);
         }
@@ -388,6 +400,55 @@ impl Probes {
     pub fn stop_go_parks(&mut self, pid: u32) {
         self.detach_go(pid, |program| GO_PER_PARK_PROBES.contains(&program));
         self.forget_go_parked(pid);
+    }
+
+    /// Puts the per-park probes of process `pid` back (after `stop_go_parks`). Its park
+    /// table starts empty: goroutines parked meanwhile are not in it.
+    pub fn resume_go_parks(&mut self, pid: u32) -> Result<(), ProbeError> {
+        let Some(scoped) = std::num::NonZeroU32::new(pid) else {
+            return Err(ProbeError::GoProbes("pid 0".into()));
+        };
+        let Some((exe, points)) = self.go_park_points.get(&pid).cloned() else {
+            return Err(ProbeError::GoProbes(format!(
+                "pid {pid}: no park probes to resume"
+            )));
+        };
+        if self
+            .go_links
+            .iter()
+            .any(|(p, program, _)| *p == pid && GO_PER_PARK_PROBES.contains(program))
+        {
+            return Ok(());
+        }
+        for point in &points {
+            let attached = self
+                .ebpf
+                .program_mut(point.program)
+                .and_then(|p| <&mut UProbe>::try_from(p).ok())
+                .map(|p| {
+                    p.attach(
+                        UProbeAttachLocation::AbsoluteOffset(point.file_offset),
+                        &exe,
+                        UProbeScope::OneProcess(scoped),
+                    )
+                });
+            match attached {
+                Some(Ok(link)) => self.go_links.push((pid, point.program, link)),
+                Some(Err(e)) => {
+                    // Half a pair would see parks without wake-ups: none rather than that.
+                    self.stop_go_parks(pid);
+                    return Err(ProbeError::GoProbes(format!("{}: {e}", point.function)));
+                }
+                None => {
+                    self.stop_go_parks(pid);
+                    return Err(ProbeError::GoProbes(format!(
+                        "{}: program missing",
+                        point.program
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn detach_go(&mut self, pid: u32, which: impl Fn(&str) -> bool) {
