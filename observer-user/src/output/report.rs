@@ -40,7 +40,14 @@ fn profile_counted(rec: &Recording, progress: Option<&Progress>) -> BlockedProfi
     let mut profile = BlockedProfile::new();
     if let Some(snapshot) = &rec.profile {
         for s in &snapshot.stacks {
-            profile.add_many_frames(&s.process, &s.thread, &s.frames, s.weight_ns, s.count);
+            profile.add_many_frames(
+                s.category,
+                &s.process,
+                &s.thread,
+                &s.frames,
+                s.weight_ns,
+                s.count,
+            );
             if let Some(p) = progress {
                 p.inc(1);
             }
@@ -161,21 +168,35 @@ fn text_report(rec: &Recording, profile: &BlockedProfile, progress: &Progress) -
     }
     s.push_str("top blocked stacks:\n");
     for t in profile.top(10) {
+        s.push_str(&stack_line(&t));
+    }
+    let (idle_ns, idle_waits) = profile.totals(true);
+    if idle_waits > 0 || idle_ns > 0 {
         s.push_str(&format!(
-            "  {:>9} {:>7}x  {} [{}]: {}\n",
-            human(std::time::Duration::from_nanos(t.weight_ns)),
-            t.count,
-            t.process,
-            t.thread,
-            crate::stacks::own_code::own_frames(&t.frames)
-                .iter()
-                .take(4)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" <- ")
+            "idle (waiting for work or time, not blocked): {} in {idle_waits} waits, heaviest:\n",
+            human(std::time::Duration::from_nanos(idle_ns))
         ));
+        for t in profile.top_idle(3) {
+            s.push_str(&stack_line(&t));
+        }
     }
     s
+}
+
+fn stack_line(t: &crate::output::profile::TopStack) -> String {
+    format!(
+        "  {:>9} {:>7}x  {} [{}]: {}\n",
+        human(std::time::Duration::from_nanos(t.weight_ns)),
+        t.count,
+        t.process,
+        t.thread,
+        crate::stacks::own_code::own_frames(&t.frames)
+            .iter()
+            .take(4)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" <- ")
+    )
 }
 
 /// Frames kept per alert stack in the text report; the names are in the alert line.

@@ -5,10 +5,10 @@ use observer_common::{AggValue, GoAggKey, GoPanicEvent, GoSampleKey, GoWaitEvent
 use super::{now_time, wall_time, Session};
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
-    detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile},
+    detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile, ReasonClass},
     output::alert::{self, AlertDetail},
     output::metrics::WaitKind,
-    output::profile::BlockedProfile,
+    output::profile::{BlockedProfile, Category},
     stacks::frame::Frame,
 };
 
@@ -29,6 +29,7 @@ impl Session {
             process: &process,
         };
         let alert = go.on_wait(w, &self.probes, &mut self.stacks, &mut profile);
+        self.live_state.long_waits.goroutine(alert.is_some());
         if let Some(a) = alert {
             self.emit_go(w.tgid, a);
         }
@@ -180,9 +181,15 @@ struct GoroutineColumn<'a> {
 }
 
 impl GoProfile for GoroutineColumn<'_> {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64) {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass) {
+        // Sync waits (mutexes, wait groups, semaphores) are blocked time; select, channels,
+        // IO wait, sleeps and the runtime's own parks are idle, as a thread's idle waits.
+        let category = match class {
+            ReasonClass::Sync => Category::Lock,
+            ReasonClass::Channel | ReasonClass::Idle => Category::Idle,
+        };
         self.folded
-            .add_many_frames(self.process, "goroutines", frames, ns, count);
+            .add_many_frames(category, self.process, "goroutines", frames, ns, count);
     }
 }
 

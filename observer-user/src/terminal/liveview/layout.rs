@@ -115,7 +115,7 @@ fn header(s: &LiveSnapshot, w: usize) -> Vec<String> {
     let c = &s.counters;
     let mut parts = vec![
         format!("waits {}", thousands(c.waits_seen)),
-        format!("long {}", thousands(c.long_waits)),
+        c.long_waits.short(c.report_idle, thousands),
     ];
     let alerts: u64 = c.alerts_by_kind.values().sum();
     if alerts == 0 {

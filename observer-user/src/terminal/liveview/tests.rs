@@ -4,6 +4,7 @@ use super::layout::*;
 use super::screen::*;
 use super::*;
 use crate::output::alert::Alert;
+use crate::output::long_waits::LongWaits;
 use crate::output::profile::TopStack;
 use crate::util::number::thousands;
 use crate::util::tty::{screen_owned, terminal_size};
@@ -28,7 +29,11 @@ fn stack(thread: &str, frames: &[&str], ms: u64, count: u64) -> TopStack {
 fn busy() -> LiveSnapshot {
     let mut counters = LiveCounters {
         waits_seen: 123_456,
-        long_waits: 17,
+        long_waits: LongWaits {
+            lock: 7,
+            idle: 10,
+            ..LongWaits::default()
+        },
         ..Default::default()
     };
     counters.count_alert("lock_hold");
@@ -169,7 +174,7 @@ fn busy_snapshot_shows_what_matters() {
     assert!(lines[0].starts_with("observer watch · pid 4242 (bank) · up 1m02s"));
     assert!(
         lines[1]
-            .contains("waits 123,456  long 17  alerts 3 (lock_hold 2, thread_exit 1)  holds 2 (7 waiters)  dropped 0"),
+            .contains("waits 123,456  long 17 (7 alerted, 10 idle)  alerts 3 (lock_hold 2, thread_exit 1)  holds 2 (7 waiters)  dropped 0"),
         "{screen}"
     );
     let top = lines
@@ -497,7 +502,7 @@ fn status_line_under_the_header() {
     );
     // Title, the counters (two lines at 80 columns), then the status.
     assert!(lines[1].starts_with("waits "), "{lines:?}");
-    assert!(lines[2].starts_with("holds 2 (7 waiters)"), "{lines:?}");
+    assert!(lines[2].starts_with("alerts 3 (lock_hold 2"), "{lines:?}");
     assert_eq!(lines[3], "working: symbolizing x... | 45%");
     assert!(lines.iter().any(|l| l == "  stall tid 1"), "{lines:?}");
 }
