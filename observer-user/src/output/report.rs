@@ -316,3 +316,51 @@ mod address_tests {
         assert_eq!(modules["bank"].build_id.as_deref(), Some("abcd"));
     }
 }
+
+#[cfg(test)]
+mod category_tests {
+    use super::*;
+    use crate::output::profile::{Category, StackEntry};
+    use crate::output::recording::ProfileSnapshot;
+    use crate::stacks::frame::from_names;
+
+    fn entry(category: Category, frames: &[&str], ms: u64) -> StackEntry {
+        let names: Vec<String> = frames.iter().map(|s| s.to_string()).collect();
+        StackEntry {
+            process: "srv".into(),
+            thread: "t".into(),
+            frames: from_names(&names),
+            weight_ns: ms * 1_000_000,
+            count: 1,
+            category,
+        }
+    }
+
+    /// A recording's text report lists blocked stacks, then idle time apart.
+    #[test]
+    fn text_report_keeps_idle_time_apart() {
+        let rec = Recording {
+            version: 2,
+            meta: None,
+            alerts: Vec::new(),
+            profile: Some(ProfileSnapshot {
+                elapsed_ns: 1,
+                stacks: vec![
+                    entry(Category::Idle, &["[select]", "main.serve"], 60_000),
+                    entry(Category::Lock, &["[sync.Mutex.Lock]", "main.lookup"], 300),
+                ],
+                events_dropped: 0,
+                agg_dropped: 0,
+            }),
+            truncated: false,
+        };
+        let profile = profile_of(&rec);
+        let text = text_report(&rec, &profile, &Progress::start("test", None));
+        let blocked = text.find("top blocked stacks:").unwrap();
+        let idle = text.find("idle (waiting for work or time").unwrap();
+        assert!(blocked < idle, "{text}");
+        assert!(text[blocked..idle].contains("main.lookup"), "{text}");
+        assert!(!text[blocked..idle].contains("main.serve"), "{text}");
+        assert!(text[idle..].contains("main.serve"), "{text}");
+    }
+}

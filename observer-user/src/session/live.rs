@@ -176,6 +176,7 @@ impl Session {
             uptime: self.started.elapsed(),
             counters,
             top_stacks: self.folded.top(TOP_STACKS),
+            idle_ns: self.folded.totals(true).0,
             stalled,
             recent_deaths: self.live_state.deaths.clone(),
             processes,

@@ -257,16 +257,27 @@ fn stacks_section(s: &LiveSnapshot, w: usize) -> Section {
             .then(b.count.cmp(&a.count))
             .then_with(|| a.frames.cmp(&b.frames))
     });
+    // Idle time is not blocking: its total only, so that it cannot push a lock off the list.
+    let idle = if s.idle_ns > 0 {
+        format!(
+            "; {} idle not shown",
+            human(Duration::from_nanos(s.idle_ns))
+        )
+    } else {
+        String::new()
+    };
     if stacks.is_empty() {
         let rows = if s.stalled.is_empty() {
             vec![fit_end("  no blocking seen yet", w)]
         } else {
             vec![fit_end("  no ended waits yet", w)]
         };
-        return Section {
-            heading: "TOP BLOCKED STACKS".to_string(),
-            rows,
+        let heading = if idle.is_empty() {
+            "TOP BLOCKED STACKS".to_string()
+        } else {
+            format!("TOP BLOCKED STACKS ({})", idle.trim_start_matches("; "))
         };
+        return Section { heading, rows };
     }
     // One process: its name on every line says nothing.
     let one_process = stacks.iter().all(|t| t.process == stacks[0].process);
@@ -298,7 +309,7 @@ fn stacks_section(s: &LiveSnapshot, w: usize) -> Section {
     let total: u64 = stacks.iter().map(|t| t.weight_ns).sum();
     Section {
         heading: format!(
-            "TOP BLOCKED STACKS ({} stacks, {} blocked since start)",
+            "TOP BLOCKED STACKS ({} stacks, {} blocked since start{idle})",
             s.top_stacks.len(),
             human(Duration::from_nanos(total))
         ),

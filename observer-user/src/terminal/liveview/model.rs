@@ -21,6 +21,9 @@ pub struct LiveSnapshot {
     /// Blocked time (lock and kernel waits, not idle) per stack since the start (e.g.
     /// `BlockedProfile::top(50)`).
     pub top_stacks: Vec<TopStack>,
+    /// Idle time in the profile since the start (waiting for work or time), not among the
+    /// stacks: only its total is shown.
+    pub idle_ns: u64,
     /// Threads and goroutines blocked right now for longer than the stall threshold.
     pub stalled: Vec<StalledWaiter>,
     /// Oldest first, as they happened; shown newest first.

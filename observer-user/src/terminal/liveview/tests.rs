@@ -46,6 +46,7 @@ fn busy() -> LiveSnapshot {
         target: "pid 4242 (bank)".into(),
         uptime: Duration::from_secs(62),
         counters,
+        idle_ns: 0,
         top_stacks: vec![
             stack(
                 "worker-2",
@@ -745,4 +746,30 @@ fn never_blocks_on_a_stopped_terminal() {
         drained.len()
     );
     drop(term);
+}
+
+/// Idle time is only a total in the heading: it never takes a row from a blocked stack.
+#[test]
+fn idle_time_is_a_total_apart_from_the_stacks() {
+    let mut s = busy();
+    s.idle_ns = 36_500_000_000;
+    let screen = render(&s, 120, 40);
+    assert!(
+        screen.contains(
+            "TOP BLOCKED STACKS (2 stacks, 1.25s blocked since start; 36.5s idle not shown)"
+        ),
+        "{screen}"
+    );
+    let mut quiet = LiveSnapshot {
+        idle_ns: 2_000_000_000,
+        ..LiveSnapshot::default()
+    };
+    let screen = render(&quiet, 80, 24);
+    assert!(
+        screen.contains("TOP BLOCKED STACKS (2s idle not shown)"),
+        "{screen}"
+    );
+    assert!(screen.contains("no blocking seen yet"), "{screen}");
+    quiet.idle_ns = 0;
+    assert!(!render(&quiet, 80, 24).contains("idle"));
 }
