@@ -29,6 +29,8 @@ pub struct LongWaits {
 pub struct LongWaitContext {
     /// `lock_hold` alerts raised.
     pub lock_holds: u64,
+    /// Long lock waits left out of every hold (too many locks held at once).
+    pub lock_waits_ungrouped: u64,
     /// `--report-idle` is on.
     pub report_idle: bool,
 }
@@ -79,8 +81,13 @@ impl LongWaits {
         let total = self.total();
         let mut parts = Vec::new();
         if self.lock > 0 {
+            let none = if ctx.lock_waits_ungrouped > 0 {
+                format!("; {} in none", ctx.lock_waits_ungrouped)
+            } else {
+                String::new()
+            };
             parts.push(format!(
-                "{} (in {})",
+                "{} (in {}{none})",
                 count(self.lock, "lock wait", "lock waits"),
                 count(ctx.lock_holds, "lock_hold alert", "lock_hold alerts")
             ));
@@ -209,6 +216,7 @@ mod tests {
         let ctx = LongWaitContext {
             lock_holds: 1,
             report_idle: false,
+            lock_waits_ungrouped: 0,
         };
         assert_eq!(
             w.describe(ctx),

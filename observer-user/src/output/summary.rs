@@ -93,6 +93,7 @@ fn write_summary(out: &mut String, input: &SummaryInput) -> std::fmt::Result {
     writeln!(out, "observer summary for {}", escape(&input.process))?;
     let ctx = LongWaitContext {
         lock_holds: input.lock_holds,
+        lock_waits_ungrouped: input.lock_waits_ungrouped,
         report_idle: input.report_idle,
     };
     writeln!(

@@ -178,7 +178,10 @@ mod tests {
             ),
             "subtitle"
         );
-        assert!(svg.contains("<title>[idle] (60,000,000 ns = 60ms, "), "idle tower");
+        assert!(
+            svg.contains("<title>[idle] (60,000,000 ns = 60ms, "),
+            "idle tower"
+        );
         assert!(svg.contains("<title>main.serve (main.go:9) (60,000,000 ns"));
     }
 
