@@ -294,3 +294,62 @@ fn go127_idle_time_is_apart_from_a_mutex_wait() {
         "go127_idle_time_is_apart_from_a_mutex_wait",
     );
 }
+
+/// The live view (on a pseudo-terminal, as in e2e_host) counts the long waits the alerts count
+/// (`long N (M alerted, ...)`, not `long 0` next to goroutine_wait alerts), lists the mutex
+/// wait among the blocked stacks and the idle time only as a total.
+#[test]
+fn go127_live_view_counts_what_the_alerts_count() {
+    require_root();
+    let Some(go) = GoVersion::Go127.toolchain("go127_live_view_counts_what_the_alerts_count")
+    else {
+        return;
+    };
+    let ws = Workspace::new("profile_idle_live");
+    let binary = ws.build_go(&go, "patterns/idle_pool_mutex.go", false);
+    let target = observer_tests::Target::spawn(&binary, &["8"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let command = format!(
+        "TERM=xterm COLUMNS=160 LINES=40 {} watch --pid {} --duration 4s",
+        observer_tests::observer_bin().display(),
+        target.pid()
+    );
+    let out = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .output()
+        .expect("running script(1)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let (Some(enter), Some(leave)) = (screen.find("\x1b[?1049h"), screen.rfind("\x1b[?1049l"))
+    else {
+        panic!("the live view never showed:\n{screen:?}");
+    };
+    let view = &screen[enter..leave];
+    let alerted = view
+        .match_indices("long ")
+        .filter_map(|(i, _)| {
+            let rest = &view[i + 5..];
+            let (_, after) = rest.split_once(" (")?;
+            let n: String = after.chars().take_while(char::is_ascii_digit).collect();
+            after[n.len()..]
+                .starts_with(" alerted")
+                .then(|| n.parse::<u64>().ok())
+                .flatten()
+        })
+        .max();
+    assert!(
+        alerted.is_some_and(|n| n > 0),
+        "the live view's long count never says the goroutine waits were alerted:\n{view}"
+    );
+    assert!(
+        view.contains("main.handleRequest"),
+        "the mutex wait is not among the blocked stacks:\n{view}"
+    );
+    assert!(
+        view.contains("idle not shown"),
+        "the idle time is not a total apart:\n{view}"
+    );
+    assert!(
+        !view.contains("main.poolWorker"),
+        "an idle stack among the blocked ones:\n{view}"
+    );
+}

@@ -27,8 +27,11 @@ impl Session {
         let mut profile = GoroutineColumn {
             folded: &mut self.folded,
             process: &process,
+            blocked_ns: 0,
         };
         let alert = go.on_wait(w, &self.probes, &mut self.stacks, &mut profile);
+        let blocked_ns = profile.blocked_ns;
+        self.live_state.blocked(w.tgid, blocked_ns);
         self.live_state.long_waits.goroutine(alert.is_some());
         if let Some(a) = alert {
             self.emit_go(w.tgid, a);
@@ -144,6 +147,7 @@ impl Session {
             let mut profile = GoroutineColumn {
                 folded: &mut self.folded,
                 process: &process,
+                blocked_ns: 0,
             };
             go.drain_aggregates(
                 GoDrained { totals, samples },
@@ -151,6 +155,8 @@ impl Session {
                 &mut self.stacks,
                 &mut profile,
             );
+            let blocked_ns = profile.blocked_ns;
+            self.live_state.blocked(pid, blocked_ns);
         }
     }
 
@@ -178,6 +184,8 @@ impl Session {
 struct GoroutineColumn<'a> {
     folded: &'a mut BlockedProfile,
     process: &'a str,
+    /// Blocked (not idle) time added, for the live view's per-process rate.
+    blocked_ns: u64,
 }
 
 impl GoProfile for GoroutineColumn<'_> {
@@ -188,6 +196,9 @@ impl GoProfile for GoroutineColumn<'_> {
             ReasonClass::Sync => Category::Lock,
             ReasonClass::Channel | ReasonClass::Idle => Category::Idle,
         };
+        if !category.is_idle() {
+            self.blocked_ns = self.blocked_ns.saturating_add(ns);
+        }
         self.folded
             .add_many_frames(category, self.process, "goroutines", frames, ns, count);
     }

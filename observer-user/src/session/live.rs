@@ -35,8 +35,12 @@ pub(super) struct LiveState {
 }
 
 impl LiveState {
+    /// Blocked (not idle) time of `pid`: thread lock waits, goroutine sync waits.
     pub fn blocked(&mut self, pid: u32, ns: u64) {
-        *self.blocked_since_frame.entry(pid).or_default() += ns;
+        if ns > 0 {
+            let total = self.blocked_since_frame.entry(pid).or_default();
+            *total = total.saturating_add(ns);
+        }
     }
 
     pub fn alert(&mut self, a: &Alert) {

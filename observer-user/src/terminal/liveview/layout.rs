@@ -400,6 +400,27 @@ pub(super) fn time_of_day(rfc3339: &str) -> Cow<'_, str> {
 /// `leaf <- caller <- caller <- … +3`, the leaf cut from the left if even it is too long
 /// (the end of a name, the method and its file:line, is what tells frames apart).
 pub(super) fn fit_stack(frames: &[String], room: usize) -> String {
+    // What the wait was (`[lock: KIND]`, `[sync.Mutex.Lock]`) is not the program's code: it
+    // goes before the program's own frames while the leaf still fits whole after it.
+    if let Some((label, rest)) = frames.split_first() {
+        let is_label = label.starts_with('[') && label.ends_with(']') && label != "[unknown]";
+        if is_label && !rest.is_empty() {
+            let label = clean(label);
+            let leaf_w = own_frames(rest)
+                .first()
+                .map_or(0, |f| text_width(&clean(f)));
+            let label_w = text_width(&label) + 1;
+            if label_w + leaf_w <= room {
+                return format!("{label} {}", fit_frames(rest, room - label_w));
+            }
+            return fit_frames(rest, room);
+        }
+    }
+    fit_frames(frames, room)
+}
+
+/// The program's own frames, innermost first, as many as fit, then how many more.
+fn fit_frames(frames: &[String], room: usize) -> String {
     const SEP: &str = " <- ";
     let own = own_frames(frames);
     let Some(leaf) = own.first() else {

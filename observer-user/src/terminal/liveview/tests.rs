@@ -416,6 +416,26 @@ fn stacks_fit_sensibly() {
     // A leaf too long for the room keeps its end: the method name and its line.
     assert_eq!(fit_stack(&frames, 20), "…te (lock_hold.c:45)");
     assert_eq!(fit_stack(&[], 10), "?");
+    // The wait's label leads while the program's leaf still fits whole after it.
+    let go = strs(&[
+        "[sync.Mutex.Lock]",
+        "runtime.gopark (proc.go:475)",
+        "sync.(*Mutex).Lock (mutex.go:46)",
+        "main.handleRequest (idle_pool_mutex.go:66)",
+        "main.main (idle_pool_mutex.go:93)",
+    ]);
+    assert_eq!(
+        fit_stack(&go, 70),
+        "[sync.Mutex.Lock] main.handleRequest (idle_pool_mutex.go:66) <- …+1"
+    );
+    assert_eq!(
+        fit_stack(&go, 50),
+        "main.handleRequest (idle_pool_mutex.go:66) <- …+1"
+    );
+    assert_eq!(fit_stack(&strs(&["[select]"]), 20), "[select]");
+    for room in 0..120 {
+        assert!(text_width(&fit_stack(&go, room)) <= room.max(1), "{room}");
+    }
     for room in 0..120 {
         assert!(
             text_width(&fit_stack(&frames, room)) <= room.max(1),
