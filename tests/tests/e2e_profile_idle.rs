@@ -11,7 +11,7 @@
 //! its own; every idle line of the folded file is under the root frame `[idle]` and every
 //! lock wait outside it; `go tool pprof` shows the lock wait by default and the idle time only
 //! under `-sample_index=idle_delay`. The summary's "over the threshold" count says what became
-//! of the waits.
+//! of the waits, and the live view's `long` count is the one the alerts make.
 
 use std::fs;
 use std::path::Path;
