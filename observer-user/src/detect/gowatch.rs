@@ -158,7 +158,9 @@ pub enum GoFinding {
 /// Where goroutine blocked time goes: the session's profile (one column for all goroutines
 /// of the process), a list in tests.
 pub trait GoProfile {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64);
+    /// `class`: what the wait reason says the time was (sync waits are blocked time, the
+    /// others idle).
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass);
 }
 
 /// A finding with the common alert fields that the session completes.
@@ -739,7 +741,7 @@ fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns
     } else {
         frames.extend(stack.iter().cloned());
     }
-    profile.add(&frames, ns, count);
+    profile.add(&frames, ns, count, classify_reason(reason));
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@ use super::{now_time, wall_time, Session};
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
     detect::goduty::DutyAction,
-    detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile},
+    detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile, ReasonClass},
     output::alert::{self, AlertDetail},
     output::metrics::WaitKind,
-    output::profile::BlockedProfile,
+    output::profile::{BlockedProfile, Category},
     stacks::frame::Frame,
 };
 
@@ -25,8 +25,12 @@ impl Session {
         let mut profile = GoroutineColumn {
             folded: &mut self.folded,
             process: &process,
+            blocked_ns: 0,
         };
         let alert = go.on_wait(w, &self.probes, &mut self.stacks, &mut profile);
+        let blocked_ns = profile.blocked_ns;
+        self.live_state.blocked(w.tgid, blocked_ns);
+        self.live_state.long_waits.goroutine(alert.is_some());
         if let Some(a) = alert {
             self.emit_go(w.tgid, a);
         }
@@ -176,6 +180,7 @@ impl Session {
             let mut profile = GoroutineColumn {
                 folded: &mut self.folded,
                 process: &process,
+                blocked_ns: 0,
             };
             go.drain_aggregates(
                 GoDrained {
@@ -187,6 +192,8 @@ impl Session {
                 &mut self.stacks,
                 &mut profile,
             );
+            let blocked_ns = profile.blocked_ns;
+            self.live_state.blocked(pid, blocked_ns);
         }
     }
 
@@ -214,12 +221,23 @@ impl Session {
 struct GoroutineColumn<'a> {
     folded: &'a mut BlockedProfile,
     process: &'a str,
+    /// Blocked (not idle) time added, for the live view's per-process rate.
+    blocked_ns: u64,
 }
 
 impl GoProfile for GoroutineColumn<'_> {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64) {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass) {
+        // Sync waits (mutexes, wait groups, semaphores) are blocked time; select, channels,
+        // IO wait, sleeps and the runtime's own parks are idle, as a thread's idle waits.
+        let category = match class {
+            ReasonClass::Sync => Category::Lock,
+            ReasonClass::Channel | ReasonClass::Idle => Category::Idle,
+        };
+        if !category.is_idle() {
+            self.blocked_ns = self.blocked_ns.saturating_add(ns);
+        }
         self.folded
-            .add_many_frames(self.process, "goroutines", frames, ns, count);
+            .add_many_frames(category, self.process, "goroutines", frames, ns, count);
     }
 }
 

@@ -521,6 +521,7 @@ impl Session {
         let text = summary::render(&summary::SummaryInput {
             process: self.scope_label(),
             top_stacks: self.folded.top(5),
+            idle: self.idle_time(),
             alerts_by_kind: kinds,
             lock_holds: self.lock_holds.episodes,
             lock_hold_waiters: self.lock_holds.waiters,
@@ -531,7 +532,8 @@ impl Session {
             inflight_dropped: c.inflight_dropped,
             stacks_missing: c.stack_missing,
             waits_seen: c.waits_started,
-            long_waits: c.waits_long,
+            long_waits: self.live_state.long_waits,
+            report_idle: self.opts.report_idle,
             folded_path: self.opts.folded.clone(),
             alerts_path: self.opts.alerts.clone(),
             undecodable_events: self.event_errors,

@@ -36,7 +36,7 @@ impl GoroutineProbes for FakeKernel {
 type Profile = Vec<(Vec<String>, u64, u64)>;
 
 impl GoProfile for Profile {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64) {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, _class: ReasonClass) {
         self.push((crate::stacks::frame::names(frames), ns, count));
     }
 }
@@ -432,4 +432,29 @@ fn reasons_are_classed_by_text() {
     ] {
         assert_eq!(classify_reason(r), ReasonClass::Idle, "{r}");
     }
+}
+
+/// The profile learns what each wait's reason says: sync waits are blocked time, the rest
+/// (channels, select, I/O, sleeps) idle.
+#[test]
+fn profile_gets_the_reason_class() {
+    struct Classes(Vec<ReasonClass>);
+    impl GoProfile for Classes {
+        fn add(&mut self, _: &[Frame], _: u64, _: u64, class: ReasonClass) {
+            self.0.push(class);
+        }
+    }
+    let mut c = Classes(Vec::new());
+    for r in [
+        "sync.Mutex.Lock",
+        "select",
+        "IO wait",
+        "chan receive",
+        "sleep",
+        "semacquire",
+    ] {
+        add_to_profile(&mut c, r, &[], 1, 1);
+    }
+    use ReasonClass::*;
+    assert_eq!(c.0, vec![Sync, Channel, Idle, Channel, Idle, Sync]);
 }
