@@ -865,3 +865,60 @@ fn goroutine_stalls_are_found_from_memory_when_the_park_probes_are_off() {
         "the wait lasted ~3 s (lower bound from snapshots): {d}\n{report}"
     );
 }
+
+/// A busy net/http service (thousands of requests/s, 32 keep-alive clients) with incidents
+/// from its third second on: the per-park probes are duty-cycled under the default budget,
+/// and recovered panics, long sync.Mutex waits and a goroutine leak keep being reported
+/// (panics from the probes, which stay on; waits and leaks from probes and snapshots).
+#[test]
+fn a_busy_http_service_keeps_being_observed_under_the_budget() {
+    let Some(go) = toolchain(
+        GoVersion::Go127,
+        "a_busy_http_service_keeps_being_observed_under_the_budget",
+    ) else {
+        return;
+    };
+    let ws = Workspace::new("go-busy-http");
+    let binary = ws.build_go(&go, "patterns/busyhttp.go", false);
+    let run = observe_run(
+        &ws,
+        &[],
+        "1s",
+        &binary,
+        &["bench", "-seconds", "8", "-incidents"],
+    );
+    let report = run.report();
+    assert_eq!(run.exit_code(), Some(0), "{report}");
+    assert!(
+        run.stderr.contains("faster than --go-probe-budget allows"),
+        "a service at thousands of requests/s must get its park probes duty-cycled\n{report}"
+    );
+    let recovered = run
+        .of_kind("go_panic")
+        .into_iter()
+        .filter(|p| {
+            str_field(p, "message").is_some_and(|m| m.contains("empty record in parseRecord"))
+                && p.get("recovered").and_then(Value::as_bool) == Some(true)
+        })
+        .count();
+    assert!(
+        recovered >= 3,
+        "recovered panics keep being reported under load (one per 1,000 requests): {recovered}\n{report}"
+    );
+    assert!(
+        run.of_kind("goroutine_wait")
+            .iter()
+            .chain(run.of_kind("goroutine_stall").iter())
+            .any(|w| stack_mentions(w, "stack", "main.lookupIndex")
+                && str_field(w, "wait_reason") == Some("sync.Mutex.Lock")),
+        "the 300 ms holds of the index lock must show as goroutine waits in lookupIndex\n{report}"
+    );
+    assert!(
+        run.of_kind("goroutine_leak").iter().any(|l| stack_mentions(
+            l,
+            "created_by",
+            "main.handler"
+        )),
+        "the steady leak of watchers created by main.handler must be a goroutine_leak\n{report}"
+    );
+}

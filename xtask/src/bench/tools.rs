@@ -21,6 +21,8 @@ pub(super) struct Tools {
     pub(super) many_threads: PathBuf,
     pub(super) uprobe_loop: PathBuf,
     pub(super) goparks: Option<PathBuf>,
+    /// A busy net/http service with its load generator (tests/goprogs/patterns/busyhttp.go).
+    pub(super) busyhttp: Option<PathBuf>,
     pub(super) noop_bt: PathBuf,
     pub(super) futexctn_bt: PathBuf,
     pub(super) notes: Vec<String>,
@@ -100,6 +102,26 @@ impl Tools {
                 None
             }
         };
+        let busyhttp = out.join("busyhttp");
+        let built = run(Command::new("go")
+            .arg("build")
+            .arg("-o")
+            .arg(&busyhttp)
+            .arg("busyhttp.go")
+            .current_dir(src.join("../tests/goprogs/patterns"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "")
+            .env("GO111MODULE", "off")
+            .env("CGO_ENABLED", "0"));
+        let busyhttp = match built {
+            Ok(()) => Some(busyhttp),
+            Err(e) => {
+                notes.push(format!(
+                    "the busy HTTP service did not build ({e:#}): its row is n/a"
+                ));
+                None
+            }
+        };
         for n in &notes {
             loud(n);
         }
@@ -114,6 +136,7 @@ impl Tools {
             many_threads,
             uprobe_loop,
             goparks,
+            busyhttp,
             noop_bt: src.join("futex_noop.bt"),
             futexctn_bt: src.join("futexctn.bt"),
             notes,

@@ -10,6 +10,8 @@ const GOAL_SYSCALL: f64 = 0.98;
 const GOAL_FUTEX: f64 = 0.95;
 /// Issue 13: a park-heavy Go program under the default --go-probe-budget.
 const GOAL_GO_PARKS: f64 = 0.90;
+/// Issue 13: a busy Go service under the default --go-probe-budget.
+const GOAL_GO_SERVICE: f64 = 0.95;
 const GOAL_LOCK_KINDS: f64 = 0.95;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -220,6 +222,26 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
         }),
         None => notes.push("section 4 (Go) skipped: goparks did not build".into()),
     }
+    match &tools.busyhttp {
+        Some(bin) => list.push(Workload {
+            section: "4c",
+            title: "A busy Go HTTP service: tests/goprogs/patterns/busyhttp.go (32 keep-alive clients)",
+            argv: vec![bin.display().to_string(), "bench".into(), "-seconds".into(), secs.clone()],
+            best_of: 1,
+            metrics: vec![Metric {
+                label: "requests/s",
+                parse: metric_http_requests,
+                compare: Compare::Ratio,
+            }],
+            variants: vec![Variant::Bare, Variant::ObserverRun, Variant::ObserverRunNoGo],
+            goal: Some(GOAL_GO_SERVICE),
+            about: "A net/http server and a separate load-generator process (its child, observed \
+                    too under `observer run`) on loopback: each request parks and readies several \
+                    goroutines (network poller, keep-alive reads). The default --go-probe-budget \
+                    duty-cycles the per-park probes of both.",
+        }),
+        None => notes.push("section 4c (Go HTTP) skipped: busyhttp did not build".into()),
+    }
     list.push(Workload {
         section: "4b",
         title: "Price of one uprobe hit on this machine: bench/uprobe_loop.c",
@@ -353,6 +375,9 @@ fn metric_go_pingpong(out: &str) -> Option<f64> {
 }
 fn metric_go_mutex(out: &str) -> Option<f64> {
     parse_kv(out, "goparks:", "mutex_per_sec")
+}
+fn metric_http_requests(out: &str) -> Option<f64> {
+    parse_kv(out, "busyhttp:", "requests_per_sec")
 }
 fn metric_uprobe_ns(out: &str) -> Option<f64> {
     parse_kv(out, "uprobe_loop:", "ns_per_call")
