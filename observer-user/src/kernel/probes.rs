@@ -97,6 +97,9 @@ pub enum ProbeError {
 /// What the probes need to know before they are loaded.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
+    /// The event ring buffer's size in bytes (`--ring-size`, a power of two); `None`: the
+    /// object's own (16 MiB).
+    pub ring_bytes: Option<u32>,
     /// Waits at least this long become events (with stacks); shorter ones are only summed.
     pub threshold_ns: u64,
     /// Send long idle waits as events too (`--report-idle`).
@@ -220,11 +223,12 @@ impl Probes {
             crate::kernel::kernel_btf::TaskOffsets::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         let mut loader = EbpfLoader::new();
         // Tests shrink the ring buffer to prove that overflow is counted and reported.
-        if let Some(bytes) = std::env::var("OBSERVER_RING_BUFFER_BYTES")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|b| b.is_power_of_two() && *b >= 4096)
-        {
+        if let Some(bytes) = cfg.ring_bytes.or_else(|| {
+            std::env::var("OBSERVER_RING_BUFFER_BYTES")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|b| b.is_power_of_two() && *b >= 4096)
+        }) {
             loader.map_max_entries("EVENTS", bytes);
         }
         let log_level = cfg

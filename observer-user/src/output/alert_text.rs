@@ -164,6 +164,8 @@ fn one_line_raw(a: &Alert) -> String {
             top(&a.stack),
             i.syscall
         ),
+        // Timestamped: a degraded period is read later against what happened meanwhile.
+        AlertDetail::Degraded(d) => format!("{} observer: degraded: {}", a.time, d.detail),
     }
 }
 

@@ -100,12 +100,12 @@ impl Session {
             if let Some(t) = self.watched.get_mut(&pid) {
                 t.go = None;
             }
-            crate::say!(
-                "observer: WARNING: pid {pid} parks {rate:.0} goroutines/s, over --go-max-parks {}: \
-                 goroutine probes taken off (each park costs it two uprobe traps); \
-                 thread-level observation goes on. Raise --go-max-parks to keep them.",
+            let note = format!(
+                "parks {rate:.0} goroutines/s, over --go-max-parks {}: goroutine probes taken off \
+                 (each park costs it two uprobe traps)",
                 self.opts.go_max_parks
             );
+            self.degraded_go_budget(pid, note);
         }
     }
 

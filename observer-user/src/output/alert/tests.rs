@@ -32,6 +32,7 @@ fn one_detail_of_each_kind() -> Vec<AlertDetail> {
         AlertDetail::GoroutineStall(GoroutineStall::default()),
         AlertDetail::GoroutineLeak(GoroutineLeak::default()),
         AlertDetail::GoPanic(GoPanic::default()),
+        AlertDetail::Degraded(Degraded::default()),
     ];
     for d in &all {
         match d {
@@ -44,7 +45,8 @@ fn one_detail_of_each_kind() -> Vec<AlertDetail> {
             | AlertDetail::GoroutineWait(_)
             | AlertDetail::GoroutineStall(_)
             | AlertDetail::GoroutineLeak(_)
-            | AlertDetail::GoPanic(_) => {}
+            | AlertDetail::GoPanic(_)
+            | AlertDetail::Degraded(_) => {}
         }
     }
     all
