@@ -22,6 +22,9 @@ pub enum Reason {
     StacksMissing,
     /// Sidecar: the kernel's watch map was full: new processes not watched.
     WatchMapFull,
+    /// More contended-lock holders at once than observer watches: the others' activity is
+    /// not followed.
+    HoldersFull,
     /// Too many lock hold episodes open at once: long lock waits not grouped into a hold.
     HoldEpisodesFull,
     /// A Go process parked goroutines faster than `--go-max-parks`: its goroutine probes were
@@ -31,13 +34,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order metrics list them (each is exported from 0).
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::RingBufferFull,
         Reason::SamplesSkipped,
         Reason::InFlightFull,
         Reason::AggregatesFull,
         Reason::StacksMissing,
         Reason::WatchMapFull,
+        Reason::HoldersFull,
         Reason::HoldEpisodesFull,
         Reason::GoProbeBudget,
     ];
@@ -51,6 +55,7 @@ impl Reason {
             Reason::AggregatesFull => "aggregates_full",
             Reason::StacksMissing => "stacks_missing",
             Reason::WatchMapFull => "watch_map_full",
+            Reason::HoldersFull => "holders_full",
             Reason::HoldEpisodesFull => "hold_episodes_full",
             Reason::GoProbeBudget => "go_probe_budget",
         }
@@ -65,6 +70,7 @@ impl Reason {
             Reason::AggregatesFull => "aggregate map full",
             Reason::StacksMissing => "stack table full",
             Reason::WatchMapFull => "watch map full",
+            Reason::HoldersFull => "lock holder table full",
             Reason::HoldEpisodesFull => "hold episode table full",
             Reason::GoProbeBudget => "Go probe budget",
         }
@@ -79,6 +85,7 @@ impl Reason {
             Reason::AggregatesFull => "short waits not summed",
             Reason::StacksMissing => "waits without a stack",
             Reason::WatchMapFull => "new processes not watched",
+            Reason::HoldersFull => "holders not watched (per scan)",
             Reason::HoldEpisodesFull => "long lock waits in no hold",
             Reason::GoProbeBudget => "processes without goroutine probes",
         }
@@ -104,6 +111,7 @@ impl Reason {
             Reason::AggregatesFull => "the profile is incomplete",
             Reason::StacksMissing => "some alerts and profile entries have no stack",
             Reason::WatchMapFull => "narrow the sidecar with --comm or --cgroup",
+            Reason::HoldersFull => "their alerts say holder_state \"unknown\"",
             Reason::HoldEpisodesFull => "lock_hold alerts are incomplete",
             Reason::GoProbeBudget => {
                 "goroutine waits are not seen, thread-level observation goes on; \

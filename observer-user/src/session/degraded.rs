@@ -22,6 +22,7 @@ impl Session {
             (Reason::AggregatesFull, c.agg_dropped),
             (Reason::StacksMissing, c.stack_missing),
             (Reason::WatchMapFull, c.watch_full),
+            (Reason::HoldersFull, self.holders.refused),
             (Reason::HoldEpisodesFull, self.lock_holds.ungrouped()),
         ];
         let transitions = self.degraded.counters(monotonic_ns(), &values);
