@@ -301,6 +301,19 @@ impl DegradedRule {
         }
     }
 
+    /// The session ends: every counter condition still in effect ends now, with its total,
+    /// so that no loss goes unreported. One-off limits stay open (in effect until the end).
+    pub fn finish(&mut self, now_ns: u64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for i in 0..self.counters.len() {
+            if let Some(a) = self.counters[i].2.take() {
+                let reason = self.counters[i].0;
+                out.push(self.end(reason, None, a.period, a.since_ns, a.total, now_ns));
+            }
+        }
+        out
+    }
+
     /// A one-off limit on process `pid` (e.g. its Go probes taken off): in effect until
     /// [`DegradedRule::process_gone`]. A second one for the same process and reason while the
     /// first is in effect is not news: `None`.
@@ -492,6 +505,20 @@ mod tests {
         let again = ring(&mut rule, 200 * TICK, value + 1);
         assert_eq!(again[0].state, State::Started);
         assert_eq!(rule.periods().len(), 2);
+    }
+
+    #[test]
+    fn the_end_of_the_session_ends_every_period_with_its_total() {
+        let mut rule = DegradedRule::default();
+        ring(&mut rule, 0, 5);
+        ring(&mut rule, TICK, 900);
+        rule.one_off(TICK, Reason::GoProbeBudget, 9, String::new());
+        let end = rule.finish(2 * TICK);
+        assert_eq!(end.len(), 1, "{end:?}");
+        assert_eq!((end[0].state, end[0].total), (State::Ended, 900));
+        assert_eq!(rule.periods()[0].until_ns, Some(2 * TICK));
+        assert_eq!(rule.periods()[1].until_ns, None);
+        assert!(rule.finish(3 * TICK).is_empty());
     }
 
     #[test]

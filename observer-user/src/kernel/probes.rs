@@ -122,6 +122,8 @@ pub struct Counters {
     pub waits_long: u64,
     /// Goroutine parks seen by the Go probes (all Go processes).
     pub go_parks: u64,
+    /// Goroutine short waits not summed (the Go aggregate map was full).
+    pub go_agg_dropped: u64,
     /// Sidecar: new processes that could not be watched (the kernel's watch map was full).
     pub watch_full: u64,
     /// Short waits sent with a stack copy for the profile, and those not sent (the ring buffer
@@ -643,6 +645,7 @@ impl Probes {
             waits_started: sum(counter::WAITS_STARTED),
             waits_long: sum(counter::WAITS_LONG),
             go_parks: sum(counter::GO_PARKS),
+            go_agg_dropped: sum(counter::GO_AGG_DROPPED),
             watch_full: sum(counter::WATCH_FULL),
             short_samples: sum(counter::SHORT_SAMPLES),
             short_samples_lost: sum(counter::SHORT_SAMPLES_LOST),

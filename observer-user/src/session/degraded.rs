@@ -19,7 +19,7 @@ impl Session {
             (Reason::RingBufferFull, c.events_dropped),
             (Reason::SamplesSkipped, c.short_samples_lost),
             (Reason::InFlightFull, c.inflight_dropped),
-            (Reason::AggregatesFull, c.agg_dropped),
+            (Reason::AggregatesFull, c.agg_dropped + c.go_agg_dropped),
             (Reason::StacksMissing, c.stack_missing),
             (Reason::WatchMapFull, c.watch_full),
             (Reason::HoldersFull, self.holders.refused),
@@ -27,6 +27,13 @@ impl Session {
         ];
         let transitions = self.degraded.counters(monotonic_ns(), &values);
         self.report_degraded(transitions);
+    }
+
+    /// The session ends: the last losses are reported and the periods still going on closed.
+    pub(super) fn finish_degraded(&mut self) {
+        self.check_degraded();
+        let t = self.degraded.finish(monotonic_ns());
+        self.report_degraded(t);
     }
 
     /// The goroutine probes were taken off `pid` (`note`: why, e.g. its park rate).

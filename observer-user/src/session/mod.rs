@@ -440,6 +440,7 @@ impl Session {
         self.drain_aggregates();
         self.drain_lock_holds();
         self.add_ongoing_lock_waits();
+        self.finish_degraded();
         self.record_profile();
         let mut failed = Vec::new();
         if let Some(r) = self.recorder.take() {
