@@ -1,13 +1,15 @@
 // goparks: a Go program whose goroutines park and get readied as fast as they can, for measuring
 // what observer's goroutine uprobes (runtime.gopark, runtime.ready) cost.
 //
-// Usage: goparks [-seconds 2] [-pairs 4] [-lockers 4]
+// Usage: goparks [-seconds 2] [-pairs 4] [-lockers 4] [-idle N]
 //
 // -pairs pairs of goroutines ping-pong a token over two unbuffered channels: every hop parks
 // the receiver (chan receive) and readies it from the sender. -lockers goroutines contend on one
 // sync.Mutex with a short critical section, so the slow path parks them on the mutex semaphore
 // (sync.Mutex.Lock) and Unlock readies the next one. It prints one line:
 // "goparks: secs=T pingpong_per_sec=X mutex_per_sec=Y ops_per_sec=X+Y".
+// -idle N parks N more goroutines on a channel receive for the whole run (what a goroutine
+// snapshot reads) and prints "goparks: idle=N ready" once they are all parked.
 package main
 
 import (
@@ -77,8 +79,9 @@ func main() {
 	seconds := flag.Float64("seconds", 2, "how long to run")
 	pairs := flag.Int("pairs", 4, "ping-pong goroutine pairs")
 	lockers := flag.Int("lockers", 4, "goroutines contending on one sync.Mutex")
+	idle := flag.Int("idle", 0, "goroutines parked on a channel receive for the whole run")
 	flag.Parse()
-	if *seconds <= 0 || *pairs < 0 || *lockers < 0 {
+	if *seconds <= 0 || *pairs < 0 || *lockers < 0 || *idle < 0 {
 		fmt.Fprintln(os.Stderr, "goparks: -seconds must be > 0, -pairs and -lockers >= 0")
 		os.Exit(2)
 	}
@@ -86,6 +89,21 @@ func main() {
 	var stop atomic.Bool
 	var pp, mx atomic.Uint64
 	var wg sync.WaitGroup
+	if *idle > 0 {
+		release := make(chan struct{})
+		var parked sync.WaitGroup
+		for i := 0; i < *idle; i++ {
+			parked.Add(1)
+			go func() {
+				parked.Done()
+				<-release
+			}()
+		}
+		parked.Wait()
+		time.Sleep(100 * time.Millisecond) // the last ones reach their receive
+		fmt.Printf("goparks: idle=%d ready\n", *idle)
+		defer close(release)
+	}
 	start := time.Now()
 	for i := 0; i < *pairs; i++ {
 		pingPong(&stop, &pp, &wg)

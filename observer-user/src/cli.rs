@@ -116,6 +116,11 @@ pub enum Command {
         /// Also show runtime-internal goroutines and frames (like GOTRACEBACK=system).
         #[arg(long)]
         system: bool,
+        /// Print no dump: time the probe-free snapshot observer reads of this process when its
+        /// goroutine park probes are off (runtime.allgs and every g, no stacks), ten times, and
+        /// the snapshot period that keeps observer within its CPU share for it.
+        #[arg(long, conflicts_with_all = ["json", "grouped", "system"])]
+        snapshot_cost: bool,
     },
     /// Start CMD observed from its first instruction; its stdin/stdout/stderr pass through and
     /// observer exits with its status.
@@ -210,10 +215,11 @@ pub struct ObserveOpts {
     /// the executable is a Go program).
     #[arg(long)]
     pub no_go: bool,
-    /// Take the goroutine probes off a Go target that parks goroutines faster than this (per
-    /// second, measured every half second): each park costs it two uprobe traps (~10-25 us here, see
-    /// BENCHMARKS.md), and observer must never be what slows a program down. Thread-level
-    /// observation goes on. 0 = no limit.
+    /// Take the per-park goroutine probes (gopark, ready) off a Go target that parks goroutines
+    /// faster than this (per second, measured every half second): each park costs it two uprobe
+    /// traps (~10-25 us here, see BENCHMARKS.md), and observer must never be what slows a
+    /// program down. Its goroutine waits, stalls and leaks are then no longer seen; panics,
+    /// fatal errors and recoveries still are, and thread-level observation goes on. 0 = no limit.
     #[arg(long, value_name = "N", default_value_t = 5000)]
     pub go_max_parks: u64,
     /// Size of the kernel's event ring buffer (a power of two, 4K to 1G; default 16M). Long

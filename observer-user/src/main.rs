@@ -230,8 +230,13 @@ fn run(cli: Cli) -> Result<i32> {
             json,
             grouped,
             system,
+            snapshot_cost,
         } => {
-            goroutines_dump(pid, json, grouped, system)?;
+            if snapshot_cost {
+                goroutine_snapshot_cost(pid)?;
+            } else {
+                goroutines_dump(pid, json, grouped, system)?;
+            }
             Ok(0)
         }
         Command::Run { opts, command } => {
@@ -264,6 +269,43 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(code)
         }
     }
+}
+
+/// `observer goroutines --snapshot-cost`: what following this process from memory costs.
+fn goroutine_snapshot_cost(pid: u32) -> Result<()> {
+    use observer::detect::goparked::{snapshot_period_ns, SNAPSHOT_CPU_SHARE};
+    use observer::golang;
+    const READS: usize = 10;
+    target::check_pid(pid)?;
+    let bin = golang::GoBinary::for_pid(pid).with_context(|| format!("pid {pid}"))?;
+    let bias = golang::goroutines::load_bias(pid, &bin)?;
+    let mut costs = Vec::with_capacity(READS);
+    let mut last = golang::goroutines::ParkedSnapshot::default();
+    for _ in 0..READS {
+        let started = Instant::now();
+        last = golang::goroutines::parked_snapshot(pid, &bin, bias)?;
+        costs.push(started.elapsed());
+    }
+    costs.sort();
+    let median = costs[READS / 2];
+    let period = snapshot_period_ns(
+        median.as_nanos() as u64,
+        SNAPSHOT_CPU_SHARE,
+        observer::detect::goparked::MIN_PERIOD_NS,
+        observer::detect::goparked::MAX_PERIOD_NS,
+    );
+    println!(
+        "pid {pid}: {} goroutines ({} parked): snapshot {:.3} ms (median of {READS}, min {:.3}, max {:.3}); \
+         read every {:.0} ms at {}% of a core",
+        last.goroutines,
+        last.parked.len(),
+        median.as_secs_f64() * 1e3,
+        costs[0].as_secs_f64() * 1e3,
+        costs[READS - 1].as_secs_f64() * 1e3,
+        period as f64 / 1e6,
+        SNAPSHOT_CPU_SHARE * 100.0
+    );
+    Ok(())
 }
 
 /// `observer goroutines`: a probe-free dump of a Go process.

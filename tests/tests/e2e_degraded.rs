@@ -248,5 +248,5 @@ fn the_go_probe_budget_is_said_on_stderr_in_the_alerts_and_the_metrics() {
     );
     let line = timestamped_line(&run.stderr, "Go probe budget: ")
         .unwrap_or_else(|| panic!("no timestamped Go probe budget line\n{report}"));
-    assert!(line.contains("goroutine probes taken off"), "{line}");
+    assert!(line.contains("goroutine park probes taken off"), "{line}");
 }

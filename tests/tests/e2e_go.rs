@@ -767,8 +767,10 @@ fn goroutines_refuses_a_program_that_is_not_go() {
     );
 }
 
-/// A park-heavy program: the goroutine probes are taken off by the rate guard (and the user is
-/// told), the program's exit status still passes through; with the guard off they stay on.
+/// A park-heavy program: the per-park goroutine probes are taken off by the rate guard (and
+/// the user is told), the program's exit status still passes through, and a panic it recovers
+/// afterwards is still reported (the panic probes stay at any park rate); with the guard off
+/// they all stay on.
 #[test]
 fn park_rate_guard_takes_the_go_probes_off() {
     let Some(go) = toolchain(GoVersion::Go127, "park_rate_guard_takes_the_go_probes_off") else {
@@ -776,18 +778,79 @@ fn park_rate_guard_takes_the_go_probes_off() {
     };
     let ws = Workspace::new("go-park-guard");
     let binary = ws.build_go(&go, "patterns/pingpong.go", false);
-    let guarded = observe_run(&ws, &[], "5s", &binary, &["3"]);
+    let guarded = observe_run(&ws, &[], "5s", &binary, &["3", "panic"]);
     assert_eq!(guarded.exit_code(), Some(0), "{}", guarded.report());
     assert!(
-        guarded.stderr.contains("goroutine probes taken off"),
-        "a program parking >100k goroutines/s must lose the goroutine probes\n{}",
+        guarded.stderr.contains("goroutine park probes taken off"),
+        "a program parking >100k goroutines/s must lose the per-park goroutine probes\n{}",
+        guarded.report()
+    );
+    let panics = guarded.of_kind("go_panic");
+    assert!(
+        panics.iter().any(|p| str_field(p, "message")
+            .is_some_and(|m| m.contains("bad input after load"))
+            && p.get("recovered").and_then(Value::as_bool) == Some(true)),
+        "the panic recovered after the guard fired must still be a go_panic (recovered)\n{}",
         guarded.report()
     );
     let unguarded = observe_run(&ws, &["--go-max-parks", "0"], "5s", &binary, &["1"]);
     assert_eq!(unguarded.exit_code(), Some(0), "{}", unguarded.report());
     assert!(
-        !unguarded.stderr.contains("goroutine probes taken off"),
+        !unguarded.stderr.contains("probes taken off"),
         "--go-max-parks 0 must keep them\n{}",
         unguarded.report()
+    );
+}
+
+/// With the per-park probes off (a park rate far over --go-max-parks), a goroutine blocked 3 s
+/// on a sync.Mutex is still found, from snapshots of the process's memory: a goroutine_stall
+/// naming the waiting function, and a goroutine_wait when the wait ends.
+#[test]
+fn goroutine_stalls_are_found_from_memory_when_the_park_probes_are_off() {
+    let Some(go) = toolchain(
+        GoVersion::Go127,
+        "goroutine_stalls_are_found_from_memory_when_the_park_probes_are_off",
+    ) else {
+        return;
+    };
+    let ws = Workspace::new("go-snapshot-stall");
+    let binary = ws.build_go(&go, "patterns/pingpong.go", false);
+    let run = observe_run(&ws, &[], "1s", &binary, &["6", "stall"]);
+    let report = run.report();
+    assert_eq!(run.exit_code(), Some(0), "{report}");
+    assert!(
+        run.stderr.contains("goroutine park probes taken off"),
+        "the guard must have taken the park probes off first\n{report}"
+    );
+    let stalls: Vec<&Value> = run
+        .of_kind("goroutine_stall")
+        .into_iter()
+        .filter(|s| stack_mentions(s, "stack", "main.lookupIndex"))
+        .collect();
+    assert_eq!(
+        stalls.len(),
+        1,
+        "one goroutine_stall naming main.lookupIndex (once per episode)\n{report}"
+    );
+    assert_eq!(
+        str_field(stalls[0], "wait_reason"),
+        Some("sync.Mutex.Lock"),
+        "{report}"
+    );
+    let blocked = u64_field(stalls[0], "blocked_ns").unwrap_or(0);
+    assert!(
+        blocked >= SECOND,
+        "blocked_ns {blocked} under --stall-after\n{report}"
+    );
+    let waits: Vec<&Value> = run
+        .of_kind("goroutine_wait")
+        .into_iter()
+        .filter(|w| stack_mentions(w, "stack", "main.lookupIndex"))
+        .collect();
+    assert_eq!(waits.len(), 1, "one goroutine_wait when it ended\n{report}");
+    let d = u64_field(waits[0], "duration_ns").unwrap_or(0);
+    assert!(
+        (2 * SECOND..=4 * SECOND).contains(&d),
+        "the wait lasted ~3 s (lower bound from snapshots): {d}\n{report}"
     );
 }

@@ -27,8 +27,8 @@ pub enum Reason {
     HoldersFull,
     /// Too many lock hold episodes open at once: long lock waits not grouped into a hold.
     HoldEpisodesFull,
-    /// A Go process parked goroutines faster than `--go-max-parks`: its goroutine probes were
-    /// taken off.
+    /// A Go process parked goroutines faster than `--go-max-parks`: its per-park goroutine
+    /// probes were taken off.
     GoProbeBudget,
 }
 
@@ -87,7 +87,7 @@ impl Reason {
             Reason::WatchMapFull => "new processes not watched",
             Reason::HoldersFull => "holders not watched (per scan)",
             Reason::HoldEpisodesFull => "long lock waits in no hold",
-            Reason::GoProbeBudget => "processes without goroutine probes",
+            Reason::GoProbeBudget => "processes without goroutine park probes",
         }
     }
 
@@ -114,8 +114,9 @@ impl Reason {
             Reason::HoldersFull => "their alerts say holder_state \"unknown\"",
             Reason::HoldEpisodesFull => "lock_hold alerts are incomplete",
             Reason::GoProbeBudget => {
-                "goroutine waits are not seen, thread-level observation goes on; \
-                 raise --go-max-parks to keep them"
+                "its goroutines are followed from memory snapshots instead, without wakers; \
+                 panics, fatal errors and threads are still watched; raise --go-max-parks \
+                 to keep the probes"
             }
         }
     }

@@ -14,7 +14,8 @@ use observer_common::{
 use crate::stacks::frame::Frame;
 use crate::{
     detect::goleak::LeakDetector,
-    golang::{goroutines, GoBinary},
+    detect::goparked::ParkedTracker,
+    golang::{goroutines, goroutines::ParkedG, GoBinary, GoError},
     stacks::resolver::{KernelStacks, StackResolver},
 };
 
@@ -79,6 +80,20 @@ pub struct GoWatch {
     /// 1 in this many short waits has its stack walked, since `drained_at`.
     sample_period: u32,
     drained_at: Instant,
+    /// Parked goroutines followed across memory snapshots (per-park probes off).
+    tracker: ParkedTracker,
+    /// Stacks of snapshot-seen sync waits over the threshold, by (goid, first seen).
+    wait_stacks: HashMap<(u64, u64), Vec<Frame>>,
+}
+
+/// Stacks of long sync waits kept between snapshots, at most.
+const MAX_WAIT_STACKS: usize = 256;
+
+/// The limits a snapshot scan judges by.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotLimits {
+    pub threshold_ns: u64,
+    pub stall_after_ns: u64,
 }
 
 /// Parked goroutines of one creation site whose stacks are tried for a leak's sample stack.
@@ -164,6 +179,8 @@ impl GoWatch {
             bias: None,
             sample_period: INITIAL_SAMPLE_PERIOD,
             drained_at: Instant::now(),
+            tracker: ParkedTracker::default(),
+            wait_stacks: HashMap::new(),
         }
     }
 
@@ -213,6 +230,19 @@ impl GoWatch {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Which of its goroutines are parked now, read from the process's memory (no probe).
+    pub fn read_parked(&mut self) -> Result<goroutines::ParkedSnapshot, GoError> {
+        let bin = self
+            .binary
+            .clone()
+            .ok_or(GoError::NoBinary { pid: self.pid })?;
+        let bias = match self.bias {
+            Some(b) => b,
+            None => *self.bias.insert(goroutines::load_bias(self.pid, &bin)?),
+        };
+        goroutines::parked_snapshot(self.pid, &bin, bias)
     }
 
     /// Goroutines stalled right now (reported by [`GoWatch::scan`] and still waiting).
@@ -369,7 +399,8 @@ impl GoWatch {
             .collect()
     }
 
-    /// Goroutines parked right now: stalls on sync primitives and leaking creation sites.
+    /// Goroutines parked right now, from the probes' table: stalls on sync primitives and
+    /// leaking creation sites.
     pub fn scan(
         &mut self,
         now_ns: u64,
@@ -380,10 +411,77 @@ impl GoWatch {
         let Some(parked) = probes.go_parked(self.pid) else {
             return Vec::new();
         };
+        self.scan_parked(now_ns, stall_after_ns, &parked, stacks)
+    }
+
+    /// The same rules from a snapshot of the process's memory instead of the probes (their
+    /// per-park half is off): stalls, leaks, and sync waits over `threshold_ns` that ended
+    /// since the last snapshot (`goroutine_wait`, no waker: nothing saw the wake-up).
+    pub fn scan_snapshot(
+        &mut self,
+        now_ns: u64,
+        snapshot: &[ParkedG],
+        limits: SnapshotLimits,
+        stacks: &mut StackResolver,
+    ) -> Vec<GoAlert> {
+        let mut alerts = Vec::new();
+        for ended in self.tracker.update(now_ns, snapshot) {
+            let stack = self.wait_stacks.remove(&(ended.goid, ended.first_seen_ns));
+            let reason = self.reason(ended.reason);
+            if ended.at_least_ns < limits.threshold_ns
+                || classify_reason(&reason) != ReasonClass::Sync
+            {
+                continue;
+            }
+            alerts.push(GoAlert {
+                tid: 0,
+                time_ns: None,
+                more_frames: Vec::new(),
+                stack: stack.unwrap_or_default(),
+                finding: GoFinding::Wait {
+                    goid: ended.goid,
+                    wait_reason: reason,
+                    duration_ns: ended.at_least_ns,
+                    created_by: self.created_by(stacks, ended.gopc),
+                    waker_goid: None,
+                    waker_stack: Vec::new(),
+                },
+            });
+        }
+        // The stack of a long sync wait is read while it is still parked: once it ends, the
+        // goroutine's stack has moved on.
+        let parked = self.tracker.parked();
+        for (goid, p) in &parked {
+            let long = now_ns.saturating_sub(p.start_ns) >= limits.threshold_ns;
+            let key = (*goid, p.start_ns);
+            if long
+                && self.wait_stacks.len() < MAX_WAIT_STACKS
+                && !self.wait_stacks.contains_key(&key)
+                && classify_reason(&self.reason(p.reason)) == ReasonClass::Sync
+            {
+                if let Some(stack) = self.parked_stack(*goid, p, stacks) {
+                    self.wait_stacks.insert(key, stack);
+                }
+            }
+        }
+        let live: HashSet<(u64, u64)> = parked.iter().map(|(g, p)| (*g, p.start_ns)).collect();
+        self.wait_stacks.retain(|k, _| live.contains(k));
+        alerts.extend(self.scan_parked(now_ns, limits.stall_after_ns, &parked, stacks));
+        alerts
+    }
+
+    /// Stalls and leaks among the goroutines parked now.
+    fn scan_parked(
+        &mut self,
+        now_ns: u64,
+        stall_after_ns: u64,
+        parked: &[(u64, GoParked)],
+        stacks: &mut StackResolver,
+    ) -> Vec<GoAlert> {
         let mut alerts = Vec::new();
         let mut live = HashSet::new();
         let mut sites: HashMap<(u64, String), u64> = HashMap::new();
-        for (goid, p) in &parked {
+        for (goid, p) in parked {
             let reason = self.reason(p.reason);
             match classify_reason(&reason) {
                 ReasonClass::Sync => {

@@ -3,10 +3,12 @@
 //! (`lockwait`), hold episodes (`lockhold`), stalls on held locks (`stall`), deadlock cycles
 //! (`waitgraph`), silent thread
 //! deaths (`thread_exits`), process exits (`procexit`), goroutine stalls, waits and panics
-//! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait) and leaks (`goleak`),
+//! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait, or memory snapshots
+//! followed by `goparked`) and leaks (`goleak`),
 //! and observer's own degraded modes (`degraded`: loss counters into started/ended periods).
 pub mod degraded;
 pub mod goleak;
+pub mod goparked;
 pub mod gowatch;
 pub mod holder;
 pub mod lockhold;

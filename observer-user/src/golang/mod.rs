@@ -80,4 +80,7 @@ pub enum GoError {
     /// The process's goroutine list does not look like one (wrong binary or offsets).
     #[error("pid {pid}: implausible runtime.allgs ({reason})")]
     BadAllgs { pid: u32, reason: String },
+    /// Goroutines are followed but the executable could not be opened at attach.
+    #[error("pid {pid}: its Go executable was not opened: goroutines cannot be read")]
+    NoBinary { pid: u32 },
 }

@@ -195,6 +195,9 @@ pub const GO_PROBES: [(&str, &[&str]); 5] = [
     ("go_recovery", &["runtime.recovery"]),
 ];
 
+/// The Go probes that fire on every goroutine park and wake-up (the rest fire per panic).
+pub const GO_PER_PARK_PROBES: [&str; 2] = ["go_park", "go_ready"];
+
 /// Where to put one Go uprobe: a program and a file offset in the executable.
 #[derive(Debug, Clone)]
 pub struct GoAttachPoint {
@@ -375,9 +378,28 @@ impl Probes {
     /// Takes the goroutine probes off process `pid` and forgets its parked goroutines (which
     /// would otherwise look parked forever).
     pub fn unwatch_go(&mut self, pid: u32) {
+        self.detach_go(pid, |_| true);
+        if let Ok(mut procs) = self.map_mut::<HashMap<&mut MapData, u32, GoProcess>>("GO_PROCS") {
+            let _ = procs.remove(&pid);
+        }
+        self.forget_go_parked(pid);
+        // Its short waits still in the aggregate maps go with the next drain, which empties
+        // the maps whoever the entries belong to.
+    }
+
+    /// Takes only the per-park probes (`gopark`, `ready`) off process `pid`: they trap on
+    /// every goroutine switch. Panics, fatal errors and recoveries fire per rare event and
+    /// cost nothing at any park rate, so their probes stay. Its parked goroutines are
+    /// forgotten: nothing would end their waits any more.
+    pub fn stop_go_parks(&mut self, pid: u32) {
+        self.detach_go(pid, |program| GO_PER_PARK_PROBES.contains(&program));
+        self.forget_go_parked(pid);
+    }
+
+    fn detach_go(&mut self, pid: u32, which: impl Fn(&str) -> bool) {
         let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.go_links)
             .into_iter()
-            .partition(|(p, _, _)| *p == pid);
+            .partition(|(p, program, _)| *p == pid && which(program));
         self.go_links = others;
         for (_, program, link) in mine {
             if let Some(p) = self
@@ -388,9 +410,9 @@ impl Probes {
                 let _ = p.detach(link);
             }
         }
-        if let Ok(mut procs) = self.map_mut::<HashMap<&mut MapData, u32, GoProcess>>("GO_PROCS") {
-            let _ = procs.remove(&pid);
-        }
+    }
+
+    fn forget_go_parked(&mut self, pid: u32) {
         if let Ok(mut parked) = self.map_mut::<HashMap<&mut MapData, GoKey, GoParked>>("GO_PARKED")
         {
             let keys: Vec<GoKey> = parked
@@ -402,8 +424,6 @@ impl Probes {
                 let _ = parked.remove(&k);
             }
         }
-        // Its short waits still in the aggregate maps go with the next drain, which empties
-        // the maps whoever the entries belong to.
     }
 
     /// Goroutines parked right now in `tgid`.

@@ -68,16 +68,21 @@ impl Session {
         message
     }
 
-    /// Takes the Go probes off a target that parks goroutines faster than the limit: the
-    /// uprobe traps would then cost it more than observation is worth. Each Go process is
-    /// judged by its own park count (kept by the kernel program per process).
+    /// Takes the per-park Go probes off a target that parks goroutines faster than the limit:
+    /// their uprobe traps would then cost it more than observation is worth. Each Go process
+    /// is judged by its own park count (kept by the kernel program per process). The panic,
+    /// fatal-error and recovery probes stay: they fire per rare event.
     fn guard_park_rate(&mut self) {
         if self.opts.go_max_parks == 0 {
             return;
         }
         let now = std::time::Instant::now();
         let mut over = Vec::new();
-        for (&pid, t) in self.watched.iter_mut().filter(|(_, t)| t.go.is_some()) {
+        for (&pid, t) in self
+            .watched
+            .iter_mut()
+            .filter(|(_, t)| t.go.is_some() && !t.go_parks_off)
+        {
             let Some(parks) = self.probes.go_parks(pid) else {
                 continue;
             };
@@ -96,13 +101,13 @@ impl Session {
             }
         }
         for (pid, rate) in over {
-            self.probes.unwatch_go(pid);
+            self.probes.stop_go_parks(pid);
             if let Some(t) = self.watched.get_mut(&pid) {
-                t.go = None;
+                t.go_parks_off = true;
             }
             let note = format!(
-                "parks {rate:.0} goroutines/s, over --go-max-parks {}: goroutine probes taken off \
-                 (each park costs it two uprobe traps)",
+                "parks {rate:.0} goroutines/s, over --go-max-parks {}: goroutine park probes \
+                 taken off (each park costs it two uprobe traps)",
                 self.opts.go_max_parks
             );
             self.degraded_go_budget(pid, note);
@@ -112,14 +117,24 @@ impl Session {
     /// Goroutine stalls, leaks, and panics that were never recovered.
     pub(super) fn scan_goroutines(&mut self) {
         self.guard_park_rate();
+        self.snapshot_goroutines();
         let now = monotonic_ns();
         let stall_ns = duration_ns(self.opts.stall_after);
         let pids = self.go_pids();
         for pid in pids {
-            let Some(go) = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+            let Some(t) = self.watched.get_mut(&pid) else {
                 continue;
             };
-            let mut alerts = go.scan(now, stall_ns, &self.probes, &mut self.stacks);
+            // Per-park probes off: the kernel's parked table is empty, the snapshots rule.
+            let from_kernel = !t.go_parks_off;
+            let Some(go) = t.go.as_mut() else {
+                continue;
+            };
+            let mut alerts = if from_kernel {
+                go.scan(now, stall_ns, &self.probes, &mut self.stacks)
+            } else {
+                Vec::new()
+            };
             alerts.extend(go.unrecovered(now, false));
             for a in alerts {
                 self.emit_go(pid, a);

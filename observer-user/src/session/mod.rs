@@ -8,6 +8,7 @@
 
 mod code_sites;
 mod degraded;
+mod go_snapshots;
 pub mod goattach;
 mod goroutine_events;
 mod holders;

@@ -34,6 +34,10 @@ pub(super) struct WatchedProcess {
     program_id: Option<(u64, u64)>,
     /// Park counter and time of the last park-rate check.
     pub park_rate_mark: Option<(Instant, u64)>,
+    /// Its per-park goroutine probes were taken off (park rate over --go-max-parks).
+    pub go_parks_off: bool,
+    /// Goroutine snapshots taken while its per-park probes are off.
+    pub go_snapshots: super::go_snapshots::SnapshotSchedule,
     /// When it started (ns since boot), for the host-mode thread-exit rule.
     pub start_ns: Option<u64>,
     /// In a pid namespace: thread ids as the process sees them (glibc writes those into its
@@ -53,6 +57,8 @@ impl WatchedProcess {
             executable: None,
             program_id: None,
             park_rate_mark: None,
+            go_parks_off: false,
+            go_snapshots: Default::default(),
             ns_tids: HashMap::new(),
             code_sites: Default::default(),
             start_ns: procinfo::start_time_ns(pid),
@@ -277,6 +283,8 @@ impl Session {
             t.is_go = false;
             t.program_id = Some(id);
             t.park_rate_mark = None;
+            t.go_parks_off = false;
+            t.go_snapshots = Default::default();
             if let Some(name) = procinfo::comm_of(pid) {
                 t.name = name;
             }

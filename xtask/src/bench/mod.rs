@@ -7,6 +7,7 @@
 //! is a table for people (BENCHMARKS.md), never a test.
 
 mod fmt;
+mod gosnapshot;
 mod load;
 mod machine;
 mod many;
@@ -53,7 +54,8 @@ pub struct BenchArgs {
     /// Print the results only.
     #[arg(long, conflicts_with = "output")]
     no_write: bool,
-    /// Run only the timed workloads of these sections (e.g. `--only 3b,3c`), skip the rest of the
+    /// Run only the timed workloads of these sections (e.g. `--only 3b,3c`; `8` is the goroutine
+    /// snapshot cost), skip the rest of the
     /// bench and print their tables: for checking a row while working on it. Writes no file.
     #[arg(
         long,
@@ -86,6 +88,16 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         println!("bench: {} ({} rounds)", workload.title, plan.rounds);
         results.push(run::run_workload(&plan, &tools, workload, &mut notes));
     }
+    if args.only.iter().any(|s| s == "8") {
+        println!("bench: goroutine snapshot cost");
+        let costs = gosnapshot::run_snapshot_costs(&tools, &mut notes);
+        let mut s = String::new();
+        gosnapshot::render_snapshot_costs(&mut s, &costs);
+        println!("\n{s}");
+        if results.is_empty() {
+            return Ok(());
+        }
+    }
     if !args.only.is_empty() {
         if results.is_empty() {
             bail!("--only {}: no such section", args.only.join(","));
@@ -106,6 +118,11 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     let sidecar = sidecar::run_sidecar(&plan, &tools, &mut notes);
     println!("bench: per-program cost from the kernel's BPF run-time statistics");
     let stats = progstats::run_prog_stats(&plan, &tools, &mut notes);
+    println!(
+        "bench: goroutine snapshot cost at {:?} goroutines",
+        gosnapshot::COUNTS
+    );
+    let snapshots = gosnapshot::run_snapshot_costs(&tools, &mut notes);
 
     let end_load = load_average();
     let report = render_report(&Report {
@@ -116,6 +133,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         many: &many,
         sidecar: &sidecar,
         stats: &stats,
+        snapshots: &snapshots,
         notes: &notes,
         end_load,
         elapsed: started.elapsed(),

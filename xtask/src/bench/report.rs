@@ -33,6 +33,7 @@ pub(super) struct Report<'a> {
     pub(super) many: &'a ManyResult,
     pub(super) sidecar: &'a SidecarResult,
     pub(super) stats: &'a [StatsRun],
+    pub(super) snapshots: &'a [super::gosnapshot::SnapshotCost],
     pub(super) notes: &'a [String],
     pub(super) end_load: String,
     pub(super) elapsed: Duration,
@@ -115,6 +116,7 @@ pub(super) fn render_report(r: &Report) -> String {
     render_many(&mut s, r.many, r.results);
     render_sidecar(&mut s, r.sidecar);
     render_drops(&mut s, r.results, r.many, r.sidecar);
+    super::gosnapshot::render_snapshot_costs(&mut s, r.snapshots);
 
     if !r.notes.is_empty() {
         let _ = writeln!(s, "### Notes from this run\n");
