@@ -27,6 +27,9 @@ pub enum Reason {
     HoldersFull,
     /// Too many lock hold episodes open at once: long lock waits not grouped into a hold.
     HoldEpisodesFull,
+    /// The kernel's lock-site table was full when a process's table was written: some of its
+    /// locks are not recognised.
+    LockSitesFull,
     /// A Go process parked goroutines faster than `--go-max-parks`: its per-park goroutine
     /// probes were taken off.
     GoProbeBudget,
@@ -34,7 +37,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order metrics list them (each is exported from 0).
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::RingBufferFull,
         Reason::SamplesSkipped,
         Reason::InFlightFull,
@@ -43,6 +46,7 @@ impl Reason {
         Reason::WatchMapFull,
         Reason::HoldersFull,
         Reason::HoldEpisodesFull,
+        Reason::LockSitesFull,
         Reason::GoProbeBudget,
     ];
 
@@ -57,6 +61,7 @@ impl Reason {
             Reason::WatchMapFull => "watch_map_full",
             Reason::HoldersFull => "holders_full",
             Reason::HoldEpisodesFull => "hold_episodes_full",
+            Reason::LockSitesFull => "lock_site_table_full",
             Reason::GoProbeBudget => "go_probe_budget",
         }
     }
@@ -72,6 +77,7 @@ impl Reason {
             Reason::WatchMapFull => "watch map full",
             Reason::HoldersFull => "lock holder table full",
             Reason::HoldEpisodesFull => "hold episode table full",
+            Reason::LockSitesFull => "lock-site table full",
             Reason::GoProbeBudget => "Go probe budget",
         }
     }
@@ -87,6 +93,7 @@ impl Reason {
             Reason::WatchMapFull => "new processes not watched",
             Reason::HoldersFull => "holders not watched (per scan)",
             Reason::HoldEpisodesFull => "long lock waits in no hold",
+            Reason::LockSitesFull => "processes with lock sites not written",
             Reason::GoProbeBudget => "processes without goroutine park probes",
         }
     }
@@ -113,6 +120,9 @@ impl Reason {
             Reason::WatchMapFull => "narrow the sidecar with --comm or --cgroup",
             Reason::HoldersFull => "their alerts say holder_state \"unknown\"",
             Reason::HoldEpisodesFull => "lock_hold alerts are incomplete",
+            Reason::LockSitesFull => {
+                "waits on its locks outside the pages written count as idle, never as lock waits"
+            }
             Reason::GoProbeBudget => {
                 "its goroutines are followed from memory snapshots instead, without wakers; \
                  panics, fatal errors and threads are still watched; raise --go-max-parks \

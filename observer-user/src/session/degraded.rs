@@ -36,11 +36,10 @@ impl Session {
         self.report_degraded(t);
     }
 
-    /// The goroutine probes were taken off `pid` (`note`: why, e.g. its park rate).
-    pub(super) fn degraded_go_budget(&mut self, pid: u32, note: String) {
-        let t = self
-            .degraded
-            .one_off(monotonic_ns(), Reason::GoProbeBudget, pid, note);
+    /// A limit on process `pid` alone (`note`: what happened, e.g. its park rate), in effect
+    /// while it is watched.
+    pub(super) fn degraded_one_off(&mut self, reason: Reason, pid: u32, note: String) {
+        let t = self.degraded.one_off(monotonic_ns(), reason, pid, note);
         self.report_degraded(t.into_iter().collect());
     }
 

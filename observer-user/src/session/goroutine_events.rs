@@ -110,7 +110,7 @@ impl Session {
                  taken off (each park costs it two uprobe traps)",
                 self.opts.go_max_parks
             );
-            self.degraded_go_budget(pid, note);
+            self.degraded_one_off(crate::detect::degraded::Reason::GoProbeBudget, pid, note);
         }
     }
 
