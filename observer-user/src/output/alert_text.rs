@@ -181,6 +181,18 @@ mod tests {
         assert!(line.contains("(x\\x1b]0;owned\\x07\\x0afake)"), "{line}");
     }
 
+    /// A degraded line carries its time first: it is read later against what happened then.
+    #[test]
+    fn a_degraded_line_is_timestamped_and_escaped() {
+        let json = r#"{"kind":"degraded","time":"2026-12-05T11:32:04.210Z","pid":0,"tid":0,"comm":"","stack":[],"reason":"ring_buffer_full","state":"started","count":1204,"window_ns":200000000,"total":1204,"since":"2026-12-05T11:32:04.210Z","detail":"ring buffer full, 1,204 events dropped in the last 200ms (alerts may be missing; raise --ring-size)\nx"}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert_eq!(
+            line,
+            "2026-12-05T11:32:04.210Z observer: degraded: ring buffer full, 1,204 events dropped \
+             in the last 200ms (alerts may be missing; raise --ring-size)\\x0ax"
+        );
+    }
+
     #[test]
     fn a_lock_hold_names_holder_release_and_waiters() {
         let json = r#"{"kind":"lock_hold","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":2,"comm":"worker","stack":["__lll_lock_wait","worker_update (lock_hold.c:45)"],"uaddr":"0x10","lock_kind":"pthread_mutex","owner_recorded":true,"hold_ns":296000000,"holder_tid":3,"holder_comm":"maintenance","holder_known_from":"owner","holder_state":"unknown","holder_syscall":null,"holder_stack":[],"holder_samples":0,"release_tid":3,"release_comm":"maintenance","release_stack":["maintenance_compact (lock_hold.c:25)"],"waiters":3,"longest_wait_ns":295000000,"total_wait_ns":800000000,"waiter_stacks":[],"waiter_stacks_omitted":0}"#;
