@@ -215,13 +215,15 @@ pub struct ObserveOpts {
     /// the executable is a Go program).
     #[arg(long)]
     pub no_go: bool,
-    /// Take the per-park goroutine probes (gopark, ready) off a Go target that parks goroutines
-    /// faster than this (per second, measured every half second): each park costs it two uprobe
-    /// traps (~10-25 us here, see BENCHMARKS.md), and observer must never be what slows a
-    /// program down. Its goroutine waits, stalls and leaks are then no longer seen; panics,
-    /// fatal errors and recoveries still are, and thread-level observation goes on. 0 = no limit.
-    #[arg(long, value_name = "N", default_value_t = 5000)]
-    pub go_max_parks: u64,
+    /// Share of one core (percent) a Go target may spend in the per-park goroutine probes
+    /// (gopark, ready: two uprobe traps per park, ~22 us here, see BENCHMARKS.md). Under it
+    /// they stay on; past it they are switched on and off so the traps stay within it on
+    /// average, the goroutine profile is scaled up by the time they were off, and goroutines
+    /// are followed from memory snapshots meanwhile (stalls, leaks, long waits). Panics and
+    /// fatal errors are watched whatever the budget. 0 = park probes never on (snapshots only);
+    /// `none` = no limit.
+    #[arg(long, value_name = "PERCENT", default_value = "2", value_parser = parse_budget)]
+    pub go_probe_budget: GoProbeBudget,
     /// Size of the kernel's event ring buffer (a power of two, 4K to 1G; default 16M). Long
     /// waits, thread and process events and their stack copies pass through it; when observer
     /// falls behind and it fills, events are dropped and a `degraded` alert says so: raise it.
@@ -269,5 +271,48 @@ mod tests {
             Cli::try_parse_from(["observer", "record", "--pid", "1", "--all", "-o", "x"]).is_err()
         );
         assert!(Cli::try_parse_from(["observer", "sidecar", "--comm", "nginx"]).is_ok());
+    }
+}
+
+/// `--go-probe-budget`: a share of one core (0.02 for `2`), `None` for no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GoProbeBudget(pub Option<f64>);
+
+/// `--go-probe-budget`: a percentage of one core (`2`, `0.5%`), or `none` for no limit.
+fn parse_budget(text: &str) -> Result<GoProbeBudget, String> {
+    parse_budget_share(text).map(GoProbeBudget)
+}
+
+fn parse_budget_share(text: &str) -> Result<Option<f64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("none") || t.eq_ignore_ascii_case("unlimited") {
+        return Ok(None);
+    }
+    let pct: f64 = t
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage of a core (e.g. 2, 0.5%, none)"))?;
+    if !(0.0..=100.0).contains(&pct) || !pct.is_finite() {
+        return Err(format!(
+            "{text:?}: the budget is between 0 and 100 (% of one core)"
+        ));
+    }
+    Ok(Some(pct / 100.0))
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::parse_budget_share as parse_budget;
+
+    #[test]
+    fn budgets_are_percent_of_a_core_or_none() {
+        assert_eq!(parse_budget("2"), Ok(Some(0.02)));
+        assert_eq!(parse_budget("0.5%"), Ok(Some(0.005)));
+        assert_eq!(parse_budget("0"), Ok(Some(0.0)));
+        assert_eq!(parse_budget("none"), Ok(None));
+        assert!(parse_budget("150").is_err());
+        assert!(parse_budget("-1").is_err());
+        assert!(parse_budget("NaN").is_err());
+        assert!(parse_budget("lots").is_err());
     }
 }

@@ -420,7 +420,7 @@ fn session_options(opts: &ObserveOpts) -> SessionOptions {
         report_idle: opts.report_idle,
         quiet: opts.quiet,
         no_go: opts.no_go,
-        go_max_parks: opts.go_max_parks,
+        go_probe_budget: opts.go_probe_budget.0,
         record: None,
         alerts_rotation: None,
         metrics: None,

@@ -767,44 +767,55 @@ fn goroutines_refuses_a_program_that_is_not_go() {
     );
 }
 
-/// A park-heavy program: the per-park goroutine probes are taken off by the rate guard (and
-/// the user is told), the program's exit status still passes through, and a panic it recovers
-/// afterwards is still reported (the panic probes stay at any park rate); with the guard off
-/// they all stay on.
+/// A park-heavy program: the per-park goroutine probes are duty-cycled under the default
+/// --go-probe-budget (and the user is told), the program's exit status still passes through,
+/// a panic it recovers afterwards is still reported (the panic probes stay on whatever the
+/// budget), and the summary says how the goroutine profile was sampled; with
+/// `--go-probe-budget none` they stay on.
 #[test]
-fn park_rate_guard_takes_the_go_probes_off() {
-    let Some(go) = toolchain(GoVersion::Go127, "park_rate_guard_takes_the_go_probes_off") else {
+fn go_probe_budget_duty_cycles_the_park_probes() {
+    let Some(go) = toolchain(
+        GoVersion::Go127,
+        "go_probe_budget_duty_cycles_the_park_probes",
+    ) else {
         return;
     };
-    let ws = Workspace::new("go-park-guard");
+    let ws = Workspace::new("go-park-budget");
     let binary = ws.build_go(&go, "patterns/pingpong.go", false);
-    let guarded = observe_run(&ws, &[], "5s", &binary, &["3", "panic"]);
-    assert_eq!(guarded.exit_code(), Some(0), "{}", guarded.report());
+    let budgeted = observe_run(&ws, &[], "5s", &binary, &["3", "panic"]);
+    let report = budgeted.report();
+    assert_eq!(budgeted.exit_code(), Some(0), "{report}");
     assert!(
-        guarded.stderr.contains("goroutine park probes taken off"),
-        "a program parking >100k goroutines/s must lose the per-park goroutine probes\n{}",
-        guarded.report()
+        budgeted
+            .stderr
+            .contains("faster than --go-probe-budget allows: park probes on"),
+        "a program parking >100k goroutines/s must get its park probes duty-cycled\n{report}"
     );
-    let panics = guarded.of_kind("go_panic");
+    assert!(
+        budgeted
+            .stderr
+            .contains("of the time under --go-probe-budget, goroutine profile scaled up"),
+        "the summary must say the goroutine profile was sampled and scaled\n{report}"
+    );
+    let panics = budgeted.of_kind("go_panic");
     assert!(
         panics.iter().any(|p| str_field(p, "message")
             .is_some_and(|m| m.contains("bad input after load"))
             && p.get("recovered").and_then(Value::as_bool) == Some(true)),
-        "the panic recovered after the guard fired must still be a go_panic (recovered)\n{}",
-        guarded.report()
+        "the panic recovered under load must still be a go_panic (recovered)\n{report}"
     );
-    let unguarded = observe_run(&ws, &["--go-max-parks", "0"], "5s", &binary, &["1"]);
-    assert_eq!(unguarded.exit_code(), Some(0), "{}", unguarded.report());
+    let unlimited = observe_run(&ws, &["--go-probe-budget", "none"], "5s", &binary, &["1"]);
+    assert_eq!(unlimited.exit_code(), Some(0), "{}", unlimited.report());
     assert!(
-        !unguarded.stderr.contains("probes taken off"),
-        "--go-max-parks 0 must keep them\n{}",
-        unguarded.report()
+        !unlimited.stderr.contains("park probes on"),
+        "--go-probe-budget none must keep them on\n{}",
+        unlimited.report()
     );
 }
 
-/// With the per-park probes off (a park rate far over --go-max-parks), a goroutine blocked 3 s
-/// on a sync.Mutex is still found, from snapshots of the process's memory: a goroutine_stall
-/// naming the waiting function, and a goroutine_wait when the wait ends.
+/// With the per-park probes duty-cycled (a park rate far over --go-probe-budget), a goroutine
+/// blocked 3 s on a sync.Mutex is still found, from snapshots of the process's memory: one
+/// goroutine_stall naming the waiting function, and one goroutine_wait when the wait ends.
 #[test]
 fn goroutine_stalls_are_found_from_memory_when_the_park_probes_are_off() {
     let Some(go) = toolchain(
@@ -819,8 +830,8 @@ fn goroutine_stalls_are_found_from_memory_when_the_park_probes_are_off() {
     let report = run.report();
     assert_eq!(run.exit_code(), Some(0), "{report}");
     assert!(
-        run.stderr.contains("goroutine park probes taken off"),
-        "the guard must have taken the park probes off first\n{report}"
+        run.stderr.contains("park probes on"),
+        "the budget must have duty-cycled the park probes first\n{report}"
     );
     let stalls: Vec<&Value> = run
         .of_kind("goroutine_stall")

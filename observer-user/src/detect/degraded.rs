@@ -30,8 +30,8 @@ pub enum Reason {
     /// The kernel's lock-site table was full when a process's table was written: some of its
     /// locks are not recognised.
     LockSitesFull,
-    /// A Go process parked goroutines faster than `--go-max-parks`: its per-park goroutine
-    /// probes were taken off.
+    /// A Go process parked goroutines faster than `--go-probe-budget` allows: its per-park
+    /// goroutine probes are on only part of the time from then on.
     GoProbeBudget,
 }
 
@@ -94,7 +94,7 @@ impl Reason {
             Reason::HoldersFull => "holders not watched (per scan)",
             Reason::HoldEpisodesFull => "long lock waits in no hold",
             Reason::LockSitesFull => "processes with lock sites not written",
-            Reason::GoProbeBudget => "processes without goroutine park probes",
+            Reason::GoProbeBudget => "processes with park probes duty-cycled",
         }
     }
 
@@ -124,9 +124,9 @@ impl Reason {
                 "waits on its locks outside the pages written count as idle, never as lock waits"
             }
             Reason::GoProbeBudget => {
-                "its goroutines are followed from memory snapshots instead, without wakers; \
-                 panics, fatal errors and threads are still watched; raise --go-max-parks \
-                 to keep the probes"
+                "goroutines followed from memory snapshots meanwhile, without wakers; panics \
+                 and fatal errors are always watched; raise --go-probe-budget to keep the \
+                 probes on longer"
             }
         }
     }

@@ -84,7 +84,13 @@ pub struct GoWatch {
     tracker: ParkedTracker,
     /// Stacks of snapshot-seen sync waits over the threshold, by (goid, first seen).
     wait_stacks: HashMap<(u64, u64), Vec<Frame>>,
+    /// When the probes last saw each goroutine's long wait end: a wait they reported while on
+    /// is not reported again by the snapshots.
+    probe_wait_ends: HashMap<u64, u64>,
 }
+
+/// Long waits remembered for that, at most.
+const MAX_PROBE_WAIT_ENDS: usize = 4096;
 
 /// Stacks of long sync waits kept between snapshots, at most.
 const MAX_WAIT_STACKS: usize = 256;
@@ -152,7 +158,9 @@ pub enum GoFinding {
 /// Where goroutine blocked time goes: the session's profile (one column for all goroutines
 /// of the process), a list in tests.
 pub trait GoProfile {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64);
+    /// `class`: what the wait reason says the time was (sync waits are blocked time, the
+    /// others idle).
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass);
 }
 
 /// A finding with the common alert fields that the session completes.
@@ -181,6 +189,7 @@ impl GoWatch {
             drained_at: Instant::now(),
             tracker: ParkedTracker::default(),
             wait_stacks: HashMap::new(),
+            probe_wait_ends: HashMap::new(),
         }
     }
 
@@ -286,6 +295,15 @@ impl GoWatch {
         if classify_reason(&reason) != ReasonClass::Sync {
             return None;
         }
+        if self.probe_wait_ends.len() >= MAX_PROBE_WAIT_ENDS {
+            // The oldest half goes: snapshots are at most 30 s apart.
+            let mut ends: Vec<u64> = self.probe_wait_ends.values().copied().collect();
+            ends.sort_unstable();
+            let cut = ends[ends.len() / 2];
+            self.probe_wait_ends.retain(|_, &mut end| end > cut);
+        }
+        self.probe_wait_ends
+            .insert(ev.goid, ev.start_ns.saturating_add(ev.duration_ns));
         let waker_frames = stacks.resolve_id_frames(probes, self.pid, ev.waker_stack_id);
         Some(GoAlert {
             tid: ev.tid,
@@ -313,7 +331,17 @@ impl GoWatch {
         stacks: &mut StackResolver,
         profile: &mut dyn GoProfile,
     ) {
-        let GoDrained { totals, samples } = drained;
+        let GoDrained {
+            totals,
+            samples,
+            probes_on_share,
+        } = drained;
+        // Probes on part of the time (duty-cycled): what they saw stands for the whole time.
+        let scale = if probes_on_share > 0.0 && probes_on_share < 1.0 {
+            1.0 / probes_on_share
+        } else {
+            1.0
+        };
         let now = Instant::now();
         let secs = now.duration_since(self.drained_at).as_secs_f64();
         self.drained_at = now;
@@ -325,7 +353,13 @@ impl GoWatch {
         let totals: Vec<(u32, AggValue)> = totals
             .iter()
             .filter(|(k, _)| k.tgid == self.pid)
-            .map(|(k, v)| (k.reason, *v))
+            .map(|(k, v)| {
+                let scaled = AggValue {
+                    count: (v.count as f64 * scale).round() as u64,
+                    total_ns: (v.total_ns as f64 * scale).round() as u64,
+                };
+                (k.reason, scaled)
+            })
             .collect();
         let samples: Vec<(u32, &GoStack, AggValue)> = samples
             .iter()
@@ -428,8 +462,13 @@ impl GoWatch {
         for ended in self.tracker.update(now_ns, snapshot) {
             let stack = self.wait_stacks.remove(&(ended.goid, ended.first_seen_ns));
             let reason = self.reason(ended.reason);
+            let seen_by_probes = self
+                .probe_wait_ends
+                .get(&ended.goid)
+                .is_some_and(|&end| end >= ended.first_seen_ns);
             if ended.at_least_ns < limits.threshold_ns
                 || classify_reason(&reason) != ReasonClass::Sync
+                || seen_by_probes
             {
                 continue;
             }
@@ -557,6 +596,9 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
 pub struct GoDrained<'a> {
     pub totals: &'a [(GoAggKey, AggValue)],
     pub samples: &'a [(GoSampleKey, AggValue)],
+    /// Share of the time since the last drain the per-park probes were on (1.0: always):
+    /// the totals are scaled up by its inverse.
+    pub probes_on_share: f64,
 }
 
 /// Marks where a goroutine stack walked in the kernel was cut (at `GO_STACK_DEPTH` frames):
@@ -699,7 +741,7 @@ fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns
     } else {
         frames.extend(stack.iter().cloned());
     }
-    profile.add(&frames, ns, count);
+    profile.add(&frames, ns, count, classify_reason(reason));
 }
 
 #[cfg(test)]

@@ -10,12 +10,17 @@
 //!
 //! The profile keeps the names sanitized ([`crate::output::profile`]); stacks that differ only
 //! in their addresses are one line here.
+//!
+//! Idle time (waiting for work or for time) has a root frame of its own,
+//! `[idle];process;thread;...`, so a flame graph shows it as one tower beside the blocked time
+//! and `grep -v '^\[idle\]'` leaves only the blocked stacks; blocked lines (lock and kernel
+//! waits) start with the process as before.
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::output::profile::{BlockedProfile, Key};
+use crate::output::profile::{BlockedProfile, Key, IDLE_ROOT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FoldedError {
@@ -63,9 +68,13 @@ impl BlockedProfile {
     }
 }
 
-/// `process;thread;outermost;...;innermost`.
+/// `process;thread;outermost;...;innermost`, under `[idle];` for idle time.
 fn folded_text(key: &Key) -> String {
     let mut text = String::with_capacity(64);
+    if key.category.is_idle() {
+        text.push_str(IDLE_ROOT);
+        text.push(';');
+    }
     text.push_str(&key.process);
     text.push(';');
     text.push_str(&key.thread);
@@ -129,6 +138,30 @@ mod tests {
         let bad = dir.path().join("missing-dir").join("x");
         let e = p.write_to(&bad).unwrap_err();
         assert!(e.to_string().contains("missing-dir"), "{e}");
+    }
+
+    #[test]
+    fn idle_time_has_its_own_root_frame() {
+        use crate::output::profile::Category;
+        use crate::stacks::frame::from_names;
+        let mut p = BlockedProfile::new();
+        let pool = from_names(&frames(&["[futex]", "pthread_cond_wait", "pool_worker"]));
+        let lock = from_names(&frames(&["[lock: pthread_mutex]", "update"]));
+        let disk = from_names(&frames(&["io_schedule", "read_disk"]));
+        p.add_many_frames(Category::Idle, "srv", "pool", &pool, 60_000, 600);
+        p.add_frames(Category::Lock, "srv", "worker", &lock, 300);
+        p.add_frames(Category::Kernel, "srv", "worker", &disk, 20);
+        // The same stack as idle and as blocked time stays two lines.
+        p.add_frames(Category::Idle, "srv", "worker", &lock, 5);
+        assert_eq!(
+            p.lines(),
+            vec![
+                "[idle];srv;pool;pool_worker;pthread_cond_wait;[futex] 60000",
+                "[idle];srv;worker;update;[lock: pthread_mutex] 5",
+                "srv;worker;read_disk;io_schedule 20",
+                "srv;worker;update;[lock: pthread_mutex] 300",
+            ]
+        );
     }
 
     /// The parsing rules of the readers: speedscope takes `^(.*) (\d+)$` and splits on `;`;

@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod alert_text;
 pub mod folded;
+pub mod long_waits;
 pub mod metrics;
 pub mod output_file;
 pub mod pprof;

@@ -11,13 +11,63 @@
 //! them (pprof, recordings): stacks are merged by name *and* address, so one function reached
 //! from two call sites without line information stays two stacks in [`BlockedProfile::entries`].
 //! The folded text and [`BlockedProfile::top`] are by name only and merge them again.
+//!
+//! Every sample has a [`Category`]: time blocked on a lock, time in uninterruptible sleep in
+//! the kernel, or idle time (waiting for work or for time). Blocked time is what the exporters
+//! lead with; idle time is kept apart in each (a root frame `[idle]` in folded stacks and SVG,
+//! its own sample types in pprof, its own line in the summary), so a thread pool waiting for
+//! requests cannot hide the one lock everybody queues on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::stacks::frame::{self, Frame};
 
-/// Blocked-time profile keyed by process, thread and stack.
+/// What a sample's time was spent on. C threads and Go goroutines map to the same three.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// Waiting for a lock another thread or goroutine holds: futex lock waits, Go `sync.*`
+    /// and semaphore waits.
+    #[default]
+    Lock,
+    /// Uninterruptible sleep in the kernel (D state): disk, page faults, kernel locks.
+    Kernel,
+    /// Waiting for work or for time: condition variables, joins, sleeps, poll, reads (with
+    /// `--report-idle`); Go `select`, channels, `IO wait`, sleeps, GC and scheduler parks.
+    Idle,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Lock => "lock",
+            Category::Kernel => "kernel",
+            Category::Idle => "idle",
+        }
+    }
+
+    pub fn is_idle(self) -> bool {
+        self == Category::Idle
+    }
+}
+
+/// The root frame of idle stacks in folded stacks and SVG.
+pub const IDLE_ROOT: &str = "[idle]";
+
+/// Blocked-time profile keyed by process, thread, stack and category.
 #[derive(Debug, Clone, Default)]
 pub struct BlockedProfile {
     pub(super) stacks: HashMap<Key, Totals>,
@@ -30,6 +80,7 @@ pub(super) struct Key {
     pub(super) thread: String,
     /// Outermost first.
     pub(super) frames: Vec<Frame>,
+    pub(super) category: Category,
 }
 
 impl Key {
@@ -60,6 +111,7 @@ pub struct StackEntry {
     pub weight_ns: u64,
     /// Number of samples (waits) merged into this stack.
     pub count: u64,
+    pub category: Category,
 }
 
 /// One merged stack with its totals, for summaries.
@@ -80,7 +132,7 @@ impl BlockedProfile {
         Self::default()
     }
 
-    /// Adds one sample; `frames_innermost_first` is as symbolized (innermost first).
+    /// Adds one lock-wait sample; `frames_innermost_first` is as symbolized (innermost first).
     pub fn add(
         &mut self,
         process: &str,
@@ -101,23 +153,32 @@ impl BlockedProfile {
         count: u64,
     ) {
         let frames = frame::from_names(frames_innermost_first);
-        self.add_many_frames(process, thread, &frames, weight_ns, count);
+        self.add_many_frames(Category::Lock, process, thread, &frames, weight_ns, count);
     }
 
     /// Adds one sample whose frames keep their addresses (innermost first).
     pub fn add_frames(
         &mut self,
+        category: Category,
         process: &str,
         thread: &str,
         frames_innermost_first: &[Frame],
         weight_ns: u64,
     ) {
-        self.add_many_frames(process, thread, frames_innermost_first, weight_ns, 1);
+        self.add_many_frames(
+            category,
+            process,
+            thread,
+            frames_innermost_first,
+            weight_ns,
+            1,
+        );
     }
 
     /// Like [`Self::add_frames`] for `count` waits summed elsewhere.
     pub fn add_many_frames(
         &mut self,
+        category: Category,
         process: &str,
         thread: &str,
         frames_innermost_first: &[Frame],
@@ -132,6 +193,7 @@ impl BlockedProfile {
                 .rev()
                 .map(sanitize_frame)
                 .collect(),
+            category,
         };
         let totals = self.stacks.entry(key).or_default();
         totals.weight_ns = totals.weight_ns.saturating_add(weight_ns);
@@ -153,11 +215,33 @@ impl BlockedProfile {
             .fold(0u64, |acc, t| acc.saturating_add(t.weight_ns))
     }
 
-    /// The `n` heaviest stacks by name, heaviest first (ties broken by stack text, for stable
-    /// output).
+    /// Blocked (lock and kernel) or idle time and waits in all.
+    pub fn totals(&self, idle: bool) -> (u64, u64) {
+        self.stacks
+            .iter()
+            .filter(|(k, _)| k.category.is_idle() == idle)
+            .fold((0u64, 0u64), |(ns, n), (_, t)| {
+                (ns.saturating_add(t.weight_ns), n.saturating_add(t.count))
+            })
+    }
+
+    /// The `n` heaviest blocked stacks (lock and kernel waits) by name, heaviest first (ties
+    /// broken by stack text, for stable output). Idle stacks are in [`Self::top_idle`].
     pub fn top(&self, n: usize) -> Vec<TopStack> {
+        self.top_of(n, false)
+    }
+
+    /// The `n` heaviest idle stacks by name, heaviest first.
+    pub fn top_idle(&self, n: usize) -> Vec<TopStack> {
+        self.top_of(n, true)
+    }
+
+    fn top_of(&self, n: usize, idle: bool) -> Vec<TopStack> {
         let mut merged: HashMap<(String, String, Vec<String>), Totals> = HashMap::new();
         for (key, t) in &self.stacks {
+            if key.category.is_idle() != idle {
+                continue;
+            }
             let totals = merged.entry(key.by_name()).or_default();
             totals.weight_ns = totals.weight_ns.saturating_add(t.weight_ns);
             totals.count = totals.count.saturating_add(t.count);
@@ -196,6 +280,7 @@ impl BlockedProfile {
                 frames: key.frames.iter().rev().cloned().collect(),
                 weight_ns: t.weight_ns,
                 count: t.count,
+                category: key.category,
             })
             .collect()
     }
@@ -319,6 +404,29 @@ mod tests {
         assert!(BlockedProfile::new().top(3).is_empty());
     }
 
+    /// A pool idling for a minute does not push the one lock wait out of `top`.
+    #[test]
+    fn top_is_blocked_time_and_idle_time_is_apart() {
+        let mut p = BlockedProfile::new();
+        let idle = frame::from_names(&frames(&["[futex]", "pthread_cond_wait", "pool_wait"]));
+        let lock = frame::from_names(&frames(&["[lock: pthread_mutex]", "update"]));
+        let disk = frame::from_names(&frames(&["io_schedule", "fsync_log"]));
+        p.add_many_frames(Category::Idle, "srv", "pool", &idle, 60_000, 900);
+        p.add_frames(Category::Lock, "srv", "w", &lock, 300);
+        p.add_frames(Category::Kernel, "srv", "w", &disk, 20);
+        let top = p.top(1);
+        assert_eq!(top[0].frames, frames(&["[lock: pthread_mutex]", "update"]));
+        assert_eq!(p.top(5).len(), 2);
+        let idle_top = p.top_idle(5);
+        assert_eq!(idle_top.len(), 1);
+        assert_eq!((idle_top[0].weight_ns, idle_top[0].count), (60_000, 900));
+        assert_eq!(p.totals(false), (320, 2));
+        assert_eq!(p.totals(true), (60_000, 900));
+        assert_eq!(p.total_weight_ns(), 60_320);
+        let cats: Vec<Category> = p.entries().iter().map(|e| e.category).collect();
+        assert_eq!(cats, vec![Category::Idle, Category::Kernel, Category::Lock]);
+    }
+
     #[test]
     fn entries_are_sorted_with_counts() {
         let mut p = BlockedProfile::new();
@@ -365,9 +473,9 @@ mod tests {
         // One function without line info, blocked from two call sites: two stacks by address.
         let site_a = vec![at("lock", 0x10, false), at("main", 0x100, false)];
         let site_b = vec![at("lock", 0x18, false), at("main", 0x100, false)];
-        p.add_frames("bank", "w", &site_a, 10);
-        p.add_frames("bank", "w", &site_a, 5);
-        p.add_many_frames("bank", "w", &site_b, 20, 3);
+        p.add_frames(Category::Lock, "bank", "w", &site_a, 10);
+        p.add_frames(Category::Lock, "bank", "w", &site_a, 5);
+        p.add_many_frames(Category::Lock, "bank", "w", &site_b, 20, 3);
         // Names only (an old caller): a third stack, same text.
         p.add("bank", "w", &frames(&["lock", "main"]), 1);
         assert_eq!(p.len(), 3);
@@ -398,14 +506,14 @@ mod tests {
     fn sanitizing_keeps_addresses_and_inline_marks() {
         let mut p = BlockedProfile::new();
         let stack = vec![at("a;b", 1, true), at(" outer\t", 1, false)];
-        p.add_frames("p", "t", &stack, 2);
+        p.add_frames(Category::Lock, "p", "t", &stack, 2);
         let e = &p.entries()[0];
         assert_eq!(frame::names(&e.frames), frames(&["a:b", "outer"]));
         assert!(e.frames[0].inlined && !e.frames[1].inlined);
         assert_eq!(e.frames[0].addr, stack[0].addr);
         assert_eq!(p.lines(), vec!["p;t;outer;a:b 2"]);
         let mut q = BlockedProfile::new();
-        q.add_frames("p", "t", &[at("x\ny", 1, false)], 1);
+        q.add_frames(Category::Lock, "p", "t", &[at("x\ny", 1, false)], 1);
         assert_eq!(q.lines(), vec!["p;t;x y 1"]);
     }
 }

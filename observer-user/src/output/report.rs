@@ -40,7 +40,14 @@ fn profile_counted(rec: &Recording, progress: Option<&Progress>) -> BlockedProfi
     let mut profile = BlockedProfile::new();
     if let Some(snapshot) = &rec.profile {
         for s in &snapshot.stacks {
-            profile.add_many_frames(&s.process, &s.thread, &s.frames, s.weight_ns, s.count);
+            profile.add_many_frames(
+                s.category,
+                &s.process,
+                &s.thread,
+                &s.frames,
+                s.weight_ns,
+                s.count,
+            );
             if let Some(p) = progress {
                 p.inc(1);
             }
@@ -161,21 +168,35 @@ fn text_report(rec: &Recording, profile: &BlockedProfile, progress: &Progress) -
     }
     s.push_str("top blocked stacks:\n");
     for t in profile.top(10) {
+        s.push_str(&stack_line(&t));
+    }
+    let (idle_ns, idle_waits) = profile.totals(true);
+    if idle_waits > 0 || idle_ns > 0 {
         s.push_str(&format!(
-            "  {:>9} {:>7}x  {} [{}]: {}\n",
-            human(std::time::Duration::from_nanos(t.weight_ns)),
-            t.count,
-            t.process,
-            t.thread,
-            crate::stacks::own_code::own_frames(&t.frames)
-                .iter()
-                .take(4)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" <- ")
+            "idle (waiting for work or time, not blocked): {} in {idle_waits} waits, heaviest:\n",
+            human(std::time::Duration::from_nanos(idle_ns))
         ));
+        for t in profile.top_idle(3) {
+            s.push_str(&stack_line(&t));
+        }
     }
     s
+}
+
+fn stack_line(t: &crate::output::profile::TopStack) -> String {
+    format!(
+        "  {:>9} {:>7}x  {} [{}]: {}\n",
+        human(std::time::Duration::from_nanos(t.weight_ns)),
+        t.count,
+        t.process,
+        t.thread,
+        crate::stacks::own_code::own_frames(&t.frames)
+            .iter()
+            .take(4)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" <- ")
+    )
 }
 
 /// Frames kept per alert stack in the text report; the names are in the alert line.
@@ -293,5 +314,53 @@ mod address_tests {
         );
         assert_eq!(modules.keys().collect::<Vec<_>>(), vec!["bank", "bank#2"]);
         assert_eq!(modules["bank"].build_id.as_deref(), Some("abcd"));
+    }
+}
+
+#[cfg(test)]
+mod category_tests {
+    use super::*;
+    use crate::output::profile::{Category, StackEntry};
+    use crate::output::recording::ProfileSnapshot;
+    use crate::stacks::frame::from_names;
+
+    fn entry(category: Category, frames: &[&str], ms: u64) -> StackEntry {
+        let names: Vec<String> = frames.iter().map(|s| s.to_string()).collect();
+        StackEntry {
+            process: "srv".into(),
+            thread: "t".into(),
+            frames: from_names(&names),
+            weight_ns: ms * 1_000_000,
+            count: 1,
+            category,
+        }
+    }
+
+    /// A recording's text report lists blocked stacks, then idle time apart.
+    #[test]
+    fn text_report_keeps_idle_time_apart() {
+        let rec = Recording {
+            version: 2,
+            meta: None,
+            alerts: Vec::new(),
+            profile: Some(ProfileSnapshot {
+                elapsed_ns: 1,
+                stacks: vec![
+                    entry(Category::Idle, &["[select]", "main.serve"], 60_000),
+                    entry(Category::Lock, &["[sync.Mutex.Lock]", "main.lookup"], 300),
+                ],
+                events_dropped: 0,
+                agg_dropped: 0,
+            }),
+            truncated: false,
+        };
+        let profile = profile_of(&rec);
+        let text = text_report(&rec, &profile, &Progress::start("test", None));
+        let blocked = text.find("top blocked stacks:").unwrap();
+        let idle = text.find("idle (waiting for work or time").unwrap();
+        assert!(blocked < idle, "{text}");
+        assert!(text[blocked..idle].contains("main.lookup"), "{text}");
+        assert!(!text[blocked..idle].contains("main.serve"), "{text}");
+        assert!(text[idle..].contains("main.serve"), "{text}");
     }
 }

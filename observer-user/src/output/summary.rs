@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::detect::thread_exits::SiteCount;
+use crate::output::long_waits::{LongWaitContext, LongWaits};
 use crate::output::profile::TopStack;
 use crate::stacks::own_code::own_frames;
 use crate::util::duration::human;
@@ -18,6 +19,9 @@ use crate::util::stderr::escape;
 /// caller, short enough for one line.
 const FRAMES_SHOWN: usize = 4;
 
+/// Idle stacks listed under the idle line.
+const IDLE_SHOWN: usize = 3;
+
 /// At most this many thread-death sites are listed; the rest are totalled.
 const MAX_SITES: usize = 10;
 
@@ -25,8 +29,11 @@ const MAX_SITES: usize = 10;
 pub struct SummaryInput {
     /// How to name the target, e.g. `bank (pid 100)`.
     pub process: String,
-    /// Heaviest blocked stacks, heaviest first (e.g. `BlockedProfile::top`).
+    /// Heaviest blocked stacks (lock and kernel waits), heaviest first (e.g.
+    /// `BlockedProfile::top`).
     pub top_stacks: Vec<TopStack>,
+    /// Idle time in the profile, kept apart from the blocked stacks.
+    pub idle: IdleTime,
     /// Alerts emitted, by `kind`, in display order.
     pub alerts_by_kind: Vec<(String, u64)>,
     /// Hold episodes reported (`lock_hold` alerts) and the long waits behind them.
@@ -46,12 +53,23 @@ pub struct SummaryInput {
     pub stacks_missing: u64,
     /// Waits that began while observing.
     pub waits_seen: u64,
-    /// Waits longer than the threshold.
-    pub long_waits: u64,
+    /// Waits longer than the threshold, by what was made of them.
+    pub long_waits: LongWaits,
+    /// `--report-idle` is on.
+    pub report_idle: bool,
     pub folded_path: Option<PathBuf>,
     pub alerts_path: Option<PathBuf>,
     /// Ring-buffer events that arrived but could not be decoded.
     pub undecodable_events: u64,
+}
+
+/// Idle time in the profile (waiting for work or time): its total and heaviest stacks.
+#[derive(Debug, Clone, Default)]
+pub struct IdleTime {
+    pub weight_ns: u64,
+    pub count: u64,
+    /// Heaviest first (e.g. `BlockedProfile::top_idle`).
+    pub top: Vec<TopStack>,
 }
 
 impl SummaryInput {
@@ -73,10 +91,16 @@ pub fn render(input: &SummaryInput) -> String {
 
 fn write_summary(out: &mut String, input: &SummaryInput) -> std::fmt::Result {
     writeln!(out, "observer summary for {}", escape(&input.process))?;
+    let ctx = LongWaitContext {
+        lock_holds: input.lock_holds,
+        lock_waits_ungrouped: input.lock_waits_ungrouped,
+        report_idle: input.report_idle,
+    };
     writeln!(
         out,
-        "waits observed: {}, {} over the threshold",
-        input.waits_seen, input.long_waits
+        "waits observed: {}, {}",
+        input.waits_seen,
+        input.long_waits.describe(ctx)
     )?;
 
     if input.top_stacks.is_empty() {
@@ -87,15 +111,24 @@ fn write_summary(out: &mut String, input: &SummaryInput) -> std::fmt::Result {
             "top blocked stacks (total blocked time, waits, stack innermost first):"
         )?;
         for s in &input.top_stacks {
-            writeln!(
-                out,
-                "  {:>8} {:>8}x  {} [{}]: {}",
-                human(Duration::from_nanos(s.weight_ns)),
-                s.count,
-                escape(&s.process),
-                escape(&s.thread),
-                frames_text(own_frames(&s.frames), FRAMES_SHOWN)
-            )?;
+            write_stack(out, s)?;
+        }
+    }
+    let idle = &input.idle;
+    if idle.weight_ns > 0 || idle.count > 0 {
+        writeln!(
+            out,
+            "idle (waiting for work or time, not blocked; left out above): {} in {} waits{}",
+            human(Duration::from_nanos(idle.weight_ns)),
+            idle.count,
+            if idle.top.is_empty() {
+                ""
+            } else {
+                ", heaviest:"
+            }
+        )?;
+        for s in idle.top.iter().take(IDLE_SHOWN) {
+            write_stack(out, s)?;
         }
     }
 
@@ -161,6 +194,35 @@ fn write_summary(out: &mut String, input: &SummaryInput) -> std::fmt::Result {
         )?;
     }
     Ok(())
+}
+
+fn write_stack(out: &mut String, s: &TopStack) -> std::fmt::Result {
+    writeln!(
+        out,
+        "  {:>8} {:>8}x  {} [{}]: {}",
+        human(Duration::from_nanos(s.weight_ns)),
+        s.count,
+        escape(&s.process),
+        escape(&s.thread),
+        stack_text(&s.frames)
+    )
+}
+
+/// The program's own frames, after what the wait was (`[lock: pthread_mutex]`,
+/// `[sync.Mutex.Lock]`, `[select]`) when the profile put that innermost.
+fn stack_text(frames: &[String]) -> String {
+    match frames.split_first() {
+        Some((label, rest)) if is_label(label) && !rest.is_empty() => format!(
+            "{} {}",
+            escape(label),
+            frames_text(own_frames(rest), FRAMES_SHOWN)
+        ),
+        _ => frames_text(own_frames(frames), FRAMES_SHOWN),
+    }
+}
+
+fn is_label(frame: &str) -> bool {
+    frame.starts_with('[') && frame.ends_with(']') && frame != "[unknown]"
 }
 
 fn write_thread_deaths(
@@ -291,7 +353,11 @@ mod tests {
     fn full_run() {
         let input = SummaryInput {
             waits_seen: 12_034,
-            long_waits: 17,
+            long_waits: LongWaits {
+                lock: 9,
+                idle: 8,
+                ..LongWaits::default()
+            },
             top_stacks: vec![
                 TopStack {
                     process: "bank".into(),
@@ -353,7 +419,8 @@ mod tests {
         };
         let text = render(&input);
         let expected = "observer summary for bank (pid 100)\n\
-waits observed: 12034, 17 over the threshold\n\
+waits observed: 12034, 17 over the threshold: 9 lock waits (in 3 lock_hold alerts), 8 idle \
+(not reported without --report-idle)\n\
 top blocked stacks (total blocked time, waits, stack innermost first):\n\
 \x20    5.02s     1234x  bank [worker]: transfer_a_to_b (bank.c:14) <- worker (bank.c:30)\n\
 \x20    312ms        1x  bank [main]: [no stack]\n\
@@ -368,6 +435,81 @@ drops: 12 events dropped (ring buffer full), 0 aggregate updates lost (map full)
 folded stacks: out.folded (render: flamegraph.pl --countname=ns out.folded > blocked.svg)\n\
 alerts (JSON lines): alerts.jsonl\n";
         assert_eq!(text, expected);
+    }
+
+    fn stack(thread: &str, f: &[&str], ms: u64, count: u64) -> TopStack {
+        TopStack {
+            process: "srv".into(),
+            thread: thread.into(),
+            frames: frames(f),
+            weight_ns: ms * 1_000_000,
+            count,
+        }
+    }
+
+    /// Idle time (a pool waiting for work, Go select) is one line of its own after the
+    /// blocked stacks, however much larger it is.
+    #[test]
+    fn idle_time_is_apart_from_the_blocked_stacks() {
+        let input = SummaryInput {
+            top_stacks: vec![stack(
+                "goroutines",
+                &[
+                    "[sync.Mutex.Lock]",
+                    "runtime.gopark (proc.go:1)",
+                    "sync.(*Mutex).Lock (mutex.go:2)",
+                    "main.lookupCache (main.go:35)",
+                ],
+                1400,
+                3,
+            )],
+            idle: IdleTime {
+                weight_ns: 95_000_000_000,
+                count: 5100,
+                top: vec![
+                    stack(
+                        "goroutines",
+                        &["[select]", "main.serve (main.go:9)"],
+                        60_000,
+                        100,
+                    ),
+                    stack(
+                        "goroutines",
+                        &["[IO wait]", "internal/poll.x", "net.Accept"],
+                        30_000,
+                        5,
+                    ),
+                    stack(
+                        "goroutines",
+                        &["[sleep]", "time.Sleep", "main.tick"],
+                        4_000,
+                        4000,
+                    ),
+                    stack("goroutines", &["[chan receive]", "main.drain"], 1_000, 995),
+                ],
+            },
+            long_waits: LongWaits {
+                go_sync: 3,
+                go_idle: 40,
+                ..LongWaits::default()
+            },
+            alerts_by_kind: vec![("goroutine_wait".into(), 3)],
+            ..base()
+        };
+        let text = render(&input);
+        let expected = "observer summary for bank (pid 100)\n\
+waits observed: 0, 43 over the threshold: 3 goroutine sync waits (one goroutine_wait alert each), \
+40 goroutine idle waits (select, channels, I/O, sleep: not reported)\n\
+top blocked stacks (total blocked time, waits, stack innermost first):\n\
+\x20     1.4s        3x  srv [goroutines]: [sync.Mutex.Lock] main.lookupCache (main.go:35)\n\
+idle (waiting for work or time, not blocked; left out above): 1m35s in 5100 waits, heaviest:\n\
+\x20    1m00s      100x  srv [goroutines]: [select] main.serve (main.go:9)\n\
+\x20      30s        5x  srv [goroutines]: [IO wait] net.Accept\n\
+\x20       4s     4000x  srv [goroutines]: [sleep] main.tick\n\
+alerts: 3 goroutine_wait\n";
+        assert!(text.starts_with(expected), "{text}");
+        // No idle time, no idle line.
+        assert!(!render(&base()).contains("idle"));
     }
 
     #[test]

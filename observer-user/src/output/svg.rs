@@ -45,16 +45,23 @@ pub fn write_svg(profile: &BlockedProfile, title: &str, path: &Path) -> Result<(
 /// The SVG document for `profile`.
 pub fn render(profile: &BlockedProfile, title: &str) -> Result<String, SvgError> {
     let entries = profile.entries();
-    let waits = entries
-        .iter()
-        .fold(0u64, |acc, e| acc.saturating_add(e.count));
+    let (blocked_ns, waits) = profile.totals(false);
+    let (idle_ns, idle_waits) = profile.totals(true);
     let total = profile.total_weight_ns();
+    let idle = if idle_waits > 0 || idle_ns > 0 {
+        format!(
+            ", {} idle in {idle_waits} waits (under [idle])",
+            human(std::time::Duration::from_nanos(idle_ns))
+        )
+    } else {
+        String::new()
+    };
 
     let mut opt = Options::default();
     opt.title = title.to_string();
     opt.subtitle = Some(format!(
-        "{} blocked in {waits} waits, {} distinct stacks",
-        human(std::time::Duration::from_nanos(total)),
+        "{} blocked in {waits} waits{idle}, {} distinct stacks",
+        human(std::time::Duration::from_nanos(blocked_ns)),
         entries.len()
     ));
     opt.count_name = "ns".to_string();
@@ -154,6 +161,28 @@ mod tests {
 
     fn frames(f: &[&str]) -> Vec<String> {
         f.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Idle time is a tower of its own under `[idle]`, and the subtitle says how much.
+    #[test]
+    fn idle_time_is_its_own_tower() {
+        use crate::output::profile::Category;
+        use crate::stacks::frame::from_names;
+        let mut p = profile();
+        let idle = from_names(&frames(&["[select]", "main.serve (main.go:9)"]));
+        p.add_many_frames(Category::Idle, "bank", "goroutines", &idle, 60_000_000, 30);
+        let svg = render(&p, "t").unwrap();
+        assert!(
+            svg.contains(
+                "3ms blocked in 3 waits, 60ms idle in 30 waits (under [idle]), 4 distinct stacks"
+            ),
+            "subtitle"
+        );
+        assert!(
+            svg.contains("<title>[idle] (60,000,000 ns = 60ms, "),
+            "idle tower"
+        );
+        assert!(svg.contains("<title>main.serve (main.go:9) (60,000,000 ns"));
     }
 
     fn profile() -> BlockedProfile {

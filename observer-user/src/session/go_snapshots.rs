@@ -33,7 +33,9 @@ impl Session {
         let due: Vec<u32> = self
             .watched
             .iter()
-            .filter(|(_, t)| t.go.is_some() && t.go_parks_off && !t.go_snapshots.failed)
+            .filter(|(_, t)| {
+                t.go.is_some() && t.follows_goroutines_from_memory() && !t.go_snapshots.failed
+            })
             .filter(|(_, t)| t.go_snapshots.due.is_none_or(|d| d <= now))
             .map(|(&pid, _)| pid)
             .collect();
@@ -79,5 +81,40 @@ impl Session {
                 self.emit_go(pid, a);
             }
         }
+    }
+}
+
+impl Session {
+    /// The summary's word on Go processes whose park probes were limited: how much of the
+    /// time they were on, and what the snapshots read.
+    pub(super) fn go_sampling_note(&self) -> String {
+        let mut out = String::new();
+        let mut pids: Vec<&u32> = self.watched.keys().collect();
+        pids.sort();
+        for pid in pids {
+            let t = &self.watched[pid];
+            if t.go.is_none() || !t.follows_goroutines_from_memory() {
+                continue;
+            }
+            let probes = match (t.go_parks_off, t.go_duty.as_ref()) {
+                (true, _) => "park probes off (--go-probe-budget 0)".to_string(),
+                (false, Some(d)) => match d.lifetime_on_share() {
+                    Some(share) if t.go_profile_scaled => format!(
+                        "park probes on {:.1}% of the time under --go-probe-budget, goroutine \
+                         profile scaled up by the time they were off",
+                        share * 100.0
+                    ),
+                    _ => "park probes duty-cycled under --go-probe-budget".to_string(),
+                },
+                (false, None) => continue,
+            };
+            out += &format!(
+                "goroutines of pid {pid}: {probes}; stalls, leaks and long waits from memory \
+                 snapshots ({} goroutines, last read in {:.1} ms)\n",
+                t.go_snapshots.last_goroutines,
+                t.go_snapshots.last_cost.as_secs_f64() * 1e3
+            );
+        }
+        out
     }
 }

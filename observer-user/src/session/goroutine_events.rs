@@ -5,15 +5,13 @@ use observer_common::{AggValue, GoAggKey, GoPanicEvent, GoSampleKey, GoWaitEvent
 use super::{now_time, wall_time, Session};
 use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
-    detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile},
+    detect::goduty::DutyAction,
+    detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile, ReasonClass},
     output::alert::{self, AlertDetail},
     output::metrics::WaitKind,
-    output::profile::BlockedProfile,
+    output::profile::{BlockedProfile, Category},
     stacks::frame::Frame,
 };
-
-/// How often the park rate is checked, at most.
-const PARK_RATE_PERIOD_S: f64 = 0.5;
 
 impl Session {
     pub(super) fn on_go_wait(&mut self, w: &GoWaitEvent) {
@@ -27,8 +25,12 @@ impl Session {
         let mut profile = GoroutineColumn {
             folded: &mut self.folded,
             process: &process,
+            blocked_ns: 0,
         };
         let alert = go.on_wait(w, &self.probes, &mut self.stacks, &mut profile);
+        let blocked_ns = profile.blocked_ns;
+        self.live_state.blocked(w.tgid, blocked_ns);
+        self.live_state.long_waits.goroutine(alert.is_some());
         if let Some(a) = alert {
             self.emit_go(w.tgid, a);
         }
@@ -68,55 +70,64 @@ impl Session {
         message
     }
 
-    /// Takes the per-park Go probes off a target that parks goroutines faster than the limit:
-    /// their uprobe traps would then cost it more than observation is worth. Each Go process
-    /// is judged by its own park count (kept by the kernel program per process). The panic,
-    /// fatal-error and recovery probes stay: they fire per rare event.
-    fn guard_park_rate(&mut self) {
-        if self.opts.go_max_parks == 0 {
-            return;
-        }
-        let now = std::time::Instant::now();
-        let mut over = Vec::new();
-        for (&pid, t) in self
-            .watched
-            .iter_mut()
-            .filter(|(_, t)| t.go.is_some() && !t.go_parks_off)
-        {
-            let Some(parks) = self.probes.go_parks(pid) else {
+    /// Whether some Go process's per-park probes are under a budget.
+    pub(super) fn go_duty_active(&self) -> bool {
+        self.watched.values().any(|t| t.go_duty.is_some())
+    }
+
+    /// Switches the per-park Go probes on and off to keep each process's trap cost within
+    /// --go-probe-budget (see `detect::goduty`). The panic, fatal-error and recovery probes
+    /// stay whatever happens: they fire per rare event.
+    pub(super) fn tick_go_duty(&mut self) {
+        let now = monotonic_ns();
+        let mut actions = Vec::new();
+        for (&pid, t) in self.watched.iter_mut() {
+            let Some(duty) = t.go_duty.as_mut() else {
                 continue;
             };
-            let Some((since, at)) = t.park_rate_mark else {
-                t.park_rate_mark = Some((now, parks));
-                continue;
-            };
-            let elapsed = now.duration_since(since).as_secs_f64();
-            if elapsed < PARK_RATE_PERIOD_S {
-                continue;
-            }
-            let rate = parks.saturating_sub(at) as f64 / elapsed;
-            t.park_rate_mark = Some((now, parks));
-            if rate > self.opts.go_max_parks as f64 {
-                over.push((pid, rate));
+            let parks = self.probes.go_parks(pid).unwrap_or(0);
+            let was_cycling = duty.cycling();
+            match duty.tick(now, parks) {
+                DutyAction::Nothing => {}
+                action => actions.push((pid, action, !was_cycling, duty.duty())),
             }
         }
-        for (pid, rate) in over {
-            self.probes.stop_go_parks(pid);
-            if let Some(t) = self.watched.get_mut(&pid) {
-                t.go_parks_off = true;
+        for (pid, action, first, duty) in actions {
+            match action {
+                DutyAction::TurnOff => {
+                    self.probes.stop_go_parks(pid);
+                    if first {
+                        let note = format!(
+                            "parks goroutines faster than --go-probe-budget allows: park probes \
+                             on {:.1}% of the time from now on (their profile scaled up)",
+                            duty * 100.0
+                        );
+                        self.degraded_one_off(
+                            crate::detect::degraded::Reason::GoProbeBudget,
+                            pid,
+                            note,
+                        );
+                    }
+                }
+                DutyAction::TurnOn => {
+                    if let Err(e) = self.probes.resume_go_parks(pid) {
+                        crate::say!(
+                            "observer: pid {pid}: goroutine park probes could not be put back \
+                             ({e}): goroutines followed from memory snapshots only"
+                        );
+                        if let Some(t) = self.watched.get_mut(&pid) {
+                            t.go_duty = None;
+                            t.go_parks_off = true;
+                        }
+                    }
+                }
+                DutyAction::Nothing => {}
             }
-            let note = format!(
-                "parks {rate:.0} goroutines/s, over --go-max-parks {}: goroutine park probes \
-                 taken off (each park costs it two uprobe traps)",
-                self.opts.go_max_parks
-            );
-            self.degraded_one_off(crate::detect::degraded::Reason::GoProbeBudget, pid, note);
         }
     }
 
     /// Goroutine stalls, leaks, and panics that were never recovered.
     pub(super) fn scan_goroutines(&mut self) {
-        self.guard_park_rate();
         self.snapshot_goroutines();
         let now = monotonic_ns();
         let stall_ns = duration_ns(self.opts.stall_after);
@@ -125,8 +136,9 @@ impl Session {
             let Some(t) = self.watched.get_mut(&pid) else {
                 continue;
             };
-            // Per-park probes off: the kernel's parked table is empty, the snapshots rule.
-            let from_kernel = !t.go_parks_off;
+            // Per-park probes off at times: the kernel's parked table is partial, the
+            // snapshots rule.
+            let from_kernel = !t.follows_goroutines_from_memory();
             let Some(go) = t.go.as_mut() else {
                 continue;
             };
@@ -152,19 +164,39 @@ impl Session {
         let pids = self.go_pids();
         for pid in pids {
             let process = self.process_name(pid);
-            let Some(go) = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+            let Some(t) = self.watched.get_mut(&pid) else {
+                continue;
+            };
+            let probes_on_share = match t.go_duty.as_mut() {
+                Some(d) => {
+                    let share = d.take_on_share(monotonic_ns());
+                    if share < 1.0 {
+                        t.go_profile_scaled = true;
+                    }
+                    share
+                }
+                None => 1.0,
+            };
+            let Some(go) = t.go.as_mut() else {
                 continue;
             };
             let mut profile = GoroutineColumn {
                 folded: &mut self.folded,
                 process: &process,
+                blocked_ns: 0,
             };
             go.drain_aggregates(
-                GoDrained { totals, samples },
+                GoDrained {
+                    totals,
+                    samples,
+                    probes_on_share,
+                },
                 &mut self.probes,
                 &mut self.stacks,
                 &mut profile,
             );
+            let blocked_ns = profile.blocked_ns;
+            self.live_state.blocked(pid, blocked_ns);
         }
     }
 
@@ -192,12 +224,23 @@ impl Session {
 struct GoroutineColumn<'a> {
     folded: &'a mut BlockedProfile,
     process: &'a str,
+    /// Blocked (not idle) time added, for the live view's per-process rate.
+    blocked_ns: u64,
 }
 
 impl GoProfile for GoroutineColumn<'_> {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64) {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass) {
+        // Sync waits (mutexes, wait groups, semaphores) are blocked time; select, channels,
+        // IO wait, sleeps and the runtime's own parks are idle, as a thread's idle waits.
+        let category = match class {
+            ReasonClass::Sync => Category::Lock,
+            ReasonClass::Channel | ReasonClass::Idle => Category::Idle,
+        };
+        if !category.is_idle() {
+            self.blocked_ns = self.blocked_ns.saturating_add(ns);
+        }
         self.folded
-            .add_many_frames(self.process, "goroutines", frames, ns, count);
+            .add_many_frames(category, self.process, "goroutines", frames, ns, count);
     }
 }
 

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use super::Session;
 use crate::{
     output::alert::{Alert, AlertDetail},
+    output::long_waits::LongWaits,
+    output::summary::IdleTime,
     terminal::liveview::{Death, LiveCounters, LiveSnapshot, ProcessRow, StalledWaiter, Waiter},
 };
 use crate::{proc::scope::Scope, util::clock::monotonic_ns};
@@ -28,11 +30,17 @@ pub(super) struct LiveState {
     blocked_since_frame: HashMap<u32, u64>,
     alerts_per_process: HashMap<u32, u64>,
     last_frame_ns: u64,
+    /// Waits over the threshold that ended, by what was made of them.
+    pub long_waits: LongWaits,
 }
 
 impl LiveState {
+    /// Blocked (not idle) time of `pid`: thread lock waits, goroutine sync waits.
     pub fn blocked(&mut self, pid: u32, ns: u64) {
-        *self.blocked_since_frame.entry(pid).or_default() += ns;
+        if ns > 0 {
+            let total = self.blocked_since_frame.entry(pid).or_default();
+            *total = total.saturating_add(ns);
+        }
     }
 
     pub fn alert(&mut self, a: &Alert) {
@@ -70,6 +78,16 @@ impl LiveState {
 }
 
 impl Session {
+    /// Idle time in the profile, for the summary.
+    pub(super) fn idle_time(&self) -> IdleTime {
+        let (weight_ns, count) = self.folded.totals(true);
+        IdleTime {
+            weight_ns,
+            count,
+            top: self.folded.top_idle(3),
+        }
+    }
+
     /// Redraws the live view, when it is on.
     pub(super) fn draw_live(&mut self) {
         if self.live.is_none() {
@@ -88,7 +106,8 @@ impl Session {
         let c = self.probes.counters();
         let counters = LiveCounters {
             waits_seen: c.waits_started,
-            long_waits: c.waits_long,
+            long_waits: self.live_state.long_waits,
+            report_idle: self.opts.report_idle,
             events_dropped: c.events_dropped,
             aggregates_dropped: c.agg_dropped,
             in_flight_dropped: c.inflight_dropped,
@@ -161,6 +180,7 @@ impl Session {
             uptime: self.started.elapsed(),
             counters,
             top_stacks: self.folded.top(TOP_STACKS),
+            idle_ns: self.folded.totals(true).0,
             stalled,
             recent_deaths: self.live_state.deaths.clone(),
             processes,

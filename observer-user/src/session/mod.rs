@@ -53,6 +53,8 @@ use crate::{
 
 use watched::{Discovery, ThreadInfo, WatchedProcess};
 
+/// How often the per-park goroutine probes' duty cycle is looked at (its shortest on-window).
+const GO_DUTY_INTERVAL: Duration = Duration::from_millis(20);
 /// How often blocked threads are scanned for stalls and deadlocks.
 const SCAN_INTERVAL: Duration = Duration::from_millis(200);
 /// Deadlock cycles are only looked for among waits at least this old (or --stall-after if
@@ -80,7 +82,9 @@ pub struct SessionOptions {
     pub quiet: bool,
     pub no_go: bool,
     /// Goroutine parks per second above which the Go probes are taken off (0: no limit).
-    pub go_max_parks: u64,
+    /// Share of one core a Go target may spend in per-park probe traps (0: never attach
+    /// them; `None`: no limit).
+    pub go_probe_budget: Option<f64>,
     /// Write a recording (`observer record`).
     pub record: Option<PathBuf>,
     /// Prometheus metrics to keep up to date (sidecar).
@@ -216,6 +220,7 @@ impl Session {
         let mut drain = tokio::time::interval(DRAIN_INTERVAL);
         let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let mut live_tick = tokio::time::interval(LIVE_INTERVAL);
+        let mut go_duty_tick = tokio::time::interval(GO_DUTY_INTERVAL);
         let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
         let sleep_until = async {
             match deadline {
@@ -259,6 +264,9 @@ impl Session {
                 }
                 _ = discovery.tick(), if self.is_host() => {
                     self.discover(false);
+                }
+                _ = go_duty_tick.tick(), if self.go_duty_active() => {
+                    self.tick_go_duty();
                 }
                 _ = live_tick.tick(), if self.live.is_some() => {
                     self.draw_live();
@@ -519,6 +527,7 @@ impl Session {
         let text = summary::render(&summary::SummaryInput {
             process: self.scope_label(),
             top_stacks: self.folded.top(5),
+            idle: self.idle_time(),
             alerts_by_kind: kinds,
             lock_holds: self.lock_holds.episodes,
             lock_hold_waiters: self.lock_holds.waiters,
@@ -529,12 +538,13 @@ impl Session {
             inflight_dropped: c.inflight_dropped,
             stacks_missing: c.stack_missing,
             waits_seen: c.waits_started,
-            long_waits: c.waits_long,
+            long_waits: self.live_state.long_waits,
+            report_idle: self.opts.report_idle,
             folded_path: self.opts.folded.clone(),
             alerts_path: self.opts.alerts.clone(),
             undecodable_events: self.event_errors,
         });
-        text + &self.short_stacks_note(c) + &self.degraded_note()
+        text + &self.short_stacks_note(c) + &self.go_sampling_note() + &self.degraded_note()
     }
 
     /// An alert about process `pid`, thread `tid`, with their namespace ids when they differ;

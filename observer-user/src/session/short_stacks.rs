@@ -6,6 +6,7 @@ use observer_common::{lock_kind, wait_class, AggKey, AggValue, ShortSampleEvent}
 
 use super::{class_frame, Session};
 use crate::kernel::probes::Counters;
+use crate::output::profile::Category;
 use crate::output::sampled_stacks::SampledStacks;
 use crate::stacks::frame::Frame;
 
@@ -38,8 +39,16 @@ impl Session {
 
     /// One key of the kernel's short-wait sums into the profile: shared among its sampled
     /// stacks, or under its frame-pointer stack, marked, when it was never sampled. Innermost
-    /// frame: the lock's kind for a lock wait, the wait class with `--report-idle`.
-    pub(super) fn add_short_waits(&mut self, key: &AggKey, value: &AggValue, process: &str) {
+    /// frame: the lock's kind for a lock wait, the wait class with `--report-idle`. `lock`:
+    /// the key's waits were judged lock waits.
+    pub(super) fn add_short_waits(
+        &mut self,
+        key: &AggKey,
+        value: &AggValue,
+        process: &str,
+        lock: bool,
+    ) {
+        let category = category(key.class, lock);
         let comm = crate::kernel::events::comm_str(&key.comm);
         let label = wait_label(key.class, key.lock_kind, self.opts.report_idle);
         let with_label = |mut frames: Vec<Frame>| {
@@ -56,8 +65,14 @@ impl Session {
             self.short_stacks.waits_full += value.count;
             for share in shares {
                 let frames = with_label(share.stack);
-                self.folded
-                    .add_many_frames(process, &comm, &frames, share.ns, share.count);
+                self.folded.add_many_frames(
+                    category,
+                    process,
+                    &comm,
+                    &frames,
+                    share.ns,
+                    share.count,
+                );
             }
             return;
         }
@@ -70,8 +85,14 @@ impl Session {
         frames.push(Frame::named(PARTIAL_STACK));
         self.short_stacks.waits_partial += value.count;
         let frames = with_label(frames);
-        self.folded
-            .add_many_frames(process, &comm, &frames, value.total_ns, value.count);
+        self.folded.add_many_frames(
+            category,
+            process,
+            &comm,
+            &frames,
+            value.total_ns,
+            value.count,
+        );
     }
 
     /// After a drain: old unused samples go, and so does all about ended processes.
@@ -96,6 +117,18 @@ impl Session {
              stacks only ({PARTIAL_STACK}); {} samples taken, {} lost (ring buffer busy)\n",
             s.waits_full, waits, s.waits_partial, c.short_samples, c.short_samples_lost
         )
+    }
+}
+
+/// The profile category of a thread's wait of `class`, judged a lock wait (`lock`) or not:
+/// uninterruptible sleep is the kernel's, a wait for a held lock blocked, anything else idle.
+pub(super) fn category(class: u32, lock: bool) -> Category {
+    if class == wait_class::UNINTERRUPTIBLE {
+        Category::Kernel
+    } else if lock {
+        Category::Lock
+    } else {
+        Category::Idle
     }
 }
 
@@ -137,5 +170,18 @@ mod tests {
             Some("[sleep]")
         );
         assert_eq!(wait_label(wait_class::SLEEP, 0, false), None);
+    }
+
+    #[test]
+    fn categories_follow_the_class_and_the_verdict() {
+        assert_eq!(category(wait_class::LOCK, true), Category::Lock);
+        // A lock-class wait judged idle (a Go process, a stale owner) is idle time.
+        assert_eq!(category(wait_class::LOCK, false), Category::Idle);
+        assert_eq!(
+            category(wait_class::UNINTERRUPTIBLE, false),
+            Category::Kernel
+        );
+        assert_eq!(category(wait_class::SLEEP, false), Category::Idle);
+        assert_eq!(category(wait_class::FUTEX, false), Category::Idle);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use observer_common::{wait_class, InFlight, WaitEvent};
 
-use super::short_stacks::wait_label;
+use super::short_stacks::{category, wait_label};
 use super::DEADLOCK_MIN_AGE;
 use super::{class_frame, now_time, syscall_name, wall_time, Session};
 use crate::stacks::frame::Frame;
@@ -49,12 +49,14 @@ impl Session {
             self.live_state.blocked(w.tgid, w.duration_ns);
         }
         let in_kernel = w.class == wait_class::UNINTERRUPTIBLE;
+        let cat = category(w.class, is_lock);
+        self.live_state.long_waits.thread(cat);
         if in_kernel {
             // Long waits in the kernel are in the profile like lock waits, under the
             // kernel frames they waited in.
             let frames = self.with_kernel_frames(stack_frames.clone(), w.kstack_id);
             self.folded
-                .add_frames(&process, &comm, &frames, w.duration_ns);
+                .add_frames(cat, &process, &comm, &frames, w.duration_ns);
         } else if is_lock || self.opts.report_idle {
             let mut frames = stack_frames.clone();
             let class = if is_lock { wait_class::LOCK } else { w.class };
@@ -62,7 +64,7 @@ impl Session {
                 frames.insert(0, label);
             }
             self.folded
-                .add_frames(&process, &comm, &frames, w.duration_ns);
+                .add_frames(cat, &process, &comm, &frames, w.duration_ns);
         }
         let (waker_tid, waker_comm, waker_frames) = match verdict.waker_tid {
             Some(waker) => (
@@ -321,7 +323,7 @@ impl Session {
             if !lock && !self.opts.report_idle {
                 continue;
             }
-            self.add_short_waits(&key, &value, &process);
+            self.add_short_waits(&key, &value, &process, lock);
         }
         self.end_short_drain();
     }
@@ -350,8 +352,9 @@ impl Session {
                 .thread_comm(e.tgid, tid)
                 .unwrap_or_else(|| tid.to_string());
             let process = self.process_name(e.tgid);
-            self.folded
-                .add_frames(&process, &comm, &frames, now.saturating_sub(e.start_ns));
+            let cat = category(e.class, short_waits_are_lock(e.class, self.is_go(e.tgid)));
+            let ns = now.saturating_sub(e.start_ns);
+            self.folded.add_frames(cat, &process, &comm, &frames, ns);
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::{
     collections::{HashMap, HashSet},
     path::{Path, PathBuf},
-    time::Instant,
 };
 
 use anyhow::Result;
@@ -32,10 +31,13 @@ pub(super) struct WatchedProcess {
     /// (device, inode) of the program it runs (or is about to exec), to tell on an exec
     /// whether the program changed.
     program_id: Option<(u64, u64)>,
-    /// Park counter and time of the last park-rate check.
-    pub park_rate_mark: Option<(Instant, u64)>,
-    /// Its per-park goroutine probes were taken off (park rate over --go-max-parks).
+    /// Its per-park goroutine probes' schedule under --go-probe-budget (`None`: always on,
+    /// or not a Go process).
+    pub go_duty: Option<crate::detect::goduty::DutyCycle>,
+    /// Its per-park goroutine probes are never on (--go-probe-budget 0).
     pub go_parks_off: bool,
+    /// Part of its goroutine profile was scaled up from duty-cycled probes.
+    pub go_profile_scaled: bool,
     /// Goroutine snapshots taken while its per-park probes are off.
     pub go_snapshots: super::go_snapshots::SnapshotSchedule,
     /// When it started (ns since boot), for the host-mode thread-exit rule.
@@ -48,6 +50,12 @@ pub(super) struct WatchedProcess {
 }
 
 impl WatchedProcess {
+    /// Its per-park goroutine probes are off, for good or at times: goroutines are followed
+    /// from memory snapshots.
+    pub fn follows_goroutines_from_memory(&self) -> bool {
+        self.go_parks_off || self.go_duty.as_ref().is_some_and(|d| d.cycling())
+    }
+
     fn new(pid: u32) -> Self {
         Self {
             name: procinfo::comm_of(pid).unwrap_or_else(|| format!("pid{pid}")),
@@ -56,8 +64,9 @@ impl WatchedProcess {
             go: None,
             executable: None,
             program_id: None,
-            park_rate_mark: None,
+            go_duty: None,
             go_parks_off: false,
+            go_profile_scaled: false,
             go_snapshots: Default::default(),
             ns_tids: HashMap::new(),
             code_sites: Default::default(),
@@ -282,7 +291,7 @@ impl Session {
             }
             t.is_go = false;
             t.program_id = Some(id);
-            t.park_rate_mark = None;
+            t.go_duty = None;
             t.go_parks_off = false;
             t.go_snapshots = Default::default();
             if let Some(name) = procinfo::comm_of(pid) {
@@ -371,6 +380,21 @@ impl Session {
                 }
                 t.go = Some(attached.watch);
                 t.is_go = true;
+                match self.opts.go_probe_budget {
+                    Some(b) if b <= 0.0 => {
+                        self.probes.stop_go_parks(pid);
+                        t.go_parks_off = true;
+                    }
+                    Some(b) => {
+                        let parks = self.probes.go_parks(pid).unwrap_or(0);
+                        t.go_duty = Some(crate::detect::goduty::DutyCycle::new(
+                            b,
+                            crate::util::clock::monotonic_ns(),
+                            parks,
+                        ));
+                    }
+                    None => {}
+                }
                 Some(attached.binary)
             }
             Ok(None) => {

@@ -36,7 +36,7 @@ impl GoroutineProbes for FakeKernel {
 type Profile = Vec<(Vec<String>, u64, u64)>;
 
 impl GoProfile for Profile {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64) {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, _class: ReasonClass) {
         self.push((crate::stacks::frame::names(frames), ns, count));
     }
 }
@@ -267,6 +267,7 @@ fn a_refused_sampling_period_is_asked_again() {
     let drained = || GoDrained {
         totals: &totals,
         samples: &[],
+        probes_on_share: 1.0,
     };
     go.drain_aggregates(drained(), &mut kernel, &mut stacks, &mut profile);
     assert_eq!(kernel.periods, vec![MAX_SAMPLE_PERIOD]);
@@ -276,6 +277,31 @@ fn a_refused_sampling_period_is_asked_again() {
     // Taken: not set again while the rate stays.
     go.drain_aggregates(drained(), &mut kernel, &mut stacks, &mut profile);
     assert_eq!(kernel.periods.len(), 2);
+}
+
+/// Probes on a quarter of the time: what they saw stands for four times as much.
+#[test]
+fn duty_cycled_totals_are_scaled_to_the_whole_time() {
+    let mut go = watch(u64::MAX);
+    let mut stacks = StackResolver::new();
+    let mut profile: Profile = Vec::new();
+    let mut kernel = FakeKernel::default();
+    let totals = [(
+        GoAggKey {
+            tgid: PID,
+            reason: 2,
+        },
+        agg(10, 1_000),
+    )];
+    let drained = |share| GoDrained {
+        totals: &totals,
+        samples: &[],
+        probes_on_share: share,
+    };
+    go.drain_aggregates(drained(0.25), &mut kernel, &mut stacks, &mut profile);
+    go.drain_aggregates(drained(1.0), &mut kernel, &mut stacks, &mut profile);
+    let sums: Vec<(u64, u64)> = profile.iter().map(|(_, ns, c)| (*ns, *c)).collect();
+    assert_eq!(sums, vec![(4_000, 40), (1_000, 10)]);
 }
 
 #[test]
@@ -406,4 +432,29 @@ fn reasons_are_classed_by_text() {
     ] {
         assert_eq!(classify_reason(r), ReasonClass::Idle, "{r}");
     }
+}
+
+/// The profile learns what each wait's reason says: sync waits are blocked time, the rest
+/// (channels, select, I/O, sleeps) idle.
+#[test]
+fn profile_gets_the_reason_class() {
+    struct Classes(Vec<ReasonClass>);
+    impl GoProfile for Classes {
+        fn add(&mut self, _: &[Frame], _: u64, _: u64, class: ReasonClass) {
+            self.0.push(class);
+        }
+    }
+    let mut c = Classes(Vec::new());
+    for r in [
+        "sync.Mutex.Lock",
+        "select",
+        "IO wait",
+        "chan receive",
+        "sleep",
+        "semacquire",
+    ] {
+        add_to_profile(&mut c, r, &[], 1, 1);
+    }
+    use ReasonClass::*;
+    assert_eq!(c.0, vec![Sync, Channel, Idle, Channel, Idle, Sync]);
 }

@@ -4,6 +4,13 @@
 //! sample types `contentions/count` and `delay/nanoseconds` (`delay` is the default;
 //! `-sample_index=contentions` switches), period type `contentions/count`, period 1.
 //!
+//! Those two are blocked time only (lock waits, uninterruptible sleep). Idle time (waiting for
+//! work or time: Go `select`, channels, `IO wait`, sleeps; a thread's idle waits with
+//! `--report-idle`) has sample types of its own, `idle_waits/count` and
+//! `idle_delay/nanoseconds` (`-sample_index=idle_delay`), so the default view leads with what
+//! blocked; a blocked sample is zero there and an idle one zero in the first two. Every sample
+//! also has the label `category` (`lock`, `kernel` or `idle`).
+//!
 //! One sample per merged stack of the [`BlockedProfile`]. Process and thread become the labels
 //! `process` and `thread` instead of root frames (`pprof -tagroot=process,thread` puts them back
 //! on top of the stacks); an innermost pseudo-frame such as `[chan receive]` or `[futex]` becomes
@@ -94,6 +101,9 @@ pub fn build(profile: &BlockedProfile, meta: &PprofMeta) -> proto::Profile {
     let process_key = b.string("process");
     let thread_key = b.string("thread");
     let reason_key = b.string("wait_reason");
+    let category_key = b.string("category");
+    let idle_waits = b.string("idle_waits");
+    let idle_delay = b.string("idle_delay");
 
     let entries = profile.entries();
     let layout = Layout::new(&entries, meta);
@@ -105,6 +115,7 @@ pub fn build(profile: &BlockedProfile, meta: &PprofMeta) -> proto::Profile {
         let mut label = vec![
             b.label(process_key, &entry.process),
             b.label(thread_key, &entry.thread),
+            b.label(category_key, entry.category.as_str()),
         ];
         let reason = frames
             .first()
@@ -127,13 +138,17 @@ pub fn build(profile: &BlockedProfile, meta: &PprofMeta) -> proto::Profile {
         };
         samples.push(proto::Sample {
             location_id,
-            value: vec![to_i64(entry.count), to_i64(entry.weight_ns)],
+            value: if entry.category.is_idle() {
+                vec![0, 0, to_i64(entry.count), to_i64(entry.weight_ns)]
+            } else {
+                vec![to_i64(entry.count), to_i64(entry.weight_ns), 0, 0]
+            },
             label,
         });
     }
 
     let comment = vec![b.string(
-        "observer: blocked time per stack; mapped addresses are module base + file offset \
+        "observer: blocked time per stack (idle time in idle_waits/idle_delay); mapped addresses are module base + file offset \
          (module i based at 0x10000000*(i+1)), not process addresses",
     )];
 
@@ -145,6 +160,14 @@ pub fn build(profile: &BlockedProfile, meta: &PprofMeta) -> proto::Profile {
             },
             proto::ValueType {
                 r#type: delay,
+                unit: nanoseconds,
+            },
+            proto::ValueType {
+                r#type: idle_waits,
+                unit: count,
+            },
+            proto::ValueType {
+                r#type: idle_delay,
                 unit: nanoseconds,
             },
         ],

@@ -1,4 +1,5 @@
 use super::*;
+use crate::output::profile::Category;
 use std::io::Read;
 use std::process::Command;
 
@@ -25,13 +26,23 @@ fn waits() -> Vec<Wait> {
         ("locker", "goroutines", locked, 1_500_000_000),
         ("bank", "worker-1", c_stack, 250_000_000),
         ("bank", "idle", frames(&["[futex]"]), 7),
+        (
+            "locker",
+            "goroutines",
+            frames(&["[select]", "main.serve"]),
+            60_000_000_000,
+        ),
     ]
 }
 
+/// The thread `idle` and the `[select]` waits are idle time, the rest lock waits.
 fn profile_of<'a>(waits: impl Iterator<Item = &'a Wait>) -> BlockedProfile {
     let mut p = BlockedProfile::new();
     for (process, thread, f, ns) in waits {
-        p.add(process, thread, f, *ns);
+        let idle = *thread == "idle" || f[0] == "[select]";
+        let category = if idle { Category::Idle } else { Category::Lock };
+        let f = crate::stacks::frame::from_names(f);
+        p.add_frames(category, process, thread, &f, *ns);
     }
     p
 }
@@ -156,7 +167,12 @@ fn round_trips_block_profile_shape() {
         .collect();
     assert_eq!(
         types,
-        vec![("contentions", "count"), ("delay", "nanoseconds")]
+        vec![
+            ("contentions", "count"),
+            ("delay", "nanoseconds"),
+            ("idle_waits", "count"),
+            ("idle_delay", "nanoseconds")
+        ]
     );
     let period = p.period_type.unwrap();
     assert_eq!(
@@ -176,13 +192,14 @@ fn round_trips_block_profile_shape() {
         .iter()
         .all(|l| l.mapping_id == 0 && l.address == l.id));
 
-    assert_eq!(p.sample.len(), 3);
+    assert_eq!(p.sample.len(), 4);
     let go = p
         .sample
         .iter()
-        .find(|s| v.label(s, "process").as_deref() == Some("locker"))
+        .find(|s| v.label(s, "wait_reason").as_deref() == Some("sync.Mutex.Lock"))
         .unwrap();
-    assert_eq!(go.value, vec![2, 4_500_000_000]);
+    assert_eq!(go.value, vec![2, 4_500_000_000, 0, 0]);
+    assert_eq!(v.label(go, "category").as_deref(), Some("lock"));
     assert_eq!(v.label(go, "thread").as_deref(), Some("goroutines"));
     assert_eq!(
         v.label(go, "wait_reason").as_deref(),
@@ -206,7 +223,7 @@ fn round_trips_block_profile_shape() {
         .iter()
         .find(|s| v.label(s, "thread").as_deref() == Some("worker-1"))
         .unwrap();
-    assert_eq!(c.value, vec![1, 250_000_000]);
+    assert_eq!(c.value, vec![1, 250_000_000, 0, 0]);
     assert_eq!(v.label(c, "wait_reason"), None);
     assert_eq!(
         v.stack(c)[1],
@@ -224,6 +241,15 @@ fn round_trips_block_profile_shape() {
         .find(|s| v.label(s, "thread").as_deref() == Some("idle"))
         .unwrap();
     assert_eq!(v.label(idle, "wait_reason").as_deref(), Some("futex"));
+    // Idle time is in its own sample types only.
+    assert_eq!(idle.value, vec![0, 0, 1, 7]);
+    assert_eq!(v.label(idle, "category").as_deref(), Some("idle"));
+    let select = p
+        .sample
+        .iter()
+        .find(|s| v.label(s, "wait_reason").as_deref() == Some("select"))
+        .unwrap();
+    assert_eq!(select.value, vec![0, 0, 1, 60_000_000_000]);
     assert_eq!(v.stack(idle), vec![("[futex]".into(), String::new(), 0)]);
 
     // Locations and functions are shared: main.go's two functions appear once each.
@@ -253,7 +279,7 @@ fn no_mapping_without_binary_and_empty_profile_is_valid() {
     let p = read_back(&path);
     assert!(p.mapping.is_empty());
     assert!(p.sample.is_empty());
-    assert_eq!(p.sample_type.len(), 2);
+    assert_eq!(p.sample_type.len(), 4);
 }
 
 #[test]
@@ -341,7 +367,7 @@ fn addressed_profile<'a>(
 ) -> BlockedProfile {
     let mut p = BlockedProfile::new();
     for (thread, frames, ns) in stacks {
-        p.add_frames("locker", thread, frames, *ns);
+        p.add_frames(Category::Lock, "locker", thread, frames, *ns);
     }
     p
 }
@@ -555,8 +581,10 @@ fn go_tool_pprof_reads_it() {
     assert!(top.contains("Build ID: abc123"), "{top}");
     assert!(top.contains("main.lockedSection"), "{top}");
     assert!(top.contains("worker_update"), "{top}");
-    // 4.5s of the 4.75s total sits in sync.(*Mutex).Lock.
+    // 4.5s of the 4.75s total sits in sync.(*Mutex).Lock; the minute of idle `select` is
+    // not in the default view.
     assert!(top.contains("of 4750ms total"), "{top}");
+    assert!(!top.contains("main.serve"), "{top}");
     assert!(
         top.lines()
             .any(|l| l.contains("4500ms") && l.ends_with("sync.(*Mutex).Lock")),
@@ -585,8 +613,16 @@ fn go_tool_pprof_reads_it() {
     eprintln!("{counts}");
     assert!(counts.contains("Type: contentions"), "{counts}");
     assert!(counts.contains("main.lockedSection"), "{counts}");
-    // 2 + 1 + 1 waits.
-    assert!(counts.contains("of 4 total"), "{counts}");
+    // 2 + 1 lock waits (the idle ones are not contentions).
+    assert!(counts.contains("of 3 total"), "{counts}");
+
+    let Some(idle) = go_pprof(&["-top", "-sample_index=idle_delay"], &path) else {
+        return;
+    };
+    eprintln!("{idle}");
+    assert!(idle.contains("Type: idle_delay"), "{idle}");
+    assert!(idle.contains("main.serve"), "{idle}");
+    assert!(!idle.contains("main.lockedSection"), "{idle}");
 
     // What the module doc promises: process and thread can go back on top of the stacks.
     let Some(rooted) = go_pprof(&["-traces", "-tagroot=process,thread"], &path) else {

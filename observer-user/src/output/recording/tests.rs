@@ -58,6 +58,7 @@ fn snapshot() -> ProfileSnapshot {
             ],
             weight_ns: 300,
             count: 2,
+            category: crate::output::profile::Category::Lock,
         }],
         events_dropped: 0,
         agg_dropped: 0,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ProfileSnapshot;
 use crate::{
-    output::profile::{StackEntry, TopStack},
+    output::profile::{Category, StackEntry, TopStack},
     stacks::frame,
 };
 
@@ -30,6 +30,8 @@ pub(super) fn decode_profile(payload: &[u8]) -> Result<ProfileSnapshot, String> 
                 process: s.process,
                 thread: s.thread,
                 weight_ns: s.weight_ns,
+                // Version 1 kept no category: every stack reads as blocked time.
+                category: Category::Lock,
                 count: s.count,
             })
             .collect(),

@@ -8,7 +8,9 @@
 //!   nothing was inlined there);
 //! - `stacks`: `[{"process", "thread", "weight_ns", "count", "frames": [...]}]`, frames
 //!   innermost first, each a machine frame: a number is an index into `symbols`, a string is
-//!   a frame without an address (a wait reason such as `[futex]`, an unknown address).
+//!   a frame without an address (a wait reason such as `[futex]`, an unknown address);
+//!   `"category": "kernel"|"idle"` when the stack is not a lock wait's (absent: `lock`, as in
+//!   recordings made before categories).
 //!
 //! The names were resolved while the process and its files were at hand; a report needs
 //! nothing else. The (build id, file offset) pairs let other tools symbolize again (with
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ProfileSnapshot;
 use crate::{
-    output::profile::StackEntry,
+    output::profile::{Category, StackEntry},
     proc::normaddr::{Module, NormAddr},
     stacks::frame::{machine_frames, Frame},
 };
@@ -63,6 +65,12 @@ struct StackV2 {
     weight_ns: u64,
     count: u64,
     frames: Vec<FrameV2>,
+    #[serde(default, skip_serializing_if = "is_lock")]
+    category: Category,
+}
+
+fn is_lock(c: &Category) -> bool {
+    *c == Category::Lock
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -146,6 +154,7 @@ pub(super) fn encode_profile(snapshot: &ProfileSnapshot) -> Vec<u8> {
             weight_ns: s.weight_ns,
             count: s.count,
             frames: tables.frames(&s.frames),
+            category: s.category,
         })
         .collect();
     let profile = ProfileV2 {
@@ -177,6 +186,7 @@ pub(super) fn decode_profile(payload: &[u8]) -> Result<ProfileSnapshot, String> 
             frames,
             weight_ns: s.weight_ns,
             count: s.count,
+            category: s.category,
         });
     }
     Ok(ProfileSnapshot {
@@ -352,6 +362,7 @@ mod tests {
                     frames: lock_wait,
                     weight_ns: 300,
                     count: 2,
+                    category: Category::Lock,
                 },
                 StackEntry {
                     process: "bank".into(),
@@ -359,6 +370,7 @@ mod tests {
                     frames: other,
                     weight_ns: 7,
                     count: 1,
+                    category: Category::Idle,
                 },
             ],
             events_dropped: 3,
@@ -384,6 +396,10 @@ mod tests {
             vec!["inlined_helper (bank.c:9)", "transfer (bank.c:14)"]
         );
         assert_eq!(raw.stacks[0].frames.len(), 4);
+        // Lock stacks need no category field (as recordings made before categories).
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(text.matches("\"category\"").count(), 1, "{text}");
+        assert!(text.contains("\"category\":\"idle\""), "{text}");
         assert!(matches!(&raw.stacks[0].frames[0], FrameV2::Name(n) if n == "[futex]"));
         assert!(matches!(
             raw.stacks[1].frames[..],
@@ -404,6 +420,7 @@ mod tests {
                 frames: vec![at("main.f (x.go:1)", &exe, 0x10, false)],
                 weight_ns: 1,
                 count: 1,
+                category: Category::Lock,
             },
             StackEntry {
                 process: "b".into(),
@@ -411,6 +428,7 @@ mod tests {
                 frames: vec![at("go-app+0x10", &exe, 0x10, false)],
                 weight_ns: 1,
                 count: 1,
+                category: Category::Lock,
             },
         ];
         assert_eq!(decode_profile(&encode_profile(&s)).unwrap(), s);

@@ -115,7 +115,7 @@ fn header(s: &LiveSnapshot, w: usize) -> Vec<String> {
     let c = &s.counters;
     let mut parts = vec![
         format!("waits {}", thousands(c.waits_seen)),
-        format!("long {}", thousands(c.long_waits)),
+        c.long_waits.short(c.report_idle, thousands),
     ];
     let alerts: u64 = c.alerts_by_kind.values().sum();
     if alerts == 0 {
@@ -257,16 +257,27 @@ fn stacks_section(s: &LiveSnapshot, w: usize) -> Section {
             .then(b.count.cmp(&a.count))
             .then_with(|| a.frames.cmp(&b.frames))
     });
+    // Idle time is not blocking: its total only, so that it cannot push a lock off the list.
+    let idle = if s.idle_ns > 0 {
+        format!(
+            "; {} idle not shown",
+            human(Duration::from_nanos(s.idle_ns))
+        )
+    } else {
+        String::new()
+    };
     if stacks.is_empty() {
         let rows = if s.stalled.is_empty() {
             vec![fit_end("  no blocking seen yet", w)]
         } else {
             vec![fit_end("  no ended waits yet", w)]
         };
-        return Section {
-            heading: "TOP BLOCKED STACKS".to_string(),
-            rows,
+        let heading = if idle.is_empty() {
+            "TOP BLOCKED STACKS".to_string()
+        } else {
+            format!("TOP BLOCKED STACKS ({})", idle.trim_start_matches("; "))
         };
+        return Section { heading, rows };
     }
     // One process: its name on every line says nothing.
     let one_process = stacks.iter().all(|t| t.process == stacks[0].process);
@@ -298,7 +309,7 @@ fn stacks_section(s: &LiveSnapshot, w: usize) -> Section {
     let total: u64 = stacks.iter().map(|t| t.weight_ns).sum();
     Section {
         heading: format!(
-            "TOP BLOCKED STACKS ({} stacks, {} blocked since start)",
+            "TOP BLOCKED STACKS ({} stacks, {} blocked since start{idle})",
             s.top_stacks.len(),
             human(Duration::from_nanos(total))
         ),
@@ -389,6 +400,27 @@ pub(super) fn time_of_day(rfc3339: &str) -> Cow<'_, str> {
 /// `leaf <- caller <- caller <- … +3`, the leaf cut from the left if even it is too long
 /// (the end of a name, the method and its file:line, is what tells frames apart).
 pub(super) fn fit_stack(frames: &[String], room: usize) -> String {
+    // What the wait was (`[lock: KIND]`, `[sync.Mutex.Lock]`) is not the program's code: it
+    // goes before the program's own frames while the leaf still fits whole after it.
+    if let Some((label, rest)) = frames.split_first() {
+        let is_label = label.starts_with('[') && label.ends_with(']') && label != "[unknown]";
+        if is_label && !rest.is_empty() {
+            let label = clean(label);
+            let leaf_w = own_frames(rest)
+                .first()
+                .map_or(0, |f| text_width(&clean(f)));
+            let label_w = text_width(&label) + 1;
+            if label_w + leaf_w <= room {
+                return format!("{label} {}", fit_frames(rest, room - label_w));
+            }
+            return fit_frames(rest, room);
+        }
+    }
+    fit_frames(frames, room)
+}
+
+/// The program's own frames, innermost first, as many as fit, then how many more.
+fn fit_frames(frames: &[String], room: usize) -> String {
     const SEP: &str = " <- ";
     let own = own_frames(frames);
     let Some(leaf) = own.first() else {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::output::alert::{Alert, AlertDetail};
+use crate::output::long_waits::LongWaits;
 use crate::output::profile::TopStack;
 use crate::stacks::own_code::own_frames;
 
@@ -17,8 +18,12 @@ pub struct LiveSnapshot {
     pub target: String,
     pub uptime: Duration,
     pub counters: LiveCounters,
-    /// Blocked time per stack since the start (e.g. `BlockedProfile::top(50)`).
+    /// Blocked time (lock and kernel waits, not idle) per stack since the start (e.g.
+    /// `BlockedProfile::top(50)`).
     pub top_stacks: Vec<TopStack>,
+    /// Idle time in the profile since the start (waiting for work or time), not among the
+    /// stacks: only its total is shown.
+    pub idle_ns: u64,
     /// Threads and goroutines blocked right now for longer than the stall threshold.
     pub stalled: Vec<StalledWaiter>,
     /// Oldest first, as they happened; shown newest first.
@@ -33,8 +38,11 @@ pub struct LiveSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveCounters {
     pub waits_seen: u64,
-    /// Waits over the alert threshold.
-    pub long_waits: u64,
+    /// Waits over the alert threshold that ended, by what was made of them (the same count
+    /// as the summary's).
+    pub long_waits: LongWaits,
+    /// `--report-idle` is on (idle long waits are then alerts).
+    pub report_idle: bool,
     /// Alert kind (`"lock_hold"`, `"stall"`, ...) to count.
     pub alerts_by_kind: BTreeMap<String, u64>,
     /// Hold episodes reported (`lock_hold` alerts) and the long waits behind them.

@@ -4,6 +4,7 @@ use super::layout::*;
 use super::screen::*;
 use super::*;
 use crate::output::alert::Alert;
+use crate::output::long_waits::LongWaits;
 use crate::output::profile::TopStack;
 use crate::util::number::thousands;
 use crate::util::tty::{screen_owned, terminal_size};
@@ -28,7 +29,11 @@ fn stack(thread: &str, frames: &[&str], ms: u64, count: u64) -> TopStack {
 fn busy() -> LiveSnapshot {
     let mut counters = LiveCounters {
         waits_seen: 123_456,
-        long_waits: 17,
+        long_waits: LongWaits {
+            lock: 7,
+            idle: 10,
+            ..LongWaits::default()
+        },
         ..Default::default()
     };
     counters.count_alert("lock_hold");
@@ -41,6 +46,7 @@ fn busy() -> LiveSnapshot {
         target: "pid 4242 (bank)".into(),
         uptime: Duration::from_secs(62),
         counters,
+        idle_ns: 0,
         top_stacks: vec![
             stack(
                 "worker-2",
@@ -169,7 +175,7 @@ fn busy_snapshot_shows_what_matters() {
     assert!(lines[0].starts_with("observer watch · pid 4242 (bank) · up 1m02s"));
     assert!(
         lines[1]
-            .contains("waits 123,456  long 17  alerts 3 (lock_hold 2, thread_exit 1)  holds 2 (7 waiters)  dropped 0"),
+            .contains("waits 123,456  long 17 (7 alerted, 10 idle)  alerts 3 (lock_hold 2, thread_exit 1)  holds 2 (7 waiters)  dropped 0"),
         "{screen}"
     );
     let top = lines
@@ -410,6 +416,26 @@ fn stacks_fit_sensibly() {
     // A leaf too long for the room keeps its end: the method name and its line.
     assert_eq!(fit_stack(&frames, 20), "…te (lock_hold.c:45)");
     assert_eq!(fit_stack(&[], 10), "?");
+    // The wait's label leads while the program's leaf still fits whole after it.
+    let go = strs(&[
+        "[sync.Mutex.Lock]",
+        "runtime.gopark (proc.go:475)",
+        "sync.(*Mutex).Lock (mutex.go:46)",
+        "main.handleRequest (idle_pool_mutex.go:66)",
+        "main.main (idle_pool_mutex.go:93)",
+    ]);
+    assert_eq!(
+        fit_stack(&go, 70),
+        "[sync.Mutex.Lock] main.handleRequest (idle_pool_mutex.go:66) <- …+1"
+    );
+    assert_eq!(
+        fit_stack(&go, 50),
+        "main.handleRequest (idle_pool_mutex.go:66) <- …+1"
+    );
+    assert_eq!(fit_stack(&strs(&["[select]"]), 20), "[select]");
+    for room in 0..120 {
+        assert!(text_width(&fit_stack(&go, room)) <= room.max(1), "{room}");
+    }
     for room in 0..120 {
         assert!(
             text_width(&fit_stack(&frames, room)) <= room.max(1),
@@ -497,7 +523,7 @@ fn status_line_under_the_header() {
     );
     // Title, the counters (two lines at 80 columns), then the status.
     assert!(lines[1].starts_with("waits "), "{lines:?}");
-    assert!(lines[2].starts_with("holds 2 (7 waiters)"), "{lines:?}");
+    assert!(lines[2].starts_with("alerts 3 (lock_hold 2"), "{lines:?}");
     assert_eq!(lines[3], "working: symbolizing x... | 45%");
     assert!(lines.iter().any(|l| l == "  stall tid 1"), "{lines:?}");
 }
@@ -740,4 +766,30 @@ fn never_blocks_on_a_stopped_terminal() {
         drained.len()
     );
     drop(term);
+}
+
+/// Idle time is only a total in the heading: it never takes a row from a blocked stack.
+#[test]
+fn idle_time_is_a_total_apart_from_the_stacks() {
+    let mut s = busy();
+    s.idle_ns = 36_500_000_000;
+    let screen = render(&s, 120, 40);
+    assert!(
+        screen.contains(
+            "TOP BLOCKED STACKS (2 stacks, 1.25s blocked since start; 36.5s idle not shown)"
+        ),
+        "{screen}"
+    );
+    let mut quiet = LiveSnapshot {
+        idle_ns: 2_000_000_000,
+        ..LiveSnapshot::default()
+    };
+    let screen = render(&quiet, 80, 24);
+    assert!(
+        screen.contains("TOP BLOCKED STACKS (2s idle not shown)"),
+        "{screen}"
+    );
+    assert!(screen.contains("no blocking seen yet"), "{screen}");
+    quiet.idle_ns = 0;
+    assert!(!render(&quiet, 80, 24).contains("idle"));
 }
