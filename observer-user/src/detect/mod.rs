@@ -6,8 +6,8 @@
 //! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait, or memory snapshots
 //! followed by `goparked`) and leaks (`goleak`),
 //! and observer's own degraded modes (`degraded`: loss counters into started/ended periods).
-pub mod goduty;
 pub mod degraded;
+pub mod goduty;
 pub mod goleak;
 pub mod goparked;
 pub mod gowatch;
