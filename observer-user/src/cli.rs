@@ -169,6 +169,17 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?}: must be at least 4K"))
 }
 
+/// `--ring-size`: the kernel wants a power of two of at least a page.
+fn parse_ring_size(text: &str) -> Result<u32, String> {
+    let bytes = parse_size(text)?;
+    if !bytes.is_power_of_two() || bytes > 1 << 30 {
+        return Err(format!(
+            "{text:?}: must be a power of two from 4K to 1G, e.g. 64M"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct ObserveOpts {
     /// Report lock waits at least this long (lock_hold alerts: one per hold), e.g. 250ms, 2s.
@@ -213,6 +224,11 @@ pub struct ObserveOpts {
     /// `none` = no limit.
     #[arg(long, value_name = "PERCENT", default_value = "2", value_parser = parse_budget)]
     pub go_probe_budget: GoProbeBudget,
+    /// Size of the kernel's event ring buffer (a power of two, 4K to 1G; default 16M). Long
+    /// waits, thread and process events and their stack copies pass through it; when observer
+    /// falls behind and it fills, events are dropped and a `degraded` alert says so: raise it.
+    #[arg(long, value_name = "SIZE", value_parser = parse_ring_size)]
+    pub ring_size: Option<u32>,
     /// Do not print alerts, the summary or progress lines of long steps on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -242,6 +258,9 @@ mod tests {
         assert!(parse_size("1K").is_err());
         assert!(parse_size("12X").is_err());
         assert!(parse_size("M").is_err());
+        assert_eq!(parse_ring_size("64K"), Ok(64 << 10));
+        assert!(parse_ring_size("48K").is_err());
+        assert!(parse_ring_size("2G").is_err());
     }
 
     #[test]

@@ -384,6 +384,7 @@ fn attach(opts: &ObserveOpts, sidecar: bool) -> Result<Probes> {
         &ProbeConfig {
             threshold_ns: observer::util::duration::duration_ns(opts.threshold),
             report_idle: opts.report_idle,
+            ring_bytes: opts.ring_size,
             sidecar,
             kernel_log: kernel_log_config(opts.kernel_log),
         },

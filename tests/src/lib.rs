@@ -16,6 +16,7 @@ mod gotoolchain;
 mod observer;
 mod process;
 mod rustprogs;
+pub mod servers;
 mod target;
 mod workspace;
 

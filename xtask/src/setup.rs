@@ -38,7 +38,7 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// Builds with the machine's stable rustc 1.95; the fuzz targets run on its nightly 1.97.
 const CARGO_FUZZ: &str = "0.13.2";
 const TRACEFS: &str = "/sys/kernel/tracing";
-/// Debian's Prometheus (2.42) scrapes the sidecar's metrics endpoint in an end-to-end test.
+/// Shows Debian's Prometheus is installed.
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 /// Debian's hook that invoke-rc.d and deb-systemd-invoke ask before starting a service.
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
@@ -53,7 +53,7 @@ pub fn run() -> Result<()> {
     bpf_linker(llvm_ready)?;
     cargo_fuzz()?;
     tracefs(root, &mut needs_root)?;
-    prometheus(root, &mut needs_root)?;
+    service_packages(root, &mut needs_root)?;
 
     if !needs_root.is_empty() {
         bail!(
@@ -209,27 +209,59 @@ fn tracefs(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
     run_cmd(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS]))
 }
 
-/// Installs Prometheus without leaving it running: the package would start a service on :9090
-/// (and enable it for boot), which a CI machine does not want; the test starts its own.
-fn prometheus(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
-    if Path::new(PROMETHEUS).exists() {
-        step("prometheus", "present");
+/// Real services the end-to-end tests run against, each with a file that shows it installed
+/// and the systemd unit its package would start: Debian's Prometheus (2.42) scrapes the
+/// sidecar's metrics endpoint; MariaDB 10.11 under sysbench and redis 7 under redis-benchmark
+/// are the real servers of `e2e_servers` (healthy load and incidents).
+const SERVICE_PACKAGES: &[(&str, &str, Option<&str>)] = &[
+    ("prometheus", PROMETHEUS, Some("prometheus.service")),
+    (
+        "mariadb-server",
+        "/usr/sbin/mariadbd",
+        Some("mariadb.service"),
+    ),
+    ("mariadb-client", "/usr/bin/mariadb", None),
+    ("sysbench", "/usr/bin/sysbench", None),
+    (
+        "redis-server",
+        "/usr/bin/redis-server",
+        Some("redis-server.service"),
+    ),
+    // redis-benchmark and redis-cli.
+    ("redis-tools", "/usr/bin/redis-benchmark", None),
+];
+
+/// Installs the test services without leaving any running: their packages would start them
+/// (and enable them for boot), which a CI machine does not want; each test starts its own
+/// instance on a private socket, port and data directory, and stops it.
+fn service_packages(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
+    let missing: Vec<&str> = SERVICE_PACKAGES
+        .iter()
+        .filter(|(_, file, _)| !Path::new(file).exists())
+        .map(|(package, _, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        step(
+            "test services (prometheus, mariadb, sysbench, redis)",
+            "present",
+        );
         return Ok(());
     }
+    let list = missing.join(" ");
     if !root {
-        step("prometheus", "missing (installing it needs root)");
-        needs_root.push("apt-get install --no-install-recommends prometheus".into());
+        step(&list, "missing (installing it needs root)");
+        needs_root.push(format!("apt-get install --no-install-recommends {list}"));
         return Ok(());
     }
-    step("prometheus", "installing");
+    step(&list, "installing");
     // A policy that answers 101 ("action forbidden") keeps the package scripts from starting
-    // the service; one that is already there (container images have one) is left alone.
+    // the services; one that is already there (container images have one) is left alone.
     let policy = Path::new(POLICY_RC_D);
     let placed = !policy.exists();
     if placed {
         fs::write(
             policy,
-            "#!/bin/sh\n# cargo xtask setup: no service starts while prometheus installs\nexit 101\n",
+            "#!/bin/sh\n# cargo xtask setup: no service starts while test services install\nexit 101\n",
         )
         .with_context(|| format!("could not write {POLICY_RC_D}"))?;
         fs::set_permissions(policy, fs::Permissions::from_mode(0o755))
@@ -243,13 +275,8 @@ fn prometheus(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
     .and_then(|()| {
         run_cmd(
             Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "-q",
-                    "--no-install-recommends",
-                    "prometheus",
-                ])
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
     });
@@ -258,9 +285,13 @@ fn prometheus(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
         fs::remove_file(policy).with_context(|| format!("could not remove {POLICY_RC_D}"))?;
     }
     installed?;
-    // On a machine booted with systemd the unit is still enabled for the next boot.
+    // On a machine booted with systemd the units are still enabled for the next boot.
     if Path::new("/run/systemd/system").is_dir() {
-        run_cmd(Command::new("systemctl").args(["disable", "--now", "prometheus.service"]))?;
+        for (package, _, unit) in SERVICE_PACKAGES {
+            if let (true, Some(unit)) = (missing.contains(package), unit) {
+                run_cmd(Command::new("systemctl").args(["disable", "--now", unit]))?;
+            }
+        }
     }
     Ok(())
 }

@@ -4,7 +4,9 @@
 //! (`waitgraph`), silent thread
 //! deaths (`thread_exits`), process exits (`procexit`), goroutine stalls, waits and panics
 //! (`gowatch`, which sees the kernel through its `GoroutineProbes` trait, or memory snapshots
-//! followed by `goparked`) and leaks (`goleak`).
+//! followed by `goparked`) and leaks (`goleak`),
+//! and observer's own degraded modes (`degraded`: loss counters into started/ended periods).
+pub mod degraded;
 pub mod goduty;
 pub mod goleak;
 pub mod goparked;

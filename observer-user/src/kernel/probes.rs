@@ -95,6 +95,9 @@ pub enum ProbeError {
 /// What the probes need to know before they are loaded.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
+    /// The event ring buffer's size in bytes (`--ring-size`, a power of two); `None`: the
+    /// object's own (16 MiB).
+    pub ring_bytes: Option<u32>,
     /// Waits at least this long become events (with stacks); shorter ones are only summed.
     pub threshold_ns: u64,
     /// Send long idle waits as events too (`--report-idle`).
@@ -117,6 +120,8 @@ pub struct Counters {
     pub waits_long: u64,
     /// Goroutine parks seen by the Go probes (all Go processes).
     pub go_parks: u64,
+    /// Goroutine short waits not summed (the Go aggregate map was full).
+    pub go_agg_dropped: u64,
     /// Sidecar: new processes that could not be watched (the kernel's watch map was full).
     pub watch_full: u64,
     /// Short waits sent with a stack copy for the profile, and those not sent (the ring buffer
@@ -224,11 +229,12 @@ impl Probes {
             crate::kernel::kernel_btf::TaskOffsets::from_sys_fs().map_err(ProbeError::KernelBtf)?;
         let mut loader = EbpfLoader::new();
         // Tests shrink the ring buffer to prove that overflow is counted and reported.
-        if let Some(bytes) = std::env::var("OBSERVER_RING_BUFFER_BYTES")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|b| b.is_power_of_two() && *b >= 4096)
-        {
+        if let Some(bytes) = cfg.ring_bytes.or_else(|| {
+            std::env::var("OBSERVER_RING_BUFFER_BYTES")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|b| b.is_power_of_two() && *b >= 4096)
+        }) {
             loader.map_max_entries("EVENTS", bytes);
         }
         let log_level = cfg
@@ -514,6 +520,7 @@ impl Probes {
             waits_started: sum(counter::WAITS_STARTED),
             waits_long: sum(counter::WAITS_LONG),
             go_parks: sum(counter::GO_PARKS),
+            go_agg_dropped: sum(counter::GO_AGG_DROPPED),
             watch_full: sum(counter::WATCH_FULL),
             short_samples: sum(counter::SHORT_SAMPLES),
             short_samples_lost: sum(counter::SHORT_SAMPLES_LOST),

@@ -16,6 +16,7 @@
 //! | `goroutine_stall` | `goid`, `wait_reason`, `blocked_ns`, `created_by` |
 //! | `goroutine_leak` | `created_by`, `wait_reason`, `count`, `growth`, `window_ns` |
 //! | `go_panic` | `goid`, `message`, `recovered` |
+//! | `degraded` | `reason`, `state`, `count`, `window_ns`, `total`, `since`, `detail` (observer limited itself: what was lost, from when) |
 //!
 //! `process_exit` also carries `message`: for a Go process, the fatal panic or throw text.
 //!
@@ -69,6 +70,7 @@ pub enum AlertDetail {
     GoroutineStall(GoroutineStall),
     GoroutineLeak(GoroutineLeak),
     GoPanic(GoPanic),
+    Degraded(Degraded),
 }
 
 /// One hold of a lock that made threads wait longer than the threshold: the holder, the
@@ -278,8 +280,29 @@ pub struct IdleWait {
     pub waker_tid: Option<u32>,
 }
 
+/// observer limited itself (a full ring buffer or map, the Go probe budget): what it reports
+/// meanwhile is incomplete. One alert when it starts, one per interval while it goes on (with
+/// the losses of that interval), one when it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
+pub struct Degraded {
+    /// What limit, e.g. `"ring_buffer_full"`, `"go_probe_budget"`.
+    pub reason: String,
+    /// `"started"`, `"continuing"` or `"ended"`.
+    pub state: String,
+    /// Losses in the window this alert covers (`ended`: the whole period).
+    pub count: u64,
+    pub window_ns: u64,
+    /// Losses since the period began.
+    pub total: u64,
+    /// When the period began (RFC 3339 UTC).
+    pub since: String,
+    /// What it means for the user, in words.
+    pub detail: String,
+}
+
 /// Every alert kind, as [`AlertDetail::kind`] names them (metrics start a series at 0 for each).
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     "lock_hold",
     "stall",
     "deadlock",
@@ -290,6 +313,7 @@ pub const KINDS: [&str; 10] = [
     "goroutine_stall",
     "goroutine_leak",
     "go_panic",
+    "degraded",
 ];
 
 impl AlertDetail {
@@ -306,6 +330,7 @@ impl AlertDetail {
             AlertDetail::GoroutineStall(_) => "goroutine_stall",
             AlertDetail::GoroutineLeak(_) => "goroutine_leak",
             AlertDetail::GoPanic(_) => "go_panic",
+            AlertDetail::Degraded(_) => "degraded",
         }
     }
 }
@@ -366,6 +391,7 @@ impl Serialize for Alert {
             GoroutineStall(&'a GoroutineStall),
             GoroutineLeak(&'a GoroutineLeak),
             GoPanic(&'a GoPanic),
+            Degraded(&'a Degraded),
         }
         let detail = match &self.detail {
             AlertDetail::LockHold(d) => Body::LockHold(d),
@@ -378,6 +404,7 @@ impl Serialize for Alert {
             AlertDetail::GoroutineStall(d) => Body::GoroutineStall(d),
             AlertDetail::GoroutineLeak(d) => Body::GoroutineLeak(d),
             AlertDetail::GoPanic(d) => Body::GoPanic(d),
+            AlertDetail::Degraded(d) => Body::Degraded(d),
         };
         Wire {
             kind: self.kind(),

@@ -164,6 +164,8 @@ fn one_line_raw(a: &Alert) -> String {
             top(&a.stack),
             i.syscall
         ),
+        // Timestamped: a degraded period is read later against what happened meanwhile.
+        AlertDetail::Degraded(d) => format!("{} observer: degraded: {}", a.time, d.detail),
     }
 }
 
@@ -177,6 +179,18 @@ mod tests {
         let line = one_line(&Alert::from_json_line(json).unwrap());
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.contains("(x\\x1b]0;owned\\x07\\x0afake)"), "{line}");
+    }
+
+    /// A degraded line carries its time first: it is read later against what happened then.
+    #[test]
+    fn a_degraded_line_is_timestamped_and_escaped() {
+        let json = r#"{"kind":"degraded","time":"2026-12-05T11:32:04.210Z","pid":0,"tid":0,"comm":"","stack":[],"reason":"ring_buffer_full","state":"started","count":1204,"window_ns":200000000,"total":1204,"since":"2026-12-05T11:32:04.210Z","detail":"ring buffer full, 1,204 events dropped in the last 200ms (alerts may be missing; raise --ring-size)\nx"}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert_eq!(
+            line,
+            "2026-12-05T11:32:04.210Z observer: degraded: ring buffer full, 1,204 events dropped \
+             in the last 200ms (alerts may be missing; raise --ring-size)\\x0ax"
+        );
     }
 
     #[test]

@@ -221,11 +221,11 @@ impl Session {
             }
         };
         if written < table.pages.len() {
-            crate::say!(
-                "observer: pid {pid}: the kernel's lock-site table is full: some of its locks are not recognised ({} of {} pages written)",
-                written,
+            let note = format!(
+                "{written} of {} code pages written: some of its locks are not recognised",
                 table.pages.len()
             );
+            self.degraded_one_off(crate::detect::degraded::Reason::LockSitesFull, pid, note);
         }
         log::debug!(
             "pid {pid}: lock-site table: {} pages, {} lock slow paths, built in {took:?}",

@@ -96,13 +96,16 @@ impl Session {
             match action {
                 DutyAction::TurnOff => {
                     self.probes.stop_go_parks(pid);
-                    if first && !self.opts.quiet {
-                        crate::say!(
-                            "observer: pid {pid} parks goroutines faster than --go-probe-budget \
-                             allows: park probes on {:.1}% of the time from now on (their \
-                             profile scaled up), goroutines followed from memory snapshots \
-                             meanwhile; panics and fatal errors are always watched",
+                    if first {
+                        let note = format!(
+                            "parks goroutines faster than --go-probe-budget allows: park probes \
+                             on {:.1}% of the time from now on (their profile scaled up)",
                             duty * 100.0
+                        );
+                        self.degraded_one_off(
+                            crate::detect::degraded::Reason::GoProbeBudget,
+                            pid,
+                            note,
                         );
                     }
                 }

@@ -7,6 +7,7 @@
 //! detector) is shared, since thread ids are unique host-wide.
 
 mod code_sites;
+mod degraded;
 mod go_snapshots;
 pub mod goattach;
 mod goroutine_events;
@@ -143,6 +144,8 @@ pub struct Session {
     short_stacks: short_stacks::ShortStacks,
     /// Threads holding a lock others wait for, and what they were seen doing.
     holders: holders::Holders,
+    /// observer's own limits in effect (full ring buffer or maps, the Go probe budget).
+    degraded: degraded::Degradation,
 }
 
 /// How often the live view is redrawn.
@@ -186,6 +189,7 @@ impl Session {
             site_builder: code_sites::SiteBuilder::start(),
             short_stacks: Default::default(),
             holders: holders::Holders::default(),
+            degraded: Default::default(),
         })
     }
 
@@ -240,6 +244,7 @@ impl Session {
                     self.scan_blocked();
                     self.scan_goroutines();
                     self.poll_thread_exits();
+                    self.check_degraded();
                     self.update_metrics();
                     if let (Some(pid), None) = (self.single_pid(), launched.as_ref()) {
                         if !self.target_gone && !target::is_alive(pid) {
@@ -444,6 +449,7 @@ impl Session {
         self.drain_aggregates();
         self.drain_lock_holds();
         self.add_ongoing_lock_waits();
+        self.finish_degraded();
         self.record_profile();
         let mut failed = Vec::new();
         if let Some(r) = self.recorder.take() {
@@ -538,7 +544,7 @@ impl Session {
             alerts_path: self.opts.alerts.clone(),
             undecodable_events: self.event_errors,
         });
-        text + &self.short_stacks_note(c) + &self.go_sampling_note()
+        text + &self.short_stacks_note(c) + &self.go_sampling_note() + &self.degraded_note()
     }
 
     /// An alert about process `pid`, thread `tid`, with their namespace ids when they differ;

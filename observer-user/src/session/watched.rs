@@ -462,6 +462,7 @@ impl Session {
             m.process_gone(pid);
         }
         self.live_state.process_gone(pid);
+        self.degraded_process_gone(pid);
     }
 
     /// Threads blocked since before we attached (see `seed`).

@@ -32,6 +32,7 @@ fn one_detail_of_each_kind() -> Vec<AlertDetail> {
         AlertDetail::GoroutineStall(GoroutineStall::default()),
         AlertDetail::GoroutineLeak(GoroutineLeak::default()),
         AlertDetail::GoPanic(GoPanic::default()),
+        AlertDetail::Degraded(Degraded::default()),
     ];
     for d in &all {
         match d {
@@ -44,7 +45,8 @@ fn one_detail_of_each_kind() -> Vec<AlertDetail> {
             | AlertDetail::GoroutineWait(_)
             | AlertDetail::GoroutineStall(_)
             | AlertDetail::GoroutineLeak(_)
-            | AlertDetail::GoPanic(_) => {}
+            | AlertDetail::GoPanic(_)
+            | AlertDetail::Degraded(_) => {}
         }
     }
     all
@@ -74,6 +76,24 @@ fn roundtrip(a: &Alert, expected_json: &str) {
 }
 
 const COMMON: &str = r#""time":"2026-11-26T10:04:05.123Z","pid":100,"tid":101,"comm":"bank","stack":["transfer_a_to_b (bank.c:14)","worker (bank.c:30)"]"#;
+
+#[test]
+fn degraded_shape() {
+    let mut a = alert(AlertDetail::Degraded(Degraded {
+        reason: "go_probe_budget".into(),
+        state: "started".into(),
+        count: 1,
+        window_ns: 0,
+        total: 1,
+        since: "2026-11-26T10:04:05.123Z".into(),
+        detail: "Go probe budget: pid 100 (bank) ...".into(),
+    }));
+    a.stack.clear();
+    roundtrip(
+        &a,
+        r#"{"kind":"degraded","time":"2026-11-26T10:04:05.123Z","pid":100,"tid":101,"comm":"bank","stack":[],"reason":"go_probe_budget","state":"started","count":1,"window_ns":0,"total":1,"since":"2026-11-26T10:04:05.123Z","detail":"Go probe budget: pid 100 (bank) ..."}"#,
+    );
+}
 
 #[test]
 fn lock_hold_shape() {

@@ -61,6 +61,26 @@ impl Metrics {
         }
         family(
             &mut out,
+            "observer_degraded_total",
+            "counter",
+            "Periods in which observer limited itself, by reason (ring_buffer_full, \
+             go_probe_budget, ...; see README \"When observer limits itself\").",
+        );
+        for (reason, (n, _)) in &r.degraded {
+            let _ = writeln!(out, "observer_degraded_total{{reason=\"{reason}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "observer_degraded",
+            "gauge",
+            "Conditions of each reason in effect now (1 while a limit is in effect; a Go probe \
+             budget counts each process).",
+        );
+        for (reason, (_, n)) in &r.degraded {
+            let _ = writeln!(out, "observer_degraded{{reason=\"{reason}\"}} {n}");
+        }
+        family(
+            &mut out,
             "observer_metrics_series_dropped_total",
             "counter",
             "Metric updates refused because the per-process series limit was reached.",
@@ -386,6 +406,29 @@ observer_go_processes 1
         );
         assert!(!text.lines().any(|l| l.starts_with("fake_metric")));
         assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+    }
+
+    /// Every reason is exported from 0 (so `increase()` sees the first period); a degraded
+    /// alert about observer itself (pid 0) makes no per-process series.
+    #[test]
+    fn degraded_modes_are_counted_and_gauged() {
+        use crate::detect::degraded::Reason;
+        let m = Metrics::with_limits(10, GONE_GRACE);
+        let text = m.render();
+        assert_eq!(
+            sample_lines(&text, "observer_degraded_total").len(),
+            Reason::ALL.len()
+        );
+        assert!(text.contains("observer_degraded{reason=\"ring_buffer_full\"} 0\n"));
+        m.degraded_started(Reason::RingBufferFull);
+        m.set_degraded(&[(Reason::RingBufferFull, 1), (Reason::GoProbeBudget, 2)]);
+        m.alert(0, "", "degraded");
+        let text = m.render();
+        assert!(text.contains("observer_degraded_total{reason=\"ring_buffer_full\"} 1\n"));
+        assert!(text.contains("observer_degraded{reason=\"ring_buffer_full\"} 1\n"));
+        assert!(text.contains("observer_degraded{reason=\"go_probe_budget\"} 2\n"));
+        assert!(text.contains("observer_alerts_by_kind_total{kind=\"degraded\"} 1\n"));
+        assert!(!text.contains("pid=\"0\""), "{text}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::detect::degraded::Reason;
 use crate::output::alert::KINDS;
 
 /// Processes with per-process series at most (a host rarely has more processes worth a series).
@@ -97,6 +98,8 @@ pub(super) struct Registry {
     pub(super) drops: Drops,
     pub(super) watched: u64,
     pub(super) go_watched: u64,
+    /// Per degraded reason (every one exported from 0): periods begun, and conditions in effect now.
+    pub(super) degraded: BTreeMap<&'static str, (u64, u64)>,
 }
 
 impl Registry {
@@ -181,6 +184,7 @@ impl Metrics {
                 drops: Drops::default(),
                 watched: 0,
                 go_watched: 0,
+                degraded: Reason::ALL.iter().map(|r| (r.label(), (0, 0))).collect(),
             }),
             grace,
             version: env!("CARGO_PKG_VERSION"),
@@ -210,6 +214,10 @@ impl Metrics {
     pub fn alert(&self, pid: u32, comm: &str, kind: &str) {
         let mut reg = self.lock();
         reg.count_alert_kind(kind);
+        if pid == 0 {
+            // About observer itself (a degraded mode of the whole session), not a process.
+            return;
+        }
         let Some(p) = reg.process(pid, comm) else {
             return;
         };
@@ -269,6 +277,23 @@ impl Metrics {
             in_flight,
             stacks_missing,
         };
+    }
+
+    /// A degraded period of `reason` began (`observer_degraded_total`).
+    pub fn degraded_started(&self, reason: Reason) {
+        if let Some(d) = self.lock().degraded.get_mut(reason.label()) {
+            d.0 = d.0.saturating_add(1);
+        }
+    }
+
+    /// Conditions of each reason in effect now (`observer_degraded`).
+    pub fn set_degraded(&self, in_effect: &[(Reason, u64)]) {
+        let mut reg = self.lock();
+        for (reason, n) in in_effect {
+            if let Some(d) = reg.degraded.get_mut(reason.label()) {
+                d.1 = *n;
+            }
+        }
     }
 
     pub fn set_watched(&self, processes: u64, go_processes: u64) {
