@@ -206,7 +206,7 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
         Some(bin) => list.push(Workload {
             section: "4",
             title: "Go parks and readies: bench/goparks (4 channel ping-pong pairs, 4 sync.Mutex lockers)",
-            argv: vec![bin.display().to_string(), "-seconds".into(), secs],
+            argv: vec![bin.display().to_string(), "-seconds".into(), secs.clone()],
             best_of: 1,
             metrics: vec![
                 Metric { label: "channel round trips/s", parse: metric_go_pingpong, compare: Compare::Ratio },
