@@ -527,6 +527,10 @@ pub struct GoParked {
     pub g: u64,
     pub reason: u32,
     pub _pad: u32,
+    /// `gopark`'s lock argument: for a semaphore wait (sync.Mutex, RWMutex, WaitGroup) the
+    /// lock of its semaphore's wait-queue root, which tells which lock waits belong together
+    /// (0 when unknown).
+    pub lock: u64,
 }
 
 /// Key of the exact in-kernel totals of short goroutine waits, per wait reason.
@@ -581,6 +585,8 @@ pub struct GoWaitEvent {
     pub _pad: u32,
     pub start_ns: u64,
     pub duration_ns: u64,
+    /// `GoParked::lock` of the wait.
+    pub lock: u64,
     /// The woken goroutine's stack where it parked, walked by the waker.
     pub stack: GoStack,
 }

@@ -104,7 +104,7 @@ fn read_goid(g: u64, goid_offset: u64, tgid: u32) -> Option<u64> {
 }
 
 /// `gopark(unlockf, lock, reason waitReason, traceReason, traceskip)`: R14 = the parking g,
-/// CL = reason.
+/// RBX = lock, CL = reason.
 #[uprobe]
 pub fn go_park(ctx: ProbeContext) -> u32 {
     let _ = try_park(&ctx);
@@ -121,7 +121,7 @@ fn try_park(ctx: &ProbeContext) -> Option<()> {
     }
     let r = regs(ctx);
     // SAFETY: ctx.regs points at the probed task's saved registers.
-    let (g, reason) = unsafe { ((*r).r14, (*r).rcx & 0xff) };
+    let (g, reason, lock) = unsafe { ((*r).r14, (*r).rcx & 0xff, (*r).rbx) };
     let goid = read_goid(g, proc.goid_offset, tgid)?;
     let gopc = read_user_u64(g.wrapping_add(proc.gopc_offset)).unwrap_or(0);
     let key = GoKey {
@@ -136,6 +136,7 @@ fn try_park(ctx: &ProbeContext) -> Option<()> {
         g,
         reason: reason as u32,
         _pad: 0,
+        lock,
     };
     let _ = GO_PARKED.insert(&key, &parked, 0);
     bump(counter::GO_PARKS);
@@ -225,6 +226,7 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
         (*ev)._pad = 0;
         (*ev).start_ns = parked.start_ns;
         (*ev).duration_ns = duration_ns;
+        (*ev).lock = parked.lock;
         walk_parked(gp, &proc, &mut (*ev).stack);
     }
     slot.submit(0);

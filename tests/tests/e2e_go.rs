@@ -922,3 +922,57 @@ fn a_busy_http_service_keeps_being_observed_under_the_budget() {
         "the steady leak of watchers created by main.handler must be a goroutine_leak\n{report}"
     );
 }
+
+/// With every probe on, the 300 ms holds of the busy service's index lock are one
+/// goroutine_wait each, however many of its 32 clients queued behind it, and each names the
+/// function that held the lock (the releaser's stack).
+#[test]
+fn goroutine_waits_behind_one_hold_are_one_alert_naming_the_holder() {
+    let Some(go) = toolchain(
+        GoVersion::Go127,
+        "goroutine_waits_behind_one_hold_are_one_alert_naming_the_holder",
+    ) else {
+        return;
+    };
+    let ws = Workspace::new("go-hold-episodes");
+    let binary = ws.build_go(&go, "patterns/busyhttp.go", false);
+    let run = observe_run(
+        &ws,
+        &["--go-probe-budget", "none"],
+        "5s",
+        &binary,
+        &["bench", "-seconds", "5", "-incidents"],
+    );
+    let report = run.report();
+    assert_eq!(run.exit_code(), Some(0), "{report}");
+    let holds: Vec<&Value> = run
+        .of_kind("goroutine_wait")
+        .into_iter()
+        .filter(|w| stack_mentions(w, "stack", "main.lookupIndex"))
+        .collect();
+    assert!(
+        !holds.is_empty(),
+        "the index lock holds must be reported\n{report}"
+    );
+    let grouped = holds
+        .iter()
+        .filter(|w| u64_field(w, "waiters").is_some_and(|n| n >= 2))
+        .count();
+    assert!(
+        grouped * 2 >= holds.len(),
+        "most holds queue several clients and must be one alert each: {grouped} of {}\n{report}",
+        holds.len()
+    );
+    let waiters: u64 = holds.iter().filter_map(|w| u64_field(w, "waiters")).sum();
+    assert!(
+        waiters > holds.len() as u64,
+        "{waiters} waits in {} alerts: not one per waiter\n{report}",
+        holds.len()
+    );
+    assert!(
+        holds
+            .iter()
+            .any(|w| stack_mentions(w, "waker_stack", "main.rebuildIndexSlowly")),
+        "the releaser's stack must name the function that held the lock\n{report}"
+    );
+}

@@ -86,6 +86,7 @@ impl ParkedTracker {
                         g: t.g.g_addr,
                         reason: t.g.reason,
                         _pad: 0,
+                        lock: 0,
                     },
                 )
             })

@@ -13,9 +13,10 @@ use observer_common::{
 
 use crate::stacks::frame::Frame;
 use crate::{
+    detect::gohold::{GoHoldEpisode, GoHolds, GoWaitEnded},
     detect::goleak::LeakDetector,
     detect::goparked::ParkedTracker,
-    golang::{goroutines, goroutines::ParkedG, GoBinary, GoError},
+    golang::{goroutines, GoBinary, GoError},
     stacks::resolver::{KernelStacks, StackResolver},
 };
 
@@ -87,6 +88,8 @@ pub struct GoWatch {
     /// When the probes last saw each goroutine's long wait end: a wait they reported while on
     /// is not reported again by the snapshots.
     probe_wait_ends: HashMap<u64, u64>,
+    /// Long sync waits grouped by the hold that caused them.
+    holds: GoHolds,
 }
 
 /// Long waits remembered for that, at most.
@@ -122,16 +125,9 @@ const MAX_SAMPLE_PERIOD: u32 = 1024;
 /// What the goroutine rules found; the session makes the alert of the same name of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GoFinding {
-    /// A wait on a sync primitive over the threshold ended (`goroutine_wait`).
-    Wait {
-        goid: u64,
-        wait_reason: String,
-        duration_ns: u64,
-        /// Where the goroutine was created (`go` statement), innermost first.
-        created_by: Vec<String>,
-        waker_goid: Option<u64>,
-        waker_stack: Vec<String>,
-    },
+    /// Waits on one sync primitive over the threshold behind one hold ended
+    /// (`goroutine_wait`, one per hold episode).
+    Wait(Box<GoWaitEpisode>),
     /// Still waiting on a sync primitive after --stall-after (`goroutine_stall`).
     Stall {
         goid: u64,
@@ -153,6 +149,26 @@ pub enum GoFinding {
         message: Option<String>,
         recovered: bool,
     },
+}
+
+/// One hold episode of a sync primitive, as the `goroutine_wait` alert tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoWaitEpisode {
+    /// The goroutine that waited longest, and its wait.
+    pub goid: u64,
+    pub wait_reason: String,
+    pub duration_ns: u64,
+    pub created_by: Vec<String>,
+    /// The goroutine that released the lock to the first waiter, and its stack then.
+    pub waker_goid: Option<u64>,
+    pub waker_stack: Vec<String>,
+    pub lock: u64,
+    pub hold_ns: u64,
+    pub waiters: u64,
+    pub total_wait_ns: u64,
+    /// (stack, waits, longest), most frequent first.
+    pub waiter_stacks: Vec<(Vec<String>, u64, u64)>,
+    pub waiter_stacks_omitted: u64,
 }
 
 /// Where goroutine blocked time goes: the session's profile (one column for all goroutines
@@ -190,6 +206,7 @@ impl GoWatch {
             tracker: ParkedTracker::default(),
             wait_stacks: HashMap::new(),
             probe_wait_ends: HashMap::new(),
+            holds: GoHolds::default(),
         }
     }
 
@@ -259,6 +276,11 @@ impl GoWatch {
         self.stalls_reported.len() as u64
     }
 
+    /// Whether wait reason `n` is a wait on a sync primitive (a lock-like wait).
+    pub fn is_sync_reason(&self, n: u32) -> bool {
+        classify_reason(&self.reason(n)) == ReasonClass::Sync
+    }
+
     pub fn reason(&self, n: u32) -> String {
         self.wait_reasons
             .get(n as usize)
@@ -281,19 +303,20 @@ impl GoWatch {
         site
     }
 
-    /// A goroutine wait over the threshold ended.
+    /// A goroutine wait over the threshold ended: into its lock's hold episode; the episodes
+    /// it closed come back as alerts.
     pub fn on_wait(
         &mut self,
         ev: &GoWaitEvent,
         probes: &dyn GoroutineProbes,
         stacks: &mut StackResolver,
         profile: &mut dyn GoProfile,
-    ) -> Option<GoAlert> {
+    ) -> Vec<GoAlert> {
         let reason = self.reason(ev.reason);
         let frames = go_stack_frames(stacks, self.pid, &ev.stack);
         add_to_profile(profile, &reason, &frames, ev.duration_ns, 1);
         if classify_reason(&reason) != ReasonClass::Sync {
-            return None;
+            return Vec::new();
         }
         if self.probe_wait_ends.len() >= MAX_PROBE_WAIT_ENDS {
             // The oldest half goes: snapshots are at most 30 s apart.
@@ -305,20 +328,32 @@ impl GoWatch {
         self.probe_wait_ends
             .insert(ev.goid, ev.start_ns.saturating_add(ev.duration_ns));
         let waker_frames = stacks.resolve_id_frames(probes, self.pid, ev.waker_stack_id);
-        Some(GoAlert {
+        let ended = GoWaitEnded {
+            lock: ev.lock,
+            wait_reason: reason,
+            goid: ev.goid,
             tid: ev.tid,
-            time_ns: Some(ev.start_ns + ev.duration_ns),
-            finding: GoFinding::Wait {
-                goid: ev.goid,
-                wait_reason: reason,
-                duration_ns: ev.duration_ns,
-                created_by: self.created_by(stacks, ev.gopc),
-                waker_goid: (ev.waker_goid != 0).then_some(ev.waker_goid),
-                waker_stack: crate::stacks::frame::names(&waker_frames),
-            },
             stack: frames,
-            more_frames: vec![("waker_stack", waker_frames)],
-        })
+            created_by: self.created_by(stacks, ev.gopc),
+            waker: (ev.waker_goid != 0 || !waker_frames.is_empty())
+                .then_some((ev.waker_goid, waker_frames)),
+            start_ns: ev.start_ns,
+            duration_ns: ev.duration_ns,
+        };
+        self.holds
+            .add(ended)
+            .into_iter()
+            .map(episode_alert)
+            .collect()
+    }
+
+    /// Hold episodes finished by `now_ns` (all of them with `all`), as alerts.
+    pub fn flush_holds(&mut self, now_ns: u64, all: bool) -> Vec<GoAlert> {
+        self.holds
+            .flush(now_ns, all)
+            .into_iter()
+            .map(episode_alert)
+            .collect()
     }
 
     /// Short goroutine waits summed in the kernel, into the profile: each wait reason's exact
@@ -448,69 +483,8 @@ impl GoWatch {
         self.scan_parked(now_ns, stall_after_ns, &parked, stacks)
     }
 
-    /// The same rules from a snapshot of the process's memory instead of the probes (their
-    /// per-park half is off): stalls, leaks, and sync waits over `threshold_ns` that ended
-    /// since the last snapshot (`goroutine_wait`, no waker: nothing saw the wake-up).
-    pub fn scan_snapshot(
-        &mut self,
-        now_ns: u64,
-        snapshot: &[ParkedG],
-        limits: SnapshotLimits,
-        stacks: &mut StackResolver,
-    ) -> Vec<GoAlert> {
-        let mut alerts = Vec::new();
-        for ended in self.tracker.update(now_ns, snapshot) {
-            let stack = self.wait_stacks.remove(&(ended.goid, ended.first_seen_ns));
-            let reason = self.reason(ended.reason);
-            let seen_by_probes = self
-                .probe_wait_ends
-                .get(&ended.goid)
-                .is_some_and(|&end| end >= ended.first_seen_ns);
-            if ended.at_least_ns < limits.threshold_ns
-                || classify_reason(&reason) != ReasonClass::Sync
-                || seen_by_probes
-            {
-                continue;
-            }
-            alerts.push(GoAlert {
-                tid: 0,
-                time_ns: None,
-                more_frames: Vec::new(),
-                stack: stack.unwrap_or_default(),
-                finding: GoFinding::Wait {
-                    goid: ended.goid,
-                    wait_reason: reason,
-                    duration_ns: ended.at_least_ns,
-                    created_by: self.created_by(stacks, ended.gopc),
-                    waker_goid: None,
-                    waker_stack: Vec::new(),
-                },
-            });
-        }
-        // The stack of a long sync wait is read while it is still parked: once it ends, the
-        // goroutine's stack has moved on.
-        let parked = self.tracker.parked();
-        for (goid, p) in &parked {
-            let long = now_ns.saturating_sub(p.start_ns) >= limits.threshold_ns;
-            let key = (*goid, p.start_ns);
-            if long
-                && self.wait_stacks.len() < MAX_WAIT_STACKS
-                && !self.wait_stacks.contains_key(&key)
-                && classify_reason(&self.reason(p.reason)) == ReasonClass::Sync
-            {
-                if let Some(stack) = self.parked_stack(*goid, p, stacks) {
-                    self.wait_stacks.insert(key, stack);
-                }
-            }
-        }
-        let live: HashSet<(u64, u64)> = parked.iter().map(|(g, p)| (*g, p.start_ns)).collect();
-        self.wait_stacks.retain(|k, _| live.contains(k));
-        alerts.extend(self.scan_parked(now_ns, limits.stall_after_ns, &parked, stacks));
-        alerts
-    }
-
     /// Stalls and leaks among the goroutines parked now.
-    fn scan_parked(
+    pub(super) fn scan_parked(
         &mut self,
         now_ns: u64,
         stall_after_ns: u64,
@@ -574,6 +548,40 @@ impl GoWatch {
             });
         }
         alerts
+    }
+}
+
+/// A finished hold episode as the alert of its longest waiter.
+fn episode_alert(e: GoHoldEpisode) -> GoAlert {
+    use crate::stacks::frame::names;
+    let (waker_goid, waker_frames) = match e.releaser {
+        Some((goid, frames)) => ((goid != 0).then_some(goid), frames),
+        None => (None, Vec::new()),
+    };
+    let w = e.longest;
+    GoAlert {
+        tid: w.tid,
+        time_ns: Some(w.start_ns.saturating_add(w.duration_ns)),
+        finding: GoFinding::Wait(Box::new(GoWaitEpisode {
+            goid: w.goid,
+            wait_reason: w.wait_reason,
+            duration_ns: w.duration_ns,
+            created_by: w.created_by,
+            waker_goid,
+            waker_stack: names(&waker_frames),
+            lock: e.lock,
+            hold_ns: e.hold_ns,
+            waiters: e.waiters,
+            total_wait_ns: e.total_wait_ns,
+            waiter_stacks: e
+                .waiter_stacks
+                .into_iter()
+                .map(|s| (names(&s.stack), s.count, s.longest_ns))
+                .collect(),
+            waiter_stacks_omitted: e.waiter_stacks_omitted,
+        })),
+        stack: w.stack,
+        more_frames: vec![("waker_stack", waker_frames)],
     }
 }
 
@@ -743,6 +751,8 @@ fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns
     }
     profile.add(&frames, ns, count, classify_reason(reason));
 }
+
+mod snapshot;
 
 #[cfg(test)]
 mod tests;

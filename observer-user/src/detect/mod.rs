@@ -8,6 +8,7 @@
 //! and observer's own degraded modes (`degraded`: loss counters into started/ended periods).
 pub mod degraded;
 pub mod goduty;
+pub mod gohold;
 pub mod goleak;
 pub mod goparked;
 pub mod gowatch;

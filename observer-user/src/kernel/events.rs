@@ -165,6 +165,7 @@ mod tests {
             _pad: 0,
             start_ns: 1,
             duration_ns: 2,
+            lock: 0,
             stack,
         };
         // SAFETY: viewing a plain struct as bytes.

@@ -219,18 +219,49 @@ pub struct ProcessExit {
     pub message: Option<String>,
 }
 
-/// A goroutine waited on a sync primitive (Mutex, RWMutex, WaitGroup, Cond, semaphore) longer
-/// than the threshold; the wait has ended and `waker_stack` names who released it.
+/// Goroutines waited on one sync primitive (Mutex, RWMutex, WaitGroup, Cond, semaphore)
+/// longer than the threshold behind one hold: one alert per hold episode. The top-level
+/// `goid`/`stack` is the goroutine that waited longest; `waker_stack` names the goroutine that
+/// released the lock to the first waiter (it held it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Default))]
 pub struct GoroutineWait {
     pub goid: u64,
     pub wait_reason: String,
+    /// The longest wait of the episode.
     pub duration_ns: u64,
-    /// Where the goroutine was created (`go` statement), innermost first.
+    /// Where the longest waiter was created (`go` statement), innermost first.
     pub created_by: Vec<String>,
     pub waker_goid: Option<u64>,
     pub waker_stack: Vec<String>,
+    /// `gopark`'s lock argument for the waits (the semaphore's queue lock), 0 when unknown.
+    #[serde(default, with = "hex_addr")]
+    pub lock: u64,
+    /// From the earliest waiter's start to the release: a lower bound of the hold.
+    #[serde(default)]
+    pub hold_ns: u64,
+    /// Waits of the episode, each past the threshold.
+    #[serde(default = "one")]
+    pub waiters: u64,
+    #[serde(default)]
+    pub total_wait_ns: u64,
+    /// Distinct waiter stacks, most frequent first.
+    #[serde(default)]
+    pub waiter_stacks: Vec<GoWaiterStack>,
+    #[serde(default)]
+    pub waiter_stacks_omitted: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Waits of a goroutine hold episode that share a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoWaiterStack {
+    pub stack: Vec<String>,
+    pub count: u64,
+    pub longest_ns: u64,
 }
 
 /// A goroutine still waiting on a sync primitive after --stall-after.

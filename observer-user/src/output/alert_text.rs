@@ -128,11 +128,16 @@ fn one_line_raw(a: &Alert) -> String {
             p.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
         ),
         AlertDetail::GoroutineWait(g) => format!(
-            "observer: goroutine_wait goroutine {} waited {} on {} in {}; released by goroutine {} in {}",
+            "observer: goroutine_wait goroutine {} waited {} on {} in {}{}; released by goroutine {} in {}",
             g.goid,
             human(std::time::Duration::from_nanos(g.duration_ns)),
             g.wait_reason,
             top(&a.stack),
+            if g.waiters > 1 {
+                format!(" ({} goroutines waited behind this hold)", g.waiters)
+            } else {
+                String::new()
+            },
             g.waker_goid.map(|w| w.to_string()).unwrap_or_else(|| "?".into()),
             top(&g.waker_stack)
         ),

@@ -18,7 +18,8 @@ pub struct LongWaits {
     /// a live owner, every futex wait of a Go process): `idle_wait` alerts with `--report-idle`,
     /// else none.
     pub idle: u64,
-    /// Goroutine waits on `sync` primitives and semaphores: one `goroutine_wait` alert each.
+    /// Goroutine waits on `sync` primitives and semaphores: in `goroutine_wait` alerts, one per
+    /// hold episode.
     pub go_sync: u64,
     /// Goroutine waits on channels, select, I/O, sleeps, the runtime: never alerts.
     pub go_idle: u64,
@@ -94,7 +95,7 @@ impl LongWaits {
         }
         if self.go_sync > 0 {
             parts.push(format!(
-                "{} (one goroutine_wait alert each)",
+                "{} (in goroutine_wait alerts, one per hold)",
                 count(self.go_sync, "goroutine sync wait", "goroutine sync waits")
             ));
         }
@@ -221,7 +222,7 @@ mod tests {
         assert_eq!(
             w.describe(ctx),
             "11 over the threshold: 3 lock waits (in 1 lock_hold alert), 1 goroutine sync wait \
-             (one goroutine_wait alert each), 1 in the kernel (profile only; a stall alert once \
+             (in goroutine_wait alerts, one per hold), 1 in the kernel (profile only; a stall alert once \
              one lasts --stall-after), 2 idle (not reported without --report-idle), 4 goroutine \
              idle waits (select, channels, I/O, sleep: not reported)"
         );

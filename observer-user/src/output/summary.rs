@@ -498,7 +498,7 @@ alerts (JSON lines): alerts.jsonl\n";
         };
         let text = render(&input);
         let expected = "observer summary for bank (pid 100)\n\
-waits observed: 0, 43 over the threshold: 3 goroutine sync waits (one goroutine_wait alert each), \
+waits observed: 0, 43 over the threshold: 3 goroutine sync waits (in goroutine_wait alerts, one per hold), \
 40 goroutine idle waits (select, channels, I/O, sleep: not reported)\n\
 top blocked stacks (total blocked time, waits, stack innermost first):\n\
 \x20     1.4s        3x  srv [goroutines]: [sync.Mutex.Lock] main.lookupCache (main.go:35)\n\

@@ -158,6 +158,7 @@ fn seed_parked(probes: &mut Probes, pid: u32, bin: &GoBinary) -> Result<(), GoAt
             g: g.g_addr,
             reason: reason as u32,
             _pad: 0,
+            lock: 0,
         };
         // Already there: the kernel saw it park since the dump, and knows better.
         let _ = probes.seed_go_parked(key, parked);

@@ -27,11 +27,12 @@ impl Session {
             process: &process,
             blocked_ns: 0,
         };
-        let alert = go.on_wait(w, &self.probes, &mut self.stacks, &mut profile);
+        let sync = go.is_sync_reason(w.reason);
+        let alerts = go.on_wait(w, &self.probes, &mut self.stacks, &mut profile);
         let blocked_ns = profile.blocked_ns;
         self.live_state.blocked(w.tgid, blocked_ns);
-        self.live_state.long_waits.goroutine(alert.is_some());
-        if let Some(a) = alert {
+        self.live_state.long_waits.goroutine(sync);
+        for a in alerts {
             self.emit_go(w.tgid, a);
         }
     }
@@ -59,11 +60,25 @@ impl Session {
         }
     }
 
+    /// Goroutine hold episodes that are over (every open one with `all`: the session ends).
+    pub(super) fn flush_go_holds(&mut self, all: bool) {
+        let now = monotonic_ns();
+        for pid in self.go_pids() {
+            let Some(go) = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut()) else {
+                continue;
+            };
+            for a in go.flush_holds(now, all) {
+                self.emit_go(pid, a);
+            }
+        }
+    }
+
     /// The fatal message of a Go process that is exiting, and its panics never recovered.
     pub(super) fn go_process_ended(&mut self, pid: u32, time_ns: u64) -> Option<String> {
         let go = self.watched.get_mut(&pid).and_then(|t| t.go.as_mut())?;
         let message = go.exit_message();
-        let alerts = go.unrecovered(time_ns, true);
+        let mut alerts = go.flush_holds(u64::MAX, true);
+        alerts.extend(go.unrecovered(time_ns, true));
         for a in alerts {
             self.emit_go(pid, a);
         }
@@ -129,6 +144,7 @@ impl Session {
     /// Goroutine stalls, leaks, and panics that were never recovered.
     pub(super) fn scan_goroutines(&mut self) {
         self.snapshot_goroutines();
+        self.flush_go_holds(false);
         let now = monotonic_ns();
         let stall_ns = duration_ns(self.opts.stall_after);
         let pids = self.go_pids();
@@ -247,20 +263,27 @@ impl GoProfile for GoroutineColumn<'_> {
 /// The alert of a goroutine finding.
 fn alert_detail(finding: GoFinding) -> AlertDetail {
     match finding {
-        GoFinding::Wait {
-            goid,
-            wait_reason,
-            duration_ns,
-            created_by,
-            waker_goid,
-            waker_stack,
-        } => AlertDetail::GoroutineWait(alert::GoroutineWait {
-            goid,
-            wait_reason,
-            duration_ns,
-            created_by,
-            waker_goid,
-            waker_stack,
+        GoFinding::Wait(e) => AlertDetail::GoroutineWait(alert::GoroutineWait {
+            goid: e.goid,
+            wait_reason: e.wait_reason,
+            duration_ns: e.duration_ns,
+            created_by: e.created_by,
+            waker_goid: e.waker_goid,
+            waker_stack: e.waker_stack,
+            lock: e.lock,
+            hold_ns: e.hold_ns,
+            waiters: e.waiters,
+            total_wait_ns: e.total_wait_ns,
+            waiter_stacks: e
+                .waiter_stacks
+                .into_iter()
+                .map(|(stack, count, longest_ns)| alert::GoWaiterStack {
+                    stack,
+                    count,
+                    longest_ns,
+                })
+                .collect(),
+            waiter_stacks_omitted: e.waiter_stacks_omitted,
         }),
         GoFinding::Stall {
             goid,

@@ -448,6 +448,7 @@ impl Session {
         }
         self.drain_aggregates();
         self.drain_lock_holds();
+        self.flush_go_holds(true);
         self.add_ongoing_lock_waits();
         self.finish_degraded();
         self.record_profile();

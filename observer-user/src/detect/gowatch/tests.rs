@@ -61,6 +61,7 @@ fn parked(reason: u32, start_ns: u64, gopc: u64) -> GoParked {
         g: 0,
         reason,
         _pad: 0,
+        lock: 0,
     }
 }
 
@@ -210,23 +211,23 @@ fn goroutine_wait_alerts_only_for_sync_reasons_with_the_waker_stack() {
         _pad: 0,
         start_ns: 10,
         duration_ns: 20,
+        lock: 0,
         stack: GoStack::default(),
     };
-    let a = go
-        .on_wait(&ev, &kernel, &mut stacks, &mut profile)
-        .expect("a wait on a mutex alerts");
+    assert!(
+        go.on_wait(&ev, &kernel, &mut stacks, &mut profile)
+            .is_empty(),
+        "a wait joins its hold episode; the episode is the alert"
+    );
+    let alerts = go.flush_holds(u64::MAX, true);
+    assert_eq!(alerts.len(), 1);
+    let a = &alerts[0];
     match &a.finding {
-        GoFinding::Wait {
-            goid,
-            wait_reason,
-            duration_ns,
-            waker_goid,
-            waker_stack,
-            ..
-        } => {
-            assert_eq!((*goid, *waker_goid, *duration_ns), (42, Some(43), 20));
-            assert_eq!(wait_reason, "sync.Mutex.Lock");
-            assert_eq!(waker_stack.len(), 2, "{waker_stack:?}");
+        GoFinding::Wait(e) => {
+            assert_eq!((e.goid, e.waker_goid, e.duration_ns), (42, Some(43), 20));
+            assert_eq!(e.wait_reason, "sync.Mutex.Lock");
+            assert_eq!(e.waker_stack.len(), 2, "{:?}", e.waker_stack);
+            assert_eq!(e.waiters, 1);
         }
         _ => panic!("not a goroutine wait"),
     }
@@ -235,7 +236,8 @@ fn goroutine_wait_alerts_only_for_sync_reasons_with_the_waker_stack() {
     ev.reason = 2;
     assert!(go
         .on_wait(&ev, &kernel, &mut stacks, &mut profile)
-        .is_none());
+        .is_empty());
+    assert!(go.flush_holds(u64::MAX, true).is_empty());
     // Both are in the profile, each under its reason, with its length.
     let heads: Vec<(&str, u64, u64)> = profile
         .iter()
