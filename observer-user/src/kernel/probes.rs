@@ -522,6 +522,12 @@ impl Probes {
         Ok(map.iter().filter_map(Result::ok).collect())
     }
 
+    /// The in-flight entry of `tid`, if it is blocked now.
+    pub fn in_flight_of(&self, tid: u32) -> Option<InFlight> {
+        let map: HashMap<&MapData, u32, InFlight> = self.map("IN_FLIGHT").ok()?;
+        map.get(&tid, 0).ok()
+    }
+
     /// Adds an in-flight entry for a thread that was blocked before we attached, unless the
     /// kernel already has one.
     pub fn seed_in_flight(&mut self, tid: u32, entry: &InFlight) -> Result<(), ProbeError> {

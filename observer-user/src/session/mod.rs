@@ -10,6 +10,7 @@ mod code_sites;
 pub mod goattach;
 mod goroutine_events;
 mod holders;
+mod inflight_stacks;
 mod kernel_adapters;
 mod lifecycle;
 mod live;
@@ -138,6 +139,8 @@ pub struct Session {
     short_stacks: short_stacks::ShortStacks,
     /// Threads holding a lock others wait for, and what they were seen doing.
     holders: holders::Holders,
+    /// Stacks of waiters read while they wait, for waits that no thread of theirs ends.
+    inflight_stacks: inflight_stacks::InflightStacks,
 }
 
 /// How often the live view is redrawn.
@@ -181,6 +184,7 @@ impl Session {
             site_builder: code_sites::SiteBuilder::start(),
             short_stacks: Default::default(),
             holders: holders::Holders::default(),
+            inflight_stacks: Default::default(),
         })
     }
 
@@ -527,7 +531,7 @@ impl Session {
             alerts_path: self.opts.alerts.clone(),
             undecodable_events: self.event_errors,
         });
-        text + &self.short_stacks_note(c)
+        text + &self.short_stacks_note(c) + &self.inflight_stacks_note()
     }
 
     /// An alert about process `pid`, thread `tid`, with their namespace ids when they differ;

@@ -29,9 +29,7 @@ impl Session {
     }
 
     pub(super) fn on_wait(&mut self, w: &WaitEvent) {
-        let stack_frames =
-            self.stacks
-                .resolve_snapshot_frames(&self.probes, w.tgid, &w.waiter, w.stack_id);
+        let stack_frames = self.waiter_frames(w);
         let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
         let process = self.process_name(w.tgid);
         let owner = self.host_tid(w.tgid, w.owner);
@@ -135,6 +133,7 @@ impl Session {
             .filter(|(_, e)| self.watched.contains_key(&e.tgid))
             .collect();
         self.watch_holders(&blocked, now);
+        self.snapshot_inflight_stacks(&blocked);
         // The rule asks the session about owners and threads while it runs.
         let mut rule = std::mem::take(&mut self.stall_rule);
         let scan = rule.scan(&blocked, now, limits, self);

@@ -156,16 +156,25 @@ impl StackResolver {
 
     /// A thread that is blocked right now: copy its stack from userspace (read-only).
     pub fn resolve_blocked_frames(&mut self, pid: u32, regs: Regs) -> Vec<Frame> {
+        match self.unwind_blocked(pid, regs) {
+            Some(addrs) => self.symbolize(pid, &addrs),
+            None => self.symbolize(pid, &[regs.ip]),
+        }
+    }
+
+    /// The unwound addresses (innermost first: the pc, then return addresses) of a thread
+    /// blocked right now, its stack read from the process; `None` when it cannot be read.
+    pub fn unwind_blocked(&mut self, pid: u32, regs: Regs) -> Option<Vec<u64>> {
         let mut len = STACK_COPY_BYTES;
         while len >= 512 {
             if let Ok(bytes) = read_process_memory(pid, regs.sp, len) {
                 if !bytes.is_empty() {
-                    return self.resolve_registers(pid, regs, &bytes);
+                    return Some(self.unwinder.unwind(pid, regs, &bytes));
                 }
             }
             len /= 2;
         }
-        self.symbolize(pid, &[regs.ip])
+        None
     }
 
     /// A stack the kernel stored in its stack map (frame pointers).

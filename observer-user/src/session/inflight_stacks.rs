@@ -1,0 +1,393 @@
+//! Stacks of waiters read while they still wait, for the waits that something outside their
+//! process ends.
+//!
+//! The kernel copies a waiter's stack when its wait ends, from the waker's address space: when
+//! the waker is another thread of the process. A wait ended by a timer (sleeps, timed waits,
+//! poll timeouts), a signal, I/O completion or another process has no copy, and the kernel's
+//! frame-pointer walk from when it began stops inside code built without frame pointers (one
+//! or two frames of libc). But while a thread waits, its user stack does not change, and the
+//! in-flight table has its registers: every scan reads the stack of each wait that the kernel
+//! will report (old enough to become long), once, unwinds it and keeps the addresses until the
+//! wait's event comes. A read counts only if the same wait is still in flight after it: the
+//! kernel removes the entry when it wakes the thread, before the thread can run again, so the
+//! bytes read were the waiting stack.
+//!
+//! Not done: reading the stack when the event arrives. The thread is awake by then and may
+//! have returned into its callers and called others, overwriting the frames; nothing tells
+//! whether it did. Waits that begin and end between two scans keep the frame-pointer stack,
+//! marked [`PARTIAL_STACK`], and are counted.
+
+use std::collections::{HashMap, VecDeque};
+
+use observer_common::{wait_class, InFlight, WaitEvent};
+
+use super::short_stacks::PARTIAL_STACK;
+use super::Session;
+use crate::kernel::probes::Probes;
+use crate::stacks::frame::Frame;
+use crate::stacks::unwind::Regs;
+use crate::util::clock::monotonic_ns;
+
+/// Waits at most this many (of all processes) keep a snapshot; the oldest goes first.
+const MAX_SNAPSHOTS: usize = 8192;
+/// And their addresses at most this many bytes in all.
+const MAX_SNAPSHOT_BYTES: usize = 4 << 20;
+/// A snapshot of a wait no longer in flight is kept this long for its event, which the ring
+/// buffer may still hold (the session reads it between scans).
+const ENDED_GRACE_NS: u64 = 2_000_000_000;
+/// At most this many stacks are read per scan; the others wait for the next one (their waits
+/// are long and the stack does not change).
+const MAX_READS_PER_SCAN: usize = 128;
+
+/// Where a long wait's waiter stack came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StackSource {
+    /// Copied by the kernel when the wait ended (the waker shares the address space).
+    KernelCopy,
+    /// Read from the process while the thread still waited.
+    Snapshot,
+    /// Neither: the frame-pointer walk taken when the wait began.
+    FramePointers,
+}
+
+struct Snapshot {
+    tgid: u32,
+    /// Unwound addresses, innermost first (a pc, then return addresses).
+    addrs: Vec<u64>,
+    /// When a scan first found the wait no longer in flight.
+    ended_at: Option<u64>,
+}
+
+/// Snapshots keyed by (tid, wait start), bounded in count and bytes.
+#[derive(Default)]
+pub(super) struct InflightStacks {
+    snaps: HashMap<(u32, u64), Snapshot>,
+    /// Insertion order, for dropping the oldest; may hold keys already removed.
+    order: VecDeque<(u32, u64)>,
+    bytes: usize,
+    /// Waits whose stack was read (or found unreadable) and need no other read.
+    pub taken: u64,
+    /// Reads thrown away: the wait ended while its stack was read.
+    pub raced: u64,
+    /// Snapshots dropped for room before their wait ended.
+    pub evicted: u64,
+    /// Long waits reported, by where their waiter stack came from.
+    pub from_copy: u64,
+    pub from_snapshot: u64,
+    pub from_frame_pointers: u64,
+}
+
+/// Whether the kernel will send this wait as an event when it ends long: lock waits and waits
+/// in the kernel always, idle waits with `--report-idle`.
+pub(super) fn reported(e: &InFlight, report_idle: bool) -> bool {
+    e.class == wait_class::LOCK || e.class == wait_class::UNINTERRUPTIBLE || report_idle
+}
+
+fn snapshot_bytes(addrs: &[u64]) -> usize {
+    addrs.len() * 8 + 64
+}
+
+impl InflightStacks {
+    /// Reads the stacks of the waits in `blocked` (tid -> entry) that the kernel will report
+    /// and are at least `min_age_ns` old, once each, with `read(tid, entry)`, which returns the
+    /// unwound addresses or `None` when the wait ended meanwhile (the read is not kept). Then
+    /// ages out the snapshots of waits no longer in flight.
+    pub fn scan(
+        &mut self,
+        now: u64,
+        blocked: &HashMap<u32, InFlight>,
+        min_age_ns: u64,
+        report_idle: bool,
+        mut read: impl FnMut(u32, &InFlight) -> Option<Vec<u64>>,
+    ) {
+        let mut reads = 0;
+        for (&tid, e) in blocked {
+            if reads >= MAX_READS_PER_SCAN {
+                break;
+            }
+            if !reported(e, report_idle)
+                || now.saturating_sub(e.start_ns) < min_age_ns
+                || self.snaps.contains_key(&(tid, e.start_ns))
+            {
+                continue;
+            }
+            reads += 1;
+            match read(tid, e) {
+                Some(addrs) => {
+                    self.taken += 1;
+                    self.insert(tid, e.start_ns, e.tgid, addrs);
+                }
+                None => self.raced += 1,
+            }
+        }
+        for (&(tid, start), snap) in self.snaps.iter_mut() {
+            let in_flight = blocked.get(&tid).is_some_and(|e| e.start_ns == start);
+            if in_flight {
+                snap.ended_at = None;
+            } else if snap.ended_at.is_none() {
+                snap.ended_at = Some(now);
+            }
+        }
+        let before = self.snaps.len();
+        let mut freed = 0;
+        self.snaps.retain(|_, s| {
+            let keep = s
+                .ended_at
+                .is_none_or(|t| now.saturating_sub(t) < ENDED_GRACE_NS);
+            if !keep {
+                freed += snapshot_bytes(&s.addrs);
+            }
+            keep
+        });
+        self.bytes -= freed;
+        if self.snaps.len() != before {
+            self.compact_order();
+        }
+    }
+
+    fn insert(&mut self, tid: u32, start_ns: u64, tgid: u32, addrs: Vec<u64>) {
+        let size = snapshot_bytes(&addrs);
+        while self.snaps.len() >= MAX_SNAPSHOTS || self.bytes + size > MAX_SNAPSHOT_BYTES {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(s) = self.snaps.remove(&oldest) {
+                self.bytes -= snapshot_bytes(&s.addrs);
+                if s.ended_at.is_none() {
+                    self.evicted += 1;
+                }
+            }
+        }
+        self.bytes += size;
+        self.order.push_back((tid, start_ns));
+        let old = self.snaps.insert(
+            (tid, start_ns),
+            Snapshot {
+                tgid,
+                addrs,
+                ended_at: None,
+            },
+        );
+        if let Some(old) = old {
+            self.bytes -= snapshot_bytes(&old.addrs);
+        }
+    }
+
+    /// Drops the keys of removed snapshots from the order queue once they dominate it.
+    fn compact_order(&mut self) {
+        if self.order.len() > 2 * self.snaps.len() + 64 {
+            let snaps = &self.snaps;
+            self.order.retain(|k| snaps.contains_key(k));
+        }
+    }
+
+    /// The waiter's addresses of the wait of `tid` that began at `start_ns` in process
+    /// `tgid`, removed from the store (its wait has ended).
+    pub fn take(&mut self, tgid: u32, tid: u32, start_ns: u64) -> Option<Vec<u64>> {
+        let s = self.snaps.remove(&(tid, start_ns))?;
+        self.bytes -= snapshot_bytes(&s.addrs);
+        self.compact_order();
+        (s.tgid == tgid).then_some(s.addrs)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.snaps.len()
+    }
+
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn count(&mut self, source: StackSource) {
+        match source {
+            StackSource::KernelCopy => self.from_copy += 1,
+            StackSource::Snapshot => self.from_snapshot += 1,
+            StackSource::FramePointers => self.from_frame_pointers += 1,
+        }
+    }
+}
+
+/// Whether the kernel's event carries a copy of the waiter's stack to unwind.
+pub(super) fn has_waiter_copy(w: &WaitEvent) -> bool {
+    w.waiter.sp != 0 && w.waiter.len != 0
+}
+
+/// The in-flight entry of `tid`, if it is still the wait that began at `start_ns`.
+fn still_waiting(probes: &Probes, tid: u32, start_ns: u64) -> bool {
+    probes
+        .in_flight_of(tid)
+        .is_some_and(|e| e.start_ns == start_ns)
+}
+
+impl Session {
+    /// Reads the stacks of reported waits older than half the threshold (a wait has to be
+    /// seen by a scan while in flight: with scans every 200 ms, every wait longer than
+    /// threshold / 2 + 200 ms is).
+    pub(super) fn snapshot_inflight_stacks(&mut self, blocked: &HashMap<u32, InFlight>) {
+        let min_age_ns = crate::util::duration::duration_ns(self.opts.threshold) / 2;
+        let mut store = std::mem::take(&mut self.inflight_stacks);
+        let (stacks, probes) = (&mut self.stacks, &self.probes);
+        store.scan(
+            monotonic_ns(),
+            blocked,
+            min_age_ns,
+            self.opts.report_idle,
+            |tid, e| {
+                let regs = Regs {
+                    ip: e.ip,
+                    sp: e.sp,
+                    bp: e.bp,
+                };
+                // An unreadable stack is kept as empty: the wait falls back to frame pointers.
+                let addrs = stacks.unwind_blocked(e.tgid, regs).unwrap_or_default();
+                still_waiting(probes, tid, e.start_ns).then_some(addrs)
+            },
+        );
+        self.inflight_stacks = store;
+    }
+
+    /// The waiter's frames of a long wait that ended: the kernel's copy, else the snapshot read
+    /// while it waited, else the frame-pointer stack from when it began, marked as such.
+    pub(super) fn waiter_frames(&mut self, w: &WaitEvent) -> Vec<Frame> {
+        let snapshot = self.inflight_stacks.take(w.tgid, w.tid, w.start_ns);
+        let (frames, source) = if has_waiter_copy(w) {
+            let frames =
+                self.stacks
+                    .resolve_snapshot_frames(&self.probes, w.tgid, &w.waiter, w.stack_id);
+            (frames, StackSource::KernelCopy)
+        } else if let Some(addrs) = snapshot.filter(|a| !a.is_empty()) {
+            let frames = self.stacks.resolve_addrs_frames(w.tgid, &addrs);
+            (frames, StackSource::Snapshot)
+        } else {
+            let mut frames = self
+                .stacks
+                .resolve_id_frames(&self.probes, w.tgid, w.stack_id);
+            // A Go program's frame-pointer stacks are whole; only the others may lack callers.
+            if !self.watched.get(&w.tgid).is_some_and(|t| t.is_go) {
+                frames.push(Frame::named(PARTIAL_STACK));
+            }
+            (frames, StackSource::FramePointers)
+        };
+        self.inflight_stacks.count(source);
+        frames
+    }
+
+    /// A summary line: where the stacks of long waits came from, when any was not copied.
+    pub(super) fn inflight_stacks_note(&self) -> String {
+        let s = &self.inflight_stacks;
+        if s.from_snapshot + s.from_frame_pointers == 0 {
+            return String::new();
+        }
+        format!(
+            "wait stacks: {} long waits with the stack copied at wake-up, {} read while waiting \
+             (ended by a timer, a signal or another process), {} frame-pointer stacks only \
+             ({PARTIAL_STACK}: ended before a scan saw them)\n",
+            s.from_copy, s.from_snapshot, s.from_frame_pointers
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(tgid: u32, start_ns: u64, class: u32) -> InFlight {
+        InFlight {
+            tgid,
+            start_ns,
+            class,
+            ..Default::default()
+        }
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn reads_each_reported_wait_once_when_old_enough() {
+        let mut s = InflightStacks::default();
+        let mut blocked = HashMap::new();
+        blocked.insert(10, wait(1, 1000 * MS, wait_class::SLEEP));
+        blocked.insert(11, wait(1, 1000 * MS, wait_class::LOCK));
+        blocked.insert(12, wait(1, 1090 * MS, wait_class::LOCK));
+        let reads = std::cell::RefCell::new(Vec::new());
+        let read = |tid: u32, _: &InFlight| {
+            reads.borrow_mut().push(tid);
+            Some(vec![0x1000, u64::from(tid)])
+        };
+        // Without --report-idle the sleep is never sent: not read. The young lock wait waits.
+        s.scan(1100 * MS, &blocked, 50 * MS, false, read);
+        assert_eq!(*reads.borrow(), vec![11]);
+        s.scan(1200 * MS, &blocked, 50 * MS, false, read);
+        assert_eq!(*reads.borrow(), vec![11, 12], "each wait is read once");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.take(1, 11, 1000 * MS), Some(vec![0x1000, 11]));
+        assert_eq!(s.take(1, 11, 1000 * MS), None, "taken once");
+        // Another wait of the same thread is another key; another process's is not given out.
+        assert_eq!(s.take(1, 12, 1000 * MS), None);
+        assert_eq!(s.take(2, 12, 1090 * MS), None);
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.bytes(), 0);
+        // With --report-idle the sleep is read too.
+        s.scan(1300 * MS, &blocked, 50 * MS, true, read);
+        assert!(reads.borrow().contains(&10));
+    }
+
+    #[test]
+    fn a_read_raced_by_the_end_of_the_wait_is_not_kept() {
+        let mut s = InflightStacks::default();
+        let mut blocked = HashMap::new();
+        blocked.insert(10, wait(1, 0, wait_class::LOCK));
+        s.scan(100 * MS, &blocked, 0, false, |_, _| None);
+        assert_eq!((s.len(), s.raced, s.taken), (0, 1, 0));
+    }
+
+    #[test]
+    fn snapshots_of_ended_waits_stay_a_grace_period_for_their_event() {
+        let mut s = InflightStacks::default();
+        let mut blocked = HashMap::new();
+        blocked.insert(10, wait(1, 0, wait_class::LOCK));
+        s.scan(100 * MS, &blocked, 0, false, |_, _| Some(vec![1, 2, 3]));
+        blocked.clear();
+        // The wait ended; its event may still be in the ring buffer.
+        s.scan(300 * MS, &blocked, 0, false, |_, _| unreachable!());
+        s.scan(300 * MS + ENDED_GRACE_NS - 1, &blocked, 0, false, |_, _| {
+            None
+        });
+        assert_eq!(s.len(), 1);
+        s.scan(300 * MS + ENDED_GRACE_NS, &blocked, 0, false, |_, _| None);
+        assert_eq!((s.len(), s.bytes()), (0, 0));
+        // The same thread waiting again (new start) is a new snapshot, the old one ends.
+        blocked.insert(10, wait(1, 5000 * MS, wait_class::LOCK));
+        s.scan(6000 * MS, &blocked, 0, false, |_, _| Some(vec![4]));
+        assert_eq!(s.take(1, 10, 5000 * MS), Some(vec![4]));
+    }
+
+    #[test]
+    fn bounded_in_count_and_bytes_dropping_the_oldest() {
+        let mut s = InflightStacks::default();
+        let mut blocked = HashMap::new();
+        let n = MAX_SNAPSHOTS as u32 + 100;
+        for tid in 0..n {
+            blocked.insert(tid, wait(1, u64::from(tid), wait_class::LOCK));
+        }
+        // Many scans (each reads a bounded number of stacks).
+        for round in 0..(n as usize / MAX_READS_PER_SCAN + 2) {
+            s.scan(10_000 * MS + round as u64, &blocked, 0, false, |tid, _| {
+                Some(vec![u64::from(tid); 4])
+            });
+            assert!(s.len() <= MAX_SNAPSHOTS);
+        }
+        assert_eq!(s.len(), MAX_SNAPSHOTS);
+        assert!(s.evicted > 0);
+        // Big stacks: the byte bound holds.
+        let mut s = InflightStacks::default();
+        for tid in 0..2000u32 {
+            s.insert(tid, 0, 1, vec![0; 1024]);
+            assert!(s.bytes() <= MAX_SNAPSHOT_BYTES);
+        }
+        assert!(s.len() < 2000);
+        assert!(s.order.len() <= 2 * s.len() + 64 + 2000);
+    }
+}

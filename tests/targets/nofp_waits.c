@@ -1,0 +1,172 @@
+/*
+ * nofp_waits: waits that something other than a thread of this process ends, in code built
+ * without frame pointers (-O2 -fomit-frame-pointer, as distributions ship it).
+ *
+ * Four threads, each waiting ROUNDS times for about 300 ms in a function of its own:
+ *   "exporter"  do_slow_export():          nanosleep 300 ms (a timer ends it);
+ *   "reader"    poll_timeout_in_reader():  poll() on a pipe nobody writes, 300 ms timeout;
+ *   "acker"     wait_for_ack():            pthread_cond_timedwait() that times out after 300 ms;
+ *   "reloader"  wait_for_reload():         read() on a pipe nobody writes, broken after 300 ms
+ *               by SIGUSR1 sent by another process (a child forked for that, which sleeps in
+ *               send_reload_signal() and then tgkill()s the waiting thread).
+ * %rbp holds data in every waiting function (a pointer to text, set explicitly so that it does
+ * not depend on the compiler's register choice): a frame-pointer walk of the waiting thread
+ * reads that text as return addresses.
+ * When all are done the process exits 0 without joining (no thread exits to report).
+ *
+ * usage: nofp_waits [ROUNDS]   (default 2; prints nothing)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_MS 300
+
+static long rounds = 2;
+static volatile int done;
+static volatile long work;
+static pthread_mutex_t ack_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ack_cond = PTHREAD_COND_INITIALIZER;
+static int idle_pipe[2];
+
+/* Text that a frame-pointer walk would read as return addresses ("rver 127" and friends). */
+static char junk[4][64];
+
+/* Puts a pointer to text in %rbp for the duration of the call to fn(arg): a function built
+ * without frame pointers may leave anything there. */
+#define WITH_DATA_IN_RBP(data, expr)                                                      \
+	({                                                                                 \
+		register char *bp_ asm("rbp") = (data);                                    \
+		asm volatile("" : "+r"(bp_));                                              \
+		long r_ = (long)(expr);                                                    \
+		asm volatile("" : : "r"(bp_));                                             \
+		r_;                                                                        \
+	})
+
+static char *text_for(int which, long i)
+{
+	snprintf(junk[which], sizeof junk[which], "server 127.0.0.%ld:%ld", i % 200, i);
+	return junk[which];
+}
+
+__attribute__((noinline)) long do_slow_export(long i)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = WAIT_MS * 1000L * 1000L };
+	long r = WITH_DATA_IN_RBP(text_for(0, i), nanosleep(&ts, NULL));
+
+	work += strlen(junk[0]);
+	return r;
+}
+
+__attribute__((noinline)) long poll_timeout_in_reader(long i)
+{
+	struct pollfd p = { .fd = idle_pipe[0], .events = POLLIN };
+	long r = WITH_DATA_IN_RBP(text_for(1, i), poll(&p, 1, WAIT_MS));
+
+	work += r + strlen(junk[1]);
+	return r;
+}
+
+__attribute__((noinline)) long wait_for_ack(long i)
+{
+	struct timespec deadline;
+	long r;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_nsec += WAIT_MS * 1000L * 1000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ack_lock);
+	r = WITH_DATA_IN_RBP(text_for(2, i),
+			     pthread_cond_timedwait(&ack_cond, &ack_lock, &deadline));
+	pthread_mutex_unlock(&ack_lock);
+	work += r + strlen(junk[2]);
+	return r;
+}
+
+/* In the child: nothing but async-signal-safe calls (the parent has threads). */
+__attribute__((noinline)) void send_reload_signal(pid_t pid, pid_t tid)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = WAIT_MS * 1000L * 1000L };
+
+	nanosleep(&ts, NULL);
+	syscall(SYS_tgkill, pid, tid, SIGUSR1);
+	_exit(0);
+}
+
+__attribute__((noinline)) long wait_for_reload(long i)
+{
+	char c;
+	pid_t pid = getpid(), tid = gettid();
+	pid_t child = fork();
+	long r;
+
+	if (child == 0)
+		send_reload_signal(pid, tid);
+	r = WITH_DATA_IN_RBP(text_for(3, i), read(idle_pipe[0], &c, 1));
+	work += r + (errno == EINTR);
+	if (child > 0)
+		waitpid(child, NULL, 0);
+	return r;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+static void *run(void *arg)
+{
+	long which = (long)arg;
+	static const char *names[] = { "exporter", "reader", "acker", "reloader" };
+
+	pthread_setname_np(pthread_self(), names[which]);
+	for (long i = 0; i < rounds; i++) {
+		switch (which) {
+		case 0: do_slow_export(i); break;
+		case 1: poll_timeout_in_reader(i); break;
+		case 2: wait_for_ack(i); break;
+		case 3: wait_for_reload(i); break;
+		}
+		/* A pause between waits, so that each round is its own wait. */
+		for (volatile int spin = 0; spin < 1000000; spin++)
+			;
+	}
+	__atomic_add_fetch(&done, 1, __ATOMIC_SEQ_CST);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa;
+	pthread_t t;
+
+	if (argc > 1)
+		rounds = atol(argv[1]);
+	if (pipe(idle_pipe) != 0)
+		return 2;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_usr1; /* no SA_RESTART: the signal breaks the read */
+	sigaction(SIGUSR1, &sa, NULL);
+	for (long i = 0; i < 4; i++)
+		if (pthread_create(&t, NULL, run, (void *)i) != 0)
+			return 2;
+	while (__atomic_load_n(&done, __ATOMIC_SEQ_CST) < 4) {
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	exit(0);
+}

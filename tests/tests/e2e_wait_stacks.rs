@@ -1,0 +1,178 @@
+//! The waiter's stack of every wait, whoever ends it: a timer (sleep, poll timeout, timed
+//! condition variable), or a signal sent by another process. The kernel can copy a waiter's
+//! stack only from its own address space, so these waits used to show the frame-pointer walk
+//! taken when they began: in code without frame pointers one or two frames of libc, or text
+//! read as return addresses.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use observer_tests::{
+    frames, require_root, stack_mentions, str_field, u64_field, ObserverCmd, Value, Workspace, MS,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const ROUNDS: u64 = 2;
+
+/// Compiles `targets/<name>.c` as distributions build release code: -O2, no frame pointers.
+fn build_o2_nofp(ws: &Workspace, name: &str) -> PathBuf {
+    ws.build_target_as(name, &["-O2", "-fomit-frame-pointer"], ws.path(name))
+}
+
+/// (thread name, function that waits in it) of nofp_waits.c. (The child process that sends the
+/// signal is not watched: `run` watches the command's process only.)
+const WAITS: [(&str, &str); 4] = [
+    ("exporter", "do_slow_export"),
+    ("reader", "poll_timeout_in_reader"),
+    ("acker", "wait_for_ack"),
+    ("reloader", "wait_for_reload"),
+];
+
+/// Whether a frame names code or is one of observer's own labels (`[sleep]`, `[poll]`,
+/// `[frame pointers only]`, ...): anything but an address shown as a frame.
+fn is_junk(frame: &str) -> bool {
+    frame.starts_with("[unknown]") || frame.starts_with("[not code]")
+}
+
+/// With `--report-idle --threshold 100ms`, every 300 ms wait is an `idle_wait` alert whose
+/// stack names the function that waited, unwound to the thread's start, and no alert has a
+/// frame that is an address outside code. The folded and pprof profiles of the same run have
+/// no such frame either, and put each wait's time under its function.
+#[test]
+fn waits_ended_by_timers_and_other_processes_name_the_waiting_function() {
+    require_root();
+    let ws = Workspace::new("wait-stacks");
+    let target = build_o2_nofp(&ws, "nofp_waits");
+    let (folded, pprof) = (ws.path("waits.folded"), ws.path("waits.pb.gz"));
+    let run = ObserverCmd::run()
+        .flag("--no-live")
+        .flag("--report-idle")
+        .opt("--threshold", "100ms")
+        .opt("--folded", folded.to_str().unwrap())
+        .opt("--pprof", pprof.to_str().unwrap())
+        .alerts(&ws)
+        .command(&target, &[ROUNDS.to_string()])
+        .run_to_end(&ws, TIMEOUT);
+    let report = run.report();
+    assert_eq!(run.exit_code(), Some(0), "{report}");
+
+    // Every frame of every alert, whatever its kind and field.
+    for alert in &run.alerts {
+        for_each_stack(alert, &mut |field, stack| {
+            assert!(
+                !stack.iter().any(|f| is_junk(f)),
+                "an address that is not code shown as a frame in {field}: {alert}\n{report}"
+            );
+        });
+    }
+
+    let idle = run.of_kind("idle_wait");
+    for (thread, function) in WAITS {
+        let waits: Vec<&&Value> = idle
+            .iter()
+            .filter(|a| {
+                str_field(a, "comm") == Some(thread)
+                    && u64_field(a, "duration_ns").is_some_and(|d| d >= 250 * MS)
+            })
+            .collect();
+        assert!(
+            waits.len() as u64 >= ROUNDS,
+            "{thread}: {} waits of 300 ms reported, expected {ROUNDS}:\n{report}",
+            waits.len()
+        );
+        for a in waits {
+            let stack = frames(a, "stack");
+            assert!(
+                stack_mentions(a, "stack", function),
+                "{thread}: the stack does not name {function}: {stack:?}"
+            );
+            // Unwound to where the thread began, not cut short.
+            assert!(
+                stack.iter().any(|f| f.starts_with("start_thread")),
+                "{thread}: the stack of {function} is cut short: {stack:?}"
+            );
+            assert!(
+                !stack.iter().any(|f| f.starts_with("[truncated")),
+                "{thread}: {stack:?}"
+            );
+        }
+    }
+
+    // The folded profile: no junk, and each wait's time under its function.
+    let text = std::fs::read_to_string(&folded).expect("folded file written");
+    for line in text.lines() {
+        let (stack, _) = line.rsplit_once(' ').expect("`stack weight` line");
+        assert!(
+            !stack.split(';').any(is_junk),
+            "junk frame in the folded profile: {line}"
+        );
+    }
+    for (thread, function) in WAITS {
+        let under: u64 = text
+            .lines()
+            .filter(|l| l.split(';').nth(1) == Some(thread) && l.contains(function))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .sum();
+        assert!(
+            under >= ROUNDS * 250 * MS,
+            "{thread}: only {under} ns under {function} in the folded profile:\n{text}"
+        );
+    }
+
+    // The pprof profile, as `go tool pprof` reads it.
+    let Some(go) = which("go") else {
+        eprintln!("SKIPPED (loudly): `go` is not on PATH; `cargo xtask setup` installs it. pprof file not checked");
+        return;
+    };
+    let out = Command::new(&go)
+        .args(["tool", "pprof", "-traces", pprof.to_str().unwrap()])
+        .output()
+        .expect("go tool pprof runs");
+    let traces = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "go tool pprof -traces failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (_, function) in WAITS {
+        assert!(
+            traces.contains(function),
+            "pprof has no {function}:\n{traces}"
+        );
+    }
+    assert!(
+        !traces.lines().any(|l| is_junk(l.trim())),
+        "junk frame in the pprof profile:\n{traces}"
+    );
+}
+
+/// Calls `f` with every stack (array of frame strings) in `alert`, at any depth, and its path.
+fn for_each_stack(v: &Value, f: &mut dyn FnMut(&str, Vec<&str>)) {
+    fn walk(path: &str, v: &Value, f: &mut dyn FnMut(&str, Vec<&str>)) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    walk(&format!("{path}.{k}"), v, f);
+                }
+            }
+            Value::Array(items) => {
+                if items.iter().all(Value::is_string) {
+                    f(path, items.iter().filter_map(Value::as_str).collect());
+                } else {
+                    for (i, v) in items.iter().enumerate() {
+                        walk(&format!("{path}.{i}"), v, f);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    walk("", v, f);
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join(name))
+        .find(|p| p.is_file())
+}
