@@ -2,11 +2,12 @@
  * nofp_waits: waits that something other than a thread of this process ends, in code built
  * without frame pointers (-O2 -fomit-frame-pointer, as distributions ship it).
  *
- * Four threads, each waiting ROUNDS times for about 300 ms in a function of its own:
- *   "exporter"  do_slow_export():          nanosleep 300 ms (a timer ends it);
- *   "reader"    poll_timeout_in_reader():  poll() on a pipe nobody writes, 300 ms timeout;
- *   "acker"     wait_for_ack():            pthread_cond_timedwait() that times out after 300 ms;
- *   "reloader"  wait_for_reload():         read() on a pipe nobody writes, broken after 300 ms
+ * Four threads, each waiting ROUNDS times for about MS milliseconds (300 ms) in a function of its
+ * own:
+ *   "exporter"  do_slow_export():          nanosleep MS (a timer ends it);
+ *   "reader"    poll_timeout_in_reader():  poll() on a pipe nobody writes, MS timeout;
+ *   "acker"     wait_for_ack():            pthread_cond_timedwait() that times out after MS;
+ *   "reloader"  wait_for_reload():         read() on a pipe nobody writes, broken after MS
  *               by SIGUSR1 sent by another process (a child forked for that, which sleeps in
  *               send_reload_signal() and then tgkill()s the waiting thread).
  * %rbp holds data in every waiting function (a pointer to text, set explicitly so that it does
@@ -14,7 +15,7 @@
  * reads that text as return addresses.
  * When all are done the process exits 0 without joining (no thread exits to report).
  *
- * usage: nofp_waits [ROUNDS]   (default 2; prints nothing)
+ * usage: nofp_waits [ROUNDS [MS]]   (defaults 2 and 300, MS below 1000; prints nothing)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WAIT_MS 300
+static long wait_ms = 300;
 
 static long rounds = 2;
 static volatile int done;
@@ -60,7 +61,7 @@ static char *text_for(int which, long i)
 
 __attribute__((noinline)) long do_slow_export(long i)
 {
-	struct timespec ts = { .tv_sec = 0, .tv_nsec = WAIT_MS * 1000L * 1000L };
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = wait_ms * 1000L * 1000L };
 	long r = WITH_DATA_IN_RBP(text_for(0, i), nanosleep(&ts, NULL));
 
 	work += strlen(junk[0]);
@@ -70,7 +71,7 @@ __attribute__((noinline)) long do_slow_export(long i)
 __attribute__((noinline)) long poll_timeout_in_reader(long i)
 {
 	struct pollfd p = { .fd = idle_pipe[0], .events = POLLIN };
-	long r = WITH_DATA_IN_RBP(text_for(1, i), poll(&p, 1, WAIT_MS));
+	long r = WITH_DATA_IN_RBP(text_for(1, i), poll(&p, 1, (int)wait_ms));
 
 	work += r + strlen(junk[1]);
 	return r;
@@ -82,7 +83,7 @@ __attribute__((noinline)) long wait_for_ack(long i)
 	long r;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_nsec += WAIT_MS * 1000L * 1000L;
+	deadline.tv_nsec += wait_ms * 1000L * 1000L;
 	if (deadline.tv_nsec >= 1000000000L) {
 		deadline.tv_sec++;
 		deadline.tv_nsec -= 1000000000L;
@@ -98,7 +99,7 @@ __attribute__((noinline)) long wait_for_ack(long i)
 /* In the child: nothing but async-signal-safe calls (the parent has threads). */
 __attribute__((noinline)) void send_reload_signal(pid_t pid, pid_t tid)
 {
-	struct timespec ts = { .tv_sec = 0, .tv_nsec = WAIT_MS * 1000L * 1000L };
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = wait_ms * 1000L * 1000L };
 
 	nanosleep(&ts, NULL);
 	syscall(SYS_tgkill, pid, tid, SIGUSR1);
@@ -156,6 +157,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1)
 		rounds = atol(argv[1]);
+	if (argc > 2)
+		wait_ms = atol(argv[2]);
 	if (pipe(idle_pipe) != 0)
 		return 2;
 	memset(&sa, 0, sizeof sa);

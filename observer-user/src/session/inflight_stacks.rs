@@ -18,6 +18,7 @@
 //! marked [`PARTIAL_STACK`], and are counted.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use observer_common::{wait_class, InFlight, WaitEvent};
 
@@ -38,6 +39,17 @@ const ENDED_GRACE_NS: u64 = 2_000_000_000;
 /// At most this many stacks are read per scan; the others wait for the next one (their waits
 /// are long and the stack does not change).
 const MAX_READS_PER_SCAN: usize = 128;
+
+/// Between the session's scans (every 200 ms), the in-flight table is read this often for
+/// snapshots alone, when it is small: a quarter of the threshold, so that every wait that
+/// becomes long is seen at least once between half the threshold and the threshold.
+pub(super) fn snapshot_interval(threshold: Duration) -> Duration {
+    (threshold / 4).clamp(Duration::from_millis(10), Duration::from_millis(200))
+}
+
+/// Reading the table costs two system calls per entry: above this many waits in flight, only
+/// the session's own scans take snapshots.
+const FAST_SCAN_MAX_IN_FLIGHT: usize = 512;
 
 /// Where a long wait's waiter stack came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +77,8 @@ pub(super) struct InflightStacks {
     /// Insertion order, for dropping the oldest; may hold keys already removed.
     order: VecDeque<(u32, u64)>,
     bytes: usize,
+    /// Waits in flight at the last scan.
+    last_in_flight: usize,
     /// Waits whose stack was read (or found unreadable) and need no other read.
     pub taken: u64,
     /// Reads thrown away: the wait ended while its stack was read.
@@ -100,6 +114,7 @@ impl InflightStacks {
         report_idle: bool,
         mut read: impl FnMut(u32, &InFlight) -> Option<Vec<u64>>,
     ) {
+        self.last_in_flight = blocked.len();
         let mut reads = 0;
         for (&tid, e) in blocked {
             if reads >= MAX_READS_PER_SCAN {
@@ -190,6 +205,11 @@ impl InflightStacks {
         (s.tgid == tgid).then_some(s.addrs)
     }
 
+    /// Whether the table is small enough to be read between the session's scans.
+    pub fn fast_scans(&self) -> bool {
+        self.last_in_flight <= FAST_SCAN_MAX_IN_FLIGHT
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.snaps.len()
@@ -222,9 +242,10 @@ fn still_waiting(probes: &Probes, tid: u32, start_ns: u64) -> bool {
 }
 
 impl Session {
-    /// Reads the stacks of reported waits older than half the threshold (a wait has to be
-    /// seen by a scan while in flight: with scans every 200 ms, every wait longer than
-    /// threshold / 2 + 200 ms is).
+    /// Reads the stacks of reported waits older than half the threshold. A wait has to be
+    /// seen by a scan while in flight: with scans every [`snapshot_interval`], every wait that
+    /// reaches the threshold is (with many waits in flight, scans come every 200 ms, and a
+    /// wait shorter than threshold / 2 + 200 ms may be missed).
     pub(super) fn snapshot_inflight_stacks(&mut self, blocked: &HashMap<u32, InFlight>) {
         let min_age_ns = crate::util::duration::duration_ns(self.opts.threshold) / 2;
         let mut store = std::mem::take(&mut self.inflight_stacks);
@@ -246,6 +267,18 @@ impl Session {
             },
         );
         self.inflight_stacks = store;
+    }
+
+    /// A scan for snapshots only (between the session's scans).
+    pub(super) fn snapshot_tick(&mut self) {
+        let Ok(in_flight) = self.probes.in_flight() else {
+            return;
+        };
+        let blocked: HashMap<u32, InFlight> = in_flight
+            .into_iter()
+            .filter(|(_, e)| self.watched.contains_key(&e.tgid))
+            .collect();
+        self.snapshot_inflight_stacks(&blocked);
     }
 
     /// The waiter's frames of a long wait that ended: the kernel's copy, else the snapshot read
@@ -332,6 +365,14 @@ mod tests {
         // With --report-idle the sleep is read too.
         s.scan(1300 * MS, &blocked, 50 * MS, true, read);
         assert!(reads.borrow().contains(&10));
+    }
+
+    #[test]
+    fn snapshot_scans_come_four_times_per_threshold_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(snapshot_interval(ms(100)), ms(25));
+        assert_eq!(snapshot_interval(ms(1)), ms(10));
+        assert_eq!(snapshot_interval(Duration::from_secs(10)), ms(200));
     }
 
     #[test]

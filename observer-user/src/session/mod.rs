@@ -215,6 +215,9 @@ impl Session {
         let mut drain = tokio::time::interval(DRAIN_INTERVAL);
         let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let mut live_tick = tokio::time::interval(LIVE_INTERVAL);
+        let mut snapshot_tick =
+            tokio::time::interval(inflight_stacks::snapshot_interval(self.opts.threshold));
+        snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
         let sleep_until = async {
             match deadline {
@@ -257,6 +260,9 @@ impl Session {
                 }
                 _ = discovery.tick(), if self.is_host() => {
                     self.discover(false);
+                }
+                _ = snapshot_tick.tick(), if self.inflight_stacks.fast_scans() => {
+                    self.snapshot_tick();
                 }
                 _ = live_tick.tick(), if self.live.is_some() => {
                     self.draw_live();
