@@ -47,9 +47,10 @@ pub(super) fn snapshot_interval(threshold: Duration) -> Duration {
     (threshold / 4).clamp(Duration::from_millis(10), Duration::from_millis(200))
 }
 
-/// Reading the table costs two system calls per entry: above this many waits in flight, only
-/// the session's own scans take snapshots.
-const FAST_SCAN_MAX_IN_FLIGHT: usize = 512;
+/// Reading the table costs two system calls per entry: scans for snapshots alone come at most
+/// once per this many nanoseconds per wait in flight (4,000 map reads a second: 20 waits
+/// every 10 ms, 100 every 50 ms; from 400 on, no more often than the session's scans).
+const FAST_SCAN_NS_PER_ENTRY: u64 = 500_000;
 
 /// Where a long wait's waiter stack came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,8 +78,9 @@ pub(super) struct InflightStacks {
     /// Insertion order, for dropping the oldest; may hold keys already removed.
     order: VecDeque<(u32, u64)>,
     bytes: usize,
-    /// Waits in flight at the last scan.
+    /// Waits in flight at the last scan, and when it was.
     last_in_flight: usize,
+    last_scan_ns: u64,
     /// Waits whose stack was read (or found unreadable) and need no other read.
     pub taken: u64,
     /// Reads thrown away: the wait ended while its stack was read.
@@ -115,6 +117,7 @@ impl InflightStacks {
         mut read: impl FnMut(u32, &InFlight) -> Option<Vec<u64>>,
     ) {
         self.last_in_flight = blocked.len();
+        self.last_scan_ns = now;
         let mut reads = 0;
         for (&tid, e) in blocked {
             if reads >= MAX_READS_PER_SCAN {
@@ -205,9 +208,11 @@ impl InflightStacks {
         (s.tgid == tgid).then_some(s.addrs)
     }
 
-    /// Whether the table is small enough to be read between the session's scans.
-    pub fn fast_scans(&self) -> bool {
-        self.last_in_flight <= FAST_SCAN_MAX_IN_FLIGHT
+    /// Whether a scan for snapshots alone is due at `now`: its cost is bounded by the size
+    /// of the table the last scan read.
+    pub fn fast_scan_due(&self, now: u64) -> bool {
+        let gap = (self.last_in_flight as u64).saturating_mul(FAST_SCAN_NS_PER_ENTRY);
+        now.saturating_sub(self.last_scan_ns) >= gap
     }
 
     #[cfg(test)]
@@ -271,6 +276,9 @@ impl Session {
 
     /// A scan for snapshots only (between the session's scans).
     pub(super) fn snapshot_tick(&mut self) {
+        if !self.inflight_stacks.fast_scan_due(monotonic_ns()) {
+            return;
+        }
         let Ok(in_flight) = self.probes.in_flight() else {
             return;
         };
@@ -373,6 +381,21 @@ mod tests {
         assert_eq!(snapshot_interval(ms(100)), ms(25));
         assert_eq!(snapshot_interval(ms(1)), ms(10));
         assert_eq!(snapshot_interval(Duration::from_secs(10)), ms(200));
+    }
+
+    #[test]
+    fn scans_between_the_session_scans_cost_at_most_a_bounded_rate() {
+        let mut s = InflightStacks::default();
+        let mut blocked = HashMap::new();
+        for tid in 0..100 {
+            blocked.insert(tid, wait(1, 0, wait_class::SLEEP));
+        }
+        s.scan(1000 * MS, &blocked, 0, false, |_, _| None);
+        // 100 waits: the next one 50 ms later at the earliest.
+        assert!(!s.fast_scan_due(1049 * MS));
+        assert!(s.fast_scan_due(1050 * MS));
+        s.scan(1000 * MS, &HashMap::new(), 0, false, |_, _| None);
+        assert!(s.fast_scan_due(1000 * MS));
     }
 
     #[test]

@@ -261,7 +261,7 @@ impl Session {
                 _ = discovery.tick(), if self.is_host() => {
                     self.discover(false);
                 }
-                _ = snapshot_tick.tick(), if self.inflight_stacks.fast_scans() => {
+                _ = snapshot_tick.tick() => {
                     self.snapshot_tick();
                 }
                 _ = live_tick.tick(), if self.live.is_some() => {
