@@ -10,12 +10,17 @@
  *   "reloader"  wait_for_reload():         read() on a pipe nobody writes, broken after MS
  *               by SIGUSR1 sent by another process (a child forked for that, which sleeps in
  *               send_reload_signal() and then tgkill()s the waiting thread).
+ * And a fifth, "ticker", in tick_with_callback(): 20 ms sleeps (short waits, summed in the
+ * kernel under their frame-pointer stack) with %rbp pointing at a struct whose second word is
+ * a function pointer, export_done_callback: a frame-pointer walk takes that code address for
+ * a return address, but no call precedes it.
  * %rbp holds data in every waiting function (a pointer to text, set explicitly so that it does
  * not depend on the compiler's register choice): a frame-pointer walk of the waiting thread
  * reads that text as return addresses.
  * When all are done the process exits 0 without joining (no thread exits to report).
  *
- * usage: nofp_waits [ROUNDS [MS]]   (defaults 2 and 300, MS below 1000; prints nothing)
+ * usage: nofp_waits [ROUNDS [MS]]   (defaults 2 and 300, MS below 1000; prints "NAME tid=N" for
+ * each thread)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,6 +57,26 @@ static char junk[4][64];
 		asm volatile("" : : "r"(bp_));                                             \
 		r_;                                                                        \
 	})
+
+__attribute__((noinline)) void export_done_callback(long n)
+{
+	work += n;
+}
+
+/* A callback hook, as event libraries keep them: { context, function }. */
+static struct hook {
+	char *ctx;
+	void (*fn)(long);
+} hook = { junk[0], export_done_callback };
+
+__attribute__((noinline)) long tick_with_callback(long i)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 20 * 1000L * 1000L };
+	long r = WITH_DATA_IN_RBP((char *)&hook, nanosleep(&ts, NULL));
+
+	hook.fn(i);
+	return r;
+}
 
 static char *text_for(int which, long i)
 {
@@ -130,15 +155,21 @@ static void on_usr1(int sig)
 static void *run(void *arg)
 {
 	long which = (long)arg;
-	static const char *names[] = { "exporter", "reader", "acker", "reloader" };
+	static const char *names[] = { "exporter", "reader", "acker", "reloader", "ticker" };
 
 	pthread_setname_np(pthread_self(), names[which]);
+	printf("%s tid=%d\n", names[which], (int)gettid());
+	fflush(stdout);
 	for (long i = 0; i < rounds; i++) {
 		switch (which) {
 		case 0: do_slow_export(i); break;
 		case 1: poll_timeout_in_reader(i); break;
 		case 2: wait_for_ack(i); break;
 		case 3: wait_for_reload(i); break;
+		case 4:
+			for (long j = 0; j < wait_ms / 20; j++)
+				tick_with_callback(j);
+			break;
 		}
 		/* A pause between waits, so that each round is its own wait. */
 		for (volatile int spin = 0; spin < 1000000; spin++)
@@ -164,10 +195,10 @@ int main(int argc, char **argv)
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_usr1; /* no SA_RESTART: the signal breaks the read */
 	sigaction(SIGUSR1, &sa, NULL);
-	for (long i = 0; i < 4; i++)
+	for (long i = 0; i < 5; i++)
 		if (pthread_create(&t, NULL, run, (void *)i) != 0)
 			return 2;
-	while (__atomic_load_n(&done, __ATOMIC_SEQ_CST) < 4) {
+	while (__atomic_load_n(&done, __ATOMIC_SEQ_CST) < 5) {
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}

@@ -16,7 +16,7 @@ use crate::{
     proc::memory::read_process_memory,
     stacks::frame::{names, Frame},
     stacks::kernel_symbols::{KernelStack, KernelSymbols},
-    stacks::symbolize::{frames_of, Symbolizer},
+    stacks::symbolize::{frames_of, Symbolizer, NOT_CODE_MARKER},
     stacks::unwind::{Regs, Unwinder},
 };
 
@@ -190,7 +190,12 @@ impl StackResolver {
         let Some(addrs) = kernel.stack(stack_id) else {
             return Vec::new();
         };
-        let frames = self.symbolize(pid, &addrs);
+        // The kernel's frame-pointer walk: cut where it left the real stack, and say so.
+        let keep = self.unwinder.call_prefix_len(pid, &addrs);
+        let mut frames = self.symbolize(pid, &addrs[..keep]);
+        if keep < addrs.len() && frames.last().is_none_or(|f| &*f.name != NOT_CODE_MARKER) {
+            frames.push(Frame::named(NOT_CODE_MARKER));
+        }
         self.by_id.insert((pid, stack_id), frames.clone());
         frames
     }

@@ -233,6 +233,38 @@ impl Unwinder {
         self.processes.contains_key(&pid) || self.load(pid)
     }
 
+    /// How many of `addrs`, a frame-pointer walk (a pc, then return addresses), are a real
+    /// stack: all up to the first "return address" that is not code or does not follow a call
+    /// instruction. A frame pointer that code without frame pointers left holding a pointer
+    /// into a structure can lead the walk to a code address stored there (a callback, a
+    /// vtable entry): that is code, but not a return address, and everything above it was read
+    /// through the same bad pointer. The pc is always kept. All of them when the process
+    /// cannot be read (it exited before its maps were read).
+    pub fn call_prefix_len(&mut self, pid: u32, addrs: &[u64]) -> usize {
+        if !self.prepare(pid) {
+            return addrs.len();
+        }
+        let mut refreshed = false;
+        loop {
+            let Some(state) = self.processes.get(&pid) else {
+                return addrs.len();
+            };
+            let first_bad = addrs
+                .iter()
+                .enumerate()
+                .skip(1)
+                .find(|&(_, &ra)| !state.is_code(ra) || !state.follows_call(pid, ra));
+            match first_bad {
+                None => return addrs.len(),
+                // A library loaded since the maps were read: look again with it known.
+                Some((_, &ra)) if !state.is_code(ra) && !refreshed && self.refresh(pid) => {
+                    refreshed = true;
+                }
+                Some((i, _)) => return i,
+            }
+        }
+    }
+
     /// The maps used for `pid`, e.g. to symbolize its stacks after it has exited.
     pub fn maps(&self, pid: u32) -> Option<Arc<ProcessMaps>> {
         self.processes.get(&pid).map(|s| Arc::clone(&s.maps))
@@ -425,6 +457,43 @@ mod tests {
         assert!(!ends(&[0xff, 0xe0]), "jmp *%rax");
         assert!(!ends(&[0xff, 0x20]), "jmp *(%rax)");
         assert!(!ends(&[0xc3]), "ret");
+    }
+
+    /// Our own code: an address right after a call is a return address, a function's entry
+    /// (after a `ret` or padding) and data are not.
+    #[test]
+    fn frame_pointer_walks_stop_at_the_first_address_that_is_not_a_return_address() {
+        let pid = std::process::id();
+        let f = frame_pointer_walks_stop_at_the_first_address_that_is_not_a_return_address
+            as *const () as u64;
+        let code = crate::proc::memory::read_process_memory(pid, f, 256).expect("own code");
+        let window = |ra: u64| -> [u8; 8] {
+            let at = (ra - 8 - f) as usize;
+            code[at..at + 8].try_into().unwrap()
+        };
+        // A return address: the end of a `call rel32` in this function.
+        let after_call = (8..code.len() as u64)
+            .map(|i| f + i)
+            .find(|&ra| ends_with_call(&window(ra)) && code[(ra - f - 5) as usize] == 0xe8)
+            .expect("a call in this function");
+        let not_after_call = (8..code.len() as u64)
+            .map(|i| f + i)
+            .find(|&ra| !ends_with_call(&window(ra)))
+            .expect("an address not after a call");
+        let data = &code as *const _ as u64;
+        let mut u = Unwinder::new();
+        let pc = f;
+        assert_eq!(u.call_prefix_len(pid, &[pc, after_call, after_call]), 3);
+        assert_eq!(
+            u.call_prefix_len(pid, &[pc, after_call, not_after_call, after_call]),
+            2
+        );
+        assert_eq!(u.call_prefix_len(pid, &[pc, data, after_call]), 1);
+        assert_eq!(u.call_prefix_len(pid, &[pc, 0x4a]), 1);
+        // The pc is kept whatever it is.
+        assert_eq!(u.call_prefix_len(pid, &[0x4a]), 1);
+        // A process that cannot be read: nothing to judge by, nothing cut.
+        assert_eq!(u.call_prefix_len(u32::MAX, &[pc, 0x4a, 0x4b]), 3);
     }
 
     #[test]
