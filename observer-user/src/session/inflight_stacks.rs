@@ -17,7 +17,7 @@
 //! whether it did. Waits that begin and end between two scans keep the frame-pointer stack,
 //! marked [`PARTIAL_STACK`], and are counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use observer_common::{wait_class, InFlight, WaitEvent};
@@ -51,6 +51,11 @@ pub(super) fn snapshot_interval(threshold: Duration) -> Duration {
 /// once per this many nanoseconds per wait in flight (4,000 map reads a second: 20 waits
 /// every 10 ms, 100 every 50 ms; from 400 on, no more often than the session's scans).
 const FAST_SCAN_NS_PER_ENTRY: u64 = 500_000;
+
+/// Waits whose snapshot was dropped for room are not read again while they last (else a host
+/// with more waits in flight than snapshots would read the same stacks over and over); at
+/// most this many are remembered.
+const MAX_DROPPED_KEYS: usize = 65_536;
 
 /// Where a long wait's waiter stack came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +92,8 @@ pub(super) struct InflightStacks {
     pub raced: u64,
     /// Snapshots dropped for room before their wait ended.
     pub evicted: u64,
+    /// Their keys, while those waits go on: not read again.
+    dropped: HashSet<(u32, u64)>,
     /// Long waits reported, by where their waiter stack came from.
     pub from_copy: u64,
     pub from_snapshot: u64,
@@ -126,6 +133,7 @@ impl InflightStacks {
             if !reported(e, report_idle)
                 || now.saturating_sub(e.start_ns) < min_age_ns
                 || self.snaps.contains_key(&(tid, e.start_ns))
+                || self.dropped.contains(&(tid, e.start_ns))
             {
                 continue;
             }
@@ -146,6 +154,8 @@ impl InflightStacks {
                 snap.ended_at = Some(now);
             }
         }
+        self.dropped
+            .retain(|(tid, start)| blocked.get(tid).is_some_and(|e| e.start_ns == *start));
         let before = self.snaps.len();
         let mut freed = 0;
         self.snaps.retain(|_, s| {
@@ -173,6 +183,10 @@ impl InflightStacks {
                 self.bytes -= snapshot_bytes(&s.addrs);
                 if s.ended_at.is_none() {
                     self.evicted += 1;
+                    if self.dropped.len() >= MAX_DROPPED_KEYS {
+                        self.dropped.clear();
+                    }
+                    self.dropped.insert(oldest);
                 }
             }
         }
@@ -272,6 +286,15 @@ impl Session {
             },
         );
         self.inflight_stacks = store;
+    }
+
+    /// A scan for snapshots only, if one is due (while events are handled).
+    pub(super) fn snapshot_if_due(&mut self) {
+        let now = monotonic_ns();
+        let interval = crate::util::duration::duration_ns(snapshot_interval(self.opts.threshold));
+        if now.saturating_sub(self.inflight_stacks.last_scan_ns) >= interval {
+            self.snapshot_tick();
+        }
     }
 
     /// A scan for snapshots only (between the session's scans).
@@ -444,7 +467,13 @@ mod tests {
             assert!(s.len() <= MAX_SNAPSHOTS);
         }
         assert_eq!(s.len(), MAX_SNAPSHOTS);
-        assert!(s.evicted > 0);
+        assert_eq!(s.evicted, 100);
+        // The waits whose snapshots made room are not read again while they go on.
+        s.scan(20_000 * MS, &blocked, 0, false, |_, _| unreachable!());
+        // Once they end, their keys are forgotten.
+        blocked.clear();
+        s.scan(20_001 * MS, &blocked, 0, false, |_, _| None);
+        assert!(s.dropped.is_empty());
         // Big stacks: the byte bound holds.
         let mut s = InflightStacks::default();
         for tid in 0..2000u32 {

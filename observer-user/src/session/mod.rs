@@ -336,6 +336,9 @@ impl Session {
             }
         }
         for ev in batch {
+            // Naming the first stacks of a program (its DWARF read for the first time) can
+            // hold the loop for a while: snapshots due meanwhile are taken between events.
+            self.snapshot_if_due();
             self.handle(ev);
         }
     }
