@@ -55,10 +55,7 @@ fn waits_ended_by_timers_and_other_processes_name_the_waiting_function() {
         .alerts(&ws)
         .command(&target, &[ROUNDS.to_string()])
         .run_to_end(&ws, TIMEOUT);
-    // Snapshots are taken on observer's event loop, which naming the first stacks (libc's
-    // debug file read for the first time) can hold for a few hundred ms on a loaded machine:
-    // a wait that ends meanwhile keeps its frame-pointer stack, marked as such. Idle: none.
-    check_alerts(&run, ROUNDS, 300, ROUNDS * WAITS.len() as u64 / 6);
+    check_alerts(&run, ROUNDS, 300, 0);
 
     // The folded profile: no junk, and each wait's time under its function.
     let text = std::fs::read_to_string(&folded).expect("folded file written");
@@ -75,7 +72,7 @@ fn waits_ended_by_timers_and_other_processes_name_the_waiting_function() {
     // padding's function, `frame_dummy`.)
     let ticker: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("nofp_waits;ticker;"))
+        .filter(|l| l.starts_with("nofp_waits;ticker;") && l.contains("[sleep]"))
         .collect();
     assert!(
         !ticker.is_empty(),
@@ -105,9 +102,8 @@ fn waits_ended_by_timers_and_other_processes_name_the_waiting_function() {
             .filter(|l| l.contains(function))
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
             .sum();
-        // All its waits but those that kept a frame-pointer stack (above).
         assert!(
-            under >= (ROUNDS - 1) * 250 * MS,
+            under >= ROUNDS * 250 * MS,
             "{thread}: only {under} ns under {function} in the folded profile:\n{text}"
         );
     }
@@ -156,7 +152,8 @@ fn waits_just_over_the_threshold_name_the_waiting_function() {
         .alerts(&ws)
         .command(&target, &[rounds.to_string(), "150".to_string()])
         .run_to_end(&ws, TIMEOUT);
-    // As above: a few may keep their marked frame-pointer stack.
+    // A wait of 150 ms is seen by the snapshot thread if it runs at least once in the wait's
+    // last 100 ms: on a loaded machine a few may keep their (marked) frame-pointer stack.
     check_alerts(&run, rounds, 150, rounds * WAITS.len() as u64 / 6);
 }
 

@@ -6,11 +6,12 @@
 //! poll timeouts), a signal, I/O completion or another process has no copy, and the kernel's
 //! frame-pointer walk from when it began stops inside code built without frame pointers (one
 //! or two frames of libc). But while a thread waits, its user stack does not change, and the
-//! in-flight table has its registers: every scan reads the stack of each wait that the kernel
-//! will report (old enough to become long), once, unwinds it and keeps the addresses until the
-//! wait's event comes. A read counts only if the same wait is still in flight after it: the
-//! kernel removes the entry when it wakes the thread, before the thread can run again, so the
-//! bytes read were the waiting stack.
+//! in-flight table has its registers: a thread of ours ([`SnapshotWorker`]) scans the table
+//! every quarter of the threshold, reads the stack of each wait that the kernel will report
+//! (old enough to become long), once, unwinds it and keeps the addresses until the wait's event
+//! comes. A read counts only if the same wait is still in flight after it: the kernel removes
+//! the entry when it wakes the thread, before the thread can run again, so the bytes read were
+//! the waiting stack.
 //!
 //! Not done: reading the stack when the event arrives. The thread is awake by then and may
 //! have returned into its callers and called others, overwriting the frames; nothing tells
@@ -18,15 +19,18 @@
 //! marked [`PARTIAL_STACK`], and are counted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use observer_common::{wait_class, InFlight, WaitEvent};
+use observer_common::{wait_class, InFlight, WaitEvent, STACK_COPY_BYTES};
 
 use super::short_stacks::PARTIAL_STACK;
 use super::Session;
-use crate::kernel::probes::Probes;
+use crate::kernel::probes::InFlightTable;
+use crate::proc::memory::read_process_memory;
 use crate::stacks::frame::Frame;
-use crate::stacks::unwind::Regs;
+use crate::stacks::unwind::{Regs, Unwinder};
 use crate::util::clock::monotonic_ns;
 
 /// Waits at most this many (of all processes) keep a snapshot; the oldest goes first.
@@ -40,16 +44,16 @@ const ENDED_GRACE_NS: u64 = 2_000_000_000;
 /// are long and the stack does not change).
 const MAX_READS_PER_SCAN: usize = 128;
 
-/// Between the session's scans (every 200 ms), the in-flight table is read this often for
-/// snapshots alone, when it is small: a quarter of the threshold, so that every wait that
-/// becomes long is seen at least once between half the threshold and the threshold.
+/// The snapshot thread reads the in-flight table this often (when it is small, see
+/// [`FAST_SCAN_NS_PER_ENTRY`]): a quarter of the threshold, so that every wait that becomes
+/// long is seen at least once between half the threshold and the threshold.
 pub(super) fn snapshot_interval(threshold: Duration) -> Duration {
     (threshold / 4).clamp(Duration::from_millis(10), Duration::from_millis(200))
 }
 
-/// Reading the table costs two system calls per entry: scans for snapshots alone come at most
-/// once per this many nanoseconds per wait in flight (4,000 map reads a second: 20 waits
-/// every 10 ms, 100 every 50 ms; from 400 on, no more often than the session's scans).
+/// Reading the table costs two system calls per entry: scans come at most once per this many
+/// nanoseconds per wait in flight (4,000 map reads a second: 20 waits every 10 ms, 100 every
+/// 50 ms, 400 every 200 ms).
 const FAST_SCAN_NS_PER_ENTRY: u64 = 500_000;
 
 /// Waits whose snapshot was dropped for room are not read again while they last (else a host
@@ -94,10 +98,6 @@ pub(super) struct InflightStacks {
     pub evicted: u64,
     /// Their keys, while those waits go on: not read again.
     dropped: HashSet<(u32, u64)>,
-    /// Long waits reported, by where their waiter stack came from.
-    pub from_copy: u64,
-    pub from_snapshot: u64,
-    pub from_frame_pointers: u64,
 }
 
 /// Whether the kernel will send this wait as an event when it ends long: lock waits and waits
@@ -111,34 +111,35 @@ fn snapshot_bytes(addrs: &[u64]) -> usize {
 }
 
 impl InflightStacks {
-    /// Reads the stacks of the waits in `blocked` (tid -> entry) that the kernel will report
-    /// and are at least `min_age_ns` old, once each, with `read(tid, entry)`, which returns the
-    /// unwound addresses or `None` when the wait ended meanwhile (the read is not kept). Then
-    /// ages out the snapshots of waits no longer in flight.
-    pub fn scan(
+    /// The waits in `blocked` (tid -> entry) whose stacks to read now: those the kernel will
+    /// report, at least `min_age_ns` old, not read before; at most [`MAX_READS_PER_SCAN`].
+    pub fn candidates(
         &mut self,
         now: u64,
         blocked: &HashMap<u32, InFlight>,
         min_age_ns: u64,
         report_idle: bool,
-        mut read: impl FnMut(u32, &InFlight) -> Option<Vec<u64>>,
-    ) {
+    ) -> Vec<(u32, InFlight)> {
         self.last_in_flight = blocked.len();
         self.last_scan_ns = now;
-        let mut reads = 0;
-        for (&tid, e) in blocked {
-            if reads >= MAX_READS_PER_SCAN {
-                break;
-            }
-            if !reported(e, report_idle)
-                || now.saturating_sub(e.start_ns) < min_age_ns
-                || self.snaps.contains_key(&(tid, e.start_ns))
-                || self.dropped.contains(&(tid, e.start_ns))
-            {
-                continue;
-            }
-            reads += 1;
-            match read(tid, e) {
+        blocked
+            .iter()
+            .filter(|&(&tid, e)| {
+                reported(e, report_idle)
+                    && now.saturating_sub(e.start_ns) >= min_age_ns
+                    && !self.snaps.contains_key(&(tid, e.start_ns))
+                    && !self.dropped.contains(&(tid, e.start_ns))
+            })
+            .take(MAX_READS_PER_SCAN)
+            .map(|(&tid, e)| (tid, *e))
+            .collect()
+    }
+
+    /// Keeps what was read: the unwound addresses of each wait, or `None` when the wait ended
+    /// while its stack was read (the bytes may not be its waiting stack).
+    pub fn record(&mut self, read: Vec<(u32, InFlight, Option<Vec<u64>>)>) {
+        for (tid, e, addrs) in read {
+            match addrs {
                 Some(addrs) => {
                     self.taken += 1;
                     self.insert(tid, e.start_ns, e.tgid, addrs);
@@ -146,6 +147,10 @@ impl InflightStacks {
                 None => self.raced += 1,
             }
         }
+    }
+
+    /// Ages out the snapshots of waits no longer in `blocked`.
+    pub fn age(&mut self, now: u64, blocked: &HashMap<u32, InFlight>) {
         for (&(tid, start), snap) in self.snaps.iter_mut() {
             let in_flight = blocked.get(&tid).is_some_and(|e| e.start_ns == start);
             if in_flight {
@@ -171,6 +176,26 @@ impl InflightStacks {
         if self.snaps.len() != before {
             self.compact_order();
         }
+    }
+
+    /// One whole scan: [`Self::candidates`], read each with `read`, [`Self::record`],
+    /// [`Self::age`].
+    #[cfg(test)]
+    pub fn scan(
+        &mut self,
+        now: u64,
+        blocked: &HashMap<u32, InFlight>,
+        min_age_ns: u64,
+        report_idle: bool,
+        mut read: impl FnMut(u32, &InFlight) -> Option<Vec<u64>>,
+    ) {
+        let wanted = self.candidates(now, blocked, min_age_ns, report_idle);
+        let results = wanted
+            .into_iter()
+            .map(|(tid, e)| (tid, e, read(tid, &e)))
+            .collect();
+        self.record(results);
+        self.age(now, blocked);
     }
 
     fn insert(&mut self, tid: u32, start_ns: u64, tgid: u32, addrs: Vec<u64>) {
@@ -238,7 +263,17 @@ impl InflightStacks {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+}
 
+/// Long waits reported, by where their waiter stack came from.
+#[derive(Default)]
+pub(super) struct WaitStackCounts {
+    pub from_copy: u64,
+    pub from_snapshot: u64,
+    pub from_frame_pointers: u64,
+}
+
+impl WaitStackCounts {
     pub fn count(&mut self, source: StackSource) {
         match source {
             StackSource::KernelCopy => self.from_copy += 1,
@@ -253,69 +288,143 @@ pub(super) fn has_waiter_copy(w: &WaitEvent) -> bool {
     w.waiter.sp != 0 && w.waiter.len != 0
 }
 
-/// The in-flight entry of `tid`, if it is still the wait that began at `start_ns`.
-fn still_waiting(probes: &Probes, tid: u32, start_ns: u64) -> bool {
-    probes
-        .in_flight_of(tid)
-        .is_some_and(|e| e.start_ns == start_ns)
+/// The thread that takes the snapshots: on its own, so that the session's event loop (which
+/// can be busy for a while naming the first stacks of a program, its DWARF read for the first
+/// time) never delays them; it has its own handle on the in-flight table and its own
+/// unwinder (the `.eh_frame` sections of the files the target maps).
+pub(super) struct SnapshotWorker {
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Session {
-    /// Reads the stacks of reported waits older than half the threshold. A wait has to be
-    /// seen by a scan while in flight: with scans every [`snapshot_interval`], every wait that
-    /// reaches the threshold is (with many waits in flight, scans come every 200 ms, and a
-    /// wait shorter than threshold / 2 + 200 ms may be missed).
-    pub(super) fn snapshot_inflight_stacks(&mut self, blocked: &HashMap<u32, InFlight>) {
-        let min_age_ns = crate::util::duration::duration_ns(self.opts.threshold) / 2;
-        let mut store = std::mem::take(&mut self.inflight_stacks);
-        let (stacks, probes) = (&mut self.stacks, &self.probes);
-        store.scan(
-            monotonic_ns(),
-            blocked,
-            min_age_ns,
-            self.opts.report_idle,
-            |tid, e| {
+#[derive(Default)]
+struct Shared {
+    store: InflightStacks,
+    /// Processes that ran another program: their cached maps no longer describe them.
+    replaced: Vec<u32>,
+}
+
+impl SnapshotWorker {
+    pub fn start(table: InFlightTable, threshold: Duration, report_idle: bool) -> Option<Self> {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (Arc::clone(&shared), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("observer-stacks".into())
+            .spawn(move || run_worker(&table, &s, &st, threshold, report_idle))
+            .map_err(|e| log::warn!("no thread for wait stack snapshots: {e}"))
+            .ok()?;
+        Some(SnapshotWorker {
+            shared,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // A panic in the worker leaves the store usable: its data is plain.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, tgid: u32, tid: u32, start_ns: u64) -> Option<Vec<u64>> {
+        self.lock().store.take(tgid, tid, start_ns)
+    }
+
+    /// Process `pid` ran another program.
+    pub fn program_replaced(&self, pid: u32) {
+        let mut shared = self.lock();
+        if shared.replaced.len() < 4096 {
+            shared.replaced.push(pid);
+        }
+    }
+}
+
+impl Drop for SnapshotWorker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_worker(
+    table: &InFlightTable,
+    shared: &Mutex<Shared>,
+    stop: &AtomicBool,
+    threshold: Duration,
+    report_idle: bool,
+) {
+    let interval = snapshot_interval(threshold);
+    let min_age_ns = crate::util::duration::duration_ns(threshold) / 2;
+    let mut unwinder = Unwinder::new();
+    let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(interval);
+        if !lock().store.fast_scan_due(monotonic_ns()) {
+            continue;
+        }
+        let blocked: HashMap<u32, InFlight> = table.entries().into_iter().collect();
+        let now = monotonic_ns();
+        let (wanted, replaced) = {
+            let mut s = lock();
+            let wanted = s.store.candidates(now, &blocked, min_age_ns, report_idle);
+            (wanted, std::mem::take(&mut s.replaced))
+        };
+        for pid in replaced {
+            unwinder.forget(pid);
+        }
+        // The stacks are read without the lock: the session takes snapshots meanwhile.
+        let results = wanted
+            .into_iter()
+            .map(|(tid, e)| {
                 let regs = Regs {
                     ip: e.ip,
                     sp: e.sp,
                     bp: e.bp,
                 };
                 // An unreadable stack is kept as empty: the wait falls back to frame pointers.
-                let addrs = stacks.unwind_blocked(e.tgid, regs).unwrap_or_default();
-                still_waiting(probes, tid, e.start_ns).then_some(addrs)
-            },
-        );
-        self.inflight_stacks = store;
-    }
-
-    /// A scan for snapshots only, if one is due (while events are handled).
-    pub(super) fn snapshot_if_due(&mut self) {
-        let now = monotonic_ns();
-        let interval = crate::util::duration::duration_ns(snapshot_interval(self.opts.threshold));
-        if now.saturating_sub(self.inflight_stacks.last_scan_ns) >= interval {
-            self.snapshot_tick();
-        }
-    }
-
-    /// A scan for snapshots only (between the session's scans).
-    pub(super) fn snapshot_tick(&mut self) {
-        if !self.inflight_stacks.fast_scan_due(monotonic_ns()) {
-            return;
-        }
-        let Ok(in_flight) = self.probes.in_flight() else {
-            return;
-        };
-        let blocked: HashMap<u32, InFlight> = in_flight
-            .into_iter()
-            .filter(|(_, e)| self.watched.contains_key(&e.tgid))
+                let addrs = read_stack(e.tgid, e.sp)
+                    .map(|bytes| unwinder.unwind(e.tgid, regs, &bytes))
+                    .unwrap_or_default();
+                let still = table.get(tid).is_some_and(|now| now.start_ns == e.start_ns);
+                (tid, e, still.then_some(addrs))
+            })
             .collect();
-        self.snapshot_inflight_stacks(&blocked);
+        {
+            let mut s = lock();
+            s.store.record(results);
+            s.store.age(now, &blocked);
+        }
+        // Maps are kept only for processes with waits in flight (a host's processes come and go).
+        let waiting: HashSet<u32> = blocked.values().map(|e| e.tgid).collect();
+        unwinder.retain_processes(|pid| waiting.contains(&pid));
     }
+}
 
+/// The top of a thread's stack at `sp`: 16 KiB, less when the stack ends sooner.
+fn read_stack(pid: u32, sp: u64) -> Option<Vec<u8>> {
+    let mut len = STACK_COPY_BYTES;
+    while len >= 512 {
+        if let Ok(bytes) = read_process_memory(pid, sp, len) {
+            if !bytes.is_empty() {
+                return Some(bytes);
+            }
+        }
+        len /= 2;
+    }
+    None
+}
+
+impl Session {
     /// The waiter's frames of a long wait that ended: the kernel's copy, else the snapshot read
     /// while it waited, else the frame-pointer stack from when it began, marked as such.
     pub(super) fn waiter_frames(&mut self, w: &WaitEvent) -> Vec<Frame> {
-        let snapshot = self.inflight_stacks.take(w.tgid, w.tid, w.start_ns);
+        let snapshot = self
+            .wait_stack_worker
+            .as_ref()
+            .and_then(|worker| worker.take(w.tgid, w.tid, w.start_ns));
         let (frames, source) = if has_waiter_copy(w) {
             let frames =
                 self.stacks
@@ -334,13 +443,13 @@ impl Session {
             }
             (frames, StackSource::FramePointers)
         };
-        self.inflight_stacks.count(source);
+        self.wait_stack_counts.count(source);
         frames
     }
 
     /// A summary line: where the stacks of long waits came from, when any was not copied.
     pub(super) fn inflight_stacks_note(&self) -> String {
-        let s = &self.inflight_stacks;
+        let s = &self.wait_stack_counts;
         if s.from_snapshot + s.from_frame_pointers == 0 {
             return String::new();
         }

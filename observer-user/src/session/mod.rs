@@ -140,7 +140,8 @@ pub struct Session {
     /// Threads holding a lock others wait for, and what they were seen doing.
     holders: holders::Holders,
     /// Stacks of waiters read while they wait, for waits that no thread of theirs ends.
-    inflight_stacks: inflight_stacks::InflightStacks,
+    wait_stack_worker: Option<inflight_stacks::SnapshotWorker>,
+    wait_stack_counts: inflight_stacks::WaitStackCounts,
 }
 
 /// How often the live view is redrawn.
@@ -156,6 +157,15 @@ impl Session {
                 AlertSink::open_rotating(path, max_bytes, keep, quiet)?
             }
             (path, _) => AlertSink::open(path, quiet)?,
+        };
+        let wait_stack_worker = match probes.in_flight_table() {
+            Ok(table) => {
+                inflight_stacks::SnapshotWorker::start(table, opts.threshold, opts.report_idle)
+            }
+            Err(e) => {
+                log::warn!("no wait stack snapshots: {e}");
+                None
+            }
         };
         Ok(Self {
             opts,
@@ -184,7 +194,8 @@ impl Session {
             site_builder: code_sites::SiteBuilder::start(),
             short_stacks: Default::default(),
             holders: holders::Holders::default(),
-            inflight_stacks: Default::default(),
+            wait_stack_worker,
+            wait_stack_counts: Default::default(),
         })
     }
 
@@ -215,9 +226,6 @@ impl Session {
         let mut drain = tokio::time::interval(DRAIN_INTERVAL);
         let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let mut live_tick = tokio::time::interval(LIVE_INTERVAL);
-        let mut snapshot_tick =
-            tokio::time::interval(inflight_stacks::snapshot_interval(self.opts.threshold));
-        snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
         let sleep_until = async {
             match deadline {
@@ -260,9 +268,6 @@ impl Session {
                 }
                 _ = discovery.tick(), if self.is_host() => {
                     self.discover(false);
-                }
-                _ = snapshot_tick.tick() => {
-                    self.snapshot_tick();
                 }
                 _ = live_tick.tick(), if self.live.is_some() => {
                     self.draw_live();
@@ -336,9 +341,6 @@ impl Session {
             }
         }
         for ev in batch {
-            // Naming the first stacks of a program (its DWARF read for the first time) can
-            // hold the loop for a while: snapshots due meanwhile are taken between events.
-            self.snapshot_if_due();
             self.handle(ev);
         }
     }

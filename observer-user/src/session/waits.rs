@@ -133,7 +133,6 @@ impl Session {
             .filter(|(_, e)| self.watched.contains_key(&e.tgid))
             .collect();
         self.watch_holders(&blocked, now);
-        self.snapshot_inflight_stacks(&blocked);
         // The rule asks the session about owners and threads while it runs.
         let mut rule = std::mem::take(&mut self.stall_rule);
         let scan = rule.scan(&blocked, now, limits, self);

@@ -234,12 +234,10 @@ impl Unwinder {
     }
 
     /// How many of `addrs`, a frame-pointer walk (a pc, then return addresses), are a real
-    /// stack: all up to the first "return address" that is not code or does not follow a call
-    /// instruction. A frame pointer that code without frame pointers left holding a pointer
-    /// into a structure can lead the walk to a code address stored there (a callback, a
-    /// vtable entry): that is code, but not a return address, and everything above it was read
-    /// through the same bad pointer. The pc is always kept. All of them when the process
-    /// cannot be read (it exited before its maps were read).
+    /// stack: up to the first "return address" that is not code or follows no call. A bad
+    /// frame pointer into a structure reads a code address stored there (a callback, a vtable
+    /// entry): code, but not a return address, and all above it came through the same bad
+    /// pointer. The pc is always kept; all are when the process cannot be read.
     pub fn call_prefix_len(&mut self, pid: u32, addrs: &[u64]) -> usize {
         if !self.prepare(pid) {
             return addrs.len();
@@ -268,6 +266,11 @@ impl Unwinder {
     /// The maps used for `pid`, e.g. to symbolize its stacks after it has exited.
     pub fn maps(&self, pid: u32) -> Option<Arc<ProcessMaps>> {
         self.processes.get(&pid).map(|s| Arc::clone(&s.maps))
+    }
+
+    /// Drops what is cached for the processes `keep` says no to.
+    pub fn retain_processes(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        self.processes.retain(|&pid, _| keep(pid));
     }
 
     /// Drops everything cached for `pid` (it exited). Returns its maps, whose open files keep
@@ -459,8 +462,7 @@ mod tests {
         assert!(!ends(&[0xc3]), "ret");
     }
 
-    /// Our own code: an address right after a call is a return address, a function's entry
-    /// (after a `ret` or padding) and data are not.
+    /// Our own code: right after a call is a return address; elsewhere, or data, is not.
     #[test]
     fn frame_pointer_walks_stop_at_the_first_address_that_is_not_a_return_address() {
         let pid = std::process::id();
@@ -481,8 +483,7 @@ mod tests {
             .find(|&ra| !ends_with_call(&window(ra)))
             .expect("an address not after a call");
         let data = &code as *const _ as u64;
-        let mut u = Unwinder::new();
-        let pc = f;
+        let (mut u, pc) = (Unwinder::new(), f);
         assert_eq!(u.call_prefix_len(pid, &[pc, after_call, after_call]), 3);
         assert_eq!(
             u.call_prefix_len(pid, &[pc, after_call, not_after_call, after_call]),
