@@ -403,6 +403,29 @@ impl Probes {
         Ok(map.iter().filter_map(Result::ok).collect())
     }
 
+    /// A handle on the in-flight table of its own (a duplicate of the map's descriptor), for
+    /// a thread other than the session's to read.
+    pub fn in_flight_table(&self) -> Result<InFlightTable, ProbeError> {
+        const NAME: &str = "IN_FLIGHT";
+        let map = self.ebpf.map(NAME).ok_or(ProbeError::MissingMap(NAME))?;
+        let (aya::maps::Map::HashMap(data) | aya::maps::Map::LruHashMap(data)) = map else {
+            return Err(ProbeError::MissingMap(NAME));
+        };
+        let fd = std::os::fd::AsFd::as_fd(data.fd())
+            .try_clone_to_owned()
+            .map_err(|e| ProbeError::Map {
+                name: NAME,
+                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                    call: "dup",
+                    io_error: e,
+                }),
+            })?;
+        let data = MapData::from_fd(fd).map_err(|source| ProbeError::Map { name: NAME, source })?;
+        let map = HashMap::try_from(aya::maps::Map::LruHashMap(data))
+            .map_err(|source| ProbeError::Map { name: NAME, source })?;
+        Ok(InFlightTable { map })
+    }
+
     /// Adds an in-flight entry for a thread that was blocked before we attached, unless the
     /// kernel already has one.
     pub fn seed_in_flight(&mut self, tid: u32, entry: &InFlight) -> Result<(), ProbeError> {
@@ -581,6 +604,23 @@ fn raise_memlock_limit() {
             "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+/// The in-flight table (thread id -> its wait), readable from any thread.
+pub struct InFlightTable {
+    map: HashMap<MapData, u32, InFlight>,
+}
+
+impl InFlightTable {
+    /// Every wait in flight now (two system calls per entry).
+    pub fn entries(&self) -> Vec<(u32, InFlight)> {
+        self.map.iter().filter_map(Result::ok).collect()
+    }
+
+    /// The wait of `tid` in flight now, if any.
+    pub fn get(&self, tid: u32) -> Option<InFlight> {
+        self.map.get(&tid, 0).ok()
     }
 }
 

@@ -12,6 +12,7 @@ mod go_snapshots;
 pub mod goattach;
 mod goroutine_events;
 mod holders;
+mod inflight_stacks;
 mod kernel_adapters;
 mod lifecycle;
 mod live;
@@ -146,6 +147,9 @@ pub struct Session {
     holders: holders::Holders,
     /// observer's own limits in effect (full ring buffer or maps, the Go probe budget).
     degraded: degraded::Degradation,
+    /// Stacks of waiters read while they wait, for waits that no thread of theirs ends.
+    wait_stack_worker: Option<inflight_stacks::SnapshotWorker>,
+    wait_stack_counts: inflight_stacks::WaitStackCounts,
 }
 
 /// How often the live view is redrawn.
@@ -161,6 +165,15 @@ impl Session {
                 AlertSink::open_rotating(path, max_bytes, keep, quiet)?
             }
             (path, _) => AlertSink::open(path, quiet)?,
+        };
+        let wait_stack_worker = match probes.in_flight_table() {
+            Ok(table) => {
+                inflight_stacks::SnapshotWorker::start(table, opts.threshold, opts.report_idle)
+            }
+            Err(e) => {
+                log::warn!("no wait stack snapshots: {e}");
+                None
+            }
         };
         Ok(Self {
             opts,
@@ -190,6 +203,8 @@ impl Session {
             short_stacks: Default::default(),
             holders: holders::Holders::default(),
             degraded: Default::default(),
+            wait_stack_worker,
+            wait_stack_counts: Default::default(),
         })
     }
 
@@ -545,7 +560,10 @@ impl Session {
             alerts_path: self.opts.alerts.clone(),
             undecodable_events: self.event_errors,
         });
-        text + &self.short_stacks_note(c) + &self.go_sampling_note() + &self.degraded_note()
+        text + &self.short_stacks_note(c)
+            + &self.inflight_stacks_note()
+            + &self.go_sampling_note()
+            + &self.degraded_note()
     }
 
     /// An alert about process `pid`, thread `tid`, with their namespace ids when they differ;

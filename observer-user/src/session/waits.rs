@@ -29,9 +29,7 @@ impl Session {
     }
 
     pub(super) fn on_wait(&mut self, w: &WaitEvent) {
-        let stack_frames =
-            self.stacks
-                .resolve_snapshot_frames(&self.probes, w.tgid, &w.waiter, w.stack_id);
+        let stack_frames = self.waiter_frames(w);
         let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
         let process = self.process_name(w.tgid);
         let owner = self.host_tid(w.tgid, w.owner);

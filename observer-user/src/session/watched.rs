@@ -300,6 +300,9 @@ impl Session {
             t.executable = executable_of(pid);
             t.code_sites.invalidate();
             self.stacks.program_replaced(pid);
+            if let Some(w) = &self.wait_stack_worker {
+                w.program_replaced(pid);
+            }
             if !self.opts.no_go {
                 // Its goroutines may have parked between the exec and now: seed them.
                 if let Some(bin) = self.attach_go(&mut t, pid, &exe, true) {

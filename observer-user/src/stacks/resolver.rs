@@ -16,7 +16,7 @@ use crate::{
     proc::memory::read_process_memory,
     stacks::frame::{names, Frame},
     stacks::kernel_symbols::{KernelStack, KernelSymbols},
-    stacks::symbolize::{frames_of, Symbolizer},
+    stacks::symbolize::{frames_of, Symbolizer, NOT_CODE_MARKER},
     stacks::unwind::{Regs, Unwinder},
 };
 
@@ -156,16 +156,25 @@ impl StackResolver {
 
     /// A thread that is blocked right now: copy its stack from userspace (read-only).
     pub fn resolve_blocked_frames(&mut self, pid: u32, regs: Regs) -> Vec<Frame> {
+        match self.unwind_blocked(pid, regs) {
+            Some(addrs) => self.symbolize(pid, &addrs),
+            None => self.symbolize(pid, &[regs.ip]),
+        }
+    }
+
+    /// The unwound addresses (innermost first: the pc, then return addresses) of a thread
+    /// blocked right now, its stack read from the process; `None` when it cannot be read.
+    pub fn unwind_blocked(&mut self, pid: u32, regs: Regs) -> Option<Vec<u64>> {
         let mut len = STACK_COPY_BYTES;
         while len >= 512 {
             if let Ok(bytes) = read_process_memory(pid, regs.sp, len) {
                 if !bytes.is_empty() {
-                    return self.resolve_registers(pid, regs, &bytes);
+                    return Some(self.unwinder.unwind(pid, regs, &bytes));
                 }
             }
             len /= 2;
         }
-        self.symbolize(pid, &[regs.ip])
+        None
     }
 
     /// A stack the kernel stored in its stack map (frame pointers).
@@ -181,7 +190,12 @@ impl StackResolver {
         let Some(addrs) = kernel.stack(stack_id) else {
             return Vec::new();
         };
-        let frames = self.symbolize(pid, &addrs);
+        // The kernel's frame-pointer walk: cut where it left the real stack, and say so.
+        let keep = self.unwinder.call_prefix_len(pid, &addrs);
+        let mut frames = self.symbolize(pid, &addrs[..keep]);
+        if keep < addrs.len() && frames.last().is_none_or(|f| &*f.name != NOT_CODE_MARKER) {
+            frames.push(Frame::named(NOT_CODE_MARKER));
+        }
         self.by_id.insert((pid, stack_id), frames.clone());
         frames
     }

@@ -233,9 +233,44 @@ impl Unwinder {
         self.processes.contains_key(&pid) || self.load(pid)
     }
 
+    /// How many of `addrs`, a frame-pointer walk (a pc, then return addresses), are a real
+    /// stack: up to the first "return address" that is not code or follows no call. A bad
+    /// frame pointer into a structure reads a code address stored there (a callback, a vtable
+    /// entry): code, but not a return address, and all above it came through the same bad
+    /// pointer. The pc is always kept; all are when the process cannot be read.
+    pub fn call_prefix_len(&mut self, pid: u32, addrs: &[u64]) -> usize {
+        if !self.prepare(pid) {
+            return addrs.len();
+        }
+        let mut refreshed = false;
+        loop {
+            let Some(state) = self.processes.get(&pid) else {
+                return addrs.len();
+            };
+            let first_bad = addrs
+                .iter()
+                .enumerate()
+                .skip(1)
+                .find(|&(_, &ra)| !state.is_code(ra) || !state.follows_call(pid, ra));
+            match first_bad {
+                None => return addrs.len(),
+                // A library loaded since the maps were read: look again with it known.
+                Some((_, &ra)) if !state.is_code(ra) && !refreshed && self.refresh(pid) => {
+                    refreshed = true;
+                }
+                Some((i, _)) => return i,
+            }
+        }
+    }
+
     /// The maps used for `pid`, e.g. to symbolize its stacks after it has exited.
     pub fn maps(&self, pid: u32) -> Option<Arc<ProcessMaps>> {
         self.processes.get(&pid).map(|s| Arc::clone(&s.maps))
+    }
+
+    /// Drops what is cached for the processes `keep` says no to.
+    pub fn retain_processes(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        self.processes.retain(|&pid, _| keep(pid));
     }
 
     /// Drops everything cached for `pid` (it exited). Returns its maps, whose open files keep
@@ -425,6 +460,41 @@ mod tests {
         assert!(!ends(&[0xff, 0xe0]), "jmp *%rax");
         assert!(!ends(&[0xff, 0x20]), "jmp *(%rax)");
         assert!(!ends(&[0xc3]), "ret");
+    }
+
+    /// Our own code: right after a call is a return address; elsewhere, or data, is not.
+    #[test]
+    fn frame_pointer_walks_stop_at_the_first_address_that_is_not_a_return_address() {
+        let pid = std::process::id();
+        let f = frame_pointer_walks_stop_at_the_first_address_that_is_not_a_return_address
+            as *const () as u64;
+        let code = crate::proc::memory::read_process_memory(pid, f, 256).expect("own code");
+        let window = |ra: u64| -> [u8; 8] {
+            let at = (ra - 8 - f) as usize;
+            code[at..at + 8].try_into().unwrap()
+        };
+        // A return address: the end of a `call rel32` in this function.
+        let after_call = (8..code.len() as u64)
+            .map(|i| f + i)
+            .find(|&ra| ends_with_call(&window(ra)) && code[(ra - f - 5) as usize] == 0xe8)
+            .expect("a call in this function");
+        let not_after_call = (8..code.len() as u64)
+            .map(|i| f + i)
+            .find(|&ra| !ends_with_call(&window(ra)))
+            .expect("an address not after a call");
+        let data = &code as *const _ as u64;
+        let (mut u, pc) = (Unwinder::new(), f);
+        assert_eq!(u.call_prefix_len(pid, &[pc, after_call, after_call]), 3);
+        assert_eq!(
+            u.call_prefix_len(pid, &[pc, after_call, not_after_call, after_call]),
+            2
+        );
+        assert_eq!(u.call_prefix_len(pid, &[pc, data, after_call]), 1);
+        assert_eq!(u.call_prefix_len(pid, &[pc, 0x4a]), 1);
+        // The pc is kept whatever it is.
+        assert_eq!(u.call_prefix_len(pid, &[0x4a]), 1);
+        // A process that cannot be read: nothing to judge by, nothing cut.
+        assert_eq!(u.call_prefix_len(u32::MAX, &[pc, 0x4a, 0x4b]), 3);
     }
 
     #[test]
