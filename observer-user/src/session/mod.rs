@@ -10,6 +10,7 @@ mod code_sites;
 pub mod goattach;
 mod goroutine_events;
 mod holders;
+mod home_stalls;
 mod kernel_adapters;
 mod lifecycle;
 mod live;
@@ -138,6 +139,8 @@ pub struct Session {
     short_stacks: short_stacks::ShortStacks,
     /// Threads holding a lock others wait for, and what they were seen doing.
     holders: holders::Holders,
+    /// Threads' homes and their stalls away from them.
+    home_stalls: home_stalls::HomeStalls,
 }
 
 /// How often the live view is redrawn.
@@ -181,6 +184,7 @@ impl Session {
             site_builder: code_sites::SiteBuilder::start(),
             short_stacks: Default::default(),
             holders: holders::Holders::default(),
+            home_stalls: home_stalls::HomeStalls::default(),
         })
     }
 
@@ -434,6 +438,7 @@ impl Session {
         }
         self.drain_aggregates();
         self.drain_lock_holds();
+        self.flush_away();
         self.add_ongoing_lock_waits();
         self.record_profile();
         let mut failed = Vec::new();

@@ -168,6 +168,24 @@ impl StackResolver {
         self.symbolize(pid, &[regs.ip])
     }
 
+    /// The first `max_frames` code addresses (innermost first: the pc, then return addresses)
+    /// of a thread blocked right now, unwound from a copy of the top of its stack: where it
+    /// waits, cheaply (a few KiB read, no names). Just the pc when the stack is unreadable.
+    pub fn blocked_addrs(&mut self, pid: u32, regs: Regs, max_frames: usize) -> Vec<u64> {
+        let mut len = STACK_COPY_BYTES / 2;
+        while len >= 512 {
+            if let Ok(bytes) = read_process_memory(pid, regs.sp, len) {
+                if !bytes.is_empty() {
+                    let mut addrs = self.unwinder.unwind(pid, regs, &bytes);
+                    addrs.truncate(max_frames);
+                    return addrs;
+                }
+            }
+            len /= 2;
+        }
+        vec![regs.ip]
+    }
+
     /// A stack the kernel stored in its stack map (frame pointers).
     pub fn resolve_id_frames(
         &mut self,
