@@ -90,12 +90,20 @@ __attribute__((noinline)) void quick_work(void)
 		sink += i;
 }
 
-__attribute__((noinline)) void handle_locked_request(void)
+/* Request paths a few calls deep, as in a real server: waits near the top of a thread are
+ * its waits for work (see "How it decides"), these are in the middle of the work. */
+__attribute__((noinline)) void update_account(void)
 {
-	fprintf(stderr, "locked tid=%d\n", gettid());
 	app_lock_acquire(&app);
 	quick_work();
 	app_lock_release(&app);
+}
+
+__attribute__((noinline)) void handle_locked_request(void)
+{
+	fprintf(stderr, "locked tid=%d\n", gettid());
+	update_account();
+	__asm__ volatile("" ::: "memory");
 }
 
 __attribute__((noinline)) void do_slow_export(void)
@@ -105,22 +113,39 @@ __attribute__((noinline)) void do_slow_export(void)
 	__asm__ volatile("" ::: "memory"); /* no tail call: the stack names this function */
 }
 
+__attribute__((noinline)) void export_report(void)
+{
+	do_slow_export();
+	__asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) void handle_export(void)
+{
+	export_report();
+	__asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) void serve(int job)
+{
+	switch (job) {
+	case LOCKED:
+		handle_locked_request();
+		break;
+	case EXPORT:
+		handle_export();
+		break;
+	default:
+		quick_work();
+	}
+	__asm__ volatile("" ::: "memory");
+}
+
 __attribute__((noinline)) void *worker_main(void *arg)
 {
 	(void)arg;
 	pthread_setname_np(pthread_self(), "worker");
-	for (;;) {
-		switch (next_job()) {
-		case LOCKED:
-			handle_locked_request();
-			break;
-		case EXPORT:
-			do_slow_export();
-			break;
-		default:
-			quick_work();
-		}
-	}
+	for (;;)
+		serve(next_job());
 	return NULL;
 }
 

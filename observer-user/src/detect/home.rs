@@ -19,6 +19,9 @@
 //! - Re-waits from the same site (a timed wait that wakes every second and waits again) are one
 //!   episode: only a scan that finds the thread elsewhere (running, or blocked at another site)
 //!   ends it.
+//! - A wait near the top of its thread (at most [`WORK_WAIT_MAX_DEPTH`] frames of the
+//!   program's own code, see [`waits_for_work`]) is a wait for work: the session excuses it
+//!   ([`HomeRule::excuse`]) and it is learned instead.
 //! - Nothing is judged before anything is known: a wait already going on when the rule
 //!   started (at attach) is never a stall, nor is one of a thread with no learned history of
 //!   its own in a group with none either. A thread with no history of its own is judged only
@@ -244,6 +247,15 @@ impl HomeRule {
         self.groups.retain(|g, _| keep(g.0));
     }
 
+    /// The stall of `tid` just found is a wait for work after all (see [`waits_for_work`]):
+    /// no stall; its episode is learned like any healthy wait, so its site becomes home.
+    pub fn excuse(&mut self, tid: u32) {
+        if let Some(ep) = self.threads.get_mut(&tid).and_then(|t| t.episode.as_mut()) {
+            ep.reported = false;
+            ep.judged = false;
+        }
+    }
+
     /// Threads followed now.
     pub fn threads(&self) -> usize {
         self.threads.len()
@@ -406,6 +418,21 @@ impl HomeRule {
             }
         }
     }
+}
+
+/// At most this many frames of the program's own code between a thread's start and its wait:
+/// the wait is the thread's wait for work, whatever its history says.
+pub const WORK_WAIT_MAX_DEPTH: usize = 4;
+
+/// Whether a wait with `own_depth` frames of the program's own code on its stack (from the
+/// thread's start routine or `main` to the call of the wait) is a wait for work. Threads wait
+/// for work at the top of their loop, a few frames below their start (a pool's `next_job`, an
+/// event loop's `epoll_wait`, a connection thread parked in a thread cache); a stall happens in
+/// the middle of the work, deeper (a lock wait inside a query, a sleep inside a command). This
+/// spares a thread that takes a new role (a connection thread returned to its cache) from
+/// being reported at its first wait there.
+pub fn waits_for_work(own_depth: usize) -> bool {
+    own_depth <= WORK_WAIT_MAX_DEPTH
 }
 
 /// Who ended a wait, from the thread that was running when it was woken.

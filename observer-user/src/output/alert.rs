@@ -191,7 +191,8 @@ pub struct StallEnd {
     pub waker_tid: Option<u32>,
     pub waker_comm: Option<String>,
     pub waker_stack: Vec<String>,
-    /// `"thread"` (a thread of its process), `"timer_or_signal"` or `"other_process"`.
+    /// `"thread"` (a thread of its process), `"timer_or_signal"`, `"other_process"`, or
+    /// `"unknown"` when the kernel sent no end (its map of stalled threads was full).
     pub woken_by: String,
 }
 

@@ -10,9 +10,11 @@ use observer_common::{wait_class, InFlight, WaitEvent};
 
 use super::{now_time, syscall_name, Session};
 use crate::{
-    detect::home::{woken_by, AwayEnded, AwayStall, GroupKey, HomeRule, Observation, SiteId},
+    detect::home::{
+        waits_for_work, woken_by, AwayEnded, AwayStall, GroupKey, HomeRule, Observation, SiteId,
+    },
     output::alert::{self, AlertDetail},
-    stacks::{frame::Frame, unwind::Regs},
+    stacks::{frame::Frame, resolver::own_code_depth, unwind::Regs},
     terminal::liveview::{self, StalledWaiter},
 };
 
@@ -63,7 +65,10 @@ struct Open {
     comm: String,
     frames: Vec<Frame>,
     marked: bool,
-    wakes: Vec<Wake>,
+    /// The wait going on when a scan last found it stalled.
+    last_start_ns: u64,
+    /// The end of that wait (the first wait end since it began), once the kernel sent it.
+    final_wake: Option<Wake>,
     ended: Option<(AwayEnded, u64, u32)>,
 }
 
@@ -74,6 +79,8 @@ pub(super) struct HomeStalls {
     sites: HashMap<u32, SiteSeen>,
     addrs: HashMap<(u32, SiteId), Vec<u64>>,
     open: HashMap<u32, Open>,
+    /// Thread name hashes (tid -> (tgid, hash)), read once per thread.
+    comms: HashMap<u32, (u32, u64)>,
     scans: u32,
 }
 
@@ -98,16 +105,14 @@ fn regs_of(e: &InFlight) -> Regs {
     }
 }
 
-/// An idle-class wait the home rule judges: not a lock wait or a wait in the kernel (the
-/// stall rule's), not a Go program's (the goroutine layer's).
+/// An idle-class wait the home rule judges: a futex wait without owner, a sleep, poll/epoll,
+/// read/recv/accept. Not a lock wait or a wait in the kernel (the stall rule's), and not the
+/// other blocking calls (`wait4` for a child, `pause`, `sigwaitinfo`, AIO completions): a
+/// shell waiting for its command, or a process for its children, is no stall of its own.
 fn judged_class(class: u32) -> bool {
     matches!(
         class,
-        wait_class::FUTEX
-            | wait_class::SLEEP
-            | wait_class::POLL
-            | wait_class::IO
-            | wait_class::OTHER
+        wait_class::FUTEX | wait_class::SLEEP | wait_class::POLL | wait_class::IO
     )
 }
 
@@ -123,12 +128,17 @@ impl Session {
                 .retain_processes(|tgid| watched.contains_key(&tgid));
             home.sites.retain(|_, s| watched.contains_key(&s.tgid));
             home.addrs.retain(|(tgid, _), _| watched.contains_key(tgid));
+            home.comms.retain(|_, (tgid, _)| watched.contains_key(tgid));
         }
         let mut observations = Vec::new();
         let mut unknown = HashSet::new();
         let mut to_unwind: Vec<(u32, &InFlight)> = Vec::new();
         for (&tid, e) in blocked {
-            if !judged_class(e.class) || e.tgid == own || self.is_go_process(e.tgid) {
+            // A wait seeded at attach (`task` 0) has no frame pointer register: its unwind
+            // can stop early, or go astray, and make a site of its own. It is never judged
+            // anyway (it began before the rule started), so it is left out.
+            if !judged_class(e.class) || e.task == 0 || e.tgid == own || self.is_go_process(e.tgid)
+            {
                 continue;
             }
             match home.sites.get(&tid) {
@@ -144,11 +154,18 @@ impl Session {
                 unknown.insert(tid);
                 continue;
             }
-            let addrs = self.stacks.blocked_addrs(e.tgid, regs_of(e), SITE_FRAMES);
+            let addrs = self.stacks.blocked_site(e.tgid, regs_of(e), SITE_FRAMES);
             let site = hash_of(&addrs);
-            let comm_hash = match home.sites.get(&tid) {
-                Some(s) if s.tgid == e.tgid => s.comm_hash,
-                _ => hash_of(self.thread_comm(e.tgid, tid).unwrap_or_default()),
+            let comm_hash = match home.comms.get(&tid) {
+                Some(&(tgid, hash)) if tgid == e.tgid => hash,
+                _ => {
+                    let hash = hash_of(self.thread_comm(e.tgid, tid).unwrap_or_default());
+                    if home.comms.len() >= MAX_SITE_CACHE {
+                        home.comms.clear();
+                    }
+                    home.comms.insert(tid, (e.tgid, hash));
+                    hash
+                }
             };
             if home.addrs.len() < MAX_SITE_ADDRS || home.addrs.contains_key(&(e.tgid, site)) {
                 home.addrs.insert((e.tgid, site), addrs);
@@ -171,9 +188,26 @@ impl Session {
             now,
             crate::util::duration::duration_ns(self.opts.stall_after),
         );
+        let mut excused = HashSet::new();
         for s in &scan.new_stalls {
-            if let Some(e) = blocked.get(&s.tid) {
-                self.report_away(&mut home, s, e);
+            let Some(e) = blocked.get(&s.tid) else {
+                continue;
+            };
+            let frames = self.stacks.resolve_blocked_frames(e.tgid, regs_of(e));
+            if waits_for_work(own_code_depth(&frames)) {
+                home.rule.excuse(s.tid);
+                excused.insert(s.tid);
+                continue;
+            }
+            self.report_away(&mut home, s, e, frames);
+        }
+        // The wait going on now of each stalled thread: its end is the stall's end.
+        for &(tid, _, _) in &scan.stalled_now {
+            if let (Some(o), Some(e)) = (home.open.get_mut(&tid), blocked.get(&tid)) {
+                if e.start_ns > o.last_start_ns {
+                    o.last_start_ns = e.start_ns;
+                    o.final_wake.take_if(|w| w.start_ns < e.start_ns);
+                }
             }
         }
         for ended in scan.ended {
@@ -184,6 +218,9 @@ impl Session {
         self.finish_away(&mut home, false);
         let mut out = AwayNow::default();
         for &(tid, group, blocked_ns) in &scan.stalled_now {
+            if excused.contains(&tid) {
+                continue;
+            }
             *out.per_process.entry(group.0).or_default() += 1;
             if self.live.is_none() {
                 continue;
@@ -210,8 +247,13 @@ impl Session {
 
     /// A `stall` alert with `stall_on: "away_from_home"`; the kernel is asked for the end of
     /// the thread's waits from now on.
-    fn report_away(&mut self, home: &mut HomeStalls, s: &AwayStall, e: &InFlight) {
-        let frames = self.stacks.resolve_blocked_frames(e.tgid, regs_of(e));
+    fn report_away(
+        &mut self,
+        home: &mut HomeStalls,
+        s: &AwayStall,
+        e: &InFlight,
+        frames: Vec<Frame>,
+    ) {
         let home_frames = s
             .home
             .first()
@@ -266,7 +308,8 @@ impl Session {
                 comm,
                 frames,
                 marked,
-                wakes: Vec::new(),
+                last_start_ns: s.start_ns,
+                final_wake: None,
                 ended: None,
             },
         );
@@ -281,6 +324,16 @@ impl Session {
             return;
         }
         let by = woken_by(w.class, w.tgid, w.waker_tgid, w.waker_tid, w.waker_syscall);
+        log::debug!(
+            "stalled tid {}: wait from {} for {} ns ended by tid {} of {} in syscall {}: {}",
+            w.tid,
+            w.start_ns,
+            w.duration_ns,
+            w.waker_tid,
+            w.waker_tgid,
+            w.waker_syscall,
+            by.name()
+        );
         let named = by == crate::detect::home::WokenBy::Thread;
         let waker_tid = named.then_some(w.waker_tid);
         let waker_comm = waker_tid.and_then(|t| self.thread_comm(w.waker_tgid, t));
@@ -297,11 +350,16 @@ impl Session {
         let Some(o) = self.home_stalls.open.get_mut(&w.tid) else {
             return;
         };
-        // A few are enough: the last one that belongs to the episode is written.
-        if o.wakes.len() >= 4 {
-            o.wakes.remove(0);
+        // Waits end in order: the first end of a wait that began no earlier than the one the
+        // scans saw is that wait's end; later ones are waits after the stall.
+        if w.start_ns < o.last_start_ns
+            || o.final_wake
+                .as_ref()
+                .is_some_and(|f| f.start_ns <= w.start_ns)
+        {
+            return;
         }
-        o.wakes.push(Wake {
+        o.final_wake = Some(Wake {
             start_ns: w.start_ns,
             end_ns: w.start_ns + w.duration_ns,
             waker_tid,
@@ -316,12 +374,11 @@ impl Session {
     pub(super) fn finish_away(&mut self, home: &mut HomeStalls, all: bool) {
         let mut done = Vec::new();
         for (&tid, o) in home.open.iter_mut() {
-            let Some((ended, at_ns, waited)) = o.ended.as_mut() else {
+            let Some((_, _, waited)) = o.ended.as_mut() else {
                 continue;
             };
             *waited += 1;
-            let _ = at_ns;
-            if final_wake(&o.wakes, ended).is_some() || *waited > END_GRACE_SCANS {
+            if o.final_wake.is_some() || *waited > END_GRACE_SCANS {
                 done.push(tid);
             }
         }
@@ -335,12 +392,10 @@ impl Session {
             if o.marked {
                 self.probes.unmark_away_stalled(tid);
             }
-            let Some((ended, at_ns, _)) = o.ended else {
+            let Some((_, at_ns, _)) = o.ended else {
                 continue; // still stalled when observer stops: its stall alert said so
             };
-            let wake = final_wake(&o.wakes, &ended)
-                .or_else(|| o.wakes.last())
-                .cloned();
+            let wake = o.final_wake;
             let end_ns = wake.as_ref().map_or(at_ns, |w| w.end_ns);
             let detail = AlertDetail::StallEnd(alert::StallEnd {
                 blocked_ns: end_ns.saturating_sub(o.since_ns),
@@ -352,10 +407,8 @@ impl Session {
                     .as_ref()
                     .map(|w| crate::stacks::frame::names(&w.waker_frames))
                     .unwrap_or_default(),
-                woken_by: wake
-                    .as_ref()
-                    .map_or("timer_or_signal", |w| w.woken_by)
-                    .to_string(),
+                // No end sent: the kernel map was full or the event was lost.
+                woken_by: wake.as_ref().map_or("unknown", |w| w.woken_by).to_string(),
             });
             let waker_frames = wake.map(|w| w.waker_frames).unwrap_or_default();
             let mut a = self.alert_with_comm(now_time(), o.tgid, tid, o.comm, o.frames, detail);
@@ -370,12 +423,6 @@ impl Session {
         self.finish_away(&mut home, true);
         self.home_stalls = home;
     }
-}
-
-/// The end of the episode's last wait: the first wait's end that began no earlier than the
-/// last wait the scans saw (a later one may be a wait elsewhere after the episode).
-fn final_wake<'a>(wakes: &'a [Wake], ended: &AwayEnded) -> Option<&'a Wake> {
-    wakes.iter().find(|w| w.start_ns >= ended.last_start_ns)
 }
 
 fn observation(tid: u32, e: &InFlight, s: &SiteSeen) -> Observation {

@@ -38,6 +38,34 @@ pub fn stack_bytes(stack: &UserStack) -> &[u8] {
     &stack.bytes[..len]
 }
 
+/// Whether the file at `path` is the C or C++ runtime (libc, the dynamic loader, libstdc++,
+/// libgcc_s): the plumbing between a program's call and the syscall it waits in.
+pub fn is_runtime_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    [
+        "libc.so",
+        "libc-",
+        "libpthread",
+        "libstdc++",
+        "ld-linux",
+        "libgcc_s",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+/// Machine frames of `frames` in the program's own code (not the C or C++ runtime); a frame
+/// with no address counts as the program's.
+pub fn own_code_depth(frames: &[Frame]) -> usize {
+    crate::stacks::frame::machine_frames(frames)
+        .filter(|run| {
+            !run.first()
+                .and_then(|f| f.addr.as_ref())
+                .is_some_and(|a| is_runtime_library(&a.module.path))
+        })
+        .count()
+}
+
 pub struct StackResolver {
     unwinder: Unwinder,
     symbolizer: Symbolizer,
@@ -184,6 +212,32 @@ impl StackResolver {
             len /= 2;
         }
         vec![regs.ip]
+    }
+
+    /// Where a blocked thread waits, robustly: its first code addresses through the C and C++
+    /// runtime (the syscall wrapper, the condition variable or sleep) up to and including the
+    /// first return address into other code (the program's call of the wait), at most
+    /// `max_frames`. The runtime's unwind rules need no frame pointer, so a thread whose frame
+    /// pointer register is unknown (seeded at attach) gives the same site as when it is known.
+    pub fn blocked_site(&mut self, pid: u32, regs: Regs, max_frames: usize) -> Vec<u64> {
+        let addrs = self.blocked_addrs(pid, regs, max_frames);
+        let Some(maps) = self.unwinder.maps(pid) else {
+            return addrs;
+        };
+        let mut site = Vec::with_capacity(addrs.len());
+        for (i, &addr) in addrs.iter().enumerate() {
+            site.push(addr);
+            // A return address points after its call: look up the call itself.
+            let at = if i == 0 { addr } else { addr.saturating_sub(1) };
+            let runtime = maps
+                .find(at)
+                .and_then(|m| m.display_name())
+                .is_some_and(is_runtime_library);
+            if !runtime {
+                break;
+            }
+        }
+        site
     }
 
     /// A stack the kernel stored in its stack map (frame pointers).

@@ -299,3 +299,32 @@ fn who_woke_a_wait() {
         WokenBy::OtherProcess
     );
 }
+
+#[test]
+fn an_excused_wait_is_learned_as_home() {
+    let mut r = Run::new();
+    r.healthy(1, 30);
+    let start = r.now + SCAN / 2;
+    let mut excused = false;
+    for _ in 0..30 {
+        let s = r.scan(&[at(1, AWAY, start)]);
+        if !s.new_stalls.is_empty() {
+            r.rule.excuse(1);
+            excused = true;
+        }
+    }
+    assert!(excused);
+    r.stalls.clear();
+    r.scan(&[]);
+    assert!(r.ended.is_empty(), "an excused wait has no end to report");
+    // Now a place it waits at: no stall there.
+    r.blocked(1, AWAY, 20, 1000);
+    assert!(r.stalls.is_empty(), "{:?}", r.stalls);
+}
+
+#[test]
+fn waits_near_the_top_of_a_thread_wait_for_work() {
+    assert!(waits_for_work(2));
+    assert!(waits_for_work(WORK_WAIT_MAX_DEPTH));
+    assert!(!waits_for_work(WORK_WAIT_MAX_DEPTH + 1));
+}
