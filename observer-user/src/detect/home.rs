@@ -5,8 +5,8 @@
 //! away from home: once per episode.
 //!
 //! Learned from the periodic scans of blocked threads: each scan that finds a thread blocked
-//! at a *site* (the return addresses of the first frames above the syscall, hashed by the
-//! caller) is one time-weighted observation of that site. A site holding at least
+//! at a *site* (where the program called the wait; the session hashes its return addresses)
+//! is one time-weighted observation of that site. A site holding at least
 //! [`HOME_SHARE`] of a thread's observed waiting is its home, once it has
 //! [`MIN_OBSERVATIONS`] of them. A place that is home for any thread of its group (same
 //! process, same thread name) is home for all of the group: a pool thread that never waited
@@ -22,6 +22,9 @@
 //! - A wait near the top of its thread (at most [`WORK_WAIT_MAX_DEPTH`] frames of the
 //!   program's own code, see [`waits_for_work`]) is a wait for work: the session excuses it
 //!   ([`HomeRule::excuse`]) and it is learned instead.
+//! - A wait for input (poll, read) is judged only for a thread that waits for input at home
+//!   (an event loop, a connection thread): a thread whose home is a condition variable that
+//!   waits for input has been handed a connection, a new role.
 //! - Nothing is judged before anything is known: a wait already going on when the rule
 //!   started (at attach) is never a stall, nor is one of a thread with no learned history of
 //!   its own in a group with none either. A thread with no history of its own is judged only
@@ -110,6 +113,8 @@ struct History {
     sites: Vec<(SiteId, f64)>,
     total: f64,
     observations: u64,
+    /// Sites of waits for input (of `sites`).
+    input_sites: Vec<SiteId>,
 }
 
 impl History {
@@ -146,6 +151,19 @@ impl History {
         self.observations >= MIN_OBSERVATIONS
     }
 
+    fn note_input_site(&mut self, site: SiteId) {
+        if !self.input_sites.contains(&site) {
+            self.input_sites
+                .retain(|s| self.sites.iter().any(|(k, _)| k == s));
+            self.input_sites.push(site);
+        }
+    }
+
+    /// Whether the thread waits for input at home (an event loop, a connection's reads).
+    fn input_at_home(&self) -> bool {
+        self.home().iter().any(|s| self.input_sites.contains(s))
+    }
+
     /// Home sites, weightiest first; none until learned.
     fn home(&self) -> Vec<SiteId> {
         if !self.learned() || self.total <= 0.0 {
@@ -175,6 +193,8 @@ struct Episode {
     held: u64,
     /// Whether this episode can be a stall (see the module comment).
     judged: bool,
+    /// A wait for input.
+    input: bool,
     reported: bool,
 }
 
@@ -277,6 +297,9 @@ impl HomeRule {
             return;
         }
         t.learned.add(ep.site, ep.held + ep.current);
+        if ep.input {
+            t.learned.note_input_site(ep.site);
+        }
         let group = t.group;
         let home = t.learned.home();
         self.note_group_home(group, &home, now_ns);
@@ -323,6 +346,9 @@ impl HomeRule {
                         ep.held += done;
                     } else {
                         t.learned.add(o.site, done);
+                        if o.io_wait {
+                            t.learned.note_input_site(o.site);
+                        }
                         learned_now = done > 0;
                     }
                     ep.last_start_ns = o.start_ns;
@@ -330,7 +356,10 @@ impl HomeRule {
                 ep.current += 1;
             }
             _ => {
-                let own = t.learned.learned();
+                // A wait for input is judged only for a thread that waits for input at home:
+                // for any other it is a new role (a pool thread handed a connection), not a
+                // stall. Other waits are judged by the thread's own home, else its group's.
+                let own = t.learned.learned() && (!o.io_wait || t.learned.input_at_home());
                 t.episode = Some(Episode {
                     site: o.site,
                     since_ns: o.start_ns,
@@ -338,6 +367,7 @@ impl HomeRule {
                     current: 1,
                     held: 0,
                     judged: o.start_ns > started && (own || (group_learned && !o.io_wait)),
+                    input: o.io_wait,
                     reported: false,
                 });
             }

@@ -134,11 +134,9 @@ impl Session {
         let mut unknown = HashSet::new();
         let mut to_unwind: Vec<(u32, &InFlight)> = Vec::new();
         for (&tid, e) in blocked {
-            // A wait seeded at attach (`task` 0) has no frame pointer register: its unwind
-            // can stop early, or go astray, and make a site of its own. It is never judged
-            // anyway (it began before the rule started), so it is left out.
-            if !judged_class(e.class) || e.task == 0 || e.tgid == own || self.is_go_process(e.tgid)
-            {
+            // Waits seeded at attach count too: their sites are the same (`blocked_site`),
+            // and the places where threads wait when observer comes are mostly homes.
+            if !judged_class(e.class) || e.tgid == own || self.is_go_process(e.tgid) {
                 continue;
             }
             match home.sites.get(&tid) {

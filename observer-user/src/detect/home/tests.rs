@@ -328,3 +328,33 @@ fn waits_near_the_top_of_a_thread_wait_for_work() {
     assert!(waits_for_work(WORK_WAIT_MAX_DEPTH));
     assert!(!waits_for_work(WORK_WAIT_MAX_DEPTH + 1));
 }
+
+#[test]
+fn a_wait_for_input_is_judged_only_for_a_thread_that_waits_for_input_at_home() {
+    let input = |tid, site, start| Observation {
+        io_wait: true,
+        ..at(tid, site, start)
+    };
+    let mut r = Run::new();
+    // Thread 1: home on a condition variable, then handed a connection: its reads are a new
+    // role, not a stall.
+    r.healthy(1, 30);
+    let start = r.now + SCAN / 2;
+    for _ in 0..10 {
+        r.scan(&[input(1, AWAY, start)]);
+    }
+    r.scan(&[]);
+    assert!(r.stalls.is_empty(), "{:?}", r.stalls);
+    // Thread 2: an event loop (home: a wait for input); a read elsewhere is a stall.
+    for _ in 0..30 {
+        let start = r.now + SCAN / 2;
+        r.scan(&[input(2, 5, start)]);
+        r.scan(&[]);
+    }
+    let start = r.now + SCAN / 2;
+    for _ in 0..10 {
+        r.scan(&[input(2, 6, start)]);
+    }
+    assert_eq!(r.stalls.len(), 1, "{:?}", r.stalls);
+    assert_eq!(r.stalls[0].tid, 2);
+}
