@@ -390,6 +390,48 @@ mod tests {
     const PID: u32 = u32::MAX;
 
     #[test]
+    fn the_runtime_is_libc_the_loader_and_libstdcxx() {
+        for lib in [
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib/x86_64-linux-gnu/libpthread.so.0",
+            "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30",
+            "/lib64/ld-linux-x86-64.so.2",
+        ] {
+            assert!(is_runtime_library(lib), "{lib}");
+        }
+        for own in [
+            "/usr/sbin/mariadbd",
+            "/usr/lib/libcrypto.so.3",
+            "/tmp/libcx/app",
+        ] {
+            assert!(!is_runtime_library(own), "{own}");
+        }
+    }
+
+    #[test]
+    fn own_code_depth_counts_machine_frames_outside_the_runtime() {
+        use crate::proc::normaddr::Module;
+        let module = |path: &str| {
+            Arc::new(Module {
+                path: path.into(),
+                build_id: None,
+            })
+        };
+        let (libc, app) = (module("/usr/lib/libc.so.6"), module("/srv/app"));
+        let frames = vec![
+            Frame::at("__futex_abstimed_wait_common", &libc, 0x10, false),
+            Frame::at("pthread_cond_wait", &libc, 0x20, false),
+            // Two functions at one address (one inlined): one machine frame.
+            Frame::at("next_job_inner", &app, 0x30, true),
+            Frame::at("next_job", &app, 0x30, false),
+            Frame::at("worker_main", &app, 0x40, false),
+            Frame::at("start_thread", &libc, 0x50, false),
+        ];
+        assert_eq!(own_code_depth(&frames), 2);
+        assert_eq!(own_code_depth(&frames[..2]), 0);
+    }
+
+    #[test]
     fn stack_ids_are_read_from_the_kernel_once_per_process() {
         let mut kernel = FakeStacks::default();
         kernel.table.insert(5, vec![0x1000, 0x2000, 0x3000]);
