@@ -407,6 +407,10 @@ pub struct SampleBudget {
 /// Threads the holder sampler looks at: at most this many lock holders at a time.
 pub const MAX_SAMPLED_HOLDERS: u32 = 256;
 
+/// Threads stalled away from home whose wait's end the kernel reports (`AWAY_STALLED`): at
+/// most this many at a time.
+pub const MAX_AWAY_STALLED: u32 = 1024;
+
 /// An on-CPU sample of a thread that holds a contended lock (the `cpu-clock` perf event
 /// found it running while userspace had it in `HOLDERS`).
 #[repr(C)]

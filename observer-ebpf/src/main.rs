@@ -26,7 +26,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use observer_common::{counter, AggKey, AggValue, InFlight};
+use observer_common::{counter, AggKey, AggValue, InFlight, MAX_AWAY_STALLED};
 
 /// Waits at least this long are sent as events instead of being summed in `AGG0`/`AGG1`.
 #[no_mangle]
@@ -90,6 +90,11 @@ static AGG0: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(1
 static AGG1: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(16384, 0);
 
 /// Threads that were waited for by a joiner when they exited (tid -> 1).
+/// Threads userspace found stalled away from home (tid -> tgid): when such a thread's idle
+/// wait ends, the wait is sent like a long lock wait, so the stall's end names its waker.
+#[map]
+static AWAY_STALLED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_AWAY_STALLED, 0);
+
 #[map]
 static JOINED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(8192, 0);
 

@@ -21,8 +21,8 @@ use crate::kernel_log::{diag, site};
 use crate::lock_sites;
 use crate::{
     agg_side, aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks,
-    task_is_being_killed, task_is_exiting, AGG0, AGG1, EVENTS, IN_FLIGHT, JOINED, KERNEL_STACKS,
-    REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET, WAKING_PID_OFFSET,
+    task_is_being_killed, task_is_exiting, AGG0, AGG1, AWAY_STALLED, EVENTS, IN_FLIGHT, JOINED,
+    KERNEL_STACKS, REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET, WAKING_PID_OFFSET,
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
@@ -252,7 +252,12 @@ fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i64> {
     let wanted = entry.class == wait_class::LOCK
         || entry.class == wait_class::UNINTERRUPTIBLE
         || read_global(&REPORT_IDLE) != 0;
-    if duration_ns < read_global(&THRESHOLD_NS) || !wanted {
+    // A thread stalled away from home (marked by userspace) has its wait's end sent whatever
+    // its class and length: the stall's end names who woke it. One lookup, only here.
+    if (duration_ns < read_global(&THRESHOLD_NS) || !wanted)
+        // SAFETY: read-only lookup of a plain u32 value.
+        && unsafe { AWAY_STALLED.get(&tid) }.copied() != Some(entry.tgid)
+    {
         let key = aggregate(ctx, &entry, duration_ns);
         // The waiter's stack can be copied only from its own address space; a wait ended by
         // a timer or another process is counted but never sampled.

@@ -13,6 +13,7 @@ pub mod goleak;
 pub mod goparked;
 pub mod gowatch;
 pub mod holder;
+pub mod home;
 pub mod lockhold;
 pub mod lockwait;
 pub mod procexit;

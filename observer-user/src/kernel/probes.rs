@@ -397,6 +397,23 @@ impl Probes {
         holder_sampler::remove(&mut self.ebpf, tid);
     }
 
+    /// Has the kernel send the end of thread `tid`'s waits (it is stalled away from home), so
+    /// the stall's end names its waker. Fails when `MAX_AWAY_STALLED` threads are marked.
+    pub fn mark_away_stalled(&mut self, tgid: u32, tid: u32) -> Result<(), ProbeError> {
+        let mut map: HashMap<&mut MapData, u32, u32> = self.map_mut("AWAY_STALLED")?;
+        map.insert(tid, tgid, 0).map_err(|source| ProbeError::Map {
+            name: "AWAY_STALLED",
+            source,
+        })
+    }
+
+    /// Undoes [`Self::mark_away_stalled`]; a thread not marked is no error.
+    pub fn unmark_away_stalled(&mut self, tid: u32) {
+        if let Ok(mut map) = self.map_mut::<HashMap<&mut MapData, u32, u32>>("AWAY_STALLED") {
+            let _ = map.remove(&tid);
+        }
+    }
+
     /// Threads blocked right now.
     pub fn in_flight(&self) -> Result<Vec<(u32, InFlight)>, ProbeError> {
         let map: HashMap<&MapData, u32, InFlight> = self.map("IN_FLIGHT")?;

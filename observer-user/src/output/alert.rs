@@ -7,7 +7,8 @@
 //! | kind | fields |
 //! | --- | --- |
 //! | `lock_hold` | `uaddr`, `lock_kind`, `owner_recorded`, `hold_ns`, `holder_tid`, `holder_comm`, `holder_known_from`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples`, `release_tid`, `release_comm`, `release_stack`, `waiters`, `longest_wait_ns`, `total_wait_ns`, `waiter_stacks`: `[{stack, count, longest_ns, comm}]`, `waiter_stacks_omitted` (top-level `tid`/`stack` = the longest waiter) |
-//! | `stall` | `blocked_ns`, `uaddr`, `syscall`, `owner_tid`, `owner_stack`, `kernel_stack`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples`, `lock_kind`, `owner_recorded` |
+//! | `stall` | `blocked_ns`, `stall_on`, `uaddr`, `syscall`, `owner_tid`, `owner_stack`, `kernel_stack`, `holder_state`, `holder_syscall`, `holder_stack`, `holder_samples`, `lock_kind`, `owner_recorded`, `home_stack` |
+//! | `stall_end` | `blocked_ns`, `stall_on`, `syscall`, `waker_tid`, `waker_comm`, `waker_stack`, `woken_by` (the end of a `stall_on: "away_from_home"` stall) |
 //! | `deadlock` | `cycle`: `[{tid, comm, uaddr, owner_tid, stack}]` (top-level `tid`/`stack` = first member) |
 //! | `thread_exit` | `exit_code`, `signal`, `lifetime_ns`, `created_by`, `count` |
 //! | `process_exit` | `exit_code`, `signal`, `by_tid` |
@@ -62,6 +63,7 @@ pub struct Alert {
 pub enum AlertDetail {
     LockHold(LockHold),
     Stall(Stall),
+    StallEnd(StallEnd),
     Deadlock(Deadlock),
     ThreadExit(ThreadExit),
     ProcessExit(ProcessExit),
@@ -130,6 +132,11 @@ pub struct WaiterStack {
 #[cfg_attr(test, derive(Default))]
 pub struct Stall {
     pub blocked_ns: u64,
+    /// What it is stalled on: `"lock"` (a held lock), `"kernel"` (uninterruptible sleep) or
+    /// `"away_from_home"` (an idle-class wait at a place the thread does not wait at while
+    /// healthy; see the home rule).
+    #[serde(default)]
+    pub stall_on: String,
     /// The futex word, or `None` for a non-futex syscall.
     #[serde(with = "opt_hex_addr")]
     pub uaddr: Option<u64>,
@@ -167,6 +174,28 @@ pub struct Stall {
     /// because the lock type keeps no owner, not because nobody holds it.
     #[serde(default)]
     pub owner_recorded: Option<bool>,
+    /// For `stall_on: "away_from_home"`: where the thread waits while healthy (its home's
+    /// frames, innermost first); empty otherwise, or when its home is its group's.
+    #[serde(default)]
+    pub home_stack: Vec<String>,
+}
+
+/// The wait of a stall away from home ended: how long it lasted in all and who ended it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
+pub struct StallEnd {
+    /// From the first wait of the episode to the end of the last (re-waits included).
+    pub blocked_ns: u64,
+    pub stall_on: String,
+    pub syscall: String,
+    /// The thread that woke it last, from its own call (for a lock built on a condition
+    /// variable, the releaser); `None` when a timer, a signal or another process ended it.
+    pub waker_tid: Option<u32>,
+    pub waker_comm: Option<String>,
+    pub waker_stack: Vec<String>,
+    /// `"thread"` (a thread of its process), `"timer_or_signal"`, `"other_process"`, or
+    /// `"unknown"` when the kernel sent no end (its map of stalled threads was full).
+    pub woken_by: String,
 }
 
 /// Threads waiting on each other in a cycle.
@@ -333,9 +362,10 @@ pub struct Degraded {
 }
 
 /// Every alert kind, as [`AlertDetail::kind`] names them (metrics start a series at 0 for each).
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 12] = [
     "lock_hold",
     "stall",
+    "stall_end",
     "deadlock",
     "thread_exit",
     "process_exit",
@@ -353,6 +383,7 @@ impl AlertDetail {
         match self {
             AlertDetail::LockHold(_) => "lock_hold",
             AlertDetail::Stall(_) => "stall",
+            AlertDetail::StallEnd(_) => "stall_end",
             AlertDetail::Deadlock(_) => "deadlock",
             AlertDetail::ThreadExit(_) => "thread_exit",
             AlertDetail::ProcessExit(_) => "process_exit",
@@ -414,6 +445,7 @@ impl Serialize for Alert {
         enum Body<'a> {
             LockHold(&'a LockHold),
             Stall(&'a Stall),
+            StallEnd(&'a StallEnd),
             Deadlock(&'a Deadlock),
             ThreadExit(&'a ThreadExit),
             ProcessExit(&'a ProcessExit),
@@ -427,6 +459,7 @@ impl Serialize for Alert {
         let detail = match &self.detail {
             AlertDetail::LockHold(d) => Body::LockHold(d),
             AlertDetail::Stall(d) => Body::Stall(d),
+            AlertDetail::StallEnd(d) => Body::StallEnd(d),
             AlertDetail::Deadlock(d) => Body::Deadlock(d),
             AlertDetail::ThreadExit(d) => Body::ThreadExit(d),
             AlertDetail::ProcessExit(d) => Body::ProcessExit(d),

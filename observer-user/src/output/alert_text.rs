@@ -69,6 +69,30 @@ fn one_line_raw(a: &Alert) -> String {
                 top(&a.stack)
             )
         }
+        AlertDetail::Stall(s) if s.stall_on == "away_from_home" => format!(
+            "observer: stall      {who} waited {} away from home in {} ({}){}",
+            human(std::time::Duration::from_nanos(s.blocked_ns)),
+            top(&a.stack),
+            s.syscall,
+            if s.home_stack.is_empty() {
+                String::new()
+            } else {
+                format!("; home: {}", top(&s.home_stack))
+            }
+        ),
+        AlertDetail::StallEnd(e) => format!(
+            "observer: stall_end  {who} in {} waited {} in all; woken by {}",
+            top(&a.stack),
+            human(std::time::Duration::from_nanos(e.blocked_ns)),
+            match e.waker_tid {
+                Some(t) => format!(
+                    "tid {t} ({}) in {}",
+                    e.waker_comm.as_deref().unwrap_or("?"),
+                    top(&e.waker_stack)
+                ),
+                None => e.woken_by.replace('_', " "),
+            }
+        ),
         AlertDetail::Stall(s) if s.owner_tid.is_none() && !s.kernel_stack.is_empty() => format!(
             "observer: stall      {who} blocked {} in {} in the kernel ({}: uninterruptible sleep in {})",
             human(std::time::Duration::from_nanos(s.blocked_ns)),

@@ -12,6 +12,7 @@ mod go_snapshots;
 pub mod goattach;
 mod goroutine_events;
 mod holders;
+mod home_stalls;
 mod inflight_stacks;
 mod kernel_adapters;
 mod lifecycle;
@@ -150,6 +151,8 @@ pub struct Session {
     /// Stacks of waiters read while they wait, for waits that no thread of theirs ends.
     wait_stack_worker: Option<inflight_stacks::SnapshotWorker>,
     wait_stack_counts: inflight_stacks::WaitStackCounts,
+    /// Threads' homes and their stalls away from them.
+    home_stalls: home_stalls::HomeStalls,
 }
 
 /// How often the live view is redrawn.
@@ -205,6 +208,7 @@ impl Session {
             degraded: Default::default(),
             wait_stack_worker,
             wait_stack_counts: Default::default(),
+            home_stalls: home_stalls::HomeStalls::default(),
         })
     }
 
@@ -464,6 +468,7 @@ impl Session {
         self.drain_aggregates();
         self.drain_lock_holds();
         self.flush_go_holds(true);
+        self.flush_away();
         self.add_ongoing_lock_waits();
         self.finish_degraded();
         self.record_profile();

@@ -29,6 +29,7 @@ impl Session {
     }
 
     pub(super) fn on_wait(&mut self, w: &WaitEvent) {
+        self.note_away_wake(w);
         let stack_frames = self.waiter_frames(w);
         let comm = self.thread_comm(w.tgid, w.tid).unwrap_or_default();
         let process = self.process_name(w.tgid);
@@ -142,6 +143,7 @@ impl Session {
         for stalled in &scan.new_stalls {
             self.report_stall(stalled, &blocked);
         }
+        let away = self.scan_home(&blocked, now);
         self.live_state
             .stall_frames
             .retain(|k, _| scan.live_episodes.contains(k));
@@ -168,11 +170,13 @@ impl Session {
                         .unwrap_or_default(),
                 });
             }
+            rows.extend(away.rows);
             self.live_state.thread_stalls = rows;
         }
         if let Some(m) = self.opts.metrics.clone() {
             for (&pid, t) in &self.watched {
-                let threads = scan.stalled_per_process.get(&pid).copied().unwrap_or(0);
+                let threads = scan.stalled_per_process.get(&pid).copied().unwrap_or(0)
+                    + away.per_process.get(&pid).copied().unwrap_or(0);
                 let goroutines = t.go.as_ref().map_or(0, |g| g.stalled_count());
                 m.set_blocked(pid, &t.name, threads, goroutines);
             }
@@ -231,6 +235,12 @@ impl Session {
             stack,
             AlertDetail::Stall(alert::Stall {
                 blocked_ns: s.blocked_ns,
+                stall_on: if e.class == wait_class::UNINTERRUPTIBLE {
+                    "kernel"
+                } else {
+                    "lock"
+                }
+                .to_string(),
                 uaddr,
                 syscall: syscall_name(e.syscall).to_string(),
                 owner_tid: s.owner_tid,
@@ -244,6 +254,7 @@ impl Session {
                     .then(|| observer_common::lock_kind::name(e.lock_kind).to_string()),
                 owner_recorded: (e.class == wait_class::LOCK)
                     .then(|| observer_common::lock_kind::records_owner(e.lock_kind)),
+                home_stack: Vec::new(),
             }),
         );
         a.keep_frames("owner_stack", owner_frames);

@@ -2,8 +2,10 @@
 //! creation) rather than the program's own code. Alerts keep every frame; one-line messages
 //! and summaries start at the program's own code, which is what a reader looks for first.
 
-const PLUMBING_PREFIXES: [&str; 12] = [
+const PLUMBING_PREFIXES: [&str; 14] = [
     "futex_",
+    "__sleep (",
+    "usleep (",
     "__futex",
     "__GI_",
     "lll_",

@@ -38,6 +38,34 @@ pub fn stack_bytes(stack: &UserStack) -> &[u8] {
     &stack.bytes[..len]
 }
 
+/// Whether the file at `path` is the C or C++ runtime (libc, the dynamic loader, libstdc++,
+/// libgcc_s): the plumbing between a program's call and the syscall it waits in.
+pub fn is_runtime_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    [
+        "libc.so",
+        "libc-",
+        "libpthread",
+        "libstdc++",
+        "ld-linux",
+        "libgcc_s",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+/// Machine frames of `frames` in the program's own code (not the C or C++ runtime); a frame
+/// with no address counts as the program's.
+pub fn own_code_depth(frames: &[Frame]) -> usize {
+    crate::stacks::frame::machine_frames(frames)
+        .filter(|run| {
+            !run.first()
+                .and_then(|f| f.addr.as_ref())
+                .is_some_and(|a| is_runtime_library(&a.module.path))
+        })
+        .count()
+}
+
 pub struct StackResolver {
     unwinder: Unwinder,
     symbolizer: Symbolizer,
@@ -175,6 +203,50 @@ impl StackResolver {
             len /= 2;
         }
         None
+    }
+
+    /// The first `max_frames` code addresses (innermost first: the pc, then return addresses)
+    /// of a thread blocked right now, unwound from a copy of the top of its stack: where it
+    /// waits, cheaply (a few KiB read, no names). Just the pc when the stack is unreadable.
+    pub fn blocked_addrs(&mut self, pid: u32, regs: Regs, max_frames: usize) -> Vec<u64> {
+        let mut len = STACK_COPY_BYTES / 2;
+        while len >= 512 {
+            if let Ok(bytes) = read_process_memory(pid, regs.sp, len) {
+                if !bytes.is_empty() {
+                    let mut addrs = self.unwinder.unwind(pid, regs, &bytes);
+                    addrs.truncate(max_frames);
+                    return addrs;
+                }
+            }
+            len /= 2;
+        }
+        vec![regs.ip]
+    }
+
+    /// Where a blocked thread waits, robustly: its first code addresses through the C and C++
+    /// runtime (the syscall wrapper, the condition variable or sleep) up to and including the
+    /// first return address into other code (the program's call of the wait), at most
+    /// `max_frames`. The runtime's unwind rules need no frame pointer, so a thread whose frame
+    /// pointer register is unknown (seeded at attach) gives the same site as when it is known.
+    pub fn blocked_site(&mut self, pid: u32, regs: Regs, max_frames: usize) -> Vec<u64> {
+        let addrs = self.blocked_addrs(pid, regs, max_frames);
+        let Some(maps) = self.unwinder.maps(pid) else {
+            return addrs;
+        };
+        let mut site = Vec::with_capacity(addrs.len());
+        for (i, &addr) in addrs.iter().enumerate() {
+            site.push(addr);
+            // A return address points after its call: look up the call itself.
+            let at = if i == 0 { addr } else { addr.saturating_sub(1) };
+            let runtime = maps
+                .find(at)
+                .and_then(|m| m.display_name())
+                .is_some_and(is_runtime_library);
+            if !runtime {
+                break;
+            }
+        }
+        site
     }
 
     /// A stack the kernel stored in its stack map (frame pointers).
@@ -330,6 +402,48 @@ mod tests {
 
     /// No such process: addresses stay unnamed, one frame each.
     const PID: u32 = u32::MAX;
+
+    #[test]
+    fn the_runtime_is_libc_the_loader_and_libstdcxx() {
+        for lib in [
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib/x86_64-linux-gnu/libpthread.so.0",
+            "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30",
+            "/lib64/ld-linux-x86-64.so.2",
+        ] {
+            assert!(is_runtime_library(lib), "{lib}");
+        }
+        for own in [
+            "/usr/sbin/mariadbd",
+            "/usr/lib/libcrypto.so.3",
+            "/tmp/libcx/app",
+        ] {
+            assert!(!is_runtime_library(own), "{own}");
+        }
+    }
+
+    #[test]
+    fn own_code_depth_counts_machine_frames_outside_the_runtime() {
+        use crate::proc::normaddr::Module;
+        let module = |path: &str| {
+            Arc::new(Module {
+                path: path.into(),
+                build_id: None,
+            })
+        };
+        let (libc, app) = (module("/usr/lib/libc.so.6"), module("/srv/app"));
+        let frames = vec![
+            Frame::at("__futex_abstimed_wait_common", &libc, 0x10, false),
+            Frame::at("pthread_cond_wait", &libc, 0x20, false),
+            // Two functions at one address (one inlined): one machine frame.
+            Frame::at("next_job_inner", &app, 0x30, true),
+            Frame::at("next_job", &app, 0x30, false),
+            Frame::at("worker_main", &app, 0x40, false),
+            Frame::at("start_thread", &libc, 0x50, false),
+        ];
+        assert_eq!(own_code_depth(&frames), 2);
+        assert_eq!(own_code_depth(&frames[..2]), 0);
+    }
 
     #[test]
     fn stack_ids_are_read_from_the_kernel_once_per_process() {

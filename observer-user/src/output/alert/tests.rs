@@ -24,6 +24,7 @@ fn one_detail_of_each_kind() -> Vec<AlertDetail> {
     let all = vec![
         AlertDetail::LockHold(LockHold::default()),
         AlertDetail::Stall(Stall::default()),
+        AlertDetail::StallEnd(StallEnd::default()),
         AlertDetail::Deadlock(Deadlock::default()),
         AlertDetail::ThreadExit(ThreadExit::default()),
         AlertDetail::ProcessExit(ProcessExit::default()),
@@ -38,6 +39,7 @@ fn one_detail_of_each_kind() -> Vec<AlertDetail> {
         match d {
             AlertDetail::LockHold(_)
             | AlertDetail::Stall(_)
+            | AlertDetail::StallEnd(_)
             | AlertDetail::Deadlock(_)
             | AlertDetail::ThreadExit(_)
             | AlertDetail::ProcessExit(_)
@@ -160,6 +162,7 @@ fn lock_hold_without_holder_uses_nulls() {
 fn stall_shape() {
     let a = alert(AlertDetail::Stall(Stall {
         blocked_ns: 2_000_000_000,
+        stall_on: "lock".into(),
         uaddr: Some(0x5555_0000_1000),
         syscall: "futex".into(),
         owner_tid: Some(103),
@@ -171,16 +174,18 @@ fn stall_shape() {
         holder_samples: 0,
         lock_kind: Some("pthread_mutex".into()),
         owner_recorded: Some(true),
+        home_stack: vec![],
     }));
     roundtrip(
         &a,
         &format!(
-            r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[],"kernel_stack":[],"holder_state":"blocked","holder_syscall":"read","holder_stack":["refresh_from_disk (c.c:25)"],"holder_samples":0,"lock_kind":"pthread_mutex","owner_recorded":true}}"#
+            r#"{{"kind":"stall",{COMMON},"blocked_ns":2000000000,"stall_on":"lock","uaddr":"0x555500001000","syscall":"futex","owner_tid":103,"owner_stack":[],"kernel_stack":[],"holder_state":"blocked","holder_syscall":"read","holder_stack":["refresh_from_disk (c.c:25)"],"holder_samples":0,"lock_kind":"pthread_mutex","owner_recorded":true,"home_stack":[]}}"#
         ),
     );
     // A thread in uninterruptible sleep: no lock, no owner, its kernel stack.
     let b = alert(AlertDetail::Stall(Stall {
         blocked_ns: 1,
+        stall_on: "kernel".into(),
         uaddr: None,
         syscall: "none (page fault)".into(),
         owner_tid: None,
@@ -191,7 +196,36 @@ fn stall_shape() {
     roundtrip(
         &b,
         &format!(
-            r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"uaddr":null,"syscall":"none (page fault)","owner_tid":null,"owner_stack":[],"kernel_stack":["down_read_killable","lock_mm_and_find_vma"],"holder_state":null,"holder_syscall":null,"holder_stack":[],"holder_samples":0,"lock_kind":null,"owner_recorded":null}}"#
+            r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"stall_on":"kernel","uaddr":null,"syscall":"none (page fault)","owner_tid":null,"owner_stack":[],"kernel_stack":["down_read_killable","lock_mm_and_find_vma"],"holder_state":null,"holder_syscall":null,"holder_stack":[],"holder_samples":0,"lock_kind":null,"owner_recorded":null,"home_stack":[]}}"#
+        ),
+    );
+    // Away from home: the home's frames; and its end, with who woke it.
+    let c = alert(AlertDetail::Stall(Stall {
+        blocked_ns: 1,
+        stall_on: "away_from_home".into(),
+        syscall: "futex".into(),
+        home_stack: vec!["next_job (q.c:7)".into()],
+        ..Stall::default()
+    }));
+    roundtrip(
+        &c,
+        &format!(
+            r#"{{"kind":"stall",{COMMON},"blocked_ns":1,"stall_on":"away_from_home","uaddr":null,"syscall":"futex","owner_tid":null,"owner_stack":[],"kernel_stack":[],"holder_state":null,"holder_syscall":null,"holder_stack":[],"holder_samples":0,"lock_kind":null,"owner_recorded":null,"home_stack":["next_job (q.c:7)"]}}"#
+        ),
+    );
+    let d = alert(AlertDetail::StallEnd(StallEnd {
+        blocked_ns: 3,
+        stall_on: "away_from_home".into(),
+        syscall: "futex".into(),
+        waker_tid: Some(7),
+        waker_comm: Some("main".into()),
+        waker_stack: vec!["app_lock_release (q.c:9)".into()],
+        woken_by: "thread".into(),
+    }));
+    roundtrip(
+        &d,
+        &format!(
+            r#"{{"kind":"stall_end",{COMMON},"blocked_ns":3,"stall_on":"away_from_home","syscall":"futex","waker_tid":7,"waker_comm":"main","waker_stack":["app_lock_release (q.c:9)"],"woken_by":"thread"}}"#
         ),
     );
     // Recorded before kernel_stack existed: still read.

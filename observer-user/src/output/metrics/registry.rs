@@ -11,7 +11,7 @@ use crate::output::alert::KINDS;
 pub const DEFAULT_MAX_PROCESSES: usize = 2000;
 /// How long a dead process's series stay: several scrape intervals, so its last values are stored.
 pub const GONE_GRACE: Duration = Duration::from_secs(300);
-/// Distinct alert kinds per process at most; [`KINDS`] has 10, the rest guards misuse.
+/// Distinct alert kinds per process at most; [`KINDS`] has 11, the rest guards misuse.
 const MAX_KINDS: usize = 32;
 
 /// What a thread or goroutine waited for.
