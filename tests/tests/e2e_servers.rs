@@ -178,7 +178,10 @@ fn mariadb_incident(label: &str, hold: &str, blocked: &str) {
     };
     db.prepare_sysbench();
     let observer = watch(&ws, db.pid(), &["--stall-after", "2s"]);
-    db.run_sysbench("oltp_read_write", 4, 3);
+    // Healthy load, then quiet: long enough for every thread group's home to be learned
+    // (observer judges nothing before ~5 s of a group's waiting has been seen).
+    db.run_sysbench("oltp_read_write", 4, 6);
+    thread::sleep(Duration::from_secs(2));
     let mut a = db.session("a", &format!("{PRINT_TID} {hold}"));
     let a_tid = wait_until(Duration::from_secs(10), || {
         session_tid(&a.output()).is_some()
@@ -251,7 +254,11 @@ fn redis_debug_sleep_is_a_stall() {
         return;
     };
     let observer = watch(&ws, redis.pid(), &["--stall-after", "2s"]);
+    // Idle, then load, then idle: the event loop's epoll_wait home is learned from its
+    // re-waits (redis wakes 10 times a second) before the incident.
+    thread::sleep(Duration::from_secs(3));
     redis.benchmark(3);
+    thread::sleep(Duration::from_secs(2));
     let slept = Instant::now();
     let mut sleeper = redis.cli_background(&["DEBUG", "SLEEP", "5"]);
     // The event loop is frozen meanwhile: a PING sent a second in waits for the sleep.
