@@ -12,10 +12,10 @@
 /// traps, ~11 us each, plus the programs; BENCHMARKS.md section 4).
 pub const TRAP_NS_PER_PARK: u64 = 22_000;
 /// The first measurement of a process's park rate, probes on.
-const MEASURE_NS: u64 = 100_000_000;
+const MEASURE_NS: u64 = 20_000_000;
 /// Shortest on-window once cycling (enough parks to measure the rate again and to see the
 /// short waits of the profile), and longest off-window (a new park pattern is noticed).
-const MIN_ON_NS: u64 = 20_000_000;
+const MIN_ON_NS: u64 = 10_000_000;
 const MAX_OFF_NS: u64 = 30_000_000_000;
 /// One on + off cycle lasts about this long when the duty allows.
 const CYCLE_NS: u64 = 1_000_000_000;
@@ -203,9 +203,9 @@ mod tests {
         let mut d = DutyCycle::new(0.02, 0, 0);
         assert_eq!(d.tick(100 * MS, 10), DutyAction::Nothing);
         assert_eq!(d.tick(200 * MS, 20), DutyAction::Nothing);
-        // Load starts: 10,000 parks/s from 200 ms on; off by the end of that measure.
-        assert_eq!(d.tick(260 * MS, 620), DutyAction::Nothing);
-        assert_eq!(d.tick(300 * MS, 1_020), DutyAction::TurnOff);
+        // Load starts: 10,000 parks/s from 200 ms on; off at the first tick a measure later.
+        assert_eq!(d.tick(210 * MS, 120), DutyAction::Nothing);
+        assert_eq!(d.tick(230 * MS, 320), DutyAction::TurnOff);
     }
 
     #[test]
@@ -219,7 +219,7 @@ mod tests {
         // Off for 100 ms * (1 - d) / d = 4.9 s, then on for the shortest window.
         assert_eq!(d.tick(4_999 * MS, 1_000), DutyAction::Nothing);
         assert_eq!(d.tick(5_000 * MS, 1_000), DutyAction::TurnOn);
-        let window = MIN_ON_NS;
+        let window = ((duty * CYCLE_NS as f64) as u64).max(MIN_ON_NS);
         assert_eq!(d.tick(5_000 * MS + window - 1, 1_100), DutyAction::Nothing);
         assert_eq!(d.tick(5_000 * MS + window, 1_200), DutyAction::TurnOff);
         // Over a whole cycle the probes were on about `duty` of the time.

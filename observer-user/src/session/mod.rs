@@ -56,7 +56,7 @@ use crate::{
 use watched::{Discovery, ThreadInfo, WatchedProcess};
 
 /// How often the per-park goroutine probes' duty cycle is looked at (its shortest on-window).
-const GO_DUTY_INTERVAL: Duration = Duration::from_millis(20);
+const GO_DUTY_INTERVAL: Duration = Duration::from_millis(10);
 /// How often blocked threads are scanned for stalls and deadlocks.
 const SCAN_INTERVAL: Duration = Duration::from_millis(200);
 /// Deadlock cycles are only looked for among waits at least this old (or --stall-after if
