@@ -535,12 +535,17 @@ fn alerts_rotate_by_size() {
         for line in lines {
             let alert: Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line}", path.display()));
+            total += 1;
+            // observer's own limits (this flood fills the hold-episode table) are about no
+            // process.
+            if str_field(&alert, "kind") == Some("degraded") {
+                continue;
+            }
             assert_eq!(
                 u64_field(&alert, "pid"),
                 Some(u64::from(target.pid())),
                 "an alert for another process than the one --comm selected: {line}"
             );
-            total += 1;
         }
     }
     // Rotated files are never empty: a file is rotated when a line does not fit any more.
