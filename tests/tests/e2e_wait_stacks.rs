@@ -72,7 +72,12 @@ fn waits_ended_by_timers_and_other_processes_name_the_waiting_function() {
     // padding's function, `frame_dummy`.)
     let ticker: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("nofp_waits;ticker;") && l.contains("[sleep]"))
+        // Sleeps are idle time: under the profile's `[idle]` root.
+        .filter(|l| {
+            l.trim_start_matches("[idle];")
+                .starts_with("nofp_waits;ticker;")
+                && l.contains("[sleep]")
+        })
         .collect();
     assert!(
         !ticker.is_empty(),
@@ -89,6 +94,7 @@ fn waits_ended_by_timers_and_other_processes_name_the_waiting_function() {
     ];
     for line in ticker {
         let (stack, _) = line.rsplit_once(' ').expect("`stack weight` line");
+        let stack = stack.trim_start_matches("[idle];");
         for frame in stack.split(';').skip(2) {
             assert!(
                 real.iter().any(|r| frame.starts_with(r)),
