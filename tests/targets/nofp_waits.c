@@ -249,5 +249,11 @@ int main(int argc, char **argv)
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
+	/* Stay a moment after the last wait: this target tests stacks, not what observer reads
+	 * of a process in its last milliseconds (a last wait's event was once missed there). */
+	{
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 300 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 	exit(0);
 }
