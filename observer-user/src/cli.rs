@@ -216,13 +216,14 @@ pub struct ObserveOpts {
     #[arg(long)]
     pub no_go: bool,
     /// Share of one core (percent) a Go target may spend in the per-park goroutine probes
-    /// (gopark, ready: two uprobe traps per park, ~22 us here, see BENCHMARKS.md). Under it
+    /// (gopark, ready: two uprobe traps per park, ~22 us here, see BENCHMARKS.md); default
+    /// 0.5, i.e. at most 5 ms of the target's time per second per process. Under it
     /// they stay on; past it they are switched on and off so the traps stay within it on
     /// average, the goroutine profile is scaled up by the time they were off, and goroutines
     /// are followed from memory snapshots meanwhile (stalls, leaks, long waits). Panics and
     /// fatal errors are watched whatever the budget. 0 = park probes never on (snapshots only);
     /// `none` = no limit.
-    #[arg(long, value_name = "PERCENT", default_value = "2", value_parser = parse_budget)]
+    #[arg(long, value_name = "PERCENT", default_value = "0.5", value_parser = parse_budget)]
     pub go_probe_budget: GoProbeBudget,
     /// Size of the kernel's event ring buffer (a power of two, 4K to 1G; default 16M). Long
     /// waits, thread and process events and their stack copies pass through it; when observer

@@ -913,6 +913,18 @@ fn a_busy_http_service_keeps_being_observed_under_the_budget() {
                 && str_field(w, "wait_reason") == Some("sync.Mutex.Lock")),
         "the 300 ms holds of the index lock must show as goroutine waits in lookupIndex\n{report}"
     );
+    // The probes are off most of the time, so the release is rarely seen: the goroutine
+    // sleeping under the lock must be named anyway, as the likely holder.
+    assert!(
+        run.of_kind("goroutine_wait").iter().any(|w| {
+            stack_mentions(w, "stack", "main.lookupIndex")
+                && (stack_mentions(w, "waker_stack", "main.rebuildIndexSlowly")
+                    || (stack_mentions(w, "likely_holder_stack", "main.rebuildIndexSlowly")
+                        && str_field(w, "likely_holder_why")
+                            .is_some_and(|why| why.contains("main.indexLock"))))
+        }),
+        "a 300 ms hold must name rebuildIndexSlowly, the function sleeping under the lock\n{report}"
+    );
     assert!(
         run.of_kind("goroutine_leak").iter().any(|l| stack_mentions(
             l,

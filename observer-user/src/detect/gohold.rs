@@ -35,6 +35,18 @@ pub struct GoWaitEnded {
     pub waker: Option<(u64, Vec<Frame>)>,
     pub start_ns: u64,
     pub duration_ns: u64,
+    /// When nothing saw the release: a goroutine that likely held the lock meanwhile.
+    pub likely_holder: Option<LikelyHolder>,
+}
+
+/// A goroutine named as the likely holder of a lock from where it was while others waited
+/// (see `golikely`): evidence, not proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LikelyHolder {
+    pub goid: u64,
+    pub stack: Vec<Frame>,
+    /// Why it is named, in words.
+    pub why: String,
 }
 
 impl GoWaitEnded {
@@ -62,6 +74,8 @@ pub struct GoHoldEpisode {
     pub release_ns: u64,
     /// The goroutine that released the lock to the first waiter, and its stack then.
     pub releaser: Option<(u64, Vec<Frame>)>,
+    /// Without a releaser: the goroutine that likely held the lock.
+    pub likely_holder: Option<LikelyHolder>,
     /// The waiter that waited longest.
     pub longest: GoWaitEnded,
     pub waiters: u64,
@@ -77,6 +91,7 @@ struct Open {
     release_ns: u64,
     last_end_ns: u64,
     releaser: Option<(u64, Vec<Frame>)>,
+    likely_holder: Option<LikelyHolder>,
     longest: GoWaitEnded,
     waiters: u64,
     total_wait_ns: u64,
@@ -92,6 +107,7 @@ impl Open {
             release_ns: w.end_ns(),
             last_end_ns: w.end_ns(),
             releaser: w.waker.clone(),
+            likely_holder: w.likely_holder.clone(),
             waiters: 1,
             total_wait_ns: w.duration_ns,
             stacks: vec![GoWaiterStack {
@@ -108,6 +124,9 @@ impl Open {
         self.waiters += 1;
         self.total_wait_ns = self.total_wait_ns.saturating_add(w.duration_ns);
         self.first_start_ns = self.first_start_ns.min(w.start_ns);
+        if self.likely_holder.is_none() {
+            self.likely_holder = w.likely_holder.clone();
+        }
         self.last_end_ns = self.last_end_ns.max(w.end_ns());
         // Waits arrive as they end, not always in order: the release is the earliest end.
         if w.end_ns() < self.release_ns {
@@ -144,6 +163,8 @@ impl Open {
             wait_reason,
             hold_ns: self.release_ns.saturating_sub(self.first_start_ns),
             release_ns: self.release_ns,
+            // A releaser seen by the probes is certain: no guess beside it.
+            likely_holder: self.likely_holder.filter(|_| self.releaser.is_none()),
             releaser: self.releaser,
             longest: self.longest,
             waiters: self.waiters,
@@ -227,6 +248,7 @@ mod tests {
             stack: vec![Frame::named("main.lookupIndex")],
             created_by: vec![],
             waker: waker.map(|g| (g, vec![Frame::named("main.rebuildIndexSlowly")])),
+            likely_holder: None,
             start_ns: start_ms * MS,
             duration_ns: dur_ms * MS,
         }
@@ -298,5 +320,34 @@ mod tests {
             h.add(wait(lock, lock, 0, 300, None));
         }
         assert!(h.open.len() <= MAX_OPEN_EPISODES);
+    }
+
+    fn likely(goid: u64) -> Option<LikelyHolder> {
+        Some(LikelyHolder {
+            goid,
+            stack: vec![Frame::named("main.rebuildIndexSlowly")],
+            why: "inside main.rebuildIndexSlowly, which locks the same mutex".into(),
+        })
+    }
+
+    #[test]
+    fn a_likely_holder_is_named_only_without_a_releaser() {
+        let mut h = GoHolds::default();
+        let mut first = wait(1, 0, 0, 300, None);
+        first.likely_holder = likely(25);
+        h.add(first);
+        h.add(wait(2, 0, 10, 290, None));
+        let e = h.flush(u64::MAX, true).pop().unwrap();
+        assert_eq!(e.likely_holder.map(|l| l.goid), Some(25));
+
+        let mut seen = wait(1, 0, 0, 300, Some(77));
+        seen.likely_holder = likely(25);
+        h.add(seen);
+        let e = h.flush(u64::MAX, true).pop().unwrap();
+        assert_eq!(e.releaser.map(|r| r.0), Some(77));
+        assert!(
+            e.likely_holder.is_none(),
+            "a seen releaser is certain: no guess"
+        );
     }
 }

@@ -90,6 +90,8 @@ pub struct GoWatch {
     probe_wait_ends: HashMap<u64, u64>,
     /// Long sync waits grouped by the hold that caused them.
     holds: GoHolds,
+    /// Likely holders of the locks snapshot-seen waiters queue on.
+    likely: likely::LikelyHolders,
 }
 
 /// Long waits remembered for that, at most.
@@ -169,6 +171,8 @@ pub struct GoWaitEpisode {
     /// (stack, waits, longest), most frequent first.
     pub waiter_stacks: Vec<(Vec<String>, u64, u64)>,
     pub waiter_stacks_omitted: u64,
+    /// No releaser seen: the goroutine that likely held the lock, its stack, and why.
+    pub likely_holder: Option<(u64, Vec<String>, String)>,
 }
 
 /// Where goroutine blocked time goes: the session's profile (one column for all goroutines
@@ -207,6 +211,7 @@ impl GoWatch {
             wait_stacks: HashMap::new(),
             probe_wait_ends: HashMap::new(),
             holds: GoHolds::default(),
+            likely: Default::default(),
         }
     }
 
@@ -339,6 +344,7 @@ impl GoWatch {
                 .then_some((ev.waker_goid, waker_frames)),
             start_ns: ev.start_ns,
             duration_ns: ev.duration_ns,
+            likely_holder: None,
         };
         self.holds
             .add(ended)
@@ -559,6 +565,10 @@ fn episode_alert(e: GoHoldEpisode) -> GoAlert {
         None => (None, Vec::new()),
     };
     let w = e.longest;
+    let waker_names = names(&waker_frames);
+    let likely_frames = e.likely_holder.as_ref().map(|h| h.stack.clone());
+    let mut more_frames = vec![("waker_stack", waker_frames)];
+    more_frames.extend(likely_frames.map(|f| ("likely_holder_stack", f)));
     GoAlert {
         tid: w.tid,
         time_ns: Some(w.start_ns.saturating_add(w.duration_ns)),
@@ -568,7 +578,7 @@ fn episode_alert(e: GoHoldEpisode) -> GoAlert {
             duration_ns: w.duration_ns,
             created_by: w.created_by,
             waker_goid,
-            waker_stack: names(&waker_frames),
+            waker_stack: waker_names,
             lock: e.lock,
             hold_ns: e.hold_ns,
             waiters: e.waiters,
@@ -579,9 +589,10 @@ fn episode_alert(e: GoHoldEpisode) -> GoAlert {
                 .map(|s| (names(&s.stack), s.count, s.longest_ns))
                 .collect(),
             waiter_stacks_omitted: e.waiter_stacks_omitted,
+            likely_holder: e.likely_holder.map(|h| (h.goid, names(&h.stack), h.why)),
         })),
         stack: w.stack,
-        more_frames: vec![("waker_stack", waker_frames)],
+        more_frames,
     }
 }
 
@@ -752,6 +763,7 @@ fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns
     profile.add(&frames, ns, count, classify_reason(reason));
 }
 
+mod likely;
 mod snapshot;
 
 #[cfg(test)]

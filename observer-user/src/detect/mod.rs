@@ -10,6 +10,7 @@ pub mod degraded;
 pub mod goduty;
 pub mod gohold;
 pub mod goleak;
+pub mod golikely;
 pub mod goparked;
 pub mod gowatch;
 pub mod holder;

@@ -283,6 +283,29 @@ impl GoBinary {
         Some((code, f.entry))
     }
 
+    /// The locking done by the function containing link-time `pc` (see `lockrefs`).
+    pub fn func_locks_at(&self, pc: u64) -> Option<super::lockrefs::FuncLocks> {
+        let tab = self.pclntab.as_ref()?;
+        let f = tab.find(pc)?;
+        let name = tab.name_of(&f)?.to_string();
+        let code = self.elf.read_vaddr(f.entry, f.end.checked_sub(f.entry)?)?;
+        Some(super::lockrefs::func_locks(
+            &code,
+            f.entry,
+            &name,
+            |target| self.func_name_at(target),
+        ))
+    }
+
+    /// The package variable at link-time `addr` (`.symtab`; `None` when stripped).
+    pub fn data_symbol_at(&self, addr: u64) -> Option<&str> {
+        self.elf
+            .symbols
+            .iter()
+            .find(|(_, s)| !s.text && s.addr <= addr && addr < s.addr.saturating_add(s.size.max(1)))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// File offsets of every RET of a function: where to put uprobes instead of a uretprobe
     /// (which corrupts Go stacks when they move).
     pub fn ret_offsets(&self, name: &str) -> Vec<u64> {

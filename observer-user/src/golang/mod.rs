@@ -18,6 +18,7 @@ mod buildinfo;
 mod disasm;
 mod dwarf;
 mod elf;
+pub mod lockrefs;
 mod moduledata;
 mod offsets;
 mod pclntab;

@@ -279,6 +279,15 @@ pub struct GoroutineWait {
     pub waiter_stacks: Vec<GoWaiterStack>,
     #[serde(default)]
     pub waiter_stacks_omitted: u64,
+    /// When no probe saw the release (park probes off): the goroutine that was most likely
+    /// holding the lock meanwhile (inside a function that locks the same mutex, or past the
+    /// waiters' own `Lock()` call), and why it is named. A likely holder, not a certain one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likely_holder_goid: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub likely_holder_stack: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likely_holder_why: Option<String>,
 }
 
 fn one() -> u64 {

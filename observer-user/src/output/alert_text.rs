@@ -152,7 +152,7 @@ fn one_line_raw(a: &Alert) -> String {
             p.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
         ),
         AlertDetail::GoroutineWait(g) => format!(
-            "observer: goroutine_wait goroutine {} waited {} on {} in {}{}; released by goroutine {} in {}",
+            "observer: goroutine_wait goroutine {} waited {} on {} in {}{}; {}",
             g.goid,
             human(std::time::Duration::from_nanos(g.duration_ns)),
             g.wait_reason,
@@ -162,8 +162,18 @@ fn one_line_raw(a: &Alert) -> String {
             } else {
                 String::new()
             },
-            g.waker_goid.map(|w| w.to_string()).unwrap_or_else(|| "?".into()),
-            top(&g.waker_stack)
+            match (g.waker_goid, g.likely_holder_goid) {
+                (None, Some(h)) => format!(
+                    "likely held by goroutine {h} in {} ({})",
+                    top(&g.likely_holder_stack),
+                    g.likely_holder_why.as_deref().unwrap_or("")
+                ),
+                (w, _) => format!(
+                    "released by goroutine {} in {}",
+                    w.map(|w| w.to_string()).unwrap_or_else(|| "?".into()),
+                    top(&g.waker_stack)
+                ),
+            }
         ),
         AlertDetail::GoroutineStall(g) => format!(
             "observer: goroutine_stall goroutine {} blocked {} on {} in {}",

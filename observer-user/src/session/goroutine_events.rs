@@ -284,6 +284,9 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
                 })
                 .collect(),
             waiter_stacks_omitted: e.waiter_stacks_omitted,
+            likely_holder_goid: e.likely_holder.as_ref().map(|h| h.0),
+            likely_holder_why: e.likely_holder.as_ref().map(|h| h.2.clone()),
+            likely_holder_stack: e.likely_holder.map(|h| h.1).unwrap_or_default(),
         }),
         GoFinding::Stall {
             goid,

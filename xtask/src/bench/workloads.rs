@@ -217,8 +217,8 @@ pub(super) fn workloads(plan: &Plan, tools: &Tools, notes: &mut Vec<String>) -> 
             about: "Every channel hop parks one goroutine (runtime.gopark) and readies it \
                     (runtime.ready) without a syscall; `--no-go` leaves out the goroutine uprobes, \
                     so the difference between the two observer rows is the uprobe cost. With the \
-                    default --go-probe-budget (2% of a core) the park probes are duty-cycled: on \
-                    a few percent of the time, goroutines followed from memory snapshots meanwhile.",
+                    default --go-probe-budget (0.5% of a core) the park probes are duty-cycled: on \
+                    about half a percent of the time, goroutines followed from memory snapshots meanwhile.",
         }),
         None => notes.push("section 4 (Go) skipped: goparks did not build".into()),
     }

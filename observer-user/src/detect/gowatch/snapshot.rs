@@ -21,6 +21,7 @@ impl GoWatch {
         stacks: &mut StackResolver,
     ) -> Vec<GoAlert> {
         let mut alerts = Vec::new();
+        self.likely_new_snapshot();
         for ended in self.tracker.update(now_ns, snapshot) {
             let stack = self.wait_stacks.remove(&(ended.goid, ended.first_seen_ns));
             let reason = self.reason(ended.reason);
@@ -45,6 +46,10 @@ impl GoWatch {
                 waker: None,
                 start_ns: ended.first_seen_ns,
                 duration_ns: ended.at_least_ns,
+                likely_holder: self
+                    .likely
+                    .by_wait
+                    .remove(&(ended.goid, ended.first_seen_ns)),
             });
             alerts.extend(closed.into_iter().map(episode_alert));
         }
@@ -61,11 +66,13 @@ impl GoWatch {
             {
                 if let Some(stack) = self.parked_stack(*goid, p, stacks) {
                     self.wait_stacks.insert(key, stack);
+                    self.search_likely_holder(key, p, &parked, stacks);
                 }
             }
         }
         let live: HashSet<(u64, u64)> = parked.iter().map(|(g, p)| (*g, p.start_ns)).collect();
         self.wait_stacks.retain(|k, _| live.contains(k));
+        self.likely.by_wait.retain(|k, _| live.contains(k));
         alerts.extend(self.scan_parked(now_ns, limits.stall_after_ns, &parked, stacks));
         alerts
     }
