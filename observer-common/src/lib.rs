@@ -81,6 +81,30 @@ pub mod futex_op {
     pub const TID_MASK: u32 = 0x3fff_ffff;
 }
 
+/// Values of the kernel's `WATCHED` map (tgid -> flags).
+pub mod watch_flag {
+    /// Watched: its threads' waits, births and deaths are recorded.
+    pub const WATCHED: u32 = 1;
+    /// A Go program: its runtime's own scheduler waits (an idle M parked in `futex`, the
+    /// network poller in `epoll_pwait`, `sysmon` in `nanosleep`) are not recorded per thread
+    /// (goroutine waits are what tell what the program waits for); other waits are.
+    pub const GO_RUNTIME: u32 = 2;
+}
+
+/// Whether a Go program's thread blocked in `syscall` is one of its runtime's scheduler
+/// waits (see `watch_flag::GO_RUNTIME`).
+pub fn is_go_scheduler_wait(syscall: u64) -> bool {
+    matches!(
+        syscall,
+        sysno::FUTEX
+            | sysno::EPOLL_WAIT
+            | sysno::EPOLL_PWAIT
+            | sysno::EPOLL_PWAIT2
+            | sysno::NANOSLEEP
+            | sysno::CLOCK_NANOSLEEP
+    )
+}
+
 /// What a blocked thread is waiting for, decided in the kernel from its syscall registers.
 pub mod wait_class {
     /// A futex wait where a lock owner was seen (PI owner, or a glibc mutex `__owner`).

@@ -257,6 +257,13 @@ fn is_watched(tgid: u32) -> bool {
     unsafe { WATCHED.get(&tgid).is_some() }
 }
 
+/// The `watch_flag`s of a watched process, `None` when it is not watched.
+#[inline(always)]
+fn watch_flags(tgid: u32) -> Option<u32> {
+    // SAFETY: read-only lookup of a plain u32 value.
+    unsafe { WATCHED.get(&tgid).copied() }
+}
+
 #[unsafe(link_section = "license")]
 #[no_mangle]
 static LICENSE: [u8; 4] = *b"GPL\0";

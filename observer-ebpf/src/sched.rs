@@ -12,17 +12,17 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext as _, BtfTracePointContext, TracePointContext},
 };
 use observer_common::{
-    classify_syscall, counter, event_kind, futex_op, lock_kind, lock_owner, sysno, task_state,
-    wait_class, AggKey, InFlight, SampleBudget, ShortSampleEvent, WaitEvent, PID_MAX_LIMIT,
-    SHORT_SAMPLES_PER_WINDOW, SHORT_SAMPLE_WINDOW_NS,
+    classify_syscall, counter, event_kind, futex_op, is_go_scheduler_wait, lock_kind, lock_owner,
+    sysno, task_state, wait_class, watch_flag, AggKey, InFlight, SampleBudget, ShortSampleEvent,
+    WaitEvent, PID_MAX_LIMIT, SHORT_SAMPLES_PER_WINDOW, SHORT_SAMPLE_WINDOW_NS,
 };
 
 use crate::kernel_log::{diag, site};
 use crate::lock_sites;
 use crate::{
-    agg_side, aggregate_wait, bump, is_watched, read_global, read_user_u64, stacks,
-    task_is_being_killed, task_is_exiting, AGG0, AGG1, AWAY_STALLED, EVENTS, IN_FLIGHT, JOINED,
-    KERNEL_STACKS, REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET, WAKING_PID_OFFSET,
+    agg_side, aggregate_wait, bump, read_global, read_user_u64, stacks, task_is_being_killed,
+    task_is_exiting, AGG0, AGG1, AWAY_STALLED, EVENTS, IN_FLIGHT, JOINED, KERNEL_STACKS,
+    REPORT_IDLE, STACKS, THRESHOLD_NS, WAKING_COMM_OFFSET, WAKING_PID_OFFSET,
 };
 
 const USER_STACK_FLAGS: u64 = (BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP) as u64;
@@ -46,15 +46,28 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    if tid == 0 || !is_watched(tgid) {
+    if tid == 0 {
         return Ok(());
     }
+    let Some(flags) = crate::watch_flags(tgid) else {
+        return Ok(());
+    };
     let task: u64 = ctx.arg(1);
     if task_is_exiting(task) {
         return Ok(());
     }
     let regs = stacks::current_user_regs().ok_or(-1i64)?;
     let syscall = regs.orig_rax;
+    // A Go runtime's scheduler waits are most of a busy Go service's context switches and
+    // are never lock waits (userspace judges them idle): skipped here, they cost no map
+    // update at switch-out and a miss at wake-up. Sleeps in the kernel (D state) still count.
+    if flags & watch_flag::GO_RUNTIME != 0
+        && is_go_scheduler_wait(syscall)
+        && !task_state::is_uninterruptible_wait(prev_state)
+        && read_global(&REPORT_IDLE) == 0
+    {
+        return Ok(());
+    }
     let mut entry = InFlight {
         start_ns: 0,
         uaddr: 0,

@@ -12,7 +12,8 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use observer_common::{
-    counter, AggKey, AggValue, CodePageKey, CodePageSites, GoAggKey, GoSampleKey, InFlight,
+    counter, watch_flag, AggKey, AggValue, CodePageKey, CodePageSites, GoAggKey, GoSampleKey,
+    InFlight,
 };
 use thiserror::Error;
 
@@ -327,10 +328,27 @@ impl Probes {
     /// Starts observing every thread of process `tgid`, present and future.
     pub fn watch(&mut self, tgid: u32) -> Result<(), ProbeError> {
         let mut map: HashMap<&mut MapData, u32, u32> = self.map_mut("WATCHED")?;
-        map.insert(tgid, 1, 0).map_err(|source| ProbeError::Map {
-            name: "WATCHED",
-            source,
-        })
+        map.insert(tgid, watch_flag::WATCHED, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "WATCHED",
+                source,
+            })
+    }
+
+    /// Marks a watched process as a Go program (or no longer one, after an exec): the kernel
+    /// then leaves its runtime's scheduler waits out (`watch_flag::GO_RUNTIME`). Best effort:
+    /// unmarked, they are recorded and judged idle as before.
+    pub fn set_go_runtime(&mut self, tgid: u32, go: bool) {
+        let flags = if go {
+            watch_flag::WATCHED | watch_flag::GO_RUNTIME
+        } else {
+            watch_flag::WATCHED
+        };
+        if let Ok(mut map) = self.map_mut::<HashMap<&mut MapData, u32, u32>>("WATCHED") {
+            // BPF_EXIST: only a process still watched (its exit removes the entry).
+            const BPF_EXIST: u64 = 2;
+            let _ = map.insert(tgid, flags, BPF_EXIST);
+        }
     }
 
     /// Processes the kernel watches now (sidecar mode adds children by itself).

@@ -290,6 +290,7 @@ impl Session {
                 self.probes.unwatch_go(pid);
             }
             t.is_go = false;
+            self.probes.set_go_runtime(pid, false);
             t.program_id = Some(id);
             t.go_duty = None;
             t.go_parks_off = false;
@@ -362,9 +363,25 @@ impl Session {
             if let Some(reason) = self.discovery.go_failed.get(&id) {
                 t.is_go = true;
                 log::info!("pid {pid}: no goroutine-level view: {reason}");
+                self.probes.set_go_runtime(pid, true);
                 return None;
             }
         }
+        let binary = self.attach_go_probes(t, pid, exe, seed, id);
+        if t.is_go {
+            self.probes.set_go_runtime(pid, true);
+        }
+        binary
+    }
+
+    fn attach_go_probes(
+        &mut self,
+        t: &mut WatchedProcess,
+        pid: u32,
+        exe: &Path,
+        seed: bool,
+        id: Option<(u64, u64)>,
+    ) -> Option<std::sync::Arc<crate::golang::GoBinary>> {
         match goattach::attach(&mut self.probes, pid, exe, seed) {
             Ok(Some(attached)) => {
                 if !self.opts.quiet {
