@@ -44,11 +44,9 @@ const MAX_URL_BYTES: usize = 2048;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AlertmanagerError {
-    #[error(
-        "--alertmanager {url}: https is not supported yet: use a local collector/proxy over http"
-    )]
+    #[error("{url}: https is not supported yet: use a local collector/proxy over http")]
     Https { url: String },
-    #[error("--alertmanager {url}: {why} (expected http://HOST:PORT, e.g. http://127.0.0.1:9093)")]
+    #[error("{url}: {why} (expected http://HOST:PORT, e.g. http://127.0.0.1:9093)")]
     BadUrl { url: String, why: String },
 }
 
@@ -71,7 +69,7 @@ pub fn endpoint(url: &str) -> Result<String, AlertmanagerError> {
         Some("http") => {}
         Some("https") => {
             return Err(AlertmanagerError::Https {
-                url: url.to_string(),
+                url: url.chars().take(200).collect(),
             })
         }
         Some(_) => return Err(bad("only http:// is supported")),
