@@ -165,6 +165,10 @@ impl Tracker {
         };
         match until {
             Some(until) if self.ongoing.len() < MAX_ONGOING || self.ongoing.contains_key(&key) => {
+                if self.ongoing.is_empty() {
+                    // Just posted: the re-send clock starts at the next look.
+                    self.last_resend = None;
+                }
                 let posted =
                     message::postable(&labels, &annotations, &alert.time, now + ONGOING_TTL);
                 self.ongoing.insert(
@@ -191,6 +195,9 @@ impl Tracker {
     /// Resolves the ongoing alerts whose condition is over; every [`RESEND_INTERVAL`], re-posts
     /// the others.
     pub fn update(&mut self, live: &dyn Liveness, now: SystemTime, mono: Instant) -> Vec<Value> {
+        if self.ongoing.is_empty() {
+            return Vec::new();
+        }
         let mut waits: HashMap<u32, HashSet<u64>> = HashMap::new();
         for &(tid, start) in live.waits() {
             waits.entry(tid).or_default().insert(start);

@@ -500,3 +500,18 @@ fn a_closed_port_is_a_counted_failure() {
     let (_, why) = sender.finish(Instant::now()).unwrap();
     assert!(!why.is_empty());
 }
+
+#[test]
+fn a_new_ongoing_alert_is_not_resent_at_once_after_a_quiet_time() {
+    let mut t = Tracker::new("h");
+    let now = t0();
+    let m0 = Instant::now();
+    assert!(t.update(&facts(&[]), now, m0).is_empty());
+    let first = t.alert(&stall(43, "lock"), now);
+    assert_eq!(first.len(), 1);
+    let live = facts(&[(43, 1)]);
+    // Long after the last look: the clock starts now, nothing is posted twice.
+    assert!(t.update(&live, now, m0 + secs(600)).is_empty());
+    assert!(t.update(&live, now, m0 + secs(630)).is_empty());
+    assert_eq!(t.update(&live, now, m0 + secs(661)).len(), 1);
+}
