@@ -374,3 +374,37 @@ fn bad_urls_fail_at_start() {
         assert!(run.stderr.contains(says), "{url}: {}", run.report());
     }
 }
+
+/// `watch` posts too; when the deadlocked target is killed, observer ends and resolves the
+/// deadlock on its way out (the process is gone), within its flush time.
+#[test]
+fn watch_resolves_the_deadlock_of_a_killed_target_on_exit() {
+    require_root();
+    let ws = Workspace::new("alertmanager-watch");
+    let am = Alertmanager::start(&ws);
+    let binary = ws.build_target("deadlock", FramePointers::Omit);
+    let target = Target::spawn(&binary, &["0"]);
+    wait_for_threads(&target, &["alice", "bob"]);
+    let pid = target.pid();
+    let observer = ObserverCmd::watch(pid)
+        .opt("--stall-after", "1s")
+        .opt("--alertmanager", &format!("http://127.0.0.1:{}", am.port))
+        .alerts(&ws)
+        .spawn(&ws);
+    assert!(
+        wait_until(TIMEOUT, || !firing(&am, "ObserverDeadlock", pid).is_empty()),
+        "no ObserverDeadlock for pid {pid}: {:?}\n{}",
+        am.alerts(),
+        observer.stderr_so_far()
+    );
+    drop(target);
+    let run = observer.wait(TIMEOUT);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.report());
+    assert!(
+        firing(&am, "ObserverDeadlock", pid).is_empty(),
+        "the deadlock is still firing after observer saw its process end: {:?}\n{}",
+        firing(&am, "ObserverDeadlock", pid),
+        run.report()
+    );
+    assert!(!run.of_kind("deadlock").is_empty(), "{}", run.report());
+}
