@@ -169,6 +169,12 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?}: must be at least 4K"))
 }
 
+/// `--alertmanager`: an http URL, checked now so that a typo fails at start-up; the value is
+/// the v2 alerts endpoint.
+fn parse_alertmanager(text: &str) -> Result<String, String> {
+    crate::output::alertmanager::endpoint(text).map_err(|e| e.to_string())
+}
+
 /// `--ring-size`: the kernel wants a power of two of at least a page.
 fn parse_ring_size(text: &str) -> Result<u32, String> {
     let bytes = parse_size(text)?;
@@ -196,6 +202,12 @@ pub struct ObserveOpts {
     /// Write alerts as JSON lines to PATH (`-` for stdout). Alerts are also summarised on stderr.
     #[arg(long, value_name = "PATH")]
     pub alerts: Option<PathBuf>,
+    /// Also post alerts to Prometheus Alertmanager (its v2 API; plain http only), e.g.
+    /// http://127.0.0.1:9093; repeat for several. Stalls and deadlocks are re-sent while they
+    /// last and resolved when they end; other alerts are sent once (README, "Alertmanager").
+    /// Failures never stop observing: they are counted in observer_export_failures_total.
+    #[arg(long, value_name = "URL", value_parser = parse_alertmanager)]
+    pub alertmanager: Vec<String>,
     /// Write blocked time as folded stacks (process;thread;frame;... nanoseconds), for
     /// flamegraph.pl or inferno-flamegraph.
     #[arg(long, value_name = "PATH")]
@@ -272,6 +284,43 @@ mod tests {
             Cli::try_parse_from(["observer", "record", "--pid", "1", "--all", "-o", "x"]).is_err()
         );
         assert!(Cli::try_parse_from(["observer", "sidecar", "--comm", "nginx"]).is_ok());
+    }
+
+    #[test]
+    fn alertmanager_urls_are_checked_at_start() {
+        let Command::Sidecar { opts, .. } = Cli::try_parse_from([
+            "observer",
+            "sidecar",
+            "--alertmanager",
+            "http://127.0.0.1:9093/",
+            "--alertmanager",
+            "http://am2:9093",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not the sidecar");
+        };
+        assert_eq!(
+            opts.alertmanager,
+            [
+                "http://127.0.0.1:9093/api/v2/alerts",
+                "http://am2:9093/api/v2/alerts"
+            ]
+        );
+        let e = Cli::try_parse_from(["observer", "sidecar", "--alertmanager", "https://am:9093"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("https is not supported yet"), "{e}");
+        assert!(Cli::try_parse_from([
+            "observer",
+            "watch",
+            "--pid",
+            "1",
+            "--alertmanager",
+            "am:9093"
+        ])
+        .is_err());
     }
 }
 

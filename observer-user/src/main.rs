@@ -424,6 +424,7 @@ fn session_options(opts: &ObserveOpts) -> SessionOptions {
         record: None,
         alerts_rotation: None,
         metrics: None,
+        alertmanager: opts.alertmanager.clone(),
         // JSON alerts on a terminal's stdout would scribble over the view.
         live: !opts.no_live && !json_alerts_on_a_terminal(opts),
     }

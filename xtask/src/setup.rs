@@ -211,10 +211,16 @@ fn tracefs(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
 
 /// Real services the end-to-end tests run against, each with a file that shows it installed
 /// and the systemd unit its package would start: Debian's Prometheus (2.42) scrapes the
-/// sidecar's metrics endpoint; MariaDB 10.11 under sysbench and redis 7 under redis-benchmark
+/// sidecar's metrics endpoint; its Alertmanager (0.25) receives the sidecar's alerts; MariaDB 10.11 under sysbench and redis 7 under redis-benchmark
 /// are the real servers of `e2e_servers` (healthy load and incidents).
 const SERVICE_PACKAGES: &[(&str, &str, Option<&str>)] = &[
     ("prometheus", PROMETHEUS, Some("prometheus.service")),
+    // Receives the sidecar's --alertmanager alerts (e2e_alertmanager).
+    (
+        "prometheus-alertmanager",
+        "/usr/bin/prometheus-alertmanager",
+        Some("prometheus-alertmanager.service"),
+    ),
     (
         "mariadb-server",
         "/usr/sbin/mariadbd",
@@ -242,7 +248,7 @@ fn service_packages(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
         .collect();
     if missing.is_empty() {
         step(
-            "test services (prometheus, mariadb, sysbench, redis)",
+            "test services (prometheus, alertmanager, mariadb, sysbench, redis)",
             "present",
         );
         return Ok(());

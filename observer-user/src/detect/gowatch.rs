@@ -281,6 +281,11 @@ impl GoWatch {
         self.stalls_reported.len() as u64
     }
 
+    /// Whether goroutine `goid` is stalled now (reported by a scan and still waiting).
+    pub fn is_stalled(&self, goid: u64) -> bool {
+        self.stalls_reported.iter().any(|&(g, _)| g == goid)
+    }
+
     /// Whether wait reason `n` is a wait on a sync primitive (a lock-like wait).
     pub fn is_sync_reason(&self, n: u32) -> bool {
         classify_reason(&self.reason(n)) == ReasonClass::Sync

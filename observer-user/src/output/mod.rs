@@ -3,6 +3,7 @@
 //! report, metrics and the summary.
 pub mod alert;
 pub mod alert_text;
+pub mod alertmanager;
 pub mod folded;
 pub mod long_waits;
 pub mod metrics;

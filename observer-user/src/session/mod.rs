@@ -8,6 +8,7 @@
 
 mod code_sites;
 mod degraded;
+mod export;
 mod go_snapshots;
 pub mod goattach;
 mod goroutine_events;
@@ -93,6 +94,8 @@ pub struct SessionOptions {
     pub metrics: Option<Arc<crate::output::metrics::Metrics>>,
     /// Show the live top-style view when stderr is a terminal.
     pub live: bool,
+    /// Alertmanager v2 endpoints to post alerts to.
+    pub alertmanager: Vec<String>,
 }
 
 /// How a session ended.
@@ -153,6 +156,7 @@ pub struct Session {
     wait_stack_counts: inflight_stacks::WaitStackCounts,
     /// Threads' homes and their stalls away from them.
     home_stalls: home_stalls::HomeStalls,
+    alertmanager: Option<crate::output::alertmanager::Alertmanager>,
 }
 
 /// How often the live view is redrawn.
@@ -178,7 +182,9 @@ impl Session {
                 None
             }
         };
+        let alertmanager = export::alertmanager(&opts);
         Ok(Self {
+            alertmanager,
             opts,
             probes,
             scope,
@@ -518,6 +524,7 @@ impl Session {
             }
         }
         failed.extend(self.sink.finish());
+        self.finish_export();
         if !self.opts.quiet {
             crate::util::stderr::text(&self.summary_text(&counters));
         }
@@ -629,6 +636,9 @@ impl Session {
             if let Err(e) = r.alert(&alert) {
                 crate::say!("observer: error: recording: {e}");
             }
+        }
+        if let Some(am) = self.alertmanager.as_mut() {
+            am.alert(&alert);
         }
         self.sink.write(&alert);
     }

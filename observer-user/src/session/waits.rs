@@ -185,6 +185,7 @@ impl Session {
             self.report_deadlock(&cycle, &blocked);
         }
         self.flush_lock_holds(&blocked);
+        self.export_update(scan.live_episodes);
     }
 
     /// User frames (innermost first) of a wait in uninterruptible sleep with, inside them,

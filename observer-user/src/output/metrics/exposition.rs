@@ -92,6 +92,16 @@ impl Metrics {
         );
         family(
             &mut out,
+            "observer_export_failures_total",
+            "counter",
+            "Alerts or records an export sink (alertmanager, otlp) could not deliver: refused, \
+             unreachable or timed out after its retries, or dropped from its full queue.",
+        );
+        for (sink, n) in &r.export_failures {
+            let _ = writeln!(out, "observer_export_failures_total{{sink=\"{sink}\"}} {n}");
+        }
+        family(
+            &mut out,
             "observer_alerts_by_kind_total",
             "counter",
             "Alerts raised on this host, by kind (every kind starts at 0).",
@@ -429,6 +439,20 @@ observer_go_processes 1
         assert!(text.contains("observer_degraded{reason=\"go_probe_budget\"} 2\n"));
         assert!(text.contains("observer_alerts_by_kind_total{kind=\"degraded\"} 1\n"));
         assert!(!text.contains("pid=\"0\""), "{text}");
+    }
+
+    /// Both sinks are exported from 0, whether or not they are configured.
+    #[test]
+    fn export_failures_are_counted_by_sink() {
+        let m = Metrics::with_limits(10, GONE_GRACE);
+        let text = m.render();
+        assert!(text.contains("observer_export_failures_total{sink=\"alertmanager\"} 0\n"));
+        assert!(text.contains("observer_export_failures_total{sink=\"otlp\"} 0\n"));
+        m.export_failures("alertmanager", 3);
+        m.export_failures("alertmanager", 2);
+        let text = m.render();
+        assert!(text.contains("observer_export_failures_total{sink=\"alertmanager\"} 5\n"));
+        assert!(text.contains("observer_export_failures_total{sink=\"otlp\"} 0\n"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod registry;
 mod server;
 
 pub use exposition::escape_label;
-pub use registry::{Metrics, WaitKind, DEFAULT_MAX_PROCESSES, GONE_GRACE};
+pub use registry::{Metrics, WaitKind, DEFAULT_MAX_PROCESSES, EXPORT_SINKS, GONE_GRACE};
 pub use server::{bind, serve, MetricsError};
 
 /// Where `--metrics-addr` listens by default: loopback only, so nothing leaves the host unless the

@@ -11,6 +11,8 @@ use crate::output::alert::KINDS;
 pub const DEFAULT_MAX_PROCESSES: usize = 2000;
 /// How long a dead process's series stay: several scrape intervals, so its last values are stored.
 pub const GONE_GRACE: Duration = Duration::from_secs(300);
+/// The export sinks of `observer_export_failures_total{sink}`.
+pub const EXPORT_SINKS: [&str; 2] = ["alertmanager", "otlp"];
 /// Distinct alert kinds per process at most; [`KINDS`] has 11, the rest guards misuse.
 const MAX_KINDS: usize = 32;
 
@@ -100,6 +102,8 @@ pub(super) struct Registry {
     pub(super) go_watched: u64,
     /// Per degraded reason (every one exported from 0): periods begun, and conditions in effect now.
     pub(super) degraded: BTreeMap<&'static str, (u64, u64)>,
+    /// Alerts or records an export sink could not deliver, by sink (every one exported from 0).
+    pub(super) export_failures: BTreeMap<&'static str, u64>,
 }
 
 impl Registry {
@@ -185,6 +189,7 @@ impl Metrics {
                 watched: 0,
                 go_watched: 0,
                 degraded: Reason::ALL.iter().map(|r| (r.label(), (0, 0))).collect(),
+                export_failures: EXPORT_SINKS.iter().map(|s| (*s, 0)).collect(),
             }),
             grace,
             version: env!("CARGO_PKG_VERSION"),
@@ -277,6 +282,14 @@ impl Metrics {
             in_flight,
             stacks_missing,
         };
+    }
+
+    /// `n` more things export sink `sink` (one of [`EXPORT_SINKS`]) could not deliver.
+    pub fn export_failures(&self, sink: &'static str, n: u64) {
+        let mut reg = self.lock();
+        // A sink not listed is a programming error; its count still shows rather than vanishing.
+        let count = reg.export_failures.entry(sink).or_insert(0);
+        *count = count.saturating_add(n);
     }
 
     /// A degraded period of `reason` began (`observer_degraded_total`).
