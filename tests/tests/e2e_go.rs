@@ -853,6 +853,14 @@ fn goroutine_stalls_are_found_from_memory_when_the_park_probes_are_off() {
         blocked >= SECOND,
         "blocked_ns {blocked} under --stall-after\n{report}"
     );
+    // Nothing saw holdIndexLock take the lock (it never released it while watched): the
+    // goroutine sleeping inside it is named as the likely holder, from the code.
+    assert!(
+        stack_mentions(stalls[0], "likely_holder_stack", "main.holdIndexLock")
+            && str_field(stalls[0], "likely_holder_why")
+                .is_some_and(|why| why.contains("main.indexLock")),
+        "the stall must name holdIndexLock as the likely holder of main.indexLock\n{report}"
+    );
     let waits: Vec<&Value> = run
         .of_kind("goroutine_wait")
         .into_iter()

@@ -136,6 +136,8 @@ pub enum GoFinding {
         wait_reason: String,
         blocked_ns: u64,
         created_by: Vec<String>,
+        /// A goroutine that likely holds the lock it waits for (see `golikely`).
+        likely_holder: Option<(u64, Vec<String>, String)>,
     },
     /// Goroutines of one creation site pile up on channels or select (`goroutine_leak`).
     Leak {
@@ -505,6 +507,7 @@ impl GoWatch {
         let mut alerts = Vec::new();
         let mut live = HashSet::new();
         let mut sites: HashMap<(u64, String), u64> = HashMap::new();
+        self.likely_new_snapshot();
         for (goid, p) in parked {
             let reason = self.reason(p.reason);
             match classify_reason(&reason) {
@@ -519,16 +522,27 @@ impl GoWatch {
                         continue;
                     };
                     self.stalls_reported.insert((*goid, p.start_ns));
+                    let key = (*goid, p.start_ns);
+                    if !self.likely.by_wait.contains_key(&key) {
+                        self.search_likely_holder(key, p, parked, stacks);
+                    }
+                    let likely = self.likely.by_wait.get(&key).cloned();
+                    let more_frames = likely
+                        .as_ref()
+                        .map(|h| vec![("likely_holder_stack", h.stack.clone())])
+                        .unwrap_or_default();
                     alerts.push(GoAlert {
                         tid: 0,
                         time_ns: None,
-                        more_frames: Vec::new(),
+                        more_frames,
                         stack,
                         finding: GoFinding::Stall {
                             goid: *goid,
                             wait_reason: reason,
                             blocked_ns: age,
                             created_by: self.created_by(stacks, p.gopc),
+                            likely_holder: likely
+                                .map(|h| (h.goid, crate::stacks::frame::names(&h.stack), h.why)),
                         },
                     });
                 }

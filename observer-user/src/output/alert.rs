@@ -310,6 +310,13 @@ pub struct GoroutineStall {
     pub wait_reason: String,
     pub blocked_ns: u64,
     pub created_by: Vec<String>,
+    /// For a mutex wait: a goroutine that likely holds the mutex (see `GoroutineWait`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likely_holder_goid: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub likely_holder_stack: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likely_holder_why: Option<String>,
 }
 
 /// Goroutines created at one site pile up parked on channels or select: a leak.

@@ -176,11 +176,19 @@ fn one_line_raw(a: &Alert) -> String {
             }
         ),
         AlertDetail::GoroutineStall(g) => format!(
-            "observer: goroutine_stall goroutine {} blocked {} on {} in {}",
+            "observer: goroutine_stall goroutine {} blocked {} on {} in {}{}",
             g.goid,
             human(std::time::Duration::from_nanos(g.blocked_ns)),
             g.wait_reason,
-            top(&a.stack)
+            top(&a.stack),
+            match g.likely_holder_goid {
+                Some(h) => format!(
+                    "; likely held by goroutine {h} in {} ({})",
+                    top(&g.likely_holder_stack),
+                    g.likely_holder_why.as_deref().unwrap_or("")
+                ),
+                None => String::new(),
+            }
         ),
         AlertDetail::GoroutineLeak(g) => format!(
             "observer: goroutine_leak {} goroutines (+{} in {}) parked on {} created by {}",

@@ -293,11 +293,15 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
             wait_reason,
             blocked_ns,
             created_by,
+            likely_holder,
         } => AlertDetail::GoroutineStall(alert::GoroutineStall {
             goid,
             wait_reason,
             blocked_ns,
             created_by,
+            likely_holder_goid: likely_holder.as_ref().map(|h| h.0),
+            likely_holder_why: likely_holder.as_ref().map(|h| h.2.clone()),
+            likely_holder_stack: likely_holder.map(|h| h.1).unwrap_or_default(),
         }),
         GoFinding::Leak {
             created_by,
