@@ -300,6 +300,7 @@ fn go_shapes() {
         wait_reason: "sync.WaitGroup.Wait".into(),
         blocked_ns: 6_000_000_000,
         created_by: vec!["main.main (main.go:20)".into()],
+        ..Default::default()
     }));
     roundtrip(
         &s,
