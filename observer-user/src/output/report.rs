@@ -288,6 +288,8 @@ mod address_tests {
             comm: "bank".into(),
             ns_pid: None,
             ns_tid: None,
+            container_id: None,
+            pod_uid: None,
             stack: vec![],
             detail: AlertDetail::ProcessExit(ProcessExit {
                 exit_code: Some(1),

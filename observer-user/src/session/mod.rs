@@ -600,6 +600,11 @@ impl Session {
     ) -> Alert {
         let ns_pid = self.watched.get(&pid).and_then(|t| t.ns_pid);
         let ns_tid = ns_pid.and_then(|_| crate::proc::procinfo::ns_id(pid, tid));
+        let identity = self
+            .watched
+            .get(&pid)
+            .map(|t| t.identity.clone())
+            .unwrap_or_default();
         let mut alert = Alert {
             time,
             pid,
@@ -607,6 +612,8 @@ impl Session {
             comm,
             ns_pid,
             ns_tid,
+            container_id: identity.container_id,
+            pod_uid: identity.pod_uid,
             stack: crate::stacks::frame::names(&stack),
             detail,
             frames: Vec::new(),
