@@ -345,6 +345,7 @@ fn recording_seeds() -> Vec<Vec<u8>> {
             weight_ns: 5,
             count: 1,
             category: observer::output::profile::Category::Idle,
+            container: Default::default(),
         }],
         events_dropped: 0,
         agg_dropped: 0,

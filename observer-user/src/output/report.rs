@@ -42,7 +42,7 @@ fn profile_counted(rec: &Recording, progress: Option<&Progress>) -> BlockedProfi
         for s in &snapshot.stacks {
             profile.add_many_frames(
                 s.category,
-                &s.process,
+                (s.process.as_str(), &s.container),
                 &s.thread,
                 &s.frames,
                 s.weight_ns,
@@ -335,6 +335,7 @@ mod category_tests {
             weight_ns: ms * 1_000_000,
             count: 1,
             category,
+            container: Default::default(),
         }
     }
 

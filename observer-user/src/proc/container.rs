@@ -161,6 +161,16 @@ fn container_id_of(part: &str, parent: Option<&str>, under_pod: bool) -> Option<
     None
 }
 
+/// Whether `id` has the shape of a container id this module gives (recordings are checked).
+pub fn is_container_id(id: &str) -> bool {
+    container_hex(id).is_some()
+}
+
+/// Whether `uid` has the shape of a pod UID this module gives.
+pub fn is_pod_uid(uid: &str) -> bool {
+    pod_uid(uid).is_some()
+}
+
 fn container_hex(id: &str) -> Option<String> {
     (id.len() == CONTAINER_ID_LEN && is_lower_hex(id)).then(|| id.to_string())
 }

@@ -600,11 +600,7 @@ impl Session {
     ) -> Alert {
         let ns_pid = self.watched.get(&pid).and_then(|t| t.ns_pid);
         let ns_tid = ns_pid.and_then(|_| crate::proc::procinfo::ns_id(pid, tid));
-        let identity = self
-            .watched
-            .get(&pid)
-            .map(|t| t.identity.clone())
-            .unwrap_or_default();
+        let identity = self.container_of(pid);
         let mut alert = Alert {
             time,
             pid,

@@ -447,6 +447,14 @@ impl Session {
         t.ns_tids.get(&tid).copied().unwrap_or(0)
     }
 
+    /// The container and pod of watched process `pid` (none if it is not watched).
+    pub(super) fn container_of(&self, pid: u32) -> crate::proc::container::ContainerIdentity {
+        self.watched
+            .get(&pid)
+            .map(|t| t.identity.clone())
+            .unwrap_or_default()
+    }
+
     /// Stops observing `pid`: it exited, or ran a program the filter does not accept.
     pub(super) fn drop_target(&mut self, pid: u32) {
         if let Some(mut t) = self.watched.remove(&pid) {

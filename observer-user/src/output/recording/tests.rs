@@ -61,6 +61,7 @@ fn snapshot() -> ProfileSnapshot {
             weight_ns: 300,
             count: 2,
             category: crate::output::profile::Category::Lock,
+            container: Default::default(),
         }],
         events_dropped: 0,
         agg_dropped: 0,
