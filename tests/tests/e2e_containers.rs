@@ -374,3 +374,51 @@ fn which(program: &str) -> Option<PathBuf> {
         .map(|d| d.join(program))
         .find(|p| p.is_file())
 }
+
+/// `record --all --container PREFIX` then `report`: the replayed alerts keep the container and
+/// pod, and the text report names them.
+#[test]
+fn recordings_keep_the_container_and_pod() {
+    require_root();
+    let ws = Workspace::new("containers-record");
+    let s = Setup::new(&ws);
+    let recording = ws.path("pod.obsrec");
+    let run = ObserverCmd::raw(&["record", "--all", "--quiet"])
+        .opt("--container", &s.pod_id)
+        .opt("-o", recording.to_str().expect("utf-8 path"))
+        .opt("--duration", "5s")
+        .opt("--stall-after", "1s")
+        .run_to_end(&ws, TIMEOUT);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.report());
+    let report = |format: &str| {
+        let out = std::process::Command::new(observer_tests::observer_bin())
+            .args(["report", "--format", format])
+            .arg(&recording)
+            .output()
+            .expect("running observer report");
+        assert!(
+            out.status.success(),
+            "report --format {format} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json = report("json");
+    let alerts = observer_tests::parse_alerts(&json, "report --format json");
+    let deadlock = deadlock_of(&alerts, s.pod.pid())
+        .unwrap_or_else(|| panic!("no deadlock of the pod's process replayed:\n{json}"));
+    assert_eq!(
+        str_field(&deadlock, "container_id"),
+        Some(s.pod_id.as_str())
+    );
+    assert_eq!(str_field(&deadlock, "pod_uid"), Some(s.pod_uid.as_str()));
+    let text = report("text");
+    assert!(
+        text.contains(&format!(
+            "[pod {}, container {}]",
+            s.pod_uid,
+            &s.pod_id[..12]
+        )),
+        "the text report does not name the pod and container:\n{text}"
+    );
+}
