@@ -18,8 +18,10 @@
 //! `crio-conmon-<id>.scope` are not containers and give none. A process in a cgroup below
 //! the container's (`docker-<id>.scope/init.scope` of a container running systemd) belongs to
 //! that container; with nested containers (Docker in Docker, kind) the innermost one counts.
-//! Paths outside the reader's cgroup namespace (`/../..`) give nothing: the sidecar must run in
-//! the host's cgroup namespace.
+//! Read from a private cgroup namespace, paths are relative to the reader's cgroup
+//! (`/../../kubepods-besteffort-pod<uid>.slice/...`): the systemd driver's names still give the
+//! ids; the cgroupfs driver's bare `<id>` under a `pod<uid>` whose `kubepods` parent is cut off
+//! is not trusted and gives none.
 
 /// The container and pod of a process; both `None` outside containers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

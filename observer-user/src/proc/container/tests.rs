@@ -233,3 +233,17 @@ fn reads_are_bounded_and_cut_at_a_whole_line() {
     }
     assert_eq!(identity_of(u32::MAX), id(None, None));
 }
+
+/// Read from a private cgroup namespace (the sidecar in a pod), paths are relative to the
+/// reader's cgroup: the systemd driver's names still say it all, the cgroupfs driver's do not.
+#[test]
+fn seen_from_a_private_cgroup_namespace() {
+    let u = slice_uid();
+    let systemd = format!("0::/../../kubepods-besteffort-pod{u}.slice/cri-containerd-{ID}.scope\n");
+    assert_eq!(parse_cgroup_file(&systemd), id(Some(ID), Some(UID)));
+    let docker = format!("0::/../docker-{ID}.scope\n");
+    assert_eq!(parse_cgroup_file(&docker), id(Some(ID), None));
+    // `kubepods` is cut off: a bare id under an unknown parent is not trusted.
+    let cgroupfs = format!("0::/../../pod{UID}/{ID}\n");
+    assert_eq!(parse_cgroup_file(&cgroupfs), id(None, None));
+}
