@@ -146,8 +146,6 @@ fn deadlock_of(alerts: &[Value], pid: u32) -> Option<Value> {
 /// Three deadlocked processes: one in a Docker container, one in a Kubernetes pod's container,
 /// one outside containers; each a copy of the target under its own name.
 struct Setup {
-    // Declared first, dropped last: after the targets are killed.
-    _cgroups: Cgroups,
     docker: Target,
     pod: Target,
     host: Target,
@@ -155,6 +153,8 @@ struct Setup {
     pod_id: String,
     pod_uid: String,
     comms: [String; 3],
+    // Fields drop in order: this one last, once the targets are killed.
+    _cgroups: Cgroups,
 }
 
 impl Setup {
@@ -199,7 +199,6 @@ impl Setup {
             pod.pid(),
         );
         Setup {
-            _cgroups: cgroups,
             docker,
             pod,
             host,
@@ -207,6 +206,7 @@ impl Setup {
             pod_id,
             pod_uid,
             comms,
+            _cgroups: cgroups,
         }
     }
 }
