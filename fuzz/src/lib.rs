@@ -216,7 +216,7 @@ pub fn proc_text(data: &[u8]) {
         return;
     };
     let text = String::from_utf8_lossy(rest);
-    match which % 7 {
+    match which % 8 {
         0 => {
             for line in text.lines() {
                 if let Ok(m) = parse_line(line) {
@@ -270,8 +270,18 @@ pub fn proc_text(data: &[u8]) {
                 let _ = observer::kernel::privileges::missing_caps(caps);
             }
         }
-        _ => {
+        6 => {
             let _ = observer::util::duration::parse_duration(&text);
+        }
+        _ => {
+            // Whatever the cgroup paths say, an id given is of the exact shape promised.
+            let id = observer::proc::container::parse_cgroup_file(&text);
+            if let Some(c) = &id.container_id {
+                assert!(observer::proc::container::is_container_id(c), "{c:?}");
+            }
+            if let Some(u) = &id.pod_uid {
+                assert!(observer::proc::container::is_pod_uid(u), "{u:?}");
+            }
         }
     }
 }

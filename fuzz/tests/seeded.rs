@@ -138,6 +138,17 @@ fn proc_text_parsers() {
         with_selector(6, "1m30s"),
         with_selector(6, "1.5s"),
         with_selector(6, "250ms 10us 3h"),
+        with_selector(7, &std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default()),
+        with_selector(
+            7,
+            "12:pids:/docker/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n\
+             0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod8f9b2c4e_1d3a_4b5c_9e7f_0a1b2c3d4e5f.slice/\
+             cri-containerd-3b1f6d0c2a7e4f5b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b.scope\n",
+        ),
+        with_selector(
+            7,
+            "0::/kubepods/besteffort/pod8f9b2c4e-1d3a-4b5c-9e7f-0a1b2c3d4e5f/crio-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+        ),
     ];
     drive(
         "proc_text",
@@ -345,6 +356,7 @@ fn recording_seeds() -> Vec<Vec<u8>> {
             weight_ns: 5,
             count: 1,
             category: observer::output::profile::Category::Idle,
+            container: Default::default(),
         }],
         events_dropped: 0,
         agg_dropped: 0,

@@ -52,7 +52,7 @@ pub enum Command {
         )]
         pid: Option<u32>,
         /// Record every process on the host (like `observer sidecar`), e.g. during an incident
-        /// whose culprit is not known yet. --comm / --cgroup narrow it.
+        /// whose culprit is not known yet. --comm / --cgroup / --container narrow it.
         #[arg(long)]
         all: bool,
         #[command(flatten)]
@@ -63,13 +63,13 @@ pub enum Command {
         #[command(flatten)]
         opts: ObserveOpts,
     },
-    /// Watch every process on the host (or those --comm / --cgroup select), for good: the
+    /// Watch every process on the host (or those --comm / --cgroup / --container select), for good: the
     /// fleet-wide mode, run once per host by systemd or a Kubernetes DaemonSet (see deploy/).
     ///
     /// Processes started later are watched from their birth; Go programs get the goroutine
     /// probes as they start. Alerts go to --alerts as JSON lines, rotated by size; Prometheus
     /// metrics are served on --metrics-addr. Exits of ordinary processes are only reported
-    /// when they crash (or fail, for processes singled out by --comm / --cgroup).
+    /// when they crash (or fail, for processes singled out by --comm / --cgroup / --container).
     Sidecar {
         #[command(flatten)]
         filter: FilterOpts,
@@ -143,6 +143,11 @@ pub struct FilterOpts {
     /// or kubepods.slice.
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
+    /// Only processes in the container whose id starts with this (4 to 64 hex digits, as
+    /// `docker ps` or `crictl ps` shows it; Docker, containerd, CRI-O and Podman, read from
+    /// /proc/PID/cgroup). With --comm / --cgroup, all given must match.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
 }
 
 /// `64M` -> 67108864.

@@ -371,7 +371,11 @@ fn process_filter(f: &FilterOpts) -> Result<ProcessFilter> {
     if let Some(cgroup) = f.cgroup.as_deref() {
         observer::proc::scope::check_cgroup(cgroup)?;
     }
-    Ok(ProcessFilter::new(f.comm.as_deref(), f.cgroup.as_deref())?)
+    Ok(ProcessFilter::new(
+        f.comm.as_deref(),
+        f.cgroup.as_deref(),
+        f.container.as_deref(),
+    )?)
 }
 
 fn attach(opts: &ObserveOpts, sidecar: bool) -> Result<Probes> {

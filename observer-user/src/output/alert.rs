@@ -19,6 +19,11 @@
 //! | `go_panic` | `goid`, `message`, `recovered` |
 //! | `degraded` | `reason`, `state`, `count`, `window_ns`, `total`, `since`, `detail` (observer limited itself: what was lost, from when) |
 //!
+//! Alerts about a process in a container also carry `container_id` (the runtime's full id, 64
+//! lower-case hex digits) and, in a Kubernetes pod, `pod_uid` (the pod's UID, dashed), both
+//! read from `/proc/PID/cgroup` (`proc::container`) and absent (not null) outside containers,
+//! like `ns_pid` / `ns_tid`.
+//!
 //! `process_exit` also carries `message`: for a Go process, the fatal panic or throw text.
 //!
 //! Addresses (`uaddr`) are hex strings (`"0x7f3a1c000b20"`) because JSON numbers lose precision above
@@ -45,6 +50,13 @@ pub struct Alert {
     pub ns_pid: Option<u32>,
     #[serde(default)]
     pub ns_tid: Option<u32>,
+    /// The container the process runs in (its full id, as the runtime names it) and its
+    /// Kubernetes pod's UID; absent from the line outside containers (and in recordings made
+    /// before they existed).
+    #[serde(default)]
+    pub container_id: Option<String>,
+    #[serde(default)]
+    pub pod_uid: Option<String>,
     /// Innermost frame first.
     pub stack: Vec<String>,
     #[serde(flatten)]
@@ -452,6 +464,10 @@ impl Serialize for Alert {
             ns_pid: Option<u32>,
             #[serde(skip_serializing_if = "Option::is_none")]
             ns_tid: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            container_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pod_uid: Option<&'a str>,
             stack: &'a [String],
             #[serde(flatten)]
             detail: Body<'a>,
@@ -494,6 +510,8 @@ impl Serialize for Alert {
             comm: &self.comm,
             ns_pid: self.ns_pid,
             ns_tid: self.ns_tid,
+            container_id: self.container_id.as_deref(),
+            pod_uid: self.pod_uid.as_deref(),
             stack: &self.stack,
             detail,
         }

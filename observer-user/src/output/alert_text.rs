@@ -32,7 +32,22 @@ fn holder_doing(s: &crate::output::alert::Stall) -> String {
 /// A human summary of one alert for the terminal.
 pub fn one_line(a: &Alert) -> String {
     // Names, frames and messages come from the target: one escaped line (see crate::util::stderr).
-    crate::util::stderr::escape(&one_line_raw(a)).into_owned()
+    crate::util::stderr::escape(&(one_line_raw(a) + &container_suffix(a))).into_owned()
+}
+
+/// ` [container 3b1f6d0c2a7e]`, ` [pod <uid>, container 3b1f6d0c2a7e]`: where the process runs,
+/// with the short id `docker ps` and `crictl ps` show; nothing outside containers.
+fn container_suffix(a: &Alert) -> String {
+    let short = a
+        .container_id
+        .as_deref()
+        .map(|id| format!("container {}", id.get(..12).unwrap_or(id)));
+    match (a.pod_uid.as_deref(), short) {
+        (Some(pod), Some(c)) => format!(" [pod {pod}, {c}]"),
+        (Some(pod), None) => format!(" [pod {pod}]"),
+        (None, Some(c)) => format!(" [{c}]"),
+        (None, None) => String::new(),
+    }
 }
 
 fn one_line_raw(a: &Alert) -> String {
@@ -226,6 +241,25 @@ mod tests {
         let line = one_line(&Alert::from_json_line(json).unwrap());
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.contains("(x\\x1b]0;owned\\x07\\x0afake)"), "{line}");
+    }
+
+    #[test]
+    fn container_and_pod_end_the_line() {
+        let id = "3b1f6d0c2a7e4f5b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b";
+        let uid = "8f9b2c4e-1d3a-4b5c-9e7f-0a1b2c3d4e5f";
+        let json = format!(
+            r#"{{"kind":"process_exit","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":1,"comm":"x","container_id":"{id}","pod_uid":"{uid}","stack":[],"exit_code":3,"signal":null,"by_tid":1,"message":null}}"#
+        );
+        let mut a = Alert::from_json_line(&json).unwrap();
+        assert!(
+            one_line(&a).ends_with(&format!(" [pod {uid}, container 3b1f6d0c2a7e]")),
+            "{}",
+            one_line(&a)
+        );
+        a.pod_uid = None;
+        assert!(one_line(&a).ends_with(" [container 3b1f6d0c2a7e]"));
+        a.container_id = None;
+        assert!(!one_line(&a).contains('['), "{}", one_line(&a));
     }
 
     /// A degraded line carries its time first: it is read later against what happened then.

@@ -21,7 +21,41 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::proc::container::ContainerIdentity;
 use crate::stacks::frame::{self, Frame};
+
+/// The process a sample belongs to: its name and, in a container, its container and pod (pprof
+/// labels; the folded text and the summaries show the name only). A bare name converts into one
+/// outside containers.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessRef<'a> {
+    pub name: &'a str,
+    pub container: Option<&'a ContainerIdentity>,
+}
+
+impl<'a> From<&'a str> for ProcessRef<'a> {
+    fn from(name: &'a str) -> Self {
+        ProcessRef {
+            name,
+            container: None,
+        }
+    }
+}
+
+impl<'a> From<&'a String> for ProcessRef<'a> {
+    fn from(name: &'a String) -> Self {
+        name.as_str().into()
+    }
+}
+
+impl<'a> From<(&'a str, &'a ContainerIdentity)> for ProcessRef<'a> {
+    fn from((name, container): (&'a str, &'a ContainerIdentity)) -> Self {
+        ProcessRef {
+            name,
+            container: Some(container),
+        }
+    }
+}
 
 /// What a sample's time was spent on. C threads and Go goroutines map to the same three.
 #[derive(
@@ -81,6 +115,8 @@ pub(super) struct Key {
     /// Outermost first.
     pub(super) frames: Vec<Frame>,
     pub(super) category: Category,
+    /// Last, so that the order of the entries stays by process, thread and frames.
+    pub(super) container: ContainerIdentity,
 }
 
 impl Key {
@@ -112,6 +148,8 @@ pub struct StackEntry {
     /// Number of samples (waits) merged into this stack.
     pub count: u64,
     pub category: Category,
+    /// The process's container and pod (both `None` outside containers).
+    pub container: ContainerIdentity,
 }
 
 /// One merged stack with its totals, for summaries.
@@ -157,10 +195,10 @@ impl BlockedProfile {
     }
 
     /// Adds one sample whose frames keep their addresses (innermost first).
-    pub fn add_frames(
+    pub fn add_frames<'a>(
         &mut self,
         category: Category,
-        process: &str,
+        process: impl Into<ProcessRef<'a>>,
         thread: &str,
         frames_innermost_first: &[Frame],
         weight_ns: u64,
@@ -176,17 +214,18 @@ impl BlockedProfile {
     }
 
     /// Like [`Self::add_frames`] for `count` waits summed elsewhere.
-    pub fn add_many_frames(
+    pub fn add_many_frames<'a>(
         &mut self,
         category: Category,
-        process: &str,
+        process: impl Into<ProcessRef<'a>>,
         thread: &str,
         frames_innermost_first: &[Frame],
         weight_ns: u64,
         count: u64,
     ) {
+        let process = process.into();
         let key = Key {
-            process: sanitize(process),
+            process: sanitize(process.name),
             thread: sanitize(thread),
             frames: frames_innermost_first
                 .iter()
@@ -194,6 +233,7 @@ impl BlockedProfile {
                 .map(sanitize_frame)
                 .collect(),
             category,
+            container: process.container.cloned().unwrap_or_default(),
         };
         let totals = self.stacks.entry(key).or_default();
         totals.weight_ns = totals.weight_ns.saturating_add(weight_ns);
@@ -281,6 +321,7 @@ impl BlockedProfile {
                 weight_ns: t.weight_ns,
                 count: t.count,
                 category: key.category,
+                container: key.container.clone(),
             })
             .collect()
     }

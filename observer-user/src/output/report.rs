@@ -42,7 +42,7 @@ fn profile_counted(rec: &Recording, progress: Option<&Progress>) -> BlockedProfi
         for s in &snapshot.stacks {
             profile.add_many_frames(
                 s.category,
-                &s.process,
+                (s.process.as_str(), &s.container),
                 &s.thread,
                 &s.frames,
                 s.weight_ns,
@@ -288,6 +288,8 @@ mod address_tests {
             comm: "bank".into(),
             ns_pid: None,
             ns_tid: None,
+            container_id: None,
+            pod_uid: None,
             stack: vec![],
             detail: AlertDetail::ProcessExit(ProcessExit {
                 exit_code: Some(1),
@@ -333,6 +335,7 @@ mod category_tests {
             weight_ns: ms * 1_000_000,
             count: 1,
             category,
+            container: Default::default(),
         }
     }
 

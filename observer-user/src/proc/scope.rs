@@ -1,6 +1,6 @@
 //! What a session observes: one process, or the processes of the host that `observer sidecar`
-//! watches (all of them, or those whose name matches `--comm` and/or whose cgroup is under
-//! `--cgroup`).
+//! watches (all of them, or those whose name matches `--comm`, whose cgroup is under `--cgroup`
+//! and/or whose container id starts with `--container`; every filter given must match).
 
 use std::path::Path;
 
@@ -29,7 +29,14 @@ pub enum ScopeError {
     NotCgroup2 { given: String, root: String },
     #[error("--cgroup {given}: no cgroup v2 hierarchy is mounted (looked at {looked})")]
     NoCgroup2 { given: String, looked: String },
+    #[error(
+        "--container {given:?}: give the container id or its first {MIN_CONTAINER_PREFIX} or more hex digits (as `docker ps` or `crictl ps` shows it; at most 64)"
+    )]
+    BadContainer { given: String },
 }
+
+/// The shortest `--container` prefix: fewer digits would pick containers nearly at random.
+pub const MIN_CONTAINER_PREFIX: usize = 4;
 
 /// Where the unified cgroup hierarchy is mounted (alone, or beside the v1 controllers on a
 /// hybrid system); `--cgroup` accepts paths with or without it.
@@ -50,10 +57,27 @@ pub struct ProcessFilter {
     comm: Option<Regex>,
     /// Normalized: starts with `/`, no trailing `/` (the root is `/`).
     cgroup: Option<String>,
+    /// A prefix of the container id (lower-case hex).
+    container: Option<String>,
+}
+
+/// What the filter looks at of one process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Candidate<'a> {
+    /// The process name (`/proc/PID/comm`).
+    pub comm: &'a str,
+    /// Its cgroup v2 path.
+    pub cgroup: Option<&'a str>,
+    /// Its container's id (`proc::container`).
+    pub container_id: Option<&'a str>,
 }
 
 impl ProcessFilter {
-    pub fn new(comm: Option<&str>, cgroup: Option<&str>) -> Result<Self, ScopeError> {
+    pub fn new(
+        comm: Option<&str>,
+        cgroup: Option<&str>,
+        container: Option<&str>,
+    ) -> Result<Self, ScopeError> {
         let comm = comm
             .map(|p| {
                 Regex::new(p).map_err(|source| ScopeError::BadRegex {
@@ -65,28 +89,41 @@ impl ProcessFilter {
         Ok(Self {
             comm,
             cgroup: cgroup.map(normalize_cgroup),
+            container: container.map(container_prefix).transpose()?,
         })
     }
 
-    /// No `--comm` and no `--cgroup`: every process.
+    /// No `--comm`, `--cgroup` or `--container`: every process.
     pub fn is_everything(&self) -> bool {
-        self.comm.is_none() && self.cgroup.is_none()
+        self.comm.is_none() && self.cgroup.is_none() && self.container.is_none()
     }
 
-    /// Whether `cgroup` is needed to decide (saves reading it when no `--cgroup` was given).
+    /// Whether the cgroup is needed to decide (saves reading it when no `--cgroup` was given).
     pub fn needs_cgroup(&self) -> bool {
         self.cgroup.is_some()
     }
 
-    /// `comm` is the process name (`/proc/PID/comm`), `cgroup` its cgroup v2 path.
-    pub fn matches(&self, comm: &str, cgroup: Option<&str>) -> bool {
+    /// Whether the container id is needed to decide.
+    pub fn needs_container(&self) -> bool {
+        self.container.is_some()
+    }
+
+    pub fn matches(&self, c: &Candidate<'_>) -> bool {
         if let Some(re) = &self.comm {
-            if !re.is_match(comm) {
+            if !re.is_match(c.comm) {
+                return false;
+            }
+        }
+        if let Some(want) = &self.container {
+            if !c
+                .container_id
+                .is_some_and(|id| id.starts_with(want.as_str()))
+            {
                 return false;
             }
         }
         if let Some(want) = &self.cgroup {
-            let Some(have) = cgroup else { return false };
+            let Some(have) = c.cgroup else { return false };
             return want == "/"
                 || have == want
                 || have
@@ -104,6 +141,9 @@ impl ProcessFilter {
         }
         if let Some(cg) = &self.cgroup {
             parts.push(format!("in cgroup {cg}"));
+        }
+        if let Some(id) = &self.container {
+            parts.push(format!("in container {id}*"));
         }
         if parts.is_empty() {
             "every process".into()
@@ -150,6 +190,19 @@ fn check_cgroup_in(path: &str, v2_roots: &[&Path]) -> Result<(), ScopeError> {
     })
 }
 
+/// `--container` as a lower-case hex prefix of a container id.
+fn container_prefix(given: &str) -> Result<String, ScopeError> {
+    let id = given.trim().to_ascii_lowercase();
+    let hex = id.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex && (MIN_CONTAINER_PREFIX..=64).contains(&id.len()) {
+        Ok(id)
+    } else {
+        Err(ScopeError::BadContainer {
+            given: given.to_string(),
+        })
+    }
+}
+
 fn is_cgroup2(dir: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
         return false;
@@ -182,38 +235,54 @@ fn normalize_cgroup(path: &str) -> String {
 mod tests {
     use super::*;
 
+    fn comm(comm: &str) -> Candidate<'_> {
+        Candidate {
+            comm,
+            ..Default::default()
+        }
+    }
+
+    fn cg<'a>(comm: &'a str, cgroup: Option<&'a str>) -> Candidate<'a> {
+        Candidate {
+            comm,
+            cgroup,
+            container_id: None,
+        }
+    }
+
     #[test]
     fn everything_by_default() {
-        let f = ProcessFilter::new(None, None).unwrap();
+        let f = ProcessFilter::new(None, None, None).unwrap();
         assert!(f.is_everything());
-        assert!(f.matches("anything", None));
+        assert!(f.matches(&comm("anything")));
         assert_eq!(f.describe(), "every process");
     }
 
     #[test]
     fn comm_regex() {
-        let f = ProcessFilter::new(Some("^(nginx|envoy)$"), None).unwrap();
-        assert!(f.matches("nginx", None));
-        assert!(!f.matches("nginx-helper", None));
+        let f = ProcessFilter::new(Some("^(nginx|envoy)$"), None, None).unwrap();
+        assert!(f.matches(&cg("nginx", None)));
+        assert!(!f.matches(&cg("nginx-helper", None)));
         assert!(!f.is_everything());
-        assert!(ProcessFilter::new(Some("("), None).is_err());
+        assert!(ProcessFilter::new(Some("("), None, None).is_err());
     }
 
     #[test]
     fn cgroup_subtree_not_prefix() {
-        let f = ProcessFilter::new(None, Some("/sys/fs/cgroup/system.slice/app.service/")).unwrap();
-        assert!(f.matches("x", Some("/system.slice/app.service")));
-        assert!(f.matches("x", Some("/system.slice/app.service/worker")));
-        assert!(!f.matches("x", Some("/system.slice/app.service2")));
-        assert!(!f.matches("x", None));
-        let root = ProcessFilter::new(None, Some("/sys/fs/cgroup")).unwrap();
-        assert!(root.matches("x", Some("/anything")));
-        let hybrid = ProcessFilter::new(None, Some("/sys/fs/cgroup/unified/app")).unwrap();
-        assert!(hybrid.matches("x", Some("/app/worker")));
-        let named = ProcessFilter::new(None, Some("/sys/fs/cgroupx")).unwrap();
-        assert!(named.matches("x", Some("/sys/fs/cgroupx")));
-        let rel = ProcessFilter::new(None, Some("kubepods")).unwrap();
-        assert!(rel.matches("x", Some("/kubepods/pod1")));
+        let f = ProcessFilter::new(None, Some("/sys/fs/cgroup/system.slice/app.service/"), None)
+            .unwrap();
+        assert!(f.matches(&cg("x", Some("/system.slice/app.service"))));
+        assert!(f.matches(&cg("x", Some("/system.slice/app.service/worker"))));
+        assert!(!f.matches(&cg("x", Some("/system.slice/app.service2"))));
+        assert!(!f.matches(&cg("x", None)));
+        let root = ProcessFilter::new(None, Some("/sys/fs/cgroup"), None).unwrap();
+        assert!(root.matches(&cg("x", Some("/anything"))));
+        let hybrid = ProcessFilter::new(None, Some("/sys/fs/cgroup/unified/app"), None).unwrap();
+        assert!(hybrid.matches(&cg("x", Some("/app/worker"))));
+        let named = ProcessFilter::new(None, Some("/sys/fs/cgroupx"), None).unwrap();
+        assert!(named.matches(&cg("x", Some("/sys/fs/cgroupx"))));
+        let rel = ProcessFilter::new(None, Some("kubepods"), None).unwrap();
+        assert!(rel.matches(&cg("x", Some("/kubepods/pod1"))));
     }
 
     #[test]
@@ -245,11 +314,42 @@ mod tests {
     }
 
     #[test]
+    fn container_prefix() {
+        let id = "3b1f6d0c2a7e4f5b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b";
+        let inside = Candidate {
+            comm: "nginx",
+            cgroup: Some("/system.slice/x.scope"),
+            container_id: Some(id),
+        };
+        for given in ["3b1f", "3B1F6D0C2A7E", id] {
+            let f = ProcessFilter::new(None, None, Some(given)).unwrap();
+            assert!(f.needs_container() && !f.is_everything());
+            assert!(f.matches(&inside), "{given}");
+            assert!(!f.matches(&comm("nginx")), "outside containers: {given}");
+        }
+        let other = ProcessFilter::new(None, None, Some("3b1e")).unwrap();
+        assert!(!other.matches(&inside));
+        assert!(other.describe().contains("in container 3b1e*"));
+        // Every filter given must match.
+        let both = ProcessFilter::new(Some("^db$"), None, Some("3b1f")).unwrap();
+        assert!(!both.matches(&inside));
+        for bad in ["", "3b1", "xyz1", "3b1f-", &format!("{id}0"), "sha256:3b1f"] {
+            let e = ProcessFilter::new(None, None, Some(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--container") && e.contains("4 or more hex digits"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn both_must_match() {
-        let f = ProcessFilter::new(Some("db"), Some("/db")).unwrap();
-        assert!(f.matches("mydb", Some("/db")));
-        assert!(!f.matches("mydb", Some("/web")));
-        assert!(!f.matches("web", Some("/db")));
+        let f = ProcessFilter::new(Some("db"), Some("/db"), None).unwrap();
+        assert!(f.matches(&cg("mydb", Some("/db"))));
+        assert!(!f.matches(&cg("mydb", Some("/web"))));
+        assert!(!f.matches(&cg("web", Some("/db"))));
         assert!(f.describe().contains("comm matching /db/"));
     }
 }

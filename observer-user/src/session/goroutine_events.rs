@@ -19,12 +19,14 @@ impl Session {
         if let Some(m) = &self.opts.metrics {
             m.wait(w.tgid, &process, WaitKind::Goroutine, 1, w.duration_ns);
         }
+        let container = self.container_of(w.tgid);
         let Some(go) = self.watched.get_mut(&w.tgid).and_then(|t| t.go.as_mut()) else {
             return;
         };
         let mut profile = GoroutineColumn {
             folded: &mut self.folded,
             process: &process,
+            container,
             blocked_ns: 0,
         };
         let sync = go.is_sync_reason(w.reason);
@@ -199,6 +201,7 @@ impl Session {
             let mut profile = GoroutineColumn {
                 folded: &mut self.folded,
                 process: &process,
+                container: t.identity.clone(),
                 blocked_ns: 0,
             };
             go.drain_aggregates(
@@ -240,6 +243,7 @@ impl Session {
 struct GoroutineColumn<'a> {
     folded: &'a mut BlockedProfile,
     process: &'a str,
+    container: crate::proc::container::ContainerIdentity,
     /// Blocked (not idle) time added, for the live view's per-process rate.
     blocked_ns: u64,
 }
@@ -255,8 +259,14 @@ impl GoProfile for GoroutineColumn<'_> {
         if !category.is_idle() {
             self.blocked_ns = self.blocked_ns.saturating_add(ns);
         }
-        self.folded
-            .add_many_frames(category, self.process, "goroutines", frames, ns, count);
+        self.folded.add_many_frames(
+            category,
+            (self.process, &self.container),
+            "goroutines",
+            frames,
+            ns,
+            count,
+        );
     }
 }
 

@@ -607,6 +607,7 @@ impl Session {
     ) -> Alert {
         let ns_pid = self.watched.get(&pid).and_then(|t| t.ns_pid);
         let ns_tid = ns_pid.and_then(|_| crate::proc::procinfo::ns_id(pid, tid));
+        let identity = self.container_of(pid);
         let mut alert = Alert {
             time,
             pid,
@@ -614,6 +615,8 @@ impl Session {
             comm,
             ns_pid,
             ns_tid,
+            container_id: identity.container_id,
+            pod_uid: identity.pod_uid,
             stack: crate::stacks::frame::names(&stack),
             detail,
             frames: Vec::new(),

@@ -49,6 +49,8 @@ impl Session {
         lock: bool,
     ) {
         let category = category(key.class, lock);
+        let container = self.container_of(key.tgid);
+        let process = (process, &container);
         let comm = crate::kernel::events::comm_str(&key.comm);
         let label = wait_label(key.class, key.lock_kind, self.opts.report_idle);
         let with_label = |mut frames: Vec<Frame>| {

@@ -21,6 +21,9 @@ pub(super) struct WatchedProcess {
     pub name: String,
     /// Its pid inside its own pid namespace, when that is not the host's.
     pub ns_pid: Option<u32>,
+    /// Its container and pod, read at adoption and again when it runs a new program (alerts,
+    /// metrics and profiles carry them).
+    pub identity: crate::proc::container::ContainerIdentity,
     /// A Go program: its futex waits are scheduler idling, never lock waits, whether or not
     /// the goroutine probes are on.
     pub is_go: bool,
@@ -60,6 +63,7 @@ impl WatchedProcess {
         Self {
             name: procinfo::comm_of(pid).unwrap_or_else(|| format!("pid{pid}")),
             ns_pid: procinfo::ns_id(pid, pid),
+            identity: crate::proc::container::identity_of(pid),
             is_go: false,
             go: None,
             executable: None,
@@ -206,12 +210,7 @@ impl Session {
         let Some(comm) = procinfo::comm_of(pid) else {
             return false;
         };
-        let cgroup = if filter.needs_cgroup() {
-            procinfo::cgroup_of(pid)
-        } else {
-            None
-        };
-        filter.matches(&comm, cgroup.as_deref())
+        filter_accepts(filter, pid, &comm)
     }
 
     /// Whether an event of process `tgid` is taken. In host mode a process the kernel began to
@@ -251,12 +250,7 @@ impl Session {
         }
         self.discovery.rejected.remove(&pid);
         let comm = comm_str(&e.comm);
-        let cgroup = if filter.needs_cgroup() {
-            procinfo::cgroup_of(pid)
-        } else {
-            None
-        };
-        if !filter.matches(&comm, cgroup.as_deref()) {
+        if !filter_accepts(&filter, pid, &comm) {
             self.probes.unwatch(pid);
             self.discovery.rejected.insert(pid);
             return;
@@ -298,6 +292,10 @@ impl Session {
             if let Some(name) = procinfo::comm_of(pid) {
                 t.name = name;
             }
+            t.identity = crate::proc::container::identity_of(pid);
+            if let Some(m) = &self.opts.metrics {
+                m.set_container(pid, t.identity.container_id.as_deref());
+            }
             t.executable = executable_of(pid);
             t.code_sites.invalidate();
             self.stacks.program_replaced(pid);
@@ -337,6 +335,9 @@ impl Session {
                 let bias = crate::golang::goroutines::load_bias(pid, &bin).unwrap_or(0);
                 self.stacks.set_go_binary(pid, bin, bias);
             }
+        }
+        if let Some(m) = &self.opts.metrics {
+            m.set_container(pid, t.identity.container_id.as_deref());
         }
         self.watched.insert(pid, t);
         let sites = self.refresh_code_sites_of(pid, arrival == Arrival::Running);
@@ -463,6 +464,14 @@ impl Session {
         t.ns_tids.get(&tid).copied().unwrap_or(0)
     }
 
+    /// The container and pod of watched process `pid` (none if it is not watched).
+    pub(super) fn container_of(&self, pid: u32) -> crate::proc::container::ContainerIdentity {
+        self.watched
+            .get(&pid)
+            .map(|t| t.identity.clone())
+            .unwrap_or_default()
+    }
+
     /// Stops observing `pid`: it exited, or ran a program the filter does not accept.
     pub(super) fn drop_target(&mut self, pid: u32) {
         if let Some(mut t) = self.watched.remove(&pid) {
@@ -502,6 +511,24 @@ impl Session {
             }
         }
     }
+}
+
+/// Whether process `pid`, named `comm`, passes `filter` (its cgroup and container are read only
+/// when the filter looks at them).
+fn filter_accepts(filter: &crate::proc::scope::ProcessFilter, pid: u32, comm: &str) -> bool {
+    let cgroup = filter
+        .needs_cgroup()
+        .then(|| procinfo::cgroup_of(pid))
+        .flatten();
+    let container = filter
+        .needs_container()
+        .then(|| crate::proc::container::identity_of(pid).container_id)
+        .flatten();
+    filter.matches(&crate::proc::scope::Candidate {
+        comm,
+        cgroup: cgroup.as_deref(),
+        container_id: container.as_deref(),
+    })
 }
 
 /// The program `observer run` is about to exec, opened without blocking (a FIFO planted at

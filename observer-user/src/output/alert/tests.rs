@@ -9,6 +9,8 @@ fn alert(detail: AlertDetail) -> Alert {
         comm: "bank".into(),
         ns_pid: None,
         ns_tid: None,
+        container_id: None,
+        pod_uid: None,
         stack: vec![
             "transfer_a_to_b (bank.c:14)".into(),
             "worker (bank.c:30)".into(),
@@ -399,4 +401,38 @@ fn signal_names() {
     assert_eq!(signal_name(32), "SIG32");
     assert_eq!(signal_name(0), "SIG0");
     assert_eq!(signal_name(-1), "SIG-1");
+}
+
+#[test]
+fn container_and_pod_only_in_containers() {
+    let id = "3b1f6d0c2a7e4f5b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b";
+    let uid = "8f9b2c4e-1d3a-4b5c-9e7f-0a1b2c3d4e5f";
+    let mut a = alert(AlertDetail::GoPanic(GoPanic {
+        goid: 7,
+        message: Some("boom".into()),
+        recovered: false,
+    }));
+    a.ns_pid = Some(1);
+    a.ns_tid = Some(1);
+    a.container_id = Some(id.into());
+    a.pod_uid = Some(uid.into());
+    roundtrip(
+        &a,
+        &format!(
+            r#"{{"kind":"go_panic","time":"2026-11-26T10:04:05.123Z","pid":100,"tid":101,"comm":"bank","ns_pid":1,"ns_tid":1,"container_id":"{id}","pod_uid":"{uid}","stack":["transfer_a_to_b (bank.c:14)","worker (bank.c:30)"],"goid":7,"message":"boom","recovered":false}}"#
+        ),
+    );
+    // A container outside Kubernetes: no pod_uid key at all.
+    a.pod_uid = None;
+    let line = a.to_json_line();
+    assert!(line.contains(&format!(r#""container_id":"{id}""#)) && !line.contains("pod_uid"));
+    assert_eq!(Alert::from_json_line(&line).unwrap(), a);
+    // Outside containers neither key (lines of older versions parse the same way).
+    a.container_id = None;
+    let line = a.to_json_line();
+    assert!(
+        !line.contains("container_id") && !line.contains("null"),
+        "{line}"
+    );
+    assert_eq!(Alert::from_json_line(&line).unwrap().container_id, None);
 }

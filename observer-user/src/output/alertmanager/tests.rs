@@ -21,6 +21,8 @@ fn alert(pid: u32, tid: u32, detail: AlertDetail) -> Alert {
         comm: "bank".into(),
         ns_pid: None,
         ns_tid: None,
+        container_id: None,
+        pod_uid: None,
         stack: vec!["transfer (bank.c:14)".into(), "main".into()],
         detail,
         frames: Vec::new(),

@@ -5,6 +5,16 @@ use std::time::Instant;
 
 use super::registry::{Metrics, Process, WaitFamily, WaitKind};
 
+/// The labels of every per-process series: `pid`, `comm` and, in a container, `container_id`
+/// (one set per process entry, so a container adds no series).
+pub(super) fn process_labels(pid: u32, p: &Process) -> String {
+    let mut l = format!("pid=\"{pid}\",comm=\"{}\"", escape_label(&p.comm));
+    if let Some(id) = &p.container_id {
+        let _ = write!(l, ",container_id=\"{}\"", escape_label(id));
+    }
+    l
+}
+
 impl Metrics {
     /// The exposition text (format 0.0.4).
     pub fn render(&self) -> String {
@@ -117,13 +127,7 @@ impl Metrics {
         let labels: Vec<(u32, &Process, String)> = r
             .processes
             .iter()
-            .map(|(pid, p)| {
-                (
-                    *pid,
-                    p,
-                    format!("pid=\"{pid}\",comm=\"{}\"", escape_label(&p.comm)),
-                )
-            })
+            .map(|(pid, p)| (*pid, p, process_labels(*pid, p)))
             .collect();
 
         let waits: [WaitFamily; 2] = [

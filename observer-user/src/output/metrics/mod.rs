@@ -3,7 +3,8 @@
 //! (`server.rs`).
 //!
 //! Per-process series carry `pid` and `comm` labels, where `comm` is the process's name (its main
-//! thread's comm), never a thread name: thread names would multiply the series. Cardinality stays
+//! thread's comm), never a thread name: thread names would multiply the series; a process in a
+//! container also carries `container_id` (one label on its one entry: no more series). Cardinality stays
 //! bounded three ways: a process gets series only once something non-zero is reported for it; at
 //! most `max_processes` processes are kept (further ones are refused and counted in
 //! `observer_metrics_series_dropped_total`); and a process reported gone keeps its series for

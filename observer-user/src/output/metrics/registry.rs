@@ -1,6 +1,6 @@
 //! The registry: counters and gauges per process and host-wide, bounded in cardinality.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,9 @@ pub const DEFAULT_MAX_PROCESSES: usize = 2000;
 pub const GONE_GRACE: Duration = Duration::from_secs(300);
 /// The export sinks of `observer_export_failures_total{sink}`.
 pub const EXPORT_SINKS: [&str; 2] = ["alertmanager", "otlp"];
+/// Container ids remembered for processes that have no series yet, at most: the kernel watches
+/// at most this many processes (its watch map), so a full table means a bug, not a big host.
+const MAX_CONTAINER_PIDS: usize = 32_768;
 /// Distinct alert kinds per process at most; [`KINDS`] has 11, the rest guards misuse.
 const MAX_KINDS: usize = 32;
 
@@ -54,6 +57,8 @@ pub(super) struct WaitTotals {
 
 pub(super) struct Process {
     pub(super) comm: String,
+    /// The `container_id` label; none outside containers.
+    pub(super) container_id: Option<String>,
     pub(super) waits: [WaitTotals; 3],
     pub(super) alerts: BTreeMap<String, u64>,
     pub(super) stalled_threads: u64,
@@ -67,9 +72,10 @@ pub(super) struct Process {
 }
 
 impl Process {
-    fn new(comm: &str) -> Self {
+    fn new(comm: &str, container_id: Option<String>) -> Self {
         Process {
             comm: comm.to_string(),
+            container_id,
             waits: [WaitTotals::default(); 3],
             alerts: BTreeMap::new(),
             stalled_threads: 0,
@@ -104,6 +110,9 @@ pub(super) struct Registry {
     pub(super) degraded: BTreeMap<&'static str, (u64, u64)>,
     /// Alerts or records an export sink could not deliver, by sink (every one exported from 0).
     pub(super) export_failures: BTreeMap<&'static str, u64>,
+    /// The container of each watched process in one ([`Metrics::set_container`]), for the
+    /// `container_id` label of the series it may get later.
+    pub(super) containers: HashMap<u32, String>,
 }
 
 impl Registry {
@@ -121,7 +130,8 @@ impl Registry {
             }
         };
         if fresh {
-            self.processes.insert(pid, Process::new(comm));
+            let container = self.containers.get(&pid).cloned();
+            self.processes.insert(pid, Process::new(comm, container));
         }
         let p = self.processes.get_mut(&pid)?;
         // A report after `process_gone` is a late event of it (or the pid lives again): keep it.
@@ -190,6 +200,7 @@ impl Metrics {
                 go_watched: 0,
                 degraded: Reason::ALL.iter().map(|r| (r.label(), (0, 0))).collect(),
                 export_failures: EXPORT_SINKS.iter().map(|s| (*s, 0)).collect(),
+                containers: HashMap::new(),
             }),
             grace,
             version: env!("CARGO_PKG_VERSION"),
@@ -315,13 +326,37 @@ impl Metrics {
         reg.go_watched = go_processes;
     }
 
+    /// Process `pid` runs in container `container_id` (`None`: in none): its series carry it as
+    /// the `container_id` label. Told when the session takes the process on and when it runs a
+    /// new program; forgotten when it is gone.
+    pub fn set_container(&self, pid: u32, container_id: Option<&str>) {
+        let mut reg = self.lock();
+        match container_id {
+            Some(id)
+                if reg.containers.len() < MAX_CONTAINER_PIDS
+                    || reg.containers.contains_key(&pid) =>
+            {
+                reg.containers.insert(pid, id.to_string());
+            }
+            Some(_) => {}
+            None => {
+                reg.containers.remove(&pid);
+            }
+        }
+        if let Some(p) = reg.processes.get_mut(&pid) {
+            p.container_id = container_id.map(str::to_string);
+        }
+    }
+
     /// The process ended: its gauges drop to 0 and its series go after [`GONE_GRACE`].
     pub fn process_gone(&self, pid: u32) {
         self.process_gone_at(pid, Instant::now());
     }
 
     pub(super) fn process_gone_at(&self, pid: u32, now: Instant) {
-        if let Some(p) = self.lock().processes.get_mut(&pid) {
+        let mut reg = self.lock();
+        reg.containers.remove(&pid);
+        if let Some(p) = reg.processes.get_mut(&pid) {
             p.stalled_threads = 0;
             p.stalled_goroutines = 0;
             p.gone_since.get_or_insert(now);
@@ -417,5 +452,36 @@ pub(super) mod tests {
         let text = m.render();
         assert!(!text.contains("comm=\"idle\""), "{text}");
         assert!(text.contains("observer_thread_deaths_total{pid=\"1\",comm=\"other\"} 0\n"));
+    }
+
+    #[test]
+    fn series_of_processes_in_containers_carry_the_container_id() {
+        let id = "3b1f6d0c2a7e4f5b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b";
+        let m = Metrics::with_limits(10, GONE_GRACE);
+        // Told before the process has series, and after.
+        m.set_container(1, Some(id));
+        m.alert(1, "db", "stall");
+        m.alert(2, "web", "stall");
+        m.set_container(2, Some(&id.replace('3', "4")));
+        m.alert(3, "host", "stall");
+        m.set_container(3, None);
+        let text = m.render();
+        let l1 = format!("pid=\"1\",comm=\"db\",container_id=\"{id}\"");
+        assert!(
+            text.contains(&format!("observer_alerts_total{{{l1},kind=\"stall\"}} 1\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("observer_stalled_threads{{{l1}}} 0\n")));
+        assert!(text.contains("pid=\"2\",comm=\"web\",container_id=\"4b1f"));
+        assert!(text.contains("observer_stalled_threads{pid=\"3\",comm=\"host\"} 0\n"));
+        // One entry per process as before: no series multiply.
+        assert_eq!(sample_lines(&text, "observer_stalled_threads").len(), 3);
+        // Gone: forgotten, a new process under that pid starts without it.
+        m.process_gone(1);
+        assert!(!m.lock().containers.contains_key(&1));
+        m.alert(1, "other", "stall");
+        assert!(m
+            .render()
+            .contains("observer_stalled_threads{pid=\"1\",comm=\"other\"} 0\n"));
     }
 }

@@ -14,7 +14,9 @@
 //! One sample per merged stack of the [`BlockedProfile`]. Process and thread become the labels
 //! `process` and `thread` instead of root frames (`pprof -tagroot=process,thread` puts them back
 //! on top of the stacks); an innermost pseudo-frame such as `[chan receive]` or `[futex]` becomes
-//! the label `wait_reason` and is dropped from the stack.
+//! the label `wait_reason` and is dropped from the stack. Samples of a process in a container also
+//! carry `container_id` and, in a Kubernetes pod, `pod_uid` (`pprof -tagfocus=container_id=...`
+//! picks one container).
 //!
 //! Frames are already symbolized strings (`name (file:line)`), so functions, files and lines are
 //! parsed back out of them; all functions inlined at one address are one Location with one Line
@@ -102,6 +104,8 @@ pub fn build(profile: &BlockedProfile, meta: &PprofMeta) -> proto::Profile {
     let thread_key = b.string("thread");
     let reason_key = b.string("wait_reason");
     let category_key = b.string("category");
+    let container_key = b.string("container_id");
+    let pod_key = b.string("pod_uid");
     let idle_waits = b.string("idle_waits");
     let idle_delay = b.string("idle_delay");
 
@@ -117,6 +121,12 @@ pub fn build(profile: &BlockedProfile, meta: &PprofMeta) -> proto::Profile {
             b.label(thread_key, &entry.thread),
             b.label(category_key, entry.category.as_str()),
         ];
+        if let Some(id) = &entry.container.container_id {
+            label.push(b.label(container_key, id));
+        }
+        if let Some(uid) = &entry.container.pod_uid {
+            label.push(b.label(pod_key, uid));
+        }
         let reason = frames
             .first()
             .filter(|f| f.addr.is_none())

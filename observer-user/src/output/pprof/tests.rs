@@ -42,7 +42,7 @@ fn profile_of<'a>(waits: impl Iterator<Item = &'a Wait>) -> BlockedProfile {
         let idle = *thread == "idle" || f[0] == "[select]";
         let category = if idle { Category::Idle } else { Category::Lock };
         let f = crate::stacks::frame::from_names(f);
-        p.add_frames(category, process, thread, &f, *ns);
+        p.add_frames(category, *process, thread, &f, *ns);
     }
     p
 }
@@ -642,4 +642,51 @@ fn go_tool_pprof_reads_it() {
         return;
     };
     assert!(raw.contains("PeriodType: contentions count"), "{raw}");
+}
+
+/// Samples of a process in a container carry `container_id` (and `pod_uid` in a pod); two
+/// containers running the same program stay two samples; a process outside has neither label.
+#[test]
+fn container_and_pod_labels() {
+    use crate::proc::container::ContainerIdentity;
+    let id = "3b1f6d0c2a7e4f5b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b";
+    let uid = "8f9b2c4e-1d3a-4b5c-9e7f-0a1b2c3d4e5f";
+    let in_pod = ContainerIdentity {
+        container_id: Some(id.into()),
+        pod_uid: Some(uid.into()),
+    };
+    let in_docker = ContainerIdentity {
+        container_id: Some(id.replace('3', "4")),
+        pod_uid: None,
+    };
+    let f = crate::stacks::frame::from_names(&frames(&["[futex]", "lock", "main"]));
+    let mut p = BlockedProfile::new();
+    p.add_frames(Category::Lock, ("nginx", &in_pod), "w", &f, 10);
+    p.add_frames(Category::Lock, ("nginx", &in_docker), "w", &f, 20);
+    p.add_frames(Category::Lock, "nginx", "w", &f, 40);
+    let profile = build(&p, &meta());
+    let v = View(&profile);
+    assert_eq!(profile.sample.len(), 3);
+    let by_delay = |ns: i64| {
+        profile
+            .sample
+            .iter()
+            .find(|s| s.value[1] == ns)
+            .unwrap_or_else(|| panic!("no sample of {ns} ns"))
+    };
+    let pod = by_delay(10);
+    assert_eq!(v.label(pod, "container_id").as_deref(), Some(id));
+    assert_eq!(v.label(pod, "pod_uid").as_deref(), Some(uid));
+    assert_eq!(v.label(pod, "process").as_deref(), Some("nginx"));
+    let docker = by_delay(20);
+    assert_eq!(
+        v.label(docker, "container_id"),
+        in_docker.container_id.clone()
+    );
+    assert_eq!(v.label(docker, "pod_uid"), None);
+    let host = by_delay(40);
+    assert_eq!(v.label(host, "container_id"), None);
+    assert_eq!(v.label(host, "pod_uid"), None);
+    // The folded text stays by name: the three are one line.
+    assert_eq!(p.lines(), vec!["nginx;w;main;lock;[futex] 70".to_string()]);
 }

@@ -28,6 +28,8 @@ fn alert() -> Alert {
         comm: "bank".into(),
         ns_pid: None,
         ns_tid: None,
+        container_id: None,
+        pod_uid: None,
         stack: vec!["main (bank.c:3)".into()],
         detail: AlertDetail::ProcessExit(ProcessExit {
             exit_code: Some(1),
@@ -59,6 +61,7 @@ fn snapshot() -> ProfileSnapshot {
             weight_ns: 300,
             count: 2,
             category: crate::output::profile::Category::Lock,
+            container: Default::default(),
         }],
         events_dropped: 0,
         agg_dropped: 0,
@@ -86,6 +89,29 @@ fn round_trip() {
 }
 
 /// An alert with its stacks' frames, as the session emits it.
+/// Alerts of a process in a container keep its container and pod; `observer report` shows them
+/// (the replayed JSON lines carry the keys, the text summary the short id).
+#[test]
+fn container_identity_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.obsrec");
+    let id = "3b1f6d0c2a7e4f5b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b";
+    let uid = "8f9b2c4e-1d3a-4b5c-9e7f-0a1b2c3d4e5f";
+    let mut a = alert();
+    a.container_id = Some(id.into());
+    a.pod_uid = Some(uid.into());
+    let mut r = Recorder::create(&path, &meta()).unwrap();
+    r.alert(&alert()).unwrap();
+    r.alert(&a).unwrap();
+    r.finish().unwrap();
+    let rec = Recording::read(&path).unwrap();
+    assert_eq!(rec.alerts, vec![alert(), a.clone()]);
+    let line = rec.alerts[1].to_json_line();
+    assert!(line.contains(&format!(r#""container_id":"{id}","pod_uid":"{uid}""#)));
+    assert!(!rec.alerts[0].to_json_line().contains("container_id"));
+    assert!(crate::output::alert_text::one_line(&rec.alerts[1]).contains("container 3b1f6d0c2a7e"));
+}
+
 fn alert_with_frames() -> Alert {
     let exe = Arc::new(Module {
         path: "/usr/bin/bank".into(),

@@ -33,6 +33,7 @@ pub(super) fn decode_profile(payload: &[u8]) -> Result<ProfileSnapshot, String> 
                 // Version 1 kept no category: every stack reads as blocked time.
                 category: Category::Lock,
                 count: s.count,
+                container: Default::default(),
             })
             .collect(),
         events_dropped: p.events_dropped,

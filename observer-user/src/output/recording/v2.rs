@@ -67,6 +67,11 @@ struct StackV2 {
     frames: Vec<FrameV2>,
     #[serde(default, skip_serializing_if = "is_lock")]
     category: Category,
+    /// The process's container and pod; absent outside containers and in older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pod_uid: Option<String>,
 }
 
 fn is_lock(c: &Category) -> bool {
@@ -155,6 +160,8 @@ pub(super) fn encode_profile(snapshot: &ProfileSnapshot) -> Vec<u8> {
             count: s.count,
             frames: tables.frames(&s.frames),
             category: s.category,
+            container_id: s.container.container_id.clone(),
+            pod_uid: s.container.pod_uid.clone(),
         })
         .collect();
     let profile = ProfileV2 {
@@ -187,6 +194,15 @@ pub(super) fn decode_profile(payload: &[u8]) -> Result<ProfileSnapshot, String> 
             weight_ns: s.weight_ns,
             count: s.count,
             category: s.category,
+            // A recording is a file anyone may hand over: ids of the wrong shape are dropped.
+            container: crate::proc::container::ContainerIdentity {
+                container_id: s
+                    .container_id
+                    .filter(|id| crate::proc::container::is_container_id(id)),
+                pod_uid: s
+                    .pod_uid
+                    .filter(|uid| crate::proc::container::is_pod_uid(uid)),
+            },
         });
     }
     Ok(ProfileSnapshot {
@@ -363,6 +379,7 @@ mod tests {
                     weight_ns: 300,
                     count: 2,
                     category: Category::Lock,
+                    container: Default::default(),
                 },
                 StackEntry {
                     process: "bank".into(),
@@ -371,6 +388,7 @@ mod tests {
                     weight_ns: 7,
                     count: 1,
                     category: Category::Idle,
+                    container: Default::default(),
                 },
             ],
             events_dropped: 3,
@@ -421,6 +439,7 @@ mod tests {
                 weight_ns: 1,
                 count: 1,
                 category: Category::Lock,
+                container: Default::default(),
             },
             StackEntry {
                 process: "b".into(),
@@ -429,9 +448,35 @@ mod tests {
                 weight_ns: 1,
                 count: 1,
                 category: Category::Lock,
+                container: Default::default(),
             },
         ];
         assert_eq!(decode_profile(&encode_profile(&s)).unwrap(), s);
+    }
+
+    /// Stacks keep their process's container and pod; a recording without them (older) reads
+    /// as outside containers, and ids of the wrong shape in a handed-over file are dropped.
+    #[test]
+    fn container_and_pod_of_stacks() {
+        let id = "3b1f6d0c2a7e4f5b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b";
+        let uid = "8f9b2c4e-1d3a-4b5c-9e7f-0a1b2c3d4e5f";
+        let mut s = snapshot();
+        s.stacks[0].container = crate::proc::container::ContainerIdentity {
+            container_id: Some(id.into()),
+            pod_uid: Some(uid.into()),
+        };
+        let bytes = encode_profile(&s);
+        assert!(String::from_utf8_lossy(&bytes).contains(&format!(r#""container_id":"{id}""#)));
+        assert_eq!(decode_profile(&bytes).unwrap(), s);
+        let old = payload("[]", r#"["n"]"#);
+        let read = decode_profile(&old).unwrap();
+        assert!(read.stacks[0].container.is_none());
+        let forged = String::from_utf8(old).unwrap().replace(
+            r#""process":"p""#,
+            r#""process":"p","container_id":"x\u001b[31m","pod_uid":"nope""#,
+        );
+        let read = decode_profile(forged.as_bytes()).unwrap();
+        assert!(read.stacks[0].container.is_none());
     }
 
     fn payload(symbols: &str, frames: &str) -> Vec<u8> {
