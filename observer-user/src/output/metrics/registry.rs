@@ -90,6 +90,9 @@ pub(super) struct Drops {
     pub(super) stacks_missing: u64,
 }
 
+/// The export sinks of `observer_export_failures_total{sink}`.
+pub const EXPORT_SINKS: [&str; 2] = ["alertmanager", "otlp"];
+
 pub(super) struct Registry {
     pub(super) processes: BTreeMap<u32, Process>,
     pub(super) max_processes: usize,
@@ -100,6 +103,8 @@ pub(super) struct Registry {
     pub(super) go_watched: u64,
     /// Per degraded reason (every one exported from 0): periods begun, and conditions in effect now.
     pub(super) degraded: BTreeMap<&'static str, (u64, u64)>,
+    /// Export failures per sink (every sink exported from 0).
+    pub(super) export_failures: BTreeMap<&'static str, u64>,
 }
 
 impl Registry {
@@ -185,6 +190,7 @@ impl Metrics {
                 watched: 0,
                 go_watched: 0,
                 degraded: Reason::ALL.iter().map(|r| (r.label(), (0, 0))).collect(),
+                export_failures: EXPORT_SINKS.iter().map(|s| (*s, 0)).collect(),
             }),
             grace,
             version: env!("CARGO_PKG_VERSION"),
@@ -194,6 +200,14 @@ impl Metrics {
     pub(super) fn lock(&self) -> MutexGuard<'_, Registry> {
         // A panic elsewhere while holding the lock leaves plain counters behind: still usable.
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `n` items (requests, or alerts or profiles dropped) a sink could not deliver.
+    pub fn export_failures(&self, sink: &'static str, n: u64) {
+        let mut reg = self.lock();
+        if let Some(v) = reg.export_failures.get_mut(sink) {
+            *v = v.saturating_add(n);
+        }
     }
 
     /// Adds `count` waits totalling `total_ns` (deltas, e.g. one drain of the kernel aggregates).
