@@ -24,6 +24,7 @@ impl Session {
         };
         let mut profile = GoroutineColumn {
             folded: &mut self.folded,
+            otlp: self.otlp.as_mut().map(|o| (w.tgid, o)),
             process: &process,
             blocked_ns: 0,
         };
@@ -198,6 +199,7 @@ impl Session {
             };
             let mut profile = GoroutineColumn {
                 folded: &mut self.folded,
+                otlp: self.otlp.as_mut().map(|o| (pid, o)),
                 process: &process,
                 blocked_ns: 0,
             };
@@ -239,6 +241,8 @@ impl Session {
 /// process (goids would make every stack unique).
 struct GoroutineColumn<'a> {
     folded: &'a mut BlockedProfile,
+    /// The OTLP export's interval profile, with the process's pid.
+    otlp: Option<(u32, &'a mut crate::output::otlp::OtlpExporter)>,
     process: &'a str,
     /// Blocked (not idle) time added, for the live view's per-process rate.
     blocked_ns: u64,
@@ -257,6 +261,17 @@ impl GoProfile for GoroutineColumn<'_> {
         }
         self.folded
             .add_many_frames(category, self.process, "goroutines", frames, ns, count);
+        if let Some((pid, o)) = self.otlp.as_mut() {
+            o.profile_sample(
+                *pid,
+                category,
+                self.process,
+                "goroutines",
+                frames,
+                ns,
+                count,
+            );
+        }
     }
 }
 

@@ -93,6 +93,8 @@ pub struct SessionOptions {
     pub metrics: Option<Arc<crate::output::metrics::Metrics>>,
     /// Show the live top-style view when stderr is a terminal.
     pub live: bool,
+    /// Export alerts and profiles over OTLP (`--otlp-endpoint`).
+    pub otlp: Option<crate::output::otlp::OtlpConfig>,
 }
 
 /// How a session ended.
@@ -153,6 +155,8 @@ pub struct Session {
     wait_stack_counts: inflight_stacks::WaitStackCounts,
     /// Threads' homes and their stalls away from them.
     home_stalls: home_stalls::HomeStalls,
+    /// The OTLP export, with the blocked time gathered since its last profiles.
+    otlp: Option<crate::output::otlp::OtlpExporter>,
 }
 
 /// How often the live view is redrawn.
@@ -168,6 +172,13 @@ impl Session {
                 AlertSink::open_rotating(path, max_bytes, keep, quiet)?
             }
             (path, _) => AlertSink::open(path, quiet)?,
+        };
+        let otlp = match opts.otlp.clone() {
+            Some(c) => Some(crate::output::otlp::OtlpExporter::start(
+                c,
+                opts.metrics.clone(),
+            )?),
+            None => None,
         };
         let wait_stack_worker = match probes.in_flight_table() {
             Ok(table) => {
@@ -209,6 +220,7 @@ impl Session {
             wait_stack_worker,
             wait_stack_counts: Default::default(),
             home_stalls: home_stalls::HomeStalls::default(),
+            otlp,
         })
     }
 
@@ -240,6 +252,12 @@ impl Session {
         let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let mut live_tick = tokio::time::interval(LIVE_INTERVAL);
         let mut go_duty_tick = tokio::time::interval(GO_DUTY_INTERVAL);
+        let otlp_interval = self
+            .otlp
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |o| o.interval());
+        let mut otlp_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + otlp_interval, otlp_interval);
         let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
         let sleep_until = async {
             match deadline {
@@ -286,6 +304,12 @@ impl Session {
                 }
                 _ = go_duty_tick.tick(), if self.go_duty_active() => {
                     self.tick_go_duty();
+                }
+                _ = otlp_tick.tick(), if self.otlp.is_some() => {
+                    self.drain_aggregates();
+                    if let Some(o) = self.otlp.as_mut() {
+                        o.export_profiles();
+                    }
                 }
                 _ = live_tick.tick(), if self.live.is_some() => {
                     self.draw_live();
@@ -521,6 +545,10 @@ impl Session {
         if !self.opts.quiet {
             crate::util::stderr::text(&self.summary_text(&counters));
         }
+        // Last: local outputs are written before the (bounded) wait for the collector.
+        if let Some(o) = self.otlp.take() {
+            o.finish();
+        }
         failed
     }
 
@@ -630,7 +658,32 @@ impl Session {
                 crate::say!("observer: error: recording: {e}");
             }
         }
+        if self.otlp.is_some() {
+            let process = self.process_name(alert.pid);
+            if let Some(o) = self.otlp.as_mut() {
+                o.alert(&alert, &process);
+            }
+        }
         self.sink.write(&alert);
+    }
+
+    /// Adds blocked time to the profile, and to the OTLP export's interval when on.
+    #[allow(clippy::too_many_arguments)]
+    fn profile_add(
+        &mut self,
+        pid: u32,
+        category: crate::output::profile::Category,
+        process: &str,
+        thread: &str,
+        frames: &[crate::stacks::frame::Frame],
+        ns: u64,
+        count: u64,
+    ) {
+        self.folded
+            .add_many_frames(category, process, thread, frames, ns, count);
+        if let Some(o) = self.otlp.as_mut() {
+            o.profile_sample(pid, category, process, thread, frames, ns, count);
+        }
     }
 
     /// Kernel counters and the number of processes watched, for the metrics endpoint.

@@ -65,7 +65,8 @@ impl Session {
             self.short_stacks.waits_full += value.count;
             for share in shares {
                 let frames = with_label(share.stack);
-                self.folded.add_many_frames(
+                self.profile_add(
+                    key.tgid,
                     category,
                     process,
                     &comm,
@@ -85,7 +86,8 @@ impl Session {
         frames.push(Frame::named(PARTIAL_STACK));
         self.short_stacks.waits_partial += value.count;
         let frames = with_label(frames);
-        self.folded.add_many_frames(
+        self.profile_add(
+            key.tgid,
             category,
             process,
             &comm,
