@@ -18,6 +18,7 @@ mod kernel_adapters;
 mod lifecycle;
 mod live;
 mod lock_holds;
+mod otlp_hooks;
 mod short_stacks;
 mod waits;
 mod watched;
@@ -306,10 +307,7 @@ impl Session {
                     self.tick_go_duty();
                 }
                 _ = otlp_tick.tick(), if self.otlp.is_some() => {
-                    self.drain_aggregates();
-                    if let Some(o) = self.otlp.as_mut() {
-                        o.export_profiles();
-                    }
+                    self.otlp_export_profiles();
                 }
                 _ = live_tick.tick(), if self.live.is_some() => {
                     self.draw_live();
@@ -658,32 +656,8 @@ impl Session {
                 crate::say!("observer: error: recording: {e}");
             }
         }
-        if self.otlp.is_some() {
-            let process = self.process_name(alert.pid);
-            if let Some(o) = self.otlp.as_mut() {
-                o.alert(&alert, &process);
-            }
-        }
+        self.otlp_alert(&alert);
         self.sink.write(&alert);
-    }
-
-    /// Adds blocked time to the profile, and to the OTLP export's interval when on.
-    #[allow(clippy::too_many_arguments)]
-    fn profile_add(
-        &mut self,
-        pid: u32,
-        category: crate::output::profile::Category,
-        process: &str,
-        thread: &str,
-        frames: &[crate::stacks::frame::Frame],
-        ns: u64,
-        count: u64,
-    ) {
-        self.folded
-            .add_many_frames(category, process, thread, frames, ns, count);
-        if let Some(o) = self.otlp.as_mut() {
-            o.profile_sample(pid, category, process, thread, frames, ns, count);
-        }
     }
 
     /// Kernel counters and the number of processes watched, for the metrics endpoint.
