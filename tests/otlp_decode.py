@@ -93,6 +93,8 @@ def profiles(bodies):
 
 def main():
     what, files = sys.argv[1], sys.argv[2:]
+    if what not in ("logs", "profiles"):
+        sys.exit(f"otlp_decode: first argument must be logs or profiles, not {what!r}")
     bodies = []
     for f in files:
         with open(f, "rb") as fh:

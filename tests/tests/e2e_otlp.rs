@@ -93,11 +93,16 @@ fn now_unix_nano() -> u64 {
 
 /// Decodes the bodies of `reqs` with tests/otlp_decode.py; fails loudly without the package.
 fn decode(ws: &Workspace, what: &str, reqs: &[Request]) -> Vec<Value> {
+    decode_as(ws, what, what, reqs)
+}
+
+/// [`decode`], with the bodies kept under `label` in the workspace.
+fn decode_as(ws: &Workspace, what: &str, label: &str, reqs: &[Request]) -> Vec<Value> {
     let files: Vec<PathBuf> = reqs
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let path = ws.path(&format!("{what}-{i}.bin.gz"));
+            let path = ws.path(&format!("{label}-{i}.bin.gz"));
             std::fs::write(&path, &r.body).unwrap();
             path
         })
@@ -350,7 +355,12 @@ fn profiles_are_periodic_deltas() {
     let mut windows = Vec::new();
     let mut worker_ns = 0u64;
     for (i, req) in reqs.iter().enumerate() {
-        let profiles = decode(&ws, &format!("periodic{i}"), std::slice::from_ref(req));
+        let profiles = decode_as(
+            &ws,
+            "profiles",
+            &format!("periodic{i}"),
+            std::slice::from_ref(req),
+        );
         for p in profiles
             .iter()
             .filter(|p| p["sample_type"] == serde_json::json!(["delay", "nanoseconds"]))
@@ -387,4 +397,154 @@ fn profiles_are_periodic_deltas() {
         (600 * MS..=2_500 * MS).contains(&worker_ns),
         "worker blocked {worker_ns} ns in worker_update over all deltas\n{report}"
     );
+}
+
+/// `targets/deadlock.c` copied under a name no other process has, so that `--comm ^NAME$`
+/// selects this one process. Returns the running target and its name.
+fn unique_deadlock(ws: &Workspace) -> (Target, String) {
+    let built = ws.build_target("deadlock", FramePointers::Keep);
+    let name = format!("otlpdl{}", std::process::id());
+    let copy = ws.path(&name);
+    std::fs::copy(&built, &copy).expect("could not copy the target");
+    let target = Target::spawn(&copy, &["0"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || !target
+            .tids_named("bob")
+            .is_empty()),
+        "deadlock target did not start"
+    );
+    (target, name)
+}
+
+/// The sidecar: the deadlock's log record arrives while it runs, the blocked time when it
+/// stops (SIGTERM).
+#[test]
+fn sidecar_exports_while_running_and_at_stop() {
+    require_root();
+    let ws = Workspace::new("otlp_sidecar");
+    let (target, name) = unique_deadlock(&ws);
+    let pid = u64::from(target.pid());
+    let (base, got) = receiver();
+    let observer = ObserverCmd::raw(&["sidecar"])
+        .opt("--comm", &format!("^{name}$"))
+        .opt("--stall-after", "1s")
+        .flag("--no-metrics")
+        .opt("--otlp-endpoint", &base)
+        .opt("--export-interval", "2s")
+        .alerts(&ws)
+        .spawn(&ws);
+    let logs_of = |got: &Arc<Mutex<Vec<Request>>>| -> Vec<Request> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == "/v1/logs")
+            .cloned()
+            .collect()
+    };
+    let arrived = wait_until(Duration::from_secs(30), || {
+        let reqs = logs_of(&got);
+        !reqs.is_empty()
+            && decode(&ws, "logs", &reqs).iter().any(|r| {
+                r["attributes"]["kind"] == "deadlock"
+                    && r["resource"]["process.pid"].as_u64() == Some(pid)
+            })
+    });
+    assert!(
+        arrived,
+        "no deadlock log record for pid {pid} while the sidecar runs\n{}",
+        observer.stderr_so_far()
+    );
+    // SAFETY: kill(2) on the observer this test started.
+    unsafe { libc::kill(observer.pid() as libc::pid_t, libc::SIGTERM) };
+    let run = observer.wait(TIMEOUT);
+    let report = run.report();
+    let profiles: Vec<Request> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/v1development/profiles")
+        .cloned()
+        .collect();
+    let decoded = decode(&ws, "profiles", &profiles);
+    let blocked: u64 = decoded
+        .iter()
+        .filter(|p| {
+            p["sample_type"] == serde_json::json!(["delay", "nanoseconds"])
+                && p["resource"]["process.pid"].as_u64() == Some(pid)
+                && p["resource"]["process.executable.name"] == name.as_str()
+        })
+        .flat_map(|p| p["samples"].as_array().cloned().unwrap_or_default())
+        .filter(|s| mentions(&s["functions"], "transfer_a_to_b"))
+        .map(|s| s["values"][0].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        blocked >= 1_000 * MS,
+        "alice's blocked time in transfer_a_to_b not in the profiles sent at stop ({blocked} ns)\n{decoded:?}\n{report}"
+    );
+    drop(target);
+}
+
+/// An unreachable collector: the sidecar goes on observing and counts the failures in its
+/// metrics.
+#[test]
+fn sidecar_counts_failures_of_an_unreachable_collector() {
+    require_root();
+    let ws = Workspace::new("otlp_sidecar_down");
+    let (target, name) = unique_deadlock(&ws);
+    let free = |_| {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (dead, metrics) = (free(0), free(1));
+    let observer = ObserverCmd::raw(&["sidecar"])
+        .opt("--comm", &format!("^{name}$"))
+        .opt("--stall-after", "1s")
+        .opt("--metrics-addr", &format!("127.0.0.1:{metrics}"))
+        .opt("--otlp-endpoint", &format!("http://127.0.0.1:{dead}"))
+        .opt("--export-interval", "1s")
+        .alerts(&ws)
+        .spawn(&ws);
+    let mut last = String::new();
+    let counted = wait_until(Duration::from_secs(30), || {
+        last = scrape(metrics);
+        last.lines().any(|l| {
+            l.strip_prefix("observer_export_failures_total{sink=\"otlp\"} ")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n >= 1)
+        })
+    });
+    let stderr = observer.stderr_so_far();
+    assert!(counted, "no otlp export failure counted\n{last}\n{stderr}");
+    assert!(
+        last.contains("observer_export_failures_total{sink=\"alertmanager\"} 0"),
+        "{last}"
+    );
+    assert!(
+        last.lines().any(|l| l
+            .strip_prefix("observer_alerts_by_kind_total{kind=\"deadlock\"} ")
+            .is_some_and(|n| n != "0")),
+        "observation goes on\n{last}\n{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("observer: otlp:").count(),
+        1,
+        "said once\n{stderr}"
+    );
+    drop(observer);
+    drop(target);
+}
+
+/// GET /metrics on loopback `port` (empty when not answering yet).
+fn scrape(port: u16) -> String {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
 }
