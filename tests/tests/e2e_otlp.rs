@@ -261,6 +261,7 @@ fn deadlock_reaches_otlp_as_a_log_record_and_profiles() {
     };
     for (func, thread) in [("transfer_a_to_b", "alice"), ("transfer_b_to_a", "bob")] {
         let ns = blocked_in(func, thread);
+        eprintln!("otlp deadlock: {thread} blocked {ns} ns in {func}");
         assert!(
             (3_000 * MS..=120_000 * MS).contains(&ns),
             "{thread} blocked in {func} for {ns} ns: expected seconds\n{profiles:?}"
@@ -391,6 +392,10 @@ fn profiles_are_periodic_deltas() {
             "windows overlap (a delta counted twice): {windows:?}"
         );
     }
+    eprintln!(
+        "otlp periodic: {} profile requests, worker blocked {worker_ns} ns in worker_update",
+        reqs.len()
+    );
     // About 300 ms behind each of ~5 compactions: 0.6 s to 2.5 s in all (never the sum of
     // cumulative snapshots, which would be several times that).
     assert!(
