@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use observer_tests::{
-    require_root, wait_until, FramePointers, ObserverCmd, Target, Value, Workspace, MS,
+    require_root, wait_until, FramePointers, GoVersion, ObserverCmd, Target, Value, Workspace, MS,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(40);
@@ -332,8 +332,10 @@ fn profiles_are_periodic_deltas() {
     let ws = Workspace::new("otlp_periodic");
     let target = ws.build_target("lock_hold", FramePointers::Keep);
     let (base, got) = receiver();
+    let folded = ws.path("blocked.folded");
     let run = ObserverCmd::run()
         .opt("--threshold", "100ms")
+        .opt("--folded", folded.to_str().unwrap())
         .opt("--otlp-endpoint", &base)
         .opt("--export-interval", "1s")
         .alerts(&ws)
@@ -395,6 +397,17 @@ fn profiles_are_periodic_deltas() {
     eprintln!(
         "otlp periodic: {} profile requests, worker blocked {worker_ns} ns in worker_update",
         reqs.len()
+    );
+    let whole: u64 = std::fs::read_to_string(&folded)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(";worker;") && l.contains("worker_update"))
+        .filter(|l| !l.contains("[idle]"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        worker_ns, whole,
+        "the deltas add up to --folded's whole run\n{report}"
     );
     // About 300 ms behind each of ~5 compactions: 0.6 s to 2.5 s in all (never the sum of
     // cumulative snapshots, which would be several times that).
@@ -552,4 +565,65 @@ fn scrape(port: u16) -> String {
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     text
+}
+
+/// A Go program (mutex_slow_io.go: goroutines queue ~1.5 s on a sync.Mutex held across slow
+/// I/O): the goroutines' blocked time reaches the profiles under the thread `goroutines`.
+#[test]
+fn go_goroutine_waits_reach_the_profiles() {
+    require_root();
+    let Some(go) = GoVersion::Go127.toolchain("go_goroutine_waits_reach_the_profiles") else {
+        return;
+    };
+    let ws = Workspace::new("otlp_go");
+    let bin = ws.build_go(&go, "patterns/mutex_slow_io.go", false);
+    let (base, got) = receiver();
+    let folded = ws.path("blocked.folded");
+    let run = ObserverCmd::run()
+        .opt("--stall-after", "1s")
+        .opt("--otlp-endpoint", &base)
+        .opt("--export-interval", "1s")
+        .opt("--folded", folded.to_str().unwrap())
+        .alerts(&ws)
+        .command(&bin, &["4"])
+        .run_to_end(&ws, TIMEOUT);
+    let report = run.report();
+    assert_eq!(run.exit_code(), Some(0), "{report}");
+    let reqs: Vec<Request> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/v1development/profiles")
+        .cloned()
+        .collect();
+    let profiles = decode(&ws, "profiles", &reqs);
+    let blocked: u64 = profiles
+        .iter()
+        .filter(|p| p["sample_type"] == serde_json::json!(["delay", "nanoseconds"]))
+        .flat_map(|p| p["samples"].as_array().cloned().unwrap_or_default())
+        .filter(|s| {
+            mentions(&s["functions"], "main.lookupCache")
+                && s["attributes"]["thread.name"] == "goroutines"
+                && s["attributes"]["observer.category"] == "lock"
+        })
+        .map(|s| s["values"][0].as_u64().unwrap_or(0))
+        .sum();
+    // The deltas add up to the whole run's profile: nothing lost, nothing counted twice.
+    let whole: u64 = std::fs::read_to_string(&folded)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(";goroutines;") && l.contains("main.lookupCache"))
+        .filter(|l| !l.contains("[idle]"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    eprintln!(
+        "otlp go: goroutines blocked {blocked} ns in main.lookupCache ({} profile requests; \
+         --folded: {whole} ns)",
+        reqs.len()
+    );
+    assert_eq!(blocked, whole, "OTLP deltas vs --folded\n{report}");
+    assert!(
+        blocked >= 1_000 * MS,
+        "goroutines' blocked time in main.lookupCache: {blocked} ns\n{profiles:?}\n{report}"
+    );
 }
