@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::profiles::v1development::{
 
 use super::{resource, scope, str_value, ProcessIdentity};
 use crate::output::pprof::{parse_frame, wait_reason};
-use crate::output::profile::{Category, PidDelta, StackEntry};
+use crate::output::profile::{PidDelta, StackEntry};
 use crate::proc::normaddr::Module;
 use crate::stacks::frame::{machine_frames, Frame};
 
@@ -214,7 +214,7 @@ impl Dictionary {
         let mut frames: &[Frame] = &entry.frames;
         let mut attribute_indices = vec![
             self.attribute("thread.name", &entry.thread),
-            self.attribute("observer.category", category(entry.category)),
+            self.attribute("observer.category", entry.category.as_str()),
         ];
         let reason = frames
             .first()
@@ -327,10 +327,6 @@ impl Dictionary {
     }
 }
 
-fn category(c: Category) -> &'static str {
-    c.as_str()
-}
-
 /// Only for tests: an attribute value as text.
 #[cfg(test)]
 fn text(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
@@ -344,7 +340,7 @@ fn text(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::profile::PidDeltas;
+    use crate::output::profile::{Category, PidDeltas};
     use crate::stacks::frame;
 
     fn names(f: &[&str]) -> Vec<Frame> {
