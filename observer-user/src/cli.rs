@@ -261,6 +261,15 @@ pub struct ObserveOpts {
     /// RUST_LOG=observer_ebpf[=LEVEL] turns it on too, or narrows it (warn: full maps only).
     #[arg(long)]
     pub kernel_log: bool,
+    /// Send alerts (as OTLP log records, within about a second) and the blocked-time profile
+    /// (as OTLP profiles, every --export-interval and at the end) to this OpenTelemetry
+    /// collector: OTLP/HTTP, protobuf, gzip, to URL/v1/logs and URL/v1development/profiles.
+    /// Plain http only (e.g. http://127.0.0.1:4318).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// How often the blocked-time profile goes to --otlp-endpoint (the time since the last one).
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    pub export_interval: Duration,
 }
 
 #[cfg(test)]

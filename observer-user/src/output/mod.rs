@@ -7,6 +7,7 @@ pub mod alertmanager;
 pub mod folded;
 pub mod long_waits;
 pub mod metrics;
+pub mod otlp;
 pub mod output_file;
 pub mod pprof;
 pub mod profile;

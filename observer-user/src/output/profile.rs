@@ -327,6 +327,84 @@ impl BlockedProfile {
     }
 }
 
+/// Blocked time per process id since the last [`PidDeltas::take`]: what a periodic exporter
+/// (OTLP) sends every interval. Kept next to the session's whole-run profile, never instead of
+/// it, so the end-of-run outputs (folded, pprof, SVG, summary) see every sample. Bounded: past
+/// `max_stacks` distinct stacks in one interval, further new stacks are dropped and counted.
+#[derive(Debug, Default)]
+pub struct PidDeltas {
+    by_pid: HashMap<u32, (String, BlockedProfile)>,
+    stacks: usize,
+    max_stacks: usize,
+    dropped: u64,
+}
+
+/// One process's share of a [`PidDeltas::take`].
+#[derive(Debug)]
+pub struct PidDelta {
+    pub pid: u32,
+    /// The process's name (as in the profile).
+    pub process: String,
+    pub profile: BlockedProfile,
+}
+
+impl PidDeltas {
+    pub fn new(max_stacks: usize) -> Self {
+        Self {
+            max_stacks,
+            ..Self::default()
+        }
+    }
+
+    /// Like [`BlockedProfile::add_many_frames`], for process `pid`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_many_frames(
+        &mut self,
+        pid: u32,
+        category: Category,
+        process: &str,
+        thread: &str,
+        frames_innermost_first: &[Frame],
+        weight_ns: u64,
+        count: u64,
+    ) {
+        if self.stacks >= self.max_stacks {
+            self.dropped = self.dropped.saturating_add(count);
+            return;
+        }
+        let (_, profile) = self
+            .by_pid
+            .entry(pid)
+            .or_insert_with(|| (sanitize(process), BlockedProfile::new()));
+        let before = profile.len();
+        profile.add_many_frames(
+            category,
+            process,
+            thread,
+            frames_innermost_first,
+            weight_ns,
+            count,
+        );
+        self.stacks += profile.len() - before;
+    }
+
+    /// The time gathered since the last call, by pid (ascending), and the waits dropped for
+    /// the bound; starts a new interval.
+    pub fn take(&mut self) -> (Vec<PidDelta>, u64) {
+        let mut out: Vec<PidDelta> = std::mem::take(&mut self.by_pid)
+            .into_iter()
+            .map(|(pid, (process, profile))| PidDelta {
+                pid,
+                process,
+                profile,
+            })
+            .collect();
+        out.sort_by_key(|d| d.pid);
+        self.stacks = 0;
+        (out, std::mem::take(&mut self.dropped))
+    }
+}
+
 /// The frame with a name the folded readers can split, keeping its address.
 fn sanitize_frame(frame: &Frame) -> Frame {
     let name = &*frame.name;
@@ -466,6 +544,27 @@ mod tests {
         assert_eq!(p.total_weight_ns(), 60_320);
         let cats: Vec<Category> = p.entries().iter().map(|e| e.category).collect();
         assert_eq!(cats, vec![Category::Idle, Category::Kernel, Category::Lock]);
+    }
+
+    #[test]
+    fn pid_deltas_split_by_pid_restart_and_stay_bounded() {
+        let mut d = PidDeltas::new(2);
+        let f = frame::from_names(&frames(&["lock", "main"]));
+        let g = frame::from_names(&frames(&["other"]));
+        d.add_many_frames(7, Category::Lock, "bank", "w", &f, 10, 1);
+        d.add_many_frames(7, Category::Lock, "bank", "w", &f, 5, 1);
+        d.add_many_frames(3, Category::Idle, "srv", "t", &g, 1, 1);
+        // A third distinct stack is over the bound: dropped and counted.
+        d.add_many_frames(3, Category::Lock, "srv", "t", &f, 1, 4);
+        let (got, dropped) = d.take();
+        assert_eq!(dropped, 4);
+        assert_eq!(got.iter().map(|x| x.pid).collect::<Vec<_>>(), vec![3, 7]);
+        assert_eq!(got[1].process, "bank");
+        assert_eq!(got[1].profile.totals(false), (15, 2));
+        let (again, dropped) = d.take();
+        assert!(again.is_empty() && dropped == 0);
+        d.add_many_frames(9, Category::Lock, "x", "t", &f, 1, 1);
+        assert_eq!(d.take().0.len(), 1);
     }
 
     #[test]

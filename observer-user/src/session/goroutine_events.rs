@@ -25,6 +25,7 @@ impl Session {
         };
         let mut profile = GoroutineColumn {
             folded: &mut self.folded,
+            otlp: self.otlp.as_mut().map(|o| (w.tgid, o)),
             process: &process,
             container,
             blocked_ns: 0,
@@ -200,6 +201,7 @@ impl Session {
             };
             let mut profile = GoroutineColumn {
                 folded: &mut self.folded,
+                otlp: self.otlp.as_mut().map(|o| (pid, o)),
                 process: &process,
                 container: t.identity.clone(),
                 blocked_ns: 0,
@@ -242,6 +244,8 @@ impl Session {
 /// process (goids would make every stack unique).
 struct GoroutineColumn<'a> {
     folded: &'a mut BlockedProfile,
+    /// The OTLP export's interval profile, with the process's pid.
+    otlp: Option<(u32, &'a mut crate::output::otlp::OtlpExporter)>,
     process: &'a str,
     container: crate::proc::container::ContainerIdentity,
     /// Blocked (not idle) time added, for the live view's per-process rate.
@@ -267,6 +271,18 @@ impl GoProfile for GoroutineColumn<'_> {
             ns,
             count,
         );
+        if let Some((pid, o)) = self.otlp.as_mut() {
+            o.profile_sample(
+                *pid,
+                &self.container,
+                category,
+                self.process,
+                "goroutines",
+                frames,
+                ns,
+                count,
+            );
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod kernel_adapters;
 mod lifecycle;
 mod live;
 mod lock_holds;
+mod otlp_hooks;
 mod short_stacks;
 mod waits;
 mod watched;
@@ -96,6 +97,8 @@ pub struct SessionOptions {
     pub live: bool,
     /// Alertmanager v2 endpoints to post alerts to.
     pub alertmanager: Vec<String>,
+    /// Export alerts and profiles over OTLP (`--otlp-endpoint`).
+    pub otlp: Option<crate::output::otlp::OtlpConfig>,
 }
 
 /// How a session ended.
@@ -157,6 +160,8 @@ pub struct Session {
     /// Threads' homes and their stalls away from them.
     home_stalls: home_stalls::HomeStalls,
     alertmanager: Option<crate::output::alertmanager::Alertmanager>,
+    /// The OTLP export, with the blocked time gathered since its last profiles.
+    otlp: Option<crate::output::otlp::OtlpExporter>,
 }
 
 /// How often the live view is redrawn.
@@ -172,6 +177,13 @@ impl Session {
                 AlertSink::open_rotating(path, max_bytes, keep, quiet)?
             }
             (path, _) => AlertSink::open(path, quiet)?,
+        };
+        let otlp = match opts.otlp.clone() {
+            Some(c) => Some(crate::output::otlp::OtlpExporter::start(
+                c,
+                opts.metrics.clone(),
+            )?),
+            None => None,
         };
         let wait_stack_worker = match probes.in_flight_table() {
             Ok(table) => {
@@ -215,6 +227,7 @@ impl Session {
             wait_stack_worker,
             wait_stack_counts: Default::default(),
             home_stalls: home_stalls::HomeStalls::default(),
+            otlp,
         })
     }
 
@@ -246,6 +259,12 @@ impl Session {
         let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let mut live_tick = tokio::time::interval(LIVE_INTERVAL);
         let mut go_duty_tick = tokio::time::interval(GO_DUTY_INTERVAL);
+        let otlp_interval = self
+            .otlp
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |o| o.interval());
+        let mut otlp_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + otlp_interval, otlp_interval);
         let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
         let sleep_until = async {
             match deadline {
@@ -292,6 +311,9 @@ impl Session {
                 }
                 _ = go_duty_tick.tick(), if self.go_duty_active() => {
                     self.tick_go_duty();
+                }
+                _ = otlp_tick.tick(), if self.otlp.is_some() => {
+                    self.otlp_export_profiles();
                 }
                 _ = live_tick.tick(), if self.live.is_some() => {
                     self.draw_live();
@@ -528,6 +550,10 @@ impl Session {
         if !self.opts.quiet {
             crate::util::stderr::text(&self.summary_text(&counters));
         }
+        // Last: local outputs are written before the (bounded) wait for the collector.
+        if let Some(o) = self.otlp.take() {
+            o.finish();
+        }
         failed
     }
 
@@ -643,6 +669,7 @@ impl Session {
         if let Some(am) = self.alertmanager.as_mut() {
             am.alert(&alert);
         }
+        self.otlp_alert(&alert);
         self.sink.write(&alert);
     }
 

@@ -49,8 +49,6 @@ impl Session {
         lock: bool,
     ) {
         let category = category(key.class, lock);
-        let container = self.container_of(key.tgid);
-        let process = (process, &container);
         let comm = crate::kernel::events::comm_str(&key.comm);
         let label = wait_label(key.class, key.lock_kind, self.opts.report_idle);
         let with_label = |mut frames: Vec<Frame>| {
@@ -67,7 +65,8 @@ impl Session {
             self.short_stacks.waits_full += value.count;
             for share in shares {
                 let frames = with_label(share.stack);
-                self.folded.add_many_frames(
+                self.profile_add(
+                    key.tgid,
                     category,
                     process,
                     &comm,
@@ -87,7 +86,8 @@ impl Session {
         frames.push(Frame::named(PARTIAL_STACK));
         self.short_stacks.waits_partial += value.count;
         let frames = with_label(frames);
-        self.folded.add_many_frames(
+        self.profile_add(
+            key.tgid,
             category,
             process,
             &comm,

@@ -49,32 +49,19 @@ impl Session {
         }
         let in_kernel = w.class == wait_class::UNINTERRUPTIBLE;
         let cat = category(w.class, is_lock);
-        let container = self.container_of(w.tgid);
         self.live_state.long_waits.thread(cat);
         if in_kernel {
             // Long waits in the kernel are in the profile like lock waits, under the
             // kernel frames they waited in.
             let frames = self.with_kernel_frames(stack_frames.clone(), w.kstack_id);
-            self.folded.add_frames(
-                cat,
-                (process.as_str(), &container),
-                &comm,
-                &frames,
-                w.duration_ns,
-            );
+            self.profile_add(w.tgid, cat, &process, &comm, &frames, w.duration_ns, 1);
         } else if is_lock || self.opts.report_idle {
             let mut frames = stack_frames.clone();
             let class = if is_lock { wait_class::LOCK } else { w.class };
             if let Some(label) = wait_label(class, w.lock_kind, self.opts.report_idle) {
                 frames.insert(0, label);
             }
-            self.folded.add_frames(
-                cat,
-                (process.as_str(), &container),
-                &comm,
-                &frames,
-                w.duration_ns,
-            );
+            self.profile_add(w.tgid, cat, &process, &comm, &frames, w.duration_ns, 1);
         }
         let (waker_tid, waker_comm, waker_frames) = match verdict.waker_tid {
             Some(waker) => (
@@ -375,9 +362,7 @@ impl Session {
             let process = self.process_name(e.tgid);
             let cat = category(e.class, short_waits_are_lock(e.class, self.is_go(e.tgid)));
             let ns = now.saturating_sub(e.start_ns);
-            let container = self.container_of(e.tgid);
-            self.folded
-                .add_frames(cat, (process.as_str(), &container), &comm, &frames, ns);
+            self.profile_add(e.tgid, cat, &process, &comm, &frames, ns, 1);
         }
     }
 }

@@ -91,6 +91,16 @@ impl Metrics {
         }
         family(
             &mut out,
+            "observer_export_failures_total",
+            "counter",
+            "Requests an export sink could not deliver after its retries, and items it dropped \
+             (queue full), by sink (alertmanager, otlp).",
+        );
+        for (sink, n) in &r.export_failures {
+            let _ = writeln!(out, "observer_export_failures_total{{sink=\"{sink}\"}} {n}");
+        }
+        family(
+            &mut out,
             "observer_metrics_series_dropped_total",
             "counter",
             "Metric updates refused because the per-process series limit was reached.",
@@ -100,16 +110,6 @@ impl Metrics {
             "observer_metrics_series_dropped_total {}",
             r.series_dropped
         );
-        family(
-            &mut out,
-            "observer_export_failures_total",
-            "counter",
-            "Alerts or records an export sink (alertmanager, otlp) could not deliver: refused, \
-             unreachable or timed out after its retries, or dropped from its full queue.",
-        );
-        for (sink, n) in &r.export_failures {
-            let _ = writeln!(out, "observer_export_failures_total{{sink=\"{sink}\"}} {n}");
-        }
         family(
             &mut out,
             "observer_alerts_by_kind_total",
@@ -457,6 +457,19 @@ observer_go_processes 1
         let text = m.render();
         assert!(text.contains("observer_export_failures_total{sink=\"alertmanager\"} 5\n"));
         assert!(text.contains("observer_export_failures_total{sink=\"otlp\"} 0\n"));
+    }
+
+    #[test]
+    fn export_failures_start_at_zero_per_sink() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains("observer_export_failures_total{sink=\"alertmanager\"} 0\n"));
+        assert!(text.contains("observer_export_failures_total{sink=\"otlp\"} 0\n"));
+        m.export_failures("otlp", 2);
+        m.export_failures("otlp", 1);
+        assert!(m
+            .render()
+            .contains("observer_export_failures_total{sink=\"otlp\"} 3\n"));
     }
 
     #[test]

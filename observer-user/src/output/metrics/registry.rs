@@ -212,6 +212,14 @@ impl Metrics {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `n` items (requests, or alerts or profiles dropped) a sink could not deliver.
+    pub fn export_failures(&self, sink: &'static str, n: u64) {
+        let mut reg = self.lock();
+        if let Some(v) = reg.export_failures.get_mut(sink) {
+            *v = v.saturating_add(n);
+        }
+    }
+
     /// Adds `count` waits totalling `total_ns` (deltas, e.g. one drain of the kernel aggregates).
     pub fn wait(&self, pid: u32, comm: &str, kind: WaitKind, count: u64, total_ns: u64) {
         if count == 0 && total_ns == 0 {
@@ -293,14 +301,6 @@ impl Metrics {
             in_flight,
             stacks_missing,
         };
-    }
-
-    /// `n` more things export sink `sink` (one of [`EXPORT_SINKS`]) could not deliver.
-    pub fn export_failures(&self, sink: &'static str, n: u64) {
-        let mut reg = self.lock();
-        // A sink not listed is a programming error; its count still shows rather than vanishing.
-        let count = reg.export_failures.entry(sink).or_insert(0);
-        *count = count.saturating_add(n);
     }
 
     /// A degraded period of `reason` began (`observer_degraded_total`).

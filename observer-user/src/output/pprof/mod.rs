@@ -212,14 +212,14 @@ fn to_i64(v: u64) -> i64 {
 
 /// The wait reason of a pseudo-frame like `[chan receive]`; `[unknown]` is a missing frame, not
 /// a reason.
-fn wait_reason(frame: &str) -> Option<&str> {
+pub(crate) fn wait_reason(frame: &str) -> Option<&str> {
     let inner = frame.strip_prefix('[')?.strip_suffix(']')?;
     let nested = inner.contains('[') || inner.contains(']');
     (!inner.is_empty() && !nested && inner != "unknown").then_some(inner)
 }
 
 /// Splits `name (file:line)` or `name (file)`; anything else is all name.
-fn parse_frame(frame: &str) -> (&str, &str, i64) {
+pub(crate) fn parse_frame(frame: &str) -> (&str, &str, i64) {
     let whole = (frame, "", 0);
     let Some(body) = frame.strip_suffix(')') else {
         return whole;
