@@ -271,6 +271,7 @@ fn sample_stack(
                 let v = AggValue {
                     count: weight,
                     total_ns: ns,
+                    bins: [0; observer_common::AGG_BINS],
                 };
                 if samples
                     .insert(&*key, &v, aya_ebpf::bindings::BPF_NOEXIST as u64)

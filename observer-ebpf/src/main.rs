@@ -26,7 +26,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use observer_common::{counter, AggKey, AggValue, InFlight, MAX_AWAY_STALLED};
+use observer_common::{agg_bin, counter, AggKey, AggValue, InFlight, AGG_BINS, MAX_AWAY_STALLED};
 
 /// Waits at least this long are sent as events instead of being summed in `AGG0`/`AGG1`.
 #[no_mangle]
@@ -147,12 +147,22 @@ fn aggregate_wait<K>(
         Some(v) => unsafe {
             (*v).count += 1;
             (*v).total_ns += duration_ns;
+            // agg_bin is < AGG_BINS by construction; the check keeps the verifier sure of it.
+            let bin = agg_bin(duration_ns);
+            if bin < AGG_BINS {
+                (*v).bins[bin] += 1;
+            }
         },
         None => {
-            let v = AggValue {
+            let mut v = AggValue {
                 count: 1,
                 total_ns: duration_ns,
+                bins: [0; AGG_BINS],
             };
+            let bin = agg_bin(duration_ns);
+            if bin < AGG_BINS {
+                v.bins[bin] = 1;
+            }
             if map
                 .insert(key, &v, aya_ebpf::bindings::BPF_NOEXIST as u64)
                 .is_err()
@@ -178,6 +188,12 @@ fn add_after_lost_race<K>(
         Some(slot) => unsafe {
             (*slot).count += v.count;
             (*slot).total_ns = (*slot).total_ns.saturating_add(v.total_ns);
+            // Not the hot path (a lost insert race); bounded loop over a constant length.
+            let mut i = 0;
+            while i < AGG_BINS {
+                (*slot).bins[i] += v.bins[i];
+                i += 1;
+            }
         },
         None => {
             bump(drop_counter);

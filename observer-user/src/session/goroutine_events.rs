@@ -17,7 +17,7 @@ impl Session {
     pub(super) fn on_go_wait(&mut self, w: &GoWaitEvent) {
         let process = self.process_name(w.tgid);
         if let Some(m) = &self.opts.metrics {
-            m.wait(w.tgid, &process, WaitKind::Goroutine, 1, w.duration_ns);
+            m.wait(w.tgid, &process, WaitKind::Goroutine, w.duration_ns);
         }
         let Some(go) = self.watched.get_mut(&w.tgid).and_then(|t| t.go.as_mut()) else {
             return;
