@@ -182,6 +182,11 @@ fn parse_ring_size(text: &str) -> Result<u32, String> {
 
 #[derive(Debug, Args, Clone)]
 pub struct ObserveOpts {
+    /// Read options from a TOML file: keys are long option names without the dashes, e.g.
+    /// `stall-after = "5s"`, `report-idle = true`, `comm = "^db"`; options given on the command
+    /// line win. See README "Config file" and deploy/observer.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Report lock waits at least this long (lock_hold alerts: one per hold), e.g. 250ms, 2s.
     /// Shorter waits are only summed into the profile (--folded).
     #[arg(long, value_name = "DUR", default_value = "100ms", value_parser = parse_duration)]

@@ -769,3 +769,82 @@ fn wait_histogram_reaches_prometheus() {
     let run = observer.wait(TIMEOUT);
     assert_eq!(run.exit_code(), Some(0), "{}", run.report());
 }
+
+/// `observer sidecar --config FILE`: the selection, alert path, metrics address, duration and
+/// stall limit come from the file, and an option on the command line wins over it (the file's
+/// `stall-after = "60s"` would raise no stall within the run; the command line's 1s does).
+#[test]
+fn options_come_from_a_config_file_and_the_command_line_wins() {
+    require_root();
+    let ws = Workspace::new("sidecar-config");
+    let (binary, comm) = unique_target(&ws, "deadlock");
+    let target = Target::spawn(&binary, &["0"]);
+    let pid = target.pid();
+    let metrics_port = free_port();
+    let alerts = ws.path("from-config.jsonl");
+    let config = ws.path("observer.toml");
+    fs::write(
+        &config,
+        format!(
+            "# sidecar options\ncomm = \"^{comm}$\"\nalerts = \"{}\"\nmetrics_addr = \"127.0.0.1:{metrics_port}\"\n\
+             duration = \"8s\"\nstall-after = \"60s\"\nthreshold = \"100ms\"\nquiet = true\nno-go = false\n",
+            alerts.display()
+        ),
+    )
+    .unwrap();
+    let observer = ObserverCmd::raw(&["sidecar"])
+        .opt("--config", config.to_str().unwrap())
+        .opt("--stall-after", "1s")
+        .spawn(&ws);
+    let mut body = String::new();
+    let served = wait_until(TIMEOUT, || {
+        if let Ok((200, _, b)) = http_get(metrics_port, "/metrics") {
+            body = b;
+        }
+        body.contains(&format!(
+            "observer_alerts_total{{pid=\"{pid}\",comm=\"{comm}\",kind=\"deadlock\"}}"
+        ))
+    });
+    assert!(
+        served,
+        "no deadlock counted on the config file's metrics address {metrics_port}:\n{body}\n{}",
+        observer.stderr_so_far()
+    );
+    // --duration 8s from the file ends the run.
+    let run = observer.wait(TIMEOUT);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.report());
+    let written = alerts_so_far(&alerts);
+    let of_kind = |kind: &str| {
+        written
+            .iter()
+            .filter(|a| str_field(a, "kind") == Some(kind))
+            .count()
+    };
+    assert!(
+        of_kind("deadlock") >= 1 && of_kind("stall") >= 2,
+        "expected a deadlock and the two stalls (stall-after 1s from the command line) in {}:\n{written:?}\n{}",
+        alerts.display(),
+        run.report()
+    );
+    // comm from the file: only the target.
+    assert!(
+        written
+            .iter()
+            .all(|a| u64_field(a, "pid") == Some(pid.into())),
+        "{written:?}"
+    );
+    // quiet from the file: no alert lines on stderr.
+    assert!(!run.stderr.contains("deadlock   tid"), "{}", run.stderr);
+
+    // A bad key stops observer before it starts, naming the file, line and key.
+    fs::write(&config, "quiet = true\nstall-afte = \"5s\"\n").unwrap();
+    let run = ObserverCmd::raw(&["sidecar"])
+        .opt("--config", config.to_str().unwrap())
+        .run_to_end(&ws, TIMEOUT);
+    assert_eq!(run.exit_code(), Some(2), "{}", run.report());
+    let expected = format!(
+        "observer: {}: line 2: key `stall-afte`: unknown option (did you mean `stall-after`?)",
+        config.display()
+    );
+    assert!(run.stderr.contains(&expected), "{}", run.report());
+}
