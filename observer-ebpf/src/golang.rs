@@ -277,7 +277,7 @@ fn sample_stack(
                     .insert(&*key, &v, aya_ebpf::bindings::BPF_NOEXIST as u64)
                     .is_err()
                 {
-                    add_after_lost_race(samples, &*key, &v, counter::GO_AGG_DROPPED);
+                    add_after_lost_race(samples, &*key, &v, None, counter::GO_AGG_DROPPED);
                 }
             }
         }
