@@ -17,7 +17,8 @@ use crate::util::duration::parse_duration;
     long_about = None,
     after_help = "Common options of watch and run: --threshold DUR (report lock waits at least \
                   this long, default 100ms), --stall-after DUR (default 5s), --duration DUR, \
-                  --alerts PATH, --folded PATH, --pprof PATH, --svg PATH; see `observer watch --help`.\n\n\
+                  --alerts PATH, --folded PATH, --pprof PATH, --svg PATH, --config FILE (options \
+                  from a TOML file); see `observer watch --help`.\n\n\
                   Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE. \
                   Alerts are JSON lines (see README, 'Alert schema')."
 )]
