@@ -340,6 +340,101 @@ pub struct AggKey {
 pub struct AggValue {
     pub count: u64,
     pub total_ns: u64,
+    /// Waits per duration bin (`agg_bin`), so the metrics' wait-time histogram stays exact for
+    /// waits summed here. u32: a bin counts one key's waits on one CPU between two drains.
+    /// (64 bytes more per entry and CPU: the maps are preallocated, see README Limits.)
+    /// Only `aggregate_wait` fills them; the sampled Go stacks leave them 0.
+    pub bins: [u32; AGG_BINS],
+}
+
+/// Upper bounds (inclusive, ns) of the aggregate's duration bins, 1 ms to 60 s: the metrics'
+/// histogram bounds. Bin `AGG_BOUNDS_NS.len()` holds the waits above the last bound. All of
+/// them, not only those below --threshold: waits no alert wants (idle waits without
+/// --report-idle) are summed here whatever their length.
+pub const AGG_BOUNDS_NS: [u64; 15] = [
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+    60_000_000_000,
+];
+pub const AGG_BINS: usize = AGG_BOUNDS_NS.len() + 1;
+
+/// The bin of a wait of `ns`: how many bounds are below it. Four compares (a binary search
+/// unrolled on constants), for the sched_waking hot path.
+#[inline(always)]
+pub const fn agg_bin(ns: u64) -> usize {
+    if ns <= 250_000_000 {
+        if ns <= 10_000_000 {
+            if ns <= 2_500_000 {
+                if ns <= 1_000_000 {
+                    0
+                } else {
+                    1
+                }
+            } else {
+                if ns <= 5_000_000 {
+                    2
+                } else {
+                    3
+                }
+            }
+        } else {
+            if ns <= 50_000_000 {
+                if ns <= 25_000_000 {
+                    4
+                } else {
+                    5
+                }
+            } else {
+                if ns <= 100_000_000 {
+                    6
+                } else {
+                    7
+                }
+            }
+        }
+    } else {
+        if ns <= 5_000_000_000 {
+            if ns <= 1_000_000_000 {
+                if ns <= 500_000_000 {
+                    8
+                } else {
+                    9
+                }
+            } else {
+                if ns <= 2_500_000_000 {
+                    10
+                } else {
+                    11
+                }
+            }
+        } else {
+            if ns <= 30_000_000_000 {
+                if ns <= 10_000_000_000 {
+                    12
+                } else {
+                    13
+                }
+            } else {
+                if ns <= 60_000_000_000 {
+                    14
+                } else {
+                    15
+                }
+            }
+        }
+    }
 }
 
 /// Registers and a copy of the user stack from `sp` upwards.

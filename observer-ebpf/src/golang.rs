@@ -271,12 +271,13 @@ fn sample_stack(
                 let v = AggValue {
                     count: weight,
                     total_ns: ns,
+                    bins: [0; observer_common::AGG_BINS],
                 };
                 if samples
                     .insert(&*key, &v, aya_ebpf::bindings::BPF_NOEXIST as u64)
                     .is_err()
                 {
-                    add_after_lost_race(samples, &*key, &v, counter::GO_AGG_DROPPED);
+                    add_after_lost_race(samples, &*key, &v, None, counter::GO_AGG_DROPPED);
                 }
             }
         }

@@ -26,7 +26,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use observer_common::{counter, AggKey, AggValue, InFlight, MAX_AWAY_STALLED};
+use observer_common::{agg_bin, counter, AggKey, AggValue, InFlight, AGG_BINS, MAX_AWAY_STALLED};
 
 /// Waits at least this long are sent as events instead of being summed in `AGG0`/`AGG1`.
 #[no_mangle]
@@ -133,7 +133,9 @@ fn agg_side() -> u32 {
     AGG_SIDE.get(0).copied().unwrap_or(0) & 1
 }
 
-/// Adds one wait to a per-CPU (key -> count, total ns) aggregate; a full map is counted in
+const _: () = assert!(AGG_BINS.is_power_of_two());
+
+/// Adds one wait to a per-CPU (key -> count, total ns, bins) aggregate; a full map is counted in
 /// `drop_counter`, never silent.
 #[inline(always)]
 fn aggregate_wait<K>(
@@ -142,35 +144,42 @@ fn aggregate_wait<K>(
     duration_ns: u64,
     drop_counter: u32,
 ) {
+    // agg_bin is below AGG_BINS by construction; the mask (a power of two) shows the verifier
+    // without a branch.
+    let bin = agg_bin(duration_ns) & (AGG_BINS - 1);
     match map.get_ptr_mut(key) {
         // SAFETY: this CPU's slot of a per-CPU value.
         Some(v) => unsafe {
             (*v).count += 1;
             (*v).total_ns += duration_ns;
+            (*v).bins[bin] += 1;
         },
         None => {
-            let v = AggValue {
+            let mut v = AggValue {
                 count: 1,
                 total_ns: duration_ns,
+                bins: [0; AGG_BINS],
             };
+            v.bins[bin] = 1;
             if map
                 .insert(key, &v, aya_ebpf::bindings::BPF_NOEXIST as u64)
                 .is_err()
             {
-                add_after_lost_race(map, key, &v, drop_counter);
+                add_after_lost_race(map, key, &v, Some(bin), drop_counter);
             }
         }
     }
 }
 
 /// An insert of a new key failed: another CPU may have inserted the same key between our
-/// lookup and our insert (EEXIST), in which case the wait is added to it; only a full map
-/// loses it, and that is counted.
+/// lookup and our insert (EEXIST), in which case the wait is added to it (in duration bin
+/// `bin`, if the map keeps bins); only a full map loses it, and that is counted.
 #[inline(always)]
 fn add_after_lost_race<K>(
     map: &PerCpuHashMap<K, AggValue>,
     key: &K,
     v: &AggValue,
+    bin: Option<usize>,
     drop_counter: u32,
 ) {
     match map.get_ptr_mut(key) {
@@ -178,6 +187,9 @@ fn add_after_lost_race<K>(
         Some(slot) => unsafe {
             (*slot).count += v.count;
             (*slot).total_ns = (*slot).total_ns.saturating_add(v.total_ns);
+            if let Some(bin) = bin {
+                (*slot).bins[bin & (AGG_BINS - 1)] += v.count as u32;
+            }
         },
         None => {
             bump(drop_counter);

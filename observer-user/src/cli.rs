@@ -17,7 +17,8 @@ use crate::util::duration::parse_duration;
     long_about = None,
     after_help = "Common options of watch and run: --threshold DUR (report lock waits at least \
                   this long, default 100ms), --stall-after DUR (default 5s), --duration DUR, \
-                  --alerts PATH, --folded PATH, --pprof PATH, --svg PATH; see `observer watch --help`.\n\n\
+                  --alerts PATH, --folded PATH, --pprof PATH, --svg PATH, --config FILE (options \
+                  from a TOML file); see `observer watch --help`.\n\n\
                   Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE. \
                   Alerts are JSON lines (see README, 'Alert schema')."
 )]
@@ -193,6 +194,11 @@ fn parse_ring_size(text: &str) -> Result<u32, String> {
 
 #[derive(Debug, Args, Clone)]
 pub struct ObserveOpts {
+    /// Read options from a TOML file: keys are long option names without the dashes, e.g.
+    /// `stall-after = "5s"`, `report-idle = true`, `comm = "^db"`; options given on the command
+    /// line win. See README "Config file" and deploy/observer.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Report lock waits at least this long (lock_hold alerts: one per hold), e.g. 250ms, 2s.
     /// Shorter waits are only summed into the profile (--folded).
     #[arg(long, value_name = "DUR", default_value = "100ms", value_parser = parse_duration)]

@@ -3,7 +3,7 @@
 use std::{io::Write as _, process::ExitCode, time::Instant};
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use observer::{
     cli::{Cli, Command, FilterOpts, ObserveOpts},
     kernel::{
@@ -37,7 +37,15 @@ fn main() -> ExitCode {
             )
         })
         .init();
-    let cli = Cli::parse();
+    let args =
+        match observer::util::config_file::expand(std::env::args_os().collect(), &Cli::command()) {
+            Ok(args) => args,
+            Err(e) => {
+                say!("observer: {}", e);
+                return ExitCode::from(2);
+            }
+        };
+    let cli = Cli::parse_from(args);
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {

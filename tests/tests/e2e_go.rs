@@ -996,3 +996,67 @@ fn goroutine_waits_behind_one_hold_are_one_alert_naming_the_holder() {
         "the releaser's stack must name the function that held the lock\n{report}"
     );
 }
+
+/// The sidecar's wait histogram counts goroutine waits exactly: pingpong.go's hundreds of
+/// thousands of channel parks a second (summed and binned in the kernel) in the 1 ms bucket,
+/// its 3 s mutex wait and 3 s sleep (events) between 2.5 s and 5 s; _count is
+/// observer_waits_total.
+#[test]
+fn goroutine_waits_fill_the_wait_histogram() {
+    let Some(go) = toolchain(GoVersion::Go127, "goroutine_waits_fill_the_wait_histogram") else {
+        return;
+    };
+    let ws = Workspace::new("go-histogram");
+    let binary = ws.build_go(&go, "patterns/pingpong.go", false);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let name = binary.file_name().unwrap().to_string_lossy().into_owned();
+    let _observer = ObserverCmd::raw(&["sidecar", "--quiet", "--go-probe-budget", "none"])
+        .opt("--comm", &format!("^{}$", &name[..name.len().min(15)]))
+        .opt("--metrics-addr", &addr)
+        .spawn(&ws);
+    std::thread::sleep(Duration::from_millis(1500));
+    let target = Target::spawn(&binary, &["30", "stall"]);
+    let pid = target.pid();
+    let comm = name[..name.len().min(15)].to_string();
+    let series = |suffix: &str, le: Option<&str>| {
+        let le = le.map(|l| format!(",le=\"{l}\"")).unwrap_or_default();
+        format!(
+            "observer_wait_duration_seconds{suffix}{{pid=\"{pid}\",comm=\"{comm}\",kind=\"goroutine\"{le}}}"
+        )
+    };
+    let value = |body: &str, series: &str| -> Option<f64> {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let mut body = String::new();
+    let filled = wait_until(TIMEOUT, || {
+        if let Some(b) = std::net::TcpStream::connect(&addr)
+            .ok()
+            .map(|_| http_get(&addr, "/metrics"))
+        {
+            body = b;
+        }
+        let short = value(&body, &series("_bucket", Some("0.001"))).unwrap_or(0.0);
+        let to5 = value(&body, &series("_bucket", Some("5"))).unwrap_or(0.0)
+            - value(&body, &series("_bucket", Some("2.5"))).unwrap_or(0.0);
+        short >= 10_000.0 && to5 >= 2.0
+    });
+    assert!(
+        filled,
+        "no 10,000 goroutine waits <= 1ms and two of 3s in the histogram for pid {pid}:\n{}",
+        body.lines()
+            .filter(|l| l.contains(&format!("pid=\"{pid}\"")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let total = format!("observer_waits_total{{pid=\"{pid}\",comm=\"{comm}\",kind=\"goroutine\"}}");
+    assert_eq!(
+        value(&body, &series("_count", None)),
+        value(&body, &total),
+        "{body}"
+    );
+}

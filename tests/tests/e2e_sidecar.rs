@@ -660,3 +660,191 @@ fn idle_connections_never_delay_a_scrape() {
     );
     assert!(running(&observer), "{}", observer.stderr_so_far());
 }
+
+/// The wait-time histogram, scraped by a real Prometheus, puts a target's known waits in their
+/// buckets (lock_hold.c: "maintenance" holds a lock for 300 ms, sleeping, every second, and
+/// "worker" waits behind it): lock waits past 250 ms and none past 500 ms, and the 300 ms sleeps
+/// themselves, summed and binned in the kernel (idle waits raise no alert), likewise. Its _count
+/// and _sum are the wait counters' values.
+#[test]
+fn wait_histogram_reaches_prometheus() {
+    require_root();
+    let ws = Workspace::new("sidecar-histogram");
+    let (binary, comm) = unique_target(&ws, "lock_hold");
+    let metrics_port = free_port();
+    let observer = ObserverCmd::raw(&["sidecar", "--quiet"])
+        .opt("--comm", &format!("^{comm}$"))
+        .opt("--metrics-addr", &format!("127.0.0.1:{metrics_port}"))
+        .opt("--threshold", "100ms")
+        .alerts(&ws)
+        .spawn(&ws);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Running all along: short waits reach the metrics at drains (every 5 s) of the kernel's
+    // sums, and the sums of a process that has ended are not drained.
+    let target = Target::spawn(&binary, &["60"]);
+    let pid = target.pid();
+    let name = "observer_wait_duration_seconds";
+    let mut body = String::new();
+    let scraped = |body: &str, series: &str| -> Option<f64> {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let le = |kind: &str, le: &str| {
+        format!("{name}_bucket{{pid=\"{pid}\",comm=\"{comm}\",kind=\"{kind}\",le=\"{le}\"}}")
+    };
+    // Two holds of 300 ms, and their 300 ms sleeps drained.
+    let seen = wait_until(TIMEOUT, || {
+        body = http_get(metrics_port, "/metrics")
+            .map(|(_, _, b)| b)
+            .unwrap_or_default();
+        ["lock", "idle"].iter().all(|kind| {
+            let below = scraped(&body, &le(kind, "0.25")).unwrap_or(0.0);
+            scraped(&body, &le(kind, "0.5")).is_some_and(|above| above - below >= 2.0)
+        })
+    });
+    assert!(
+        seen,
+        "no two 300ms lock and idle waits in the histogram after {TIMEOUT:?}:\n{body}\n{}",
+        observer.stderr_so_far()
+    );
+    let value_of = |series: &str| scraped(&body, series);
+    for kind in ["lock", "idle"] {
+        let l = format!("{{pid=\"{pid}\",comm=\"{comm}\",kind=\"{kind}\"}}");
+        let count = value_of(&format!("{name}_count{l}"));
+        assert!(count.is_some(), "no {name}_count{l}:\n{body}");
+        assert_eq!(
+            count,
+            value_of(&format!("observer_waits_total{l}")),
+            "{body}"
+        );
+        assert_eq!(
+            value_of(&format!("{name}_sum{l}")),
+            value_of(&format!("observer_wait_seconds_total{l}")),
+            "{body}"
+        );
+    }
+
+    let prometheus = Prometheus::start(&ws, metrics_port);
+    let bucket = |kind: &str, le: &str| -> Result<f64, String> {
+        let q = format!(
+            "observer_wait_duration_seconds_bucket{{pid=\"{pid}\",kind=\"{kind}\",le=\"{le}\"}}"
+        );
+        let series = prometheus.query(&q)?;
+        match series.as_slice() {
+            [s] => sample_value(s).ok_or_else(|| format!("no value in {s}")),
+            other => Err(format!("{q}: {other:?}")),
+        }
+    };
+    let mut last = Err(String::from("never queried"));
+    let stored = wait_until(TIMEOUT, || {
+        last = bucket("lock", "+Inf");
+        last.is_ok()
+    });
+    assert!(
+        stored,
+        "Prometheus has no lock histogram for pid {pid}: {last:?}\ntargets: {}\n{}",
+        prometheus.targets(),
+        prometheus.log()
+    );
+    for kind in ["lock", "idle"] {
+        let (b25, b50, inf) = (
+            bucket(kind, "0.25").unwrap(),
+            bucket(kind, "0.5").unwrap(),
+            bucket(kind, "+Inf").unwrap(),
+        );
+        assert!(
+            b50 - b25 >= 2.0,
+            "{kind}: {b25} waits <= 250ms, {b50} <= 500ms: the 300ms ones are missing"
+        );
+        if kind == "lock" {
+            // The worker waits behind holds of 300 ms, never longer.
+            assert_eq!(inf, b50, "lock waits over 500ms: {inf} vs {b50}");
+        }
+    }
+    drop(target);
+    // SAFETY: kill(2) on observer, our own unreaped child.
+    unsafe {
+        libc::kill(observer.pid() as libc::pid_t, libc::SIGTERM);
+    }
+    let run = observer.wait(TIMEOUT);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.report());
+}
+
+/// `observer sidecar --config FILE`: the selection, alert path, metrics address, duration and
+/// stall limit come from the file, and an option on the command line wins over it (the file's
+/// `stall-after = "60s"` would raise no stall within the run; the command line's 1s does).
+#[test]
+fn options_come_from_a_config_file_and_the_command_line_wins() {
+    require_root();
+    let ws = Workspace::new("sidecar-config");
+    let (binary, comm) = unique_target(&ws, "deadlock");
+    let target = Target::spawn(&binary, &["0"]);
+    let pid = target.pid();
+    let metrics_port = free_port();
+    let alerts = ws.path("from-config.jsonl");
+    let config = ws.path("observer.toml");
+    fs::write(
+        &config,
+        format!(
+            "# sidecar options\ncomm = \"^{comm}$\"\nalerts = \"{}\"\nmetrics_addr = \"127.0.0.1:{metrics_port}\"\n\
+             duration = \"8s\"\nstall-after = \"60s\"\nthreshold = \"100ms\"\nquiet = true\nno-go = false\n",
+            alerts.display()
+        ),
+    )
+    .unwrap();
+    let observer = ObserverCmd::raw(&["sidecar"])
+        .opt("--config", config.to_str().unwrap())
+        .opt("--stall-after", "1s")
+        .spawn(&ws);
+    let mut body = String::new();
+    let served = wait_until(TIMEOUT, || {
+        if let Ok((200, _, b)) = http_get(metrics_port, "/metrics") {
+            body = b;
+        }
+        body.contains(&format!(
+            "observer_alerts_total{{pid=\"{pid}\",comm=\"{comm}\",kind=\"deadlock\"}}"
+        ))
+    });
+    assert!(
+        served,
+        "no deadlock counted on the config file's metrics address {metrics_port}:\n{body}\n{}",
+        observer.stderr_so_far()
+    );
+    // --duration 8s from the file ends the run.
+    let run = observer.wait(TIMEOUT);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.report());
+    let written = alerts_so_far(&alerts);
+    let of_kind = |kind: &str| {
+        written
+            .iter()
+            .filter(|a| str_field(a, "kind") == Some(kind))
+            .count()
+    };
+    assert!(
+        of_kind("deadlock") >= 1 && of_kind("stall") >= 2,
+        "expected a deadlock and the two stalls (stall-after 1s from the command line) in {}:\n{written:?}\n{}",
+        alerts.display(),
+        run.report()
+    );
+    // comm from the file: only the target.
+    assert!(
+        written
+            .iter()
+            .all(|a| u64_field(a, "pid") == Some(pid.into())),
+        "{written:?}"
+    );
+    // quiet from the file: no alert lines on stderr.
+    assert!(!run.stderr.contains("deadlock   tid"), "{}", run.stderr);
+
+    // A bad key stops observer before it starts, naming the file, line and key.
+    fs::write(&config, "quiet = true\nstall-afte = \"5s\"\n").unwrap();
+    let run = ObserverCmd::raw(&["sidecar"])
+        .opt("--config", config.to_str().unwrap())
+        .run_to_end(&ws, TIMEOUT);
+    assert_eq!(run.exit_code(), Some(2), "{}", run.report());
+    let expected = format!(
+        "observer: {}: line 2: key `stall-afte`: unknown option (did you mean `stall-after`?)",
+        config.display()
+    );
+    assert!(run.stderr.contains(&expected), "{}", run.report());
+}

@@ -405,6 +405,7 @@ impl GoWatch {
                 let scaled = AggValue {
                     count: (v.count as f64 * scale).round() as u64,
                     total_ns: (v.total_ns as f64 * scale).round() as u64,
+                    bins: Default::default(),
                 };
                 (k.reason, scaled)
             })

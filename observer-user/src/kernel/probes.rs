@@ -618,6 +618,9 @@ fn drain_per_cpu<K: aya::Pod + Eq>(
             for v in values.iter() {
                 sum.count += v.count;
                 sum.total_ns += v.total_ns;
+                for (s, b) in sum.bins.iter_mut().zip(v.bins) {
+                    *s = s.saturating_add(b);
+                }
             }
             out.push((key, sum));
         }

@@ -17,7 +17,7 @@ impl Session {
     pub(super) fn on_go_wait(&mut self, w: &GoWaitEvent) {
         let process = self.process_name(w.tgid);
         if let Some(m) = &self.opts.metrics {
-            m.wait(w.tgid, &process, WaitKind::Goroutine, 1, w.duration_ns);
+            m.wait(w.tgid, &process, WaitKind::Goroutine, w.duration_ns);
         }
         let container = self.container_of(w.tgid);
         let Some(go) = self.watched.get_mut(&w.tgid).and_then(|t| t.go.as_mut()) else {
@@ -180,6 +180,7 @@ impl Session {
         totals: &[(GoAggKey, AggValue)],
         samples: &[(GoSampleKey, AggValue)],
     ) {
+        self.count_go_short_waits(totals);
         let pids = self.go_pids();
         for pid in pids {
             let process = self.process_name(pid);
@@ -218,6 +219,18 @@ impl Session {
             );
             let blocked_ns = profile.blocked_ns;
             self.live_state.blocked(pid, blocked_ns);
+        }
+    }
+
+    /// Short goroutine waits in the metrics, exact (not scaled for the time the park probes
+    /// were off: the long ones of that time are not counted either), binned by the kernel.
+    fn count_go_short_waits(&self, totals: &[(GoAggKey, AggValue)]) {
+        let Some(m) = &self.opts.metrics else { return };
+        for (key, value) in totals {
+            if self.watched.contains_key(&key.tgid) {
+                let process = self.process_name(key.tgid);
+                m.waits_summed(key.tgid, &process, WaitKind::Goroutine, value);
+            }
         }
     }
 

@@ -42,7 +42,7 @@ impl Session {
             } else {
                 WaitKind::Idle
             };
-            m.wait(w.tgid, &process, kind, 1, w.duration_ns);
+            m.wait(w.tgid, &process, kind, w.duration_ns);
         }
         if is_lock {
             self.live_state.blocked(w.tgid, w.duration_ns);
@@ -323,7 +323,7 @@ impl Session {
             let process = self.process_name(key.tgid);
             if let Some(m) = &self.opts.metrics {
                 let kind = if lock { WaitKind::Lock } else { WaitKind::Idle };
-                m.wait(key.tgid, &process, kind, value.count, value.total_ns);
+                m.waits_summed(key.tgid, &process, kind, &value);
             }
             if lock {
                 self.live_state.blocked(key.tgid, value.total_ns);

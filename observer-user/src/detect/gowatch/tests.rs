@@ -3,7 +3,11 @@
 use super::*;
 
 fn agg(count: u64, total_ns: u64) -> AggValue {
-    AggValue { count, total_ns }
+    AggValue {
+        count,
+        total_ns,
+        ..Default::default()
+    }
 }
 
 /// The kernel's goroutine tables, as a test lays them out.

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use super::histogram::BOUNDS_NS;
 use super::registry::{Metrics, Process, WaitFamily, WaitKind};
 
 /// The labels of every per-process series: `pid`, `comm` and, in a container, `container_id`
@@ -154,6 +155,7 @@ impl Metrics {
                 }
             }
         }
+        wait_histograms(&mut out, &labels);
         family(
             &mut out,
             "observer_alerts_total",
@@ -235,6 +237,49 @@ impl Metrics {
     }
 }
 
+/// The histogram family, for the processes' label sets (the same ones as every per-process
+/// series, so labels added there flow in); only (process, kind) pairs with waits, like
+/// `observer_waits_total`.
+fn wait_histograms(out: &mut String, labels: &[(u32, &Process, String)]) {
+    const NAME: &str = "observer_wait_duration_seconds";
+    family(
+        out,
+        NAME,
+        "histogram",
+        "Blocking waits by duration, by process and kind (lock, idle, goroutine); _count and \
+         _sum equal observer_waits_total and observer_wait_seconds_total.",
+    );
+    for (_, p, l) in labels {
+        for kind in WaitKind::ALL {
+            let w = &p.waits[kind.index()];
+            if w.count == 0 && w.total_ns == 0 {
+                continue;
+            }
+            let kind = kind.label();
+            let mut cumulative = 0u64;
+            for (bound, n) in BOUNDS_NS.iter().zip(&w.buckets) {
+                cumulative = cumulative.saturating_add(*n);
+                let _ = writeln!(
+                    out,
+                    "{NAME}_bucket{{{l},kind=\"{kind}\",le=\"{}\"}} {cumulative}",
+                    seconds(*bound)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{NAME}_bucket{{{l},kind=\"{kind}\",le=\"+Inf\"}} {}",
+                w.count
+            );
+            let _ = writeln!(
+                out,
+                "{NAME}_sum{{{l},kind=\"{kind}\"}} {}",
+                seconds(w.total_ns)
+            );
+            let _ = writeln!(out, "{NAME}_count{{{l},kind=\"{kind}\"}} {}", w.count);
+        }
+    }
+}
+
 /// A per-process counter family: name, help text, and the value it shows.
 type ProcessFamily = (&'static str, &'static str, fn(&Process) -> u64);
 
@@ -279,15 +324,19 @@ mod tests {
     use super::super::registry::GONE_GRACE;
     use super::*;
     use crate::output::alert::KINDS;
+    use observer_common::{agg_bin, AggValue};
 
     #[test]
     fn golden_exposition() {
         let m = Metrics::with_limits(10, GONE_GRACE);
         m.set_watched(3, 1);
         m.set_drops(1, 2, 3, 4);
-        m.wait(42, "db", WaitKind::Lock, 3, 1_500_000_000);
-        m.wait(42, "db", WaitKind::Lock, 1, 250_000_000);
-        m.wait(42, "db", WaitKind::Idle, 2, 7);
+        m.wait(42, "db", WaitKind::Lock, 500_000_000);
+        m.wait(42, "db", WaitKind::Lock, 1_000_000_000);
+        m.wait(42, "db", WaitKind::Lock, 0);
+        m.wait(42, "db", WaitKind::Lock, 250_000_000);
+        m.wait(42, "db", WaitKind::Idle, 3);
+        m.wait(42, "db", WaitKind::Idle, 4);
         m.alert(42, "db", "deadlock");
         m.alert(42, "db", "stall");
         m.alert(42, "db", "stall");
@@ -305,6 +354,44 @@ observer_waits_total{pid=\"42\",comm=\"db\",kind=\"idle\"} 2
 # TYPE observer_wait_seconds_total counter
 observer_wait_seconds_total{pid=\"42\",comm=\"db\",kind=\"lock\"} 1.75
 observer_wait_seconds_total{pid=\"42\",comm=\"db\",kind=\"idle\"} 0.000000007
+# HELP observer_wait_duration_seconds Blocking waits by duration, by process and kind (lock, idle, goroutine); _count and _sum equal observer_waits_total and observer_wait_seconds_total.
+# TYPE observer_wait_duration_seconds histogram
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"0.001\"} 1
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"0.0025\"} 1
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"0.005\"} 1
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"0.01\"} 1
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"0.025\"} 1
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"0.05\"} 1
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"0.1\"} 1
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"0.25\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"0.5\"} 3
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"1\"} 4
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"2.5\"} 4
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"5\"} 4
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"10\"} 4
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"30\"} 4
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"60\"} 4
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"lock\",le=\"+Inf\"} 4
+observer_wait_duration_seconds_sum{pid=\"42\",comm=\"db\",kind=\"lock\"} 1.75
+observer_wait_duration_seconds_count{pid=\"42\",comm=\"db\",kind=\"lock\"} 4
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"0.001\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"0.0025\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"0.005\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"0.01\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"0.025\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"0.05\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"0.1\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"0.25\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"0.5\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"1\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"2.5\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"5\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"10\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"30\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"60\"} 2
+observer_wait_duration_seconds_bucket{pid=\"42\",comm=\"db\",kind=\"idle\",le=\"+Inf\"} 2
+observer_wait_duration_seconds_sum{pid=\"42\",comm=\"db\",kind=\"idle\"} 0.000000007
+observer_wait_duration_seconds_count{pid=\"42\",comm=\"db\",kind=\"idle\"} 2
 # HELP observer_alerts_total Alerts raised, by process and kind.
 # TYPE observer_alerts_total counter
 observer_alerts_total{pid=\"7\",comm=\"api\",kind=\"go_panic\"} 1
@@ -380,17 +467,21 @@ observer_go_processes 1
     fn exposition_is_well_formed() {
         let m = Metrics::with_limits(100, GONE_GRACE);
         for pid in 1..20 {
-            m.wait(pid, "w\"eird\\comm\n", WaitKind::Goroutine, 1, 1);
+            m.wait(pid, "w\"eird\\comm\n", WaitKind::Goroutine, 1);
             m.alert(pid, "w\"eird\\comm\n", "thread_exit");
         }
         let text = m.render();
         assert!(text.ends_with('\n'));
         let mut declared = std::collections::HashSet::new();
         let mut seen = std::collections::HashSet::new();
+        let mut histograms = std::collections::HashSet::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let name = rest.split(' ').next().unwrap();
                 assert!(declared.insert(name.to_string()), "declared twice: {line}");
+                if rest.ends_with(" histogram") {
+                    histograms.insert(name.to_string());
+                }
                 continue;
             }
             if line.starts_with("# HELP ") {
@@ -399,7 +490,11 @@ observer_go_processes 1
             let (series, value) = line.rsplit_once(' ').expect(line);
             assert!(value.parse::<f64>().is_ok(), "bad value: {line}");
             let name = series.split('{').next().unwrap();
-            assert!(declared.contains(name), "sample before its TYPE: {line}");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| histograms.contains(*f)))
+                .unwrap_or(name);
+            assert!(declared.contains(family), "sample before its TYPE: {line}");
             assert!(seen.insert(series.to_string()), "duplicate series: {line}");
         }
     }
@@ -480,5 +575,68 @@ observer_go_processes 1
         assert_eq!(seconds(1), "0.000000001");
         // Above 2^53 ns an f64 would round; this must not.
         assert_eq!(seconds(u64::MAX), "18446744073.709551615");
+    }
+
+    fn value(line: &str) -> f64 {
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    }
+
+    /// _count and _sum equal the wait counters, per process and kind, with long waits and
+    /// kernel-summed ones mixed; the buckets are cumulative and end at _count.
+    #[test]
+    fn histogram_agrees_with_the_wait_counters() {
+        let m = Metrics::with_limits(10, GONE_GRACE);
+        m.wait(7, "db", WaitKind::Lock, 300_000_000);
+        m.wait(7, "db", WaitKind::Lock, 300_000_000);
+        let mut summed = AggValue {
+            count: 10,
+            total_ns: 9_000_000,
+            ..Default::default()
+        };
+        summed.bins[0] = 9;
+        summed.bins[agg_bin(5_000_000)] = 1;
+        m.waits_summed(7, "db", WaitKind::Lock, &summed);
+        m.waits_summed(7, "db", WaitKind::Idle, &summed);
+        m.wait(8, "go", WaitKind::Goroutine, 90_000_000_000);
+        let text = m.render();
+        let name = "observer_wait_duration_seconds";
+        for (pid, comm, kind) in [(7, "db", "lock"), (7, "db", "idle"), (8, "go", "goroutine")] {
+            let l = format!("{{pid=\"{pid}\",comm=\"{comm}\",kind=\"{kind}\"");
+            let one = |n: &str| {
+                let lines = sample_lines(&text, n);
+                let found: Vec<&String> = lines.iter().filter(|s| s.contains(&l)).collect();
+                assert_eq!(found.len(), 1, "{n}{l}: {text}");
+                value(found[0])
+            };
+            assert_eq!(one(&format!("{name}_count")), one("observer_waits_total"));
+            assert_eq!(
+                one(&format!("{name}_sum")),
+                one("observer_wait_seconds_total")
+            );
+            let buckets: Vec<String> = sample_lines(&text, &format!("{name}_bucket"))
+                .into_iter()
+                .filter(|s| s.contains(&l))
+                .collect();
+            assert_eq!(buckets.len(), BOUNDS_NS.len() + 1);
+            let values: Vec<f64> = buckets.iter().map(|s| value(s)).collect();
+            assert!(values.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+            assert!(buckets[BOUNDS_NS.len()].contains("le=\"+Inf\""));
+            assert_eq!(values[BOUNDS_NS.len()], one(&format!("{name}_count")));
+        }
+        let lock = |le: &str| {
+            let lines = sample_lines(&text, &format!("{name}_bucket"));
+            let want = format!("pid=\"7\",comm=\"db\",kind=\"lock\",le=\"{le}\"}}");
+            value(lines.iter().find(|s| s.contains(&want)).unwrap())
+        };
+        assert_eq!(lock("0.001"), 9.0);
+        assert_eq!(lock("0.005"), 10.0);
+        assert_eq!(lock("0.25"), 10.0);
+        assert_eq!(lock("0.5"), 12.0);
+        assert!(text.contains(&format!(
+            "{name}_bucket{{pid=\"8\",comm=\"go\",kind=\"goroutine\",le=\"60\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "{name}_bucket{{pid=\"8\",comm=\"go\",kind=\"goroutine\",le=\"+Inf\"}} 1\n"
+        )));
     }
 }

@@ -15,6 +15,7 @@
 //! host-wide one starts at 0 for every kind, so an alert rule on it fires on the first deadlock.
 
 mod exposition;
+mod histogram;
 mod registry;
 mod server;
 

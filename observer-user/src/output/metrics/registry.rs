@@ -4,6 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use observer_common::AggValue;
+
+use super::histogram::{bucket_of, buckets_of, BUCKETS};
 use crate::detect::degraded::Reason;
 use crate::output::alert::KINDS;
 
@@ -53,6 +56,8 @@ pub(super) type WaitFamily = (&'static str, &'static str, fn(&WaitTotals) -> Str
 pub(super) struct WaitTotals {
     pub(super) count: u64,
     pub(super) total_ns: u64,
+    /// Waits per histogram bucket, not cumulative (see `histogram.rs`); they add up to `count`.
+    pub(super) buckets: [u64; BUCKETS],
 }
 
 pub(super) struct Process {
@@ -220,8 +225,27 @@ impl Metrics {
         }
     }
 
-    /// Adds `count` waits totalling `total_ns` (deltas, e.g. one drain of the kernel aggregates).
-    pub fn wait(&self, pid: u32, comm: &str, kind: WaitKind, count: u64, total_ns: u64) {
+    /// One wait of `duration_ns` (a long wait, reported as it ended).
+    pub fn wait(&self, pid: u32, comm: &str, kind: WaitKind, duration_ns: u64) {
+        let mut buckets = [0; BUCKETS];
+        buckets[bucket_of(duration_ns)] = 1;
+        self.add_waits(pid, comm, kind, duration_ns, &buckets);
+    }
+
+    /// Waits summed in the kernel (one drain of an aggregate key), binned by duration there.
+    pub fn waits_summed(&self, pid: u32, comm: &str, kind: WaitKind, value: &AggValue) {
+        self.add_waits(pid, comm, kind, value.total_ns, &buckets_of(value));
+    }
+
+    fn add_waits(
+        &self,
+        pid: u32,
+        comm: &str,
+        kind: WaitKind,
+        total_ns: u64,
+        buckets: &[u64; BUCKETS],
+    ) {
+        let count = buckets.iter().fold(0u64, |a, b| a.saturating_add(*b));
         if count == 0 && total_ns == 0 {
             return;
         }
@@ -230,6 +254,9 @@ impl Metrics {
             let w = &mut p.waits[kind.index()];
             w.count = w.count.saturating_add(count);
             w.total_ns = w.total_ns.saturating_add(total_ns);
+            for (b, n) in w.buckets.iter_mut().zip(buckets) {
+                *b = b.saturating_add(*n);
+            }
         }
     }
 
@@ -439,7 +466,7 @@ pub(super) mod tests {
     fn zero_reports_create_no_series_and_a_new_comm_starts_over() {
         let m = Metrics::with_limits(10, GONE_GRACE);
         m.set_blocked(1, "idle", 0, 0);
-        m.wait(1, "idle", WaitKind::Lock, 0, 0);
+        m.waits_summed(1, "idle", WaitKind::Lock, &AggValue::default());
         m.thread_deaths(1, "idle", 0);
         assert!(!m.render().contains("pid=\"1\""));
         m.thread_deaths(1, "idle", 4);
