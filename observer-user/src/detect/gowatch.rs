@@ -16,7 +16,7 @@ use crate::{
     detect::gohold::{GoHoldEpisode, GoHolds, GoWaitEnded},
     detect::goleak::LeakDetector,
     detect::goparked::ParkedTracker,
-    golang::{goroutines, GoBinary, GoError},
+    golang::{goroutines, GoBinary, GoError, GoLabels},
     stacks::resolver::{KernelStacks, StackResolver},
 };
 
@@ -60,6 +60,7 @@ struct PendingPanic {
     time_ns: u64,
     message: Option<String>,
     stack: Vec<Frame>,
+    labels: GoLabels,
 }
 
 /// How long an unrecovered panic may stay pending before it is reported anyway (a panic that
@@ -83,8 +84,9 @@ pub struct GoWatch {
     drained_at: Instant,
     /// Parked goroutines followed across memory snapshots (per-park probes off).
     tracker: ParkedTracker,
-    /// Stacks of snapshot-seen sync waits over the threshold, by (goid, first seen).
-    wait_stacks: HashMap<(u64, u64), Vec<Frame>>,
+    /// Stacks and pprof labels of snapshot-seen sync waits over the threshold, by (goid, first
+    /// seen): both read while the goroutine is still parked.
+    wait_stacks: HashMap<(u64, u64), (Vec<Frame>, GoLabels)>,
     /// When the probes last saw each goroutine's long wait end: a wait they reported while on
     /// is not reported again by the snapshots.
     probe_wait_ends: HashMap<u64, u64>,
@@ -134,6 +136,7 @@ pub enum GoFinding {
         wait_reason: String,
         blocked_ns: u64,
         created_by: Vec<String>,
+        labels: GoLabels,
     },
     /// Goroutines of one creation site pile up on channels or select (`goroutine_leak`).
     Leak {
@@ -142,12 +145,15 @@ pub enum GoFinding {
         count: u64,
         growth: u64,
         window_ns: u64,
+        /// The labels of the goroutine whose stack is the alert's sample.
+        labels: GoLabels,
     },
     /// A panic, recovered or not (`go_panic`).
     Panic {
         goid: u64,
         message: Option<String>,
         recovered: bool,
+        labels: GoLabels,
     },
 }
 
@@ -166,17 +172,19 @@ pub struct GoWaitEpisode {
     pub hold_ns: u64,
     pub waiters: u64,
     pub total_wait_ns: u64,
-    /// (stack, waits, longest), most frequent first.
-    pub waiter_stacks: Vec<(Vec<String>, u64, u64)>,
+    /// (stack, waits, longest, distinct label sets), most frequent first.
+    pub waiter_stacks: Vec<(Vec<String>, u64, u64, Vec<GoLabels>)>,
     pub waiter_stacks_omitted: u64,
+    /// The longest waiter's pprof labels.
+    pub labels: GoLabels,
 }
 
 /// Where goroutine blocked time goes: the session's profile (one column for all goroutines
 /// of the process), a list in tests.
 pub trait GoProfile {
     /// `class`: what the wait reason says the time was (sync waits are blocked time, the
-    /// others idle).
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass);
+    /// others idle); `labels`: the goroutine's pprof labels, when the sample is one wait.
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass, labels: &GoLabels);
 }
 
 /// A finding with the common alert fields that the session completes.
@@ -314,7 +322,8 @@ impl GoWatch {
     ) -> Vec<GoAlert> {
         let reason = self.reason(ev.reason);
         let frames = go_stack_frames(stacks, self.pid, &ev.stack);
-        add_to_profile(profile, &reason, &frames, ev.duration_ns, 1);
+        let labels = self.labels_of(ev.g, ev.goid, Some(ev.labels));
+        add_to_profile(profile, &reason, &frames, ev.duration_ns, 1, &labels);
         if classify_reason(&reason) != ReasonClass::Sync {
             return Vec::new();
         }
@@ -339,6 +348,7 @@ impl GoWatch {
                 .then_some((ev.waker_goid, waker_frames)),
             start_ns: ev.start_ns,
             duration_ns: ev.duration_ns,
+            labels,
         };
         self.holds
             .add(ended)
@@ -407,7 +417,14 @@ impl GoWatch {
                 Some(walked) => go_stack_frames(stacks, self.pid, walked),
                 None => vec![Frame::named("[stack not sampled]")],
             };
-            add_to_profile(profile, &reason, &stack, share.ns, share.count);
+            add_to_profile(
+                profile,
+                &reason,
+                &stack,
+                share.ns,
+                share.count,
+                &GoLabels::new(),
+            );
         }
     }
 
@@ -420,6 +437,7 @@ impl GoWatch {
         let message = go_message(ev);
         self.last_panic_message = message.clone().or(self.last_panic_message.take());
         let stack = stacks.resolve_id_frames(probes, self.pid, ev.stack_id);
+        let labels = self.labels_of(ev.g, ev.goid, Some(ev.labels));
         // A nested panic (panicking in a deferred call) replaces the first for this goroutine.
         self.pending_panics.insert(
             ev.goid,
@@ -428,6 +446,7 @@ impl GoWatch {
                 time_ns: ev.time_ns,
                 message,
                 stack,
+                labels,
             },
         );
     }
@@ -508,6 +527,7 @@ impl GoWatch {
                         continue;
                     };
                     self.stalls_reported.insert((*goid, p.start_ns));
+                    let labels = self.labels_of(p.g, *goid, None);
                     alerts.push(GoAlert {
                         tid: 0,
                         time_ns: None,
@@ -518,6 +538,7 @@ impl GoWatch {
                             wait_reason: reason,
                             blocked_ns: age,
                             created_by: self.created_by(stacks, p.gopc),
+                            labels,
                         },
                     });
                 }
@@ -527,11 +548,14 @@ impl GoWatch {
         }
         self.stalls_reported.retain(|k| live.contains(k));
         for finding in self.leaks.sample(now_ns, sites) {
-            let sample = parked
+            let (sample, labels) = parked
                 .iter()
                 .filter(|(_, p)| p.gopc == finding.gopc)
                 .take(LEAK_SAMPLE_TRIES)
-                .find_map(|(goid, p)| self.parked_stack(*goid, p, stacks))
+                .find_map(|(goid, p)| {
+                    let stack = self.parked_stack(*goid, p, stacks)?;
+                    Some((stack, self.labels_of(p.g, *goid, None)))
+                })
                 .unwrap_or_default();
             alerts.push(GoAlert {
                 tid: 0,
@@ -544,6 +568,7 @@ impl GoWatch {
                     count: finding.count,
                     growth: finding.growth,
                     window_ns: finding.window_ns,
+                    labels,
                 },
             });
         }
@@ -576,9 +601,10 @@ fn episode_alert(e: GoHoldEpisode) -> GoAlert {
             waiter_stacks: e
                 .waiter_stacks
                 .into_iter()
-                .map(|s| (names(&s.stack), s.count, s.longest_ns))
+                .map(|s| (names(&s.stack), s.count, s.longest_ns, s.label_sets))
                 .collect(),
             waiter_stacks_omitted: e.waiter_stacks_omitted,
+            labels: w.labels,
         })),
         stack: w.stack,
         more_frames: vec![("waker_stack", waker_frames)],
@@ -595,6 +621,7 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
             goid,
             message: p.message,
             recovered,
+            labels: p.labels,
         },
     }
 }
@@ -741,7 +768,14 @@ fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
 }
 
 /// Goroutine waits in the profile: the wait reason as the innermost frame.
-fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns: u64, count: u64) {
+fn add_to_profile(
+    profile: &mut dyn GoProfile,
+    reason: &str,
+    stack: &[Frame],
+    ns: u64,
+    count: u64,
+    labels: &GoLabels,
+) {
     let mut frames = Vec::with_capacity(stack.len() + 1);
     frames.push(Frame::named(format!("[{reason}]")));
     if stack.is_empty() {
@@ -749,9 +783,10 @@ fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns
     } else {
         frames.extend(stack.iter().cloned());
     }
-    profile.add(&frames, ns, count, classify_reason(reason));
+    profile.add(&frames, ns, count, classify_reason(reason), labels);
 }
 
+mod labels;
 mod snapshot;
 
 #[cfg(test)]

@@ -152,8 +152,9 @@ fn one_line_raw(a: &Alert) -> String {
             p.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
         ),
         AlertDetail::GoroutineWait(g) => format!(
-            "observer: goroutine_wait goroutine {} waited {} on {} in {}{}; released by goroutine {} in {}",
+            "observer: goroutine_wait goroutine {}{} waited {} on {} in {}{}; released by goroutine {} in {}",
             g.goid,
+            labels_text(&g.labels),
             human(std::time::Duration::from_nanos(g.duration_ns)),
             g.wait_reason,
             top(&a.stack),
@@ -166,23 +167,26 @@ fn one_line_raw(a: &Alert) -> String {
             top(&g.waker_stack)
         ),
         AlertDetail::GoroutineStall(g) => format!(
-            "observer: goroutine_stall goroutine {} blocked {} on {} in {}",
+            "observer: goroutine_stall goroutine {}{} blocked {} on {} in {}",
             g.goid,
+            labels_text(&g.labels),
             human(std::time::Duration::from_nanos(g.blocked_ns)),
             g.wait_reason,
             top(&a.stack)
         ),
         AlertDetail::GoroutineLeak(g) => format!(
-            "observer: goroutine_leak {} goroutines (+{} in {}) parked on {} created by {}",
+            "observer: goroutine_leak {} goroutines (+{} in {}) parked on {} created by {}{}",
             g.count,
             g.growth,
             human(std::time::Duration::from_nanos(g.window_ns)),
             g.wait_reason,
-            top(&g.created_by)
+            top(&g.created_by),
+            labels_text(&g.labels)
         ),
         AlertDetail::GoPanic(g) => format!(
-            "observer: go_panic   goroutine {} panicked{} in {}{}",
+            "observer: go_panic   goroutine {}{} panicked{} in {}{}",
             g.goid,
+            labels_text(&g.labels),
             g.message.as_ref().map(|m| format!(" ({m:?})")).unwrap_or_default(),
             top(&a.stack),
             if g.recovered { "; recovered and swallowed" } else { "" }
@@ -196,6 +200,15 @@ fn one_line_raw(a: &Alert) -> String {
         // Timestamped: a degraded period is read later against what happened meanwhile.
         AlertDetail::Degraded(d) => format!("{} observer: degraded: {}", a.time, d.detail),
     }
+}
+
+/// A goroutine's pprof labels in a text line: ` {"key":"value"}` (JSON-quoted: the values
+/// are the target's), nothing when it has none.
+fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    format!(" {}", serde_json::to_string(labels).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
     detect::goduty::DutyAction,
     detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile, ReasonClass},
+    golang::GoLabels,
     output::alert::{self, AlertDetail},
     output::metrics::WaitKind,
     output::profile::{BlockedProfile, Category},
@@ -245,7 +246,14 @@ struct GoroutineColumn<'a> {
 }
 
 impl GoProfile for GoroutineColumn<'_> {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass) {
+    fn add(
+        &mut self,
+        frames: &[Frame],
+        ns: u64,
+        count: u64,
+        class: ReasonClass,
+        labels: &GoLabels,
+    ) {
         // Sync waits (mutexes, wait groups, semaphores) are blocked time; select, channels,
         // IO wait, sleeps and the runtime's own parks are idle, as a thread's idle waits.
         let category = match class {
@@ -255,8 +263,14 @@ impl GoProfile for GoroutineColumn<'_> {
         if !category.is_idle() {
             self.blocked_ns = self.blocked_ns.saturating_add(ns);
         }
-        self.folded
-            .add_many_frames(category, self.process, "goroutines", frames, ns, count);
+        self.folded.add_labeled_frames(
+            category,
+            self.process,
+            "goroutines",
+            frames,
+            (ns, count),
+            labels,
+        );
     }
 }
 
@@ -277,24 +291,28 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
             waiter_stacks: e
                 .waiter_stacks
                 .into_iter()
-                .map(|(stack, count, longest_ns)| alert::GoWaiterStack {
+                .map(|(stack, count, longest_ns, labels)| alert::GoWaiterStack {
                     stack,
                     count,
                     longest_ns,
+                    labels,
                 })
                 .collect(),
             waiter_stacks_omitted: e.waiter_stacks_omitted,
+            labels: e.labels,
         }),
         GoFinding::Stall {
             goid,
             wait_reason,
             blocked_ns,
             created_by,
+            labels,
         } => AlertDetail::GoroutineStall(alert::GoroutineStall {
             goid,
             wait_reason,
             blocked_ns,
             created_by,
+            labels,
         }),
         GoFinding::Leak {
             created_by,
@@ -302,21 +320,25 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
             count,
             growth,
             window_ns,
+            labels,
         } => AlertDetail::GoroutineLeak(alert::GoroutineLeak {
             created_by,
             wait_reason,
             count,
             growth,
             window_ns,
+            labels,
         }),
         GoFinding::Panic {
             goid,
             message,
             recovered,
+            labels,
         } => AlertDetail::GoPanic(alert::GoPanic {
             goid,
             message,
             recovered,
+            labels,
         }),
     }
 }

@@ -288,11 +288,12 @@ fn go_shapes() {
         goid: 7,
         message: Some("send on closed channel".into()),
         recovered: false,
+        labels: [("request_id".to_string(), "r-42".to_string())].into(),
     }));
     roundtrip(
         &p,
         &format!(
-            r#"{{"kind":"go_panic",{COMMON},"goid":7,"message":"send on closed channel","recovered":false}}"#
+            r#"{{"kind":"go_panic",{COMMON},"goid":7,"message":"send on closed channel","recovered":false,"labels":{{"request_id":"r-42"}}}}"#
         ),
     );
     let s = alert(AlertDetail::GoroutineStall(GoroutineStall {
@@ -300,6 +301,7 @@ fn go_shapes() {
         wait_reason: "sync.WaitGroup.Wait".into(),
         blocked_ns: 6_000_000_000,
         created_by: vec!["main.main (main.go:20)".into()],
+        labels: Default::default(),
     }));
     roundtrip(
         &s,
@@ -313,6 +315,7 @@ fn go_shapes() {
         count: 120,
         growth: 100,
         window_ns: 5_000_000_000,
+        labels: Default::default(),
     }));
     roundtrip(
         &l,
