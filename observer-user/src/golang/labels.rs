@@ -122,9 +122,15 @@ pub(crate) fn read_labels(
     if held == Some(0) {
         return Some(GoLabels::new());
     }
+    // Both fields in one read (they are a few hundred bytes apart in every version).
+    let (lo, hi) = (
+        layout.g_goid.min(layout.g_labels),
+        layout.g_goid.max(layout.g_labels),
+    );
     let head = || -> Option<(u64, u64)> {
-        let word = |off: u64| mem.read(g_addr.checked_add(off)?, 8).map(|b| le64(&b, 0));
-        Some((word(layout.g_goid)?, word(layout.g_labels)?))
+        let bytes = mem.read(g_addr.checked_add(lo)?, (hi - lo) as usize + 8)?;
+        let at = |off: u64| le64(&bytes, (off - lo) as usize);
+        Some((at(layout.g_goid), at(layout.g_labels)))
     };
     let (id, ptr) = head()?;
     if id != goid || held.is_some_and(|h| h != ptr) {

@@ -26,15 +26,17 @@ impl Memory for Fake {
     fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
         let n = self.reads.get() + 1;
         self.reads.set(n);
-        if let Some((after, at, word)) = self.change {
-            if n > after && addr == at && len == 8 {
-                return Some(word.to_le_bytes().to_vec());
-            }
-        }
-        self.regions.iter().find_map(|(&base, bytes)| {
+        let mut out = self.regions.iter().find_map(|(&base, bytes)| {
             let off = usize::try_from(addr.checked_sub(base)?).ok()?;
             bytes.get(off..off.checked_add(len)?).map(<[u8]>::to_vec)
-        })
+        })?;
+        if let Some((after, at, word)) = self.change {
+            if n > after && at >= addr && at + 8 <= addr + len as u64 {
+                let off = (at - addr) as usize;
+                out[off..off + 8].copy_from_slice(&word.to_le_bytes());
+            }
+        }
+        Some(out)
     }
 }
 
@@ -112,8 +114,8 @@ fn no_labels_is_an_empty_set_and_another_goroutine_is_none() {
 #[test]
 fn a_label_set_swapped_while_read_gives_none() {
     let mut mem = slice_process(&[("request_id", "r-42")]);
-    // After the first reads, g.labels points elsewhere (pprof.Do returned, say).
-    mem.change = Some((2, G + 352, 0x50_0000));
+    // After the first read of the g, g.labels points elsewhere (pprof.Do returned, say).
+    mem.change = Some((1, G + 352, 0x50_0000));
     assert_eq!(
         read_labels(&mem, &layout(LabelMapKind::Slice), G, GOID, None),
         None
