@@ -223,6 +223,24 @@ mod tests {
         assert!(line.contains("(x\\x1b]0;owned\\x07\\x0afake)"), "{line}");
     }
 
+    /// Goroutine labels are the target's text: JSON-quoted, and the line stays one line.
+    #[test]
+    fn goroutine_labels_are_quoted_and_escaped() {
+        let json = r#"{"kind":"goroutine_stall","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":0,"comm":"svc","stack":["main.lookup (m.go:3)"],"goid":7,"wait_reason":"sync.Mutex.Lock","blocked_ns":1200000000,"created_by":[],"labels":{"request_id":"r-42\n\u001b[2J","route":"/a\"b"}}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert_eq!(
+            line,
+            r#"observer: goroutine_stall goroutine 7 {"request_id":"r-42\n\u001b[2J","route":"/a\"b"} blocked 1.2s on sync.Mutex.Lock in main.lookup (m.go:3)"#
+        );
+        let unlabeled = json.replace(
+            r#","labels":{"request_id":"r-42\n\u001b[2J","route":"/a\"b"}"#,
+            "",
+        );
+        let line = one_line(&Alert::from_json_line(&unlabeled).unwrap());
+        assert!(line.contains("goroutine 7 blocked"), "{line}");
+    }
+
     /// A degraded line carries its time first: it is read later against what happened then.
     #[test]
     fn a_degraded_line_is_timestamped_and_escaped() {
