@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use super::dwarf::TypeShape;
-use super::elf::le64;
+use super::elf::{le32, le64};
 use super::{GOffsets, GoVersion};
 use crate::proc::memory::read_process_memory;
 
@@ -49,6 +49,8 @@ pub struct LabelsLayout {
     /// Offset of `g.labels`.
     pub g_labels: u64,
     pub g_goid: u64,
+    /// `g.atomicstatus`.
+    pub g_status: u64,
     pub kind: LabelMapKind,
 }
 
@@ -70,6 +72,7 @@ pub(crate) fn layout(
     Some(LabelsLayout {
         g_labels: offsets.g_labels?,
         g_goid: offsets.g_goid,
+        g_status: offsets.g_atomicstatus,
         kind,
     })
 }
@@ -101,7 +104,8 @@ impl Memory for Process {
 /// `held`: the `g.labels` pointer a probe saw at the moment the alert is about (a wait's wake,
 /// a panic). The labels are then read only if the goroutine still holds that very set: one it
 /// set since (a later request's) or one it dropped (whose memory the GC may have reused) gives
-/// `None`, never labels it did not have then. Without it, its labels now (a parked goroutine).
+/// `None`, never labels it did not have then. Without it, the labels of a goroutine parked now
+/// (it must be parked, before and after the read, so that they are those of its wait).
 pub fn goroutine_labels(
     pid: u32,
     layout: &LabelsLayout,
@@ -122,14 +126,17 @@ pub(crate) fn read_labels(
     if held == Some(0) {
         return Some(GoLabels::new());
     }
-    // Both fields in one read (they are a few hundred bytes apart in every version).
-    let (lo, hi) = (
-        layout.g_goid.min(layout.g_labels),
-        layout.g_goid.max(layout.g_labels),
-    );
+    // The fields in one read (they are a few hundred bytes apart in every version).
+    let fields = [layout.g_goid, layout.g_labels, layout.g_status];
+    let lo = fields.into_iter().min().unwrap_or(0);
+    let hi = fields.into_iter().max().unwrap_or(0);
     let head = || -> Option<(u64, u64)> {
         let bytes = mem.read(g_addr.checked_add(lo)?, (hi - lo) as usize + 8)?;
         let at = |off: u64| le64(&bytes, (off - lo) as usize);
+        let status = le32(&bytes, (layout.g_status - lo) as usize) & !SCAN_BIT;
+        if held.is_none() && status != WAITING && status != LEAKED {
+            return None;
+        }
         Some((at(layout.g_goid), at(layout.g_labels)))
     };
     let (id, ptr) = head()?;
@@ -146,6 +153,11 @@ pub(crate) fn read_labels(
     // Same goroutine, same (immutable) label set: what was read is its labels.
     (head()? == (id, ptr)).then_some(labels)
 }
+
+/// `_Gscan`, and the parked states `_Gwaiting` and (Go 1.27+) `_Gleaked`.
+const SCAN_BIT: u32 = 0x1000;
+const WAITING: u32 = 4;
+const LEAKED: u32 = 10;
 
 /// A Go string header `{ptr, len}` at `at` in `bytes`, read and cut to `MAX_LABEL_BYTES`.
 fn string_at(mem: &dyn Memory, bytes: &[u8], at: usize) -> Option<String> {

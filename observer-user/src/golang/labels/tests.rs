@@ -51,6 +51,7 @@ fn layout(kind: LabelMapKind) -> LabelsLayout {
     LabelsLayout {
         g_labels: 352,
         g_goid: 152,
+        g_status: 144,
         kind,
     }
 }
@@ -58,6 +59,7 @@ fn layout(kind: LabelMapKind) -> LabelsLayout {
 /// A `g` with `goid` and `labels` at the layout's offsets.
 fn g_bytes(goid: u64, labels: u64) -> Vec<u8> {
     let mut g = vec![0u8; 400];
+    g[144..148].copy_from_slice(&0x1004u32.to_le_bytes()); // waiting, being scanned
     g[152..160].copy_from_slice(&goid.to_le_bytes());
     g[352..360].copy_from_slice(&labels.to_le_bytes());
     g
@@ -264,5 +266,20 @@ fn labels_seen_by_a_probe_count_only_while_the_goroutine_still_holds_them() {
     assert_eq!(
         read_labels(&mem, &l, G, GOID, Some(0)),
         Some(GoLabels::new())
+    );
+}
+
+#[test]
+fn a_goroutine_no_longer_parked_has_no_labels_of_its_wait() {
+    let mut mem = slice_process(&[("request_id", "r-42")]);
+    let l = layout(LabelMapKind::Slice);
+    let mut g = mem.read(G, 400).unwrap();
+    g[144..148].copy_from_slice(&2u32.to_le_bytes()); // running
+    mem.put(G, g);
+    assert_eq!(read_labels(&mem, &l, G, GOID, None), None);
+    // A probe saw the set at its wake-up, and it still holds it: those are the wait's labels.
+    assert_eq!(
+        read_labels(&mem, &l, G, GOID, Some(0x20_0000)),
+        Some(labels(&[("request_id", "r-42")]))
     );
 }
