@@ -627,6 +627,8 @@ pub struct GoProcess {
     /// Parks of this process so far, counted by `gopark` (not atomically: a rate for the
     /// park-rate guard, where a lost increment does not matter).
     pub parks: u64,
+    /// `g.labels` (pprof labels), 0 when unknown: events carry the pointer it held then.
+    pub labels_offset: u64,
 }
 
 /// A parked goroutine, keyed by (tgid, goid).
@@ -710,6 +712,10 @@ pub struct GoWaitEvent {
     pub duration_ns: u64,
     /// `GoParked::lock` of the wait.
     pub lock: u64,
+    /// Address of the woken goroutine's `g`, and its `g.labels` while it waited (before it
+    /// runs again): its pprof labels are read from there, if the `g` still holds them.
+    pub g: u64,
+    pub labels: u64,
     /// The woken goroutine's stack where it parked, walked by the waker.
     pub stack: GoStack,
 }
@@ -724,6 +730,9 @@ pub struct GoPanicEvent {
     pub stack_id: i32,
     pub goid: u64,
     pub time_ns: u64,
+    /// Address of the goroutine's `g`, and its `g.labels` at the panic.
+    pub g: u64,
+    pub labels: u64,
     /// Bytes of `message` that hold text; 0 when the value was not a string or error.
     pub message_len: u64,
     pub message: [u8; GO_MESSAGE_BYTES],

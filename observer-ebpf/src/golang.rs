@@ -227,10 +227,22 @@ fn try_ready(ctx: &ProbeContext) -> Option<()> {
         (*ev).start_ns = parked.start_ns;
         (*ev).duration_ns = duration_ns;
         (*ev).lock = parked.lock;
+        (*ev).g = gp;
+        (*ev).labels = goroutine_labels(gp, &proc);
         walk_parked(gp, &proc, &mut (*ev).stack);
     }
     slot.submit(0);
     Some(())
+}
+
+/// `g.labels` of `g` (0 when the offset is unknown or the read fails). Events only, never per
+/// park.
+#[inline(always)]
+fn goroutine_labels(g: u64, proc: &GoProcess) -> u64 {
+    if proc.labels_offset == 0 {
+        return 0;
+    }
+    read_user_u64(g.wrapping_add(proc.labels_offset)).unwrap_or(0)
 }
 
 /// One call in `period`, at random (0: never).
@@ -402,6 +414,8 @@ fn send_message(ctx: &ProbeContext, kind: u32, source: MessageSource) -> Option<
         (*ev).stack_id = stack_id;
         (*ev).goid = goid;
         (*ev).time_ns = bpf_ktime_get_ns();
+        (*ev).g = g;
+        (*ev).labels = goroutine_labels(g, &proc);
         (*ev).message_len = 0;
         // A length beyond the buffer is cut; an absurd one means this was no string.
         if ptr != 0 && len > 0 && len < (1 << 20) {

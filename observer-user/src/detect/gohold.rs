@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use crate::golang::GoLabels;
 use crate::stacks::frame::Frame;
 
 pub const QUIET_NS: u64 = 300_000_000;
@@ -20,6 +21,8 @@ pub const MAX_OPEN_NS: u64 = 10_000_000_000;
 pub const MAX_OPEN_EPISODES: usize = 256;
 /// Distinct waiter stacks kept per episode (the rest only counted), and listed in an alert.
 pub const MAX_WAITER_STACKS: usize = 16;
+/// Distinct pprof label sets kept per waiter stack (a label per request makes them many).
+pub const MAX_LABEL_SETS: usize = 8;
 
 /// One long goroutine wait on a sync primitive that has ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,8 @@ pub struct GoWaitEnded {
     pub duration_ns: u64,
     /// When nothing saw the release: a goroutine that likely held the lock meanwhile.
     pub likely_holder: Option<LikelyHolder>,
+    /// Its pprof labels (empty: none, or not readable).
+    pub labels: GoLabels,
 }
 
 /// A goroutine named as the likely holder of a lock from where it was while others waited
@@ -61,6 +66,33 @@ pub struct GoWaiterStack {
     pub stack: Vec<Frame>,
     pub count: u64,
     pub longest_ns: u64,
+    /// Distinct non-empty label sets of its waiters, first seen first, at most
+    /// [`MAX_LABEL_SETS`].
+    pub label_sets: Vec<GoLabels>,
+}
+
+impl GoWaiterStack {
+    fn new(w: &GoWaitEnded) -> Self {
+        let mut s = GoWaiterStack {
+            stack: w.stack.clone(),
+            count: 0,
+            longest_ns: 0,
+            label_sets: Vec::new(),
+        };
+        s.count_in(w);
+        s
+    }
+
+    fn count_in(&mut self, w: &GoWaitEnded) {
+        self.count += 1;
+        self.longest_ns = self.longest_ns.max(w.duration_ns);
+        if !w.labels.is_empty()
+            && self.label_sets.len() < MAX_LABEL_SETS
+            && !self.label_sets.contains(&w.labels)
+        {
+            self.label_sets.push(w.labels.clone());
+        }
+    }
 }
 
 /// One finished hold episode.
@@ -110,11 +142,7 @@ impl Open {
             likely_holder: w.likely_holder.clone(),
             waiters: 1,
             total_wait_ns: w.duration_ns,
-            stacks: vec![GoWaiterStack {
-                stack: w.stack.clone(),
-                count: 1,
-                longest_ns: w.duration_ns,
-            }],
+            stacks: vec![GoWaiterStack::new(&w)],
             stacks_omitted: 0,
             longest: w,
         }
@@ -138,16 +166,10 @@ impl Open {
             self.releaser = w.waker.clone();
         }
         match self.stacks.iter().position(|s| s.stack == w.stack) {
-            Some(i) => {
-                let s = &mut self.stacks[i];
-                s.count += 1;
-                s.longest_ns = s.longest_ns.max(w.duration_ns);
+            Some(i) => self.stacks[i].count_in(&w),
+            None if self.stacks.len() < MAX_WAITER_STACKS => {
+                self.stacks.push(GoWaiterStack::new(&w))
             }
-            None if self.stacks.len() < MAX_WAITER_STACKS => self.stacks.push(GoWaiterStack {
-                stack: w.stack.clone(),
-                count: 1,
-                longest_ns: w.duration_ns,
-            }),
             None => self.stacks_omitted += 1,
         }
         if w.duration_ns > self.longest.duration_ns {
@@ -251,7 +273,32 @@ mod tests {
             likely_holder: None,
             start_ns: start_ms * MS,
             duration_ns: dur_ms * MS,
+            labels: GoLabels::new(),
         }
+    }
+
+    #[test]
+    fn waiter_stacks_keep_their_distinct_label_sets_bounded() {
+        let mut h = GoHolds::default();
+        let tagged = |goid: u64, id: u64| {
+            let mut w = wait(goid, 0xa0, 10 + goid, 200, Some(7));
+            if id > 0 {
+                w.labels.insert("request_id".into(), format!("r-{id}"));
+            }
+            w
+        };
+        h.add(tagged(1, 1));
+        h.add(tagged(2, 1));
+        h.add(tagged(3, 0));
+        for goid in 4..30 {
+            h.add(tagged(goid, goid));
+        }
+        let e = &h.flush(0, true)[0];
+        let sets = &e.waiter_stacks[0].label_sets;
+        assert_eq!(sets.len(), MAX_LABEL_SETS);
+        assert_eq!(sets[0]["request_id"], "r-1");
+        assert_eq!(sets[1]["request_id"], "r-4");
+        assert_eq!(e.waiter_stacks[0].count, 29);
     }
 
     #[test]

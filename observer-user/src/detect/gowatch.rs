@@ -16,7 +16,7 @@ use crate::{
     detect::gohold::{GoHoldEpisode, GoHolds, GoWaitEnded},
     detect::goleak::LeakDetector,
     detect::goparked::ParkedTracker,
-    golang::{goroutines, GoBinary, GoError},
+    golang::{goroutines, GoBinary, GoError, GoLabels},
     stacks::resolver::{KernelStacks, StackResolver},
 };
 
@@ -60,6 +60,7 @@ struct PendingPanic {
     time_ns: u64,
     message: Option<String>,
     stack: Vec<Frame>,
+    labels: GoLabels,
 }
 
 /// How long an unrecovered panic may stay pending before it is reported anyway (a panic that
@@ -83,8 +84,9 @@ pub struct GoWatch {
     drained_at: Instant,
     /// Parked goroutines followed across memory snapshots (per-park probes off).
     tracker: ParkedTracker,
-    /// Stacks of snapshot-seen sync waits over the threshold, by (goid, first seen).
-    wait_stacks: HashMap<(u64, u64), Vec<Frame>>,
+    /// Stacks and pprof labels of snapshot-seen sync waits over the threshold, by (goid, first
+    /// seen): both read while the goroutine is still parked.
+    wait_stacks: HashMap<(u64, u64), (Vec<Frame>, GoLabels)>,
     /// When the probes last saw each goroutine's long wait end: a wait they reported while on
     /// is not reported again by the snapshots.
     probe_wait_ends: HashMap<u64, u64>,
@@ -138,6 +140,7 @@ pub enum GoFinding {
         created_by: Vec<String>,
         /// A goroutine that likely holds the lock it waits for (see `golikely`).
         likely_holder: Option<(u64, Vec<String>, String)>,
+        labels: GoLabels,
     },
     /// Goroutines of one creation site pile up on channels or select (`goroutine_leak`).
     Leak {
@@ -146,12 +149,15 @@ pub enum GoFinding {
         count: u64,
         growth: u64,
         window_ns: u64,
+        /// The labels of the goroutine whose stack is the alert's sample.
+        labels: GoLabels,
     },
     /// A panic, recovered or not (`go_panic`).
     Panic {
         goid: u64,
         message: Option<String>,
         recovered: bool,
+        labels: GoLabels,
     },
 }
 
@@ -170,19 +176,21 @@ pub struct GoWaitEpisode {
     pub hold_ns: u64,
     pub waiters: u64,
     pub total_wait_ns: u64,
-    /// (stack, waits, longest), most frequent first.
-    pub waiter_stacks: Vec<(Vec<String>, u64, u64)>,
+    /// (stack, waits, longest, distinct label sets), most frequent first.
+    pub waiter_stacks: Vec<(Vec<String>, u64, u64, Vec<GoLabels>)>,
     pub waiter_stacks_omitted: u64,
     /// No releaser seen: the goroutine that likely held the lock, its stack, and why.
     pub likely_holder: Option<(u64, Vec<String>, String)>,
+    /// The longest waiter's pprof labels.
+    pub labels: GoLabels,
 }
 
 /// Where goroutine blocked time goes: the session's profile (one column for all goroutines
 /// of the process), a list in tests.
 pub trait GoProfile {
     /// `class`: what the wait reason says the time was (sync waits are blocked time, the
-    /// others idle).
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass);
+    /// others idle); `labels`: the goroutine's pprof labels, when the sample is one wait.
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass, labels: &GoLabels);
 }
 
 /// A finding with the common alert fields that the session completes.
@@ -326,7 +334,8 @@ impl GoWatch {
     ) -> Vec<GoAlert> {
         let reason = self.reason(ev.reason);
         let frames = go_stack_frames(stacks, self.pid, &ev.stack);
-        add_to_profile(profile, &reason, &frames, ev.duration_ns, 1);
+        let labels = self.labels_of(ev.g, ev.goid, Some(ev.labels));
+        add_to_profile(profile, &reason, &frames, ev.duration_ns, 1, &labels);
         if classify_reason(&reason) != ReasonClass::Sync {
             return Vec::new();
         }
@@ -352,6 +361,7 @@ impl GoWatch {
             start_ns: ev.start_ns,
             duration_ns: ev.duration_ns,
             likely_holder: None,
+            labels,
         };
         self.holds
             .add(ended)
@@ -421,7 +431,14 @@ impl GoWatch {
                 Some(walked) => go_stack_frames(stacks, self.pid, walked),
                 None => vec![Frame::named("[stack not sampled]")],
             };
-            add_to_profile(profile, &reason, &stack, share.ns, share.count);
+            add_to_profile(
+                profile,
+                &reason,
+                &stack,
+                share.ns,
+                share.count,
+                &GoLabels::new(),
+            );
         }
     }
 
@@ -434,6 +451,7 @@ impl GoWatch {
         let message = go_message(ev);
         self.last_panic_message = message.clone().or(self.last_panic_message.take());
         let stack = stacks.resolve_id_frames(probes, self.pid, ev.stack_id);
+        let labels = self.labels_of(ev.g, ev.goid, Some(ev.labels));
         // A nested panic (panicking in a deferred call) replaces the first for this goroutine.
         self.pending_panics.insert(
             ev.goid,
@@ -442,6 +460,7 @@ impl GoWatch {
                 time_ns: ev.time_ns,
                 message,
                 stack,
+                labels,
             },
         );
     }
@@ -496,85 +515,6 @@ impl GoWatch {
         };
         self.scan_parked(now_ns, stall_after_ns, &parked, stacks)
     }
-
-    /// Stalls and leaks among the goroutines parked now.
-    pub(super) fn scan_parked(
-        &mut self,
-        now_ns: u64,
-        stall_after_ns: u64,
-        parked: &[(u64, GoParked)],
-        stacks: &mut StackResolver,
-    ) -> Vec<GoAlert> {
-        let mut alerts = Vec::new();
-        let mut live = HashSet::new();
-        let mut sites: HashMap<(u64, String), u64> = HashMap::new();
-        self.likely_new_snapshot();
-        for (goid, p) in parked {
-            let reason = self.reason(p.reason);
-            match classify_reason(&reason) {
-                ReasonClass::Sync => {
-                    live.insert((*goid, p.start_ns));
-                    let age = now_ns.saturating_sub(p.start_ns);
-                    if age < stall_after_ns || self.stalls_reported.contains(&(*goid, p.start_ns)) {
-                        continue;
-                    }
-                    // Woken since the map was read: its wait ends as an event instead.
-                    let Some(stack) = self.parked_stack(*goid, p, stacks) else {
-                        continue;
-                    };
-                    self.stalls_reported.insert((*goid, p.start_ns));
-                    let key = (*goid, p.start_ns);
-                    if !self.likely.by_wait.contains_key(&key) {
-                        self.search_likely_holder(key, p, parked, stacks);
-                    }
-                    let likely = self.likely.by_wait.get(&key).cloned();
-                    let more_frames = likely
-                        .as_ref()
-                        .map(|h| vec![("likely_holder_stack", h.stack.clone())])
-                        .unwrap_or_default();
-                    alerts.push(GoAlert {
-                        tid: 0,
-                        time_ns: None,
-                        more_frames,
-                        stack,
-                        finding: GoFinding::Stall {
-                            goid: *goid,
-                            wait_reason: reason,
-                            blocked_ns: age,
-                            created_by: self.created_by(stacks, p.gopc),
-                            likely_holder: likely
-                                .map(|h| (h.goid, crate::stacks::frame::names(&h.stack), h.why)),
-                        },
-                    });
-                }
-                ReasonClass::Channel => *sites.entry((p.gopc, reason)).or_default() += 1,
-                ReasonClass::Idle => {}
-            }
-        }
-        self.stalls_reported.retain(|k| live.contains(k));
-        for finding in self.leaks.sample(now_ns, sites) {
-            let sample = parked
-                .iter()
-                .filter(|(_, p)| p.gopc == finding.gopc)
-                .take(LEAK_SAMPLE_TRIES)
-                .find_map(|(goid, p)| self.parked_stack(*goid, p, stacks))
-                .unwrap_or_default();
-            alerts.push(GoAlert {
-                tid: 0,
-                time_ns: None,
-                more_frames: Vec::new(),
-                stack: sample,
-                finding: GoFinding::Leak {
-                    created_by: self.created_by(stacks, finding.gopc),
-                    wait_reason: finding.wait_reason,
-                    count: finding.count,
-                    growth: finding.growth,
-                    window_ns: finding.window_ns,
-                },
-            });
-        }
-        alerts
-    }
 }
 
 /// A finished hold episode as the alert of its longest waiter.
@@ -606,10 +546,11 @@ fn episode_alert(e: GoHoldEpisode) -> GoAlert {
             waiter_stacks: e
                 .waiter_stacks
                 .into_iter()
-                .map(|s| (names(&s.stack), s.count, s.longest_ns))
+                .map(|s| (names(&s.stack), s.count, s.longest_ns, s.label_sets))
                 .collect(),
             waiter_stacks_omitted: e.waiter_stacks_omitted,
             likely_holder: e.likely_holder.map(|h| (h.goid, names(&h.stack), h.why)),
+            labels: w.labels,
         })),
         stack: w.stack,
         more_frames,
@@ -626,6 +567,7 @@ fn panic_alert(goid: u64, p: PendingPanic, recovered: bool) -> GoAlert {
             goid,
             message: p.message,
             recovered,
+            labels: p.labels,
         },
     }
 }
@@ -772,7 +714,14 @@ fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
 }
 
 /// Goroutine waits in the profile: the wait reason as the innermost frame.
-fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns: u64, count: u64) {
+fn add_to_profile(
+    profile: &mut dyn GoProfile,
+    reason: &str,
+    stack: &[Frame],
+    ns: u64,
+    count: u64,
+    labels: &GoLabels,
+) {
     let mut frames = Vec::with_capacity(stack.len() + 1);
     frames.push(Frame::named(format!("[{reason}]")));
     if stack.is_empty() {
@@ -780,10 +729,12 @@ fn add_to_profile(profile: &mut dyn GoProfile, reason: &str, stack: &[Frame], ns
     } else {
         frames.extend(stack.iter().cloned());
     }
-    profile.add(&frames, ns, count, classify_reason(reason));
+    profile.add(&frames, ns, count, classify_reason(reason), labels);
 }
 
+mod labels;
 mod likely;
+mod parked;
 mod snapshot;
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use super::buildinfo::{read_version, GoVersion};
+use super::dwarf::type_shape;
 use super::elf::ElfImage;
+use super::labels::{self, LabelsLayout};
 use super::offsets::{offsets_from_dwarf, table_offsets, GOffsets, TableMatch};
 use super::pclntab::{FuncInfo, GoFrame, Pclntab, VaddrReader};
 use super::waitreasons::{wait_reasons, ReasonSource};
@@ -71,6 +73,8 @@ pub struct GoBinary {
     inode: (u64, u64),
     /// Why the claimed Go version is not believed (the offsets table is then not used).
     version_conflict: Option<String>,
+    /// Where goroutines keep their pprof labels; `None`: labels are not read.
+    labels: Option<LabelsLayout>,
 }
 
 impl VaddrReader for ElfImage {
@@ -106,6 +110,14 @@ impl GoBinary {
                 None => (None, Source::None),
             },
         };
+        // Without `g.labels` there is nothing to decode, so the DWARF scan is skipped.
+        let labels = offsets
+            .as_ref()
+            .filter(|o| o.g_labels.is_some())
+            .and_then(|o| {
+                let shape = type_shape(&debug, "runtime/pprof.labelMap");
+                labels::layout(Some(o), shape, &version)
+            });
         drop(debug);
 
         let (wait_reasons, reasons_source) = wait_reasons(&elf, &version);
@@ -121,6 +133,7 @@ impl GoBinary {
             allgs: None,
             inode,
             version_conflict,
+            labels,
         };
         bin.allgs = bin.find_allgs();
         Ok(bin)
@@ -174,6 +187,11 @@ impl GoBinary {
 
     /// Field offsets of `runtime.g` / `runtime.m`; `None` only for an unknown major version
     /// without DWARF.
+    /// Where its goroutines' pprof labels are, when known for this binary.
+    pub fn labels_layout(&self) -> Option<&LabelsLayout> {
+        self.labels.as_ref()
+    }
+
     pub fn offsets(&self) -> Option<&GOffsets> {
         self.offsets.as_ref()
     }

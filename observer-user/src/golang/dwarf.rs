@@ -93,3 +93,48 @@ fn scan_unit<R: gimli::Reader>(
         }
     }
 }
+
+/// How a named Go type is declared in DWARF: as a struct, or only as a typedef of another
+/// type (a map, for instance). `None` when no DIE has that name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TypeShape {
+    Struct,
+    Other,
+}
+
+/// The shape of the type called `name` (a struct wins over a typedef of the same name, which
+/// Go emits next to it). Scans until a struct of that name is found.
+pub(crate) fn type_shape(sections: &DebugSections, name: &str) -> Option<TypeShape> {
+    let empty: &[u8] = &[];
+    let load = |id: SectionId| -> Result<EndianSlice<'_, LittleEndian>, gimli::Error> {
+        let data = sections.get(id.name()).map_or(empty, Vec::as_slice);
+        Ok(EndianSlice::new(data, LittleEndian))
+    };
+    let dwarf = gimli::Dwarf::load(load).ok()?;
+    let mut shape = None;
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        let Ok(abbrevs) = dwarf.abbreviations(&header) else {
+            continue;
+        };
+        let mut entries = header.entries(&abbrevs);
+        while let Ok(Some(entry)) = entries.next_dfs() {
+            let tag = entry.tag();
+            if tag != gimli::DW_TAG_structure_type && tag != gimli::DW_TAG_typedef {
+                continue;
+            }
+            let named = match entry.attr_value(gimli::DW_AT_name) {
+                Some(AttributeValue::String(s)) => s.slice() == name.as_bytes(),
+                _ => false,
+            };
+            if !named {
+                continue;
+            }
+            if tag == gimli::DW_TAG_structure_type {
+                return Some(TypeShape::Struct);
+            }
+            shape = Some(TypeShape::Other);
+        }
+    }
+    shape
+}

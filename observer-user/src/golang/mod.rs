@@ -18,6 +18,7 @@ mod buildinfo;
 mod disasm;
 mod dwarf;
 mod elf;
+pub mod labels;
 pub mod lockrefs;
 mod moduledata;
 mod offsets;
@@ -37,6 +38,7 @@ use std::path::PathBuf;
 pub use binary::{GoBinary, Source};
 pub use buildinfo::GoVersion;
 pub use goroutines::{dump, load_bias, GStatus, Goroutine};
+pub use labels::{goroutine_labels, GoLabels, LabelsLayout};
 pub use offsets::GOffsets;
 pub use pclntab::{FuncInfo, GoFrame};
 pub use render::{

@@ -54,6 +54,10 @@ pub struct GOffsets {
     pub m_curg: u64,
     /// `m.procid`: the thread id of an M.
     pub m_procid: Option<u64>,
+    /// `g.labels`: its pprof labels. Not in [`GOffsets::g_read_len`]: labels are read only for
+    /// the goroutines an alert is about, never for every `g` of a snapshot.
+    #[serde(default)]
+    pub g_labels: Option<u64>,
 }
 
 impl GOffsets {
@@ -109,6 +113,7 @@ impl GOffsets {
             g_lockedm: g.get("lockedm").copied(),
             m_curg: *m.get("curg")?,
             m_procid: m.get("procid").copied(),
+            g_labels: g.get("labels").copied(),
         };
         // A g is well under 1 KiB in every version: anything else is corrupt DWARF, and
         // would make the dump read absurd amounts per goroutine.
@@ -213,6 +218,11 @@ const ROWS: &[Row] = &[
     ),
 ];
 
+/// `g.labels` by minor version, measured (DWARF of go1.19.8 and go1.27.3 binaries). Only exact
+/// matches are used: a borrowed offset could read another field as a pointer, and labels must
+/// never be wrong, so unmeasured stripped binaries get none.
+const G_LABELS: &[(u32, u64)] = &[(19, 360), (27, 352)];
+
 #[allow(clippy::too_many_arguments)]
 const fn row(
     minor: u32,
@@ -285,6 +295,10 @@ pub(crate) fn table_offsets(version: &GoVersion) -> Option<(GOffsets, TableMatch
             g_lockedm: Some(row.lockedm),
             m_curg: row.m_curg,
             m_procid: Some(row.m_procid),
+            g_labels: G_LABELS
+                .iter()
+                .find(|(minor, _)| *minor == version.minor)
+                .map(|&(_, off)| off),
         },
         matched,
     ))
@@ -334,6 +348,14 @@ mod tests {
             raw: "go2.0".into()
         })
         .is_none());
+    }
+
+    #[test]
+    fn labels_offset_only_for_measured_versions() {
+        assert_eq!(table_offsets(&v(19)).unwrap().0.g_labels, Some(360));
+        assert_eq!(table_offsets(&v(27)).unwrap().0.g_labels, Some(352));
+        assert_eq!(table_offsets(&v(20)).unwrap().0.g_labels, None);
+        assert_eq!(table_offsets(&v(28)).unwrap().0.g_labels, None);
     }
 
     #[test]

@@ -166,6 +166,8 @@ mod tests {
             start_ns: 1,
             duration_ns: 2,
             lock: 0,
+            g: 0x1000,
+            labels: 0,
             stack,
         };
         // SAFETY: viewing a plain struct as bytes.

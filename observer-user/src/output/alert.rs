@@ -13,10 +13,10 @@
 //! | `thread_exit` | `exit_code`, `signal`, `lifetime_ns`, `created_by`, `count` |
 //! | `process_exit` | `exit_code`, `signal`, `by_tid` |
 //! | `idle_wait` | `duration_ns`, `syscall`, `wait_class`, `waker_tid` (opt-in: waits that are not lock waits) |
-//! | `goroutine_wait` | `goid`, `wait_reason`, `duration_ns`, `created_by`, `waker_goid`, `waker_stack` |
-//! | `goroutine_stall` | `goid`, `wait_reason`, `blocked_ns`, `created_by` |
-//! | `goroutine_leak` | `created_by`, `wait_reason`, `count`, `growth`, `window_ns` |
-//! | `go_panic` | `goid`, `message`, `recovered` |
+//! | `goroutine_wait` | `goid`, `wait_reason`, `duration_ns`, `created_by`, `waker_goid`, `waker_stack`, `labels`, `waiter_stacks`: `[{stack, count, longest_ns, labels}]` |
+//! | `goroutine_stall` | `goid`, `wait_reason`, `blocked_ns`, `created_by`, `labels` |
+//! | `goroutine_leak` | `created_by`, `wait_reason`, `count`, `growth`, `window_ns`, `labels` |
+//! | `go_panic` | `goid`, `message`, `recovered`, `labels` |
 //! | `degraded` | `reason`, `state`, `count`, `window_ns`, `total`, `since`, `detail` (observer limited itself: what was lost, from when) |
 //!
 //! Alerts about a process in a container also carry `container_id` (the runtime's full id, 64
@@ -26,10 +26,15 @@
 //!
 //! `process_exit` also carries `message`: for a Go process, the fatal panic or throw text.
 //!
+//! `labels` (goroutine alerts) is the goroutine's pprof labels, `{key: value}`, and is absent,
+//! not null, when it has none or they could not be read; a waiter stack's `labels` is a list of
+//! its waiters' distinct label sets.
+//!
 //! Addresses (`uaddr`) are hex strings (`"0x7f3a1c000b20"`) because JSON numbers lose precision above
 //! 2^53 in many readers. Unknown values are `null`, never omitted, so every line of a kind has the same
 //! keys. `kind` is written first so that the stream reads well in a terminal.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -300,6 +305,9 @@ pub struct GoroutineWait {
     pub likely_holder_stack: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub likely_holder_why: Option<String>,
+    /// The longest waiter's pprof labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 fn one() -> u64 {
@@ -312,6 +320,9 @@ pub struct GoWaiterStack {
     pub stack: Vec<String>,
     pub count: u64,
     pub longest_ns: u64,
+    /// Distinct pprof label sets of these waiters (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<BTreeMap<String, String>>,
 }
 
 /// A goroutine still waiting on a sync primitive after --stall-after.
@@ -329,6 +340,8 @@ pub struct GoroutineStall {
     pub likely_holder_stack: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub likely_holder_why: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Goroutines created at one site pile up parked on channels or select: a leak.
@@ -342,6 +355,9 @@ pub struct GoroutineLeak {
     /// How many more than `window_ns` ago.
     pub growth: u64,
     pub window_ns: u64,
+    /// The labels of the goroutine whose stack is the alert's `stack`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A Go panic; `recovered` true means a deferred recover() swallowed it and the goroutine
@@ -353,6 +369,8 @@ pub struct GoPanic {
     /// The panic value's text for strings and errors; `None` for other values.
     pub message: Option<String>,
     pub recovered: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A long wait that is not on a held lock (condition variable, join, sleep, poll, read): reported

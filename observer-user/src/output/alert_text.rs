@@ -167,8 +167,9 @@ fn one_line_raw(a: &Alert) -> String {
             p.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
         ),
         AlertDetail::GoroutineWait(g) => format!(
-            "observer: goroutine_wait goroutine {} waited {} on {} in {}{}; {}",
+            "observer: goroutine_wait goroutine {}{} waited {} on {} in {}{}; {}",
             g.goid,
+            labels_text(&g.labels),
             human(std::time::Duration::from_nanos(g.duration_ns)),
             g.wait_reason,
             top(&a.stack),
@@ -191,8 +192,9 @@ fn one_line_raw(a: &Alert) -> String {
             }
         ),
         AlertDetail::GoroutineStall(g) => format!(
-            "observer: goroutine_stall goroutine {} blocked {} on {} in {}{}",
+            "observer: goroutine_stall goroutine {}{} blocked {} on {} in {}{}",
             g.goid,
+            labels_text(&g.labels),
             human(std::time::Duration::from_nanos(g.blocked_ns)),
             g.wait_reason,
             top(&a.stack),
@@ -206,16 +208,18 @@ fn one_line_raw(a: &Alert) -> String {
             }
         ),
         AlertDetail::GoroutineLeak(g) => format!(
-            "observer: goroutine_leak {} goroutines (+{} in {}) parked on {} created by {}",
+            "observer: goroutine_leak {} goroutines (+{} in {}) parked on {} created by {}{}",
             g.count,
             g.growth,
             human(std::time::Duration::from_nanos(g.window_ns)),
             g.wait_reason,
-            top(&g.created_by)
+            top(&g.created_by),
+            labels_text(&g.labels)
         ),
         AlertDetail::GoPanic(g) => format!(
-            "observer: go_panic   goroutine {} panicked{} in {}{}",
+            "observer: go_panic   goroutine {}{} panicked{} in {}{}",
             g.goid,
+            labels_text(&g.labels),
             g.message.as_ref().map(|m| format!(" ({m:?})")).unwrap_or_default(),
             top(&a.stack),
             if g.recovered { "; recovered and swallowed" } else { "" }
@@ -229,6 +233,15 @@ fn one_line_raw(a: &Alert) -> String {
         // Timestamped: a degraded period is read later against what happened meanwhile.
         AlertDetail::Degraded(d) => format!("{} observer: degraded: {}", a.time, d.detail),
     }
+}
+
+/// A goroutine's pprof labels in a text line: ` {"key":"value"}` (JSON-quoted: the values
+/// are the target's), nothing when it has none.
+fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    format!(" {}", serde_json::to_string(labels).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -260,6 +273,24 @@ mod tests {
         assert!(one_line(&a).ends_with(" [container 3b1f6d0c2a7e]"));
         a.container_id = None;
         assert!(!one_line(&a).contains('['), "{}", one_line(&a));
+    }
+
+    /// Goroutine labels are the target's text: JSON-quoted, and the line stays one line.
+    #[test]
+    fn goroutine_labels_are_quoted_and_escaped() {
+        let json = r#"{"kind":"goroutine_stall","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":0,"comm":"svc","stack":["main.lookup (m.go:3)"],"goid":7,"wait_reason":"sync.Mutex.Lock","blocked_ns":1200000000,"created_by":[],"labels":{"request_id":"r-42\n\u001b[2J","route":"/a\"b"}}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert_eq!(
+            line,
+            r#"observer: goroutine_stall goroutine 7 {"request_id":"r-42\n\u001b[2J","route":"/a\"b"} blocked 1.2s on sync.Mutex.Lock in main.lookup (m.go:3)"#
+        );
+        let unlabeled = json.replace(
+            r#","labels":{"request_id":"r-42\n\u001b[2J","route":"/a\"b"}"#,
+            "",
+        );
+        let line = one_line(&Alert::from_json_line(&unlabeled).unwrap());
+        assert!(line.contains("goroutine 7 blocked"), "{line}");
     }
 
     /// A degraded line carries its time first: it is read later against what happened then.

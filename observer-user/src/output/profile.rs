@@ -18,7 +18,7 @@
 //! its own sample types in pprof, its own line in the summary), so a thread pool waiting for
 //! requests cannot hide the one lock everybody queues on.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::proc::container::ContainerIdentity;
@@ -105,7 +105,13 @@ pub const IDLE_ROOT: &str = "[idle]";
 #[derive(Debug, Clone, Default)]
 pub struct BlockedProfile {
     pub(super) stacks: HashMap<Key, Totals>,
+    /// Keys that carry goroutine labels: bounded by [`MAX_LABELED_STACKS`].
+    labeled: usize,
 }
+
+/// Stacks kept apart by their goroutine labels, at most: a label per request would otherwise
+/// grow the profile with every request. Past it, samples are added without their labels.
+pub const MAX_LABELED_STACKS: usize = 4096;
 
 /// Sanitized names; ordered like the folded lines (process, thread, outermost frame first).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,9 +123,31 @@ pub(super) struct Key {
     pub(super) category: Category,
     /// Last, so that the order of the entries stays by process, thread and frames.
     pub(super) container: ContainerIdentity,
+    /// Goroutine pprof labels of the samples (empty for threads and unlabeled waits).
+    pub(super) labels: Vec<(String, String)>,
 }
 
 impl Key {
+    fn new(
+        category: Category,
+        process: ProcessRef<'_>,
+        thread: &str,
+        frames_innermost_first: &[Frame],
+    ) -> Key {
+        Key {
+            process: sanitize(process.name),
+            thread: sanitize(thread),
+            frames: frames_innermost_first
+                .iter()
+                .rev()
+                .map(sanitize_frame)
+                .collect(),
+            category,
+            container: process.container.cloned().unwrap_or_default(),
+            labels: Vec::new(),
+        }
+    }
+
     /// The key without addresses, as [`TopStack`] shows it.
     fn by_name(&self) -> (String, String, Vec<String>) {
         (
@@ -223,18 +251,30 @@ impl BlockedProfile {
         weight_ns: u64,
         count: u64,
     ) {
-        let process = process.into();
-        let key = Key {
-            process: sanitize(process.name),
-            thread: sanitize(thread),
-            frames: frames_innermost_first
-                .iter()
-                .rev()
-                .map(sanitize_frame)
-                .collect(),
-            category,
-            container: process.container.cloned().unwrap_or_default(),
-        };
+        let key = Key::new(category, process.into(), thread, frames_innermost_first);
+        let totals = self.stacks.entry(key).or_default();
+        totals.weight_ns = totals.weight_ns.saturating_add(weight_ns);
+        totals.count = totals.count.saturating_add(count);
+    }
+
+    /// Like [`Self::add_many_frames`] for goroutine waits with their pprof labels, which the
+    /// pprof output carries as sample labels; `(weight_ns, count)`. Other outputs merge them.
+    pub fn add_labeled_frames<'a>(
+        &mut self,
+        category: Category,
+        process: impl Into<ProcessRef<'a>>,
+        thread: &str,
+        frames_innermost_first: &[Frame],
+        (weight_ns, count): (u64, u64),
+        labels: &BTreeMap<String, String>,
+    ) {
+        let mut key = Key::new(category, process.into(), thread, frames_innermost_first);
+        if !labels.is_empty() && self.labeled < MAX_LABELED_STACKS {
+            key.labels = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            if !self.stacks.contains_key(&key) {
+                self.labeled += 1;
+            }
+        }
         let totals = self.stacks.entry(key).or_default();
         totals.weight_ns = totals.weight_ns.saturating_add(weight_ns);
         totals.count = totals.count.saturating_add(count);
@@ -310,18 +350,44 @@ impl BlockedProfile {
     /// Every merged stack, with addresses, in a stable order (process, thread, then frames
     /// outermost first), for exporters (pprof, SVG, recordings) that need the counts and the
     /// frames, not just the folded text.
+    /// Goroutine waits that differ only in their labels are one entry here.
     pub fn entries(&self) -> Vec<StackEntry> {
+        let mut out: Vec<StackEntry> = Vec::new();
+        for (entry, _) in self.labeled_entries() {
+            match out.last_mut() {
+                // Sorted by key: the same stack with other labels is next to it.
+                Some(last)
+                    if last.process == entry.process
+                        && last.thread == entry.thread
+                        && last.category == entry.category
+                        && last.frames == entry.frames =>
+                {
+                    last.weight_ns = last.weight_ns.saturating_add(entry.weight_ns);
+                    last.count = last.count.saturating_add(entry.count);
+                }
+                _ => out.push(entry),
+            }
+        }
+        out
+    }
+
+    /// Like [`Self::entries`], each stack once per distinct set of goroutine labels (sorted
+    /// by key; empty for threads and unlabeled waits), for the pprof output.
+    pub fn labeled_entries(&self) -> Vec<(StackEntry, Vec<(String, String)>)> {
         let mut all: Vec<(&Key, &Totals)> = self.stacks.iter().collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         all.into_iter()
-            .map(|(key, t)| StackEntry {
-                process: key.process.clone(),
-                thread: key.thread.clone(),
-                frames: key.frames.iter().rev().cloned().collect(),
-                weight_ns: t.weight_ns,
-                count: t.count,
-                category: key.category,
-                container: key.container.clone(),
+            .map(|(key, t)| {
+                let entry = StackEntry {
+                    process: key.process.clone(),
+                    thread: key.thread.clone(),
+                    frames: key.frames.iter().rev().cloned().collect(),
+                    weight_ns: t.weight_ns,
+                    count: t.count,
+                    category: key.category,
+                    container: key.container.clone(),
+                };
+                (entry, key.labels.clone())
             })
             .collect()
     }

@@ -82,6 +82,7 @@ pub fn attach(
         sample_period: INITIAL_SAMPLE_PERIOD,
         _pad: 0,
         parks: 0,
+        labels_offset: bin.labels_layout().map_or(0, |l| l.g_labels),
     };
     let mut points = Vec::new();
     let mut warnings = Vec::new();

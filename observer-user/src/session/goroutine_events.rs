@@ -7,6 +7,7 @@ use crate::util::{clock::monotonic_ns, duration::duration_ns};
 use crate::{
     detect::goduty::DutyAction,
     detect::gowatch::{GoAlert, GoDrained, GoFinding, GoProfile, ReasonClass},
+    golang::GoLabels,
     output::alert::{self, AlertDetail},
     output::metrics::WaitKind,
     output::profile::{BlockedProfile, Category},
@@ -266,7 +267,14 @@ struct GoroutineColumn<'a> {
 }
 
 impl GoProfile for GoroutineColumn<'_> {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, class: ReasonClass) {
+    fn add(
+        &mut self,
+        frames: &[Frame],
+        ns: u64,
+        count: u64,
+        class: ReasonClass,
+        labels: &GoLabels,
+    ) {
         // Sync waits (mutexes, wait groups, semaphores) are blocked time; select, channels,
         // IO wait, sleeps and the runtime's own parks are idle, as a thread's idle waits.
         let category = match class {
@@ -276,13 +284,13 @@ impl GoProfile for GoroutineColumn<'_> {
         if !category.is_idle() {
             self.blocked_ns = self.blocked_ns.saturating_add(ns);
         }
-        self.folded.add_many_frames(
+        self.folded.add_labeled_frames(
             category,
             (self.process, &self.container),
             "goroutines",
             frames,
-            ns,
-            count,
+            (ns, count),
+            labels,
         );
         if let Some((pid, o)) = self.otlp.as_mut() {
             o.profile_sample(
@@ -316,16 +324,18 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
             waiter_stacks: e
                 .waiter_stacks
                 .into_iter()
-                .map(|(stack, count, longest_ns)| alert::GoWaiterStack {
+                .map(|(stack, count, longest_ns, labels)| alert::GoWaiterStack {
                     stack,
                     count,
                     longest_ns,
+                    labels,
                 })
                 .collect(),
             waiter_stacks_omitted: e.waiter_stacks_omitted,
             likely_holder_goid: e.likely_holder.as_ref().map(|h| h.0),
             likely_holder_why: e.likely_holder.as_ref().map(|h| h.2.clone()),
             likely_holder_stack: e.likely_holder.map(|h| h.1).unwrap_or_default(),
+            labels: e.labels,
         }),
         GoFinding::Stall {
             goid,
@@ -333,6 +343,7 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
             blocked_ns,
             created_by,
             likely_holder,
+            labels,
         } => AlertDetail::GoroutineStall(alert::GoroutineStall {
             goid,
             wait_reason,
@@ -341,6 +352,7 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
             likely_holder_goid: likely_holder.as_ref().map(|h| h.0),
             likely_holder_why: likely_holder.as_ref().map(|h| h.2.clone()),
             likely_holder_stack: likely_holder.map(|h| h.1).unwrap_or_default(),
+            labels,
         }),
         GoFinding::Leak {
             created_by,
@@ -348,21 +360,25 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
             count,
             growth,
             window_ns,
+            labels,
         } => AlertDetail::GoroutineLeak(alert::GoroutineLeak {
             created_by,
             wait_reason,
             count,
             growth,
             window_ns,
+            labels,
         }),
         GoFinding::Panic {
             goid,
             message,
             recovered,
+            labels,
         } => AlertDetail::GoPanic(alert::GoPanic {
             goid,
             message,
             recovered,
+            labels,
         }),
     }
 }

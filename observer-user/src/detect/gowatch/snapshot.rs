@@ -23,7 +23,10 @@ impl GoWatch {
         let mut alerts = Vec::new();
         self.likely_new_snapshot();
         for ended in self.tracker.update(now_ns, snapshot) {
-            let stack = self.wait_stacks.remove(&(ended.goid, ended.first_seen_ns));
+            let (stack, labels) = self
+                .wait_stacks
+                .remove(&(ended.goid, ended.first_seen_ns))
+                .unwrap_or_default();
             let reason = self.reason(ended.reason);
             let seen_by_probes = self
                 .probe_wait_ends
@@ -41,7 +44,7 @@ impl GoWatch {
                 wait_reason: reason,
                 goid: ended.goid,
                 tid: 0,
-                stack: stack.unwrap_or_default(),
+                stack,
                 created_by,
                 waker: None,
                 start_ns: ended.first_seen_ns,
@@ -50,6 +53,7 @@ impl GoWatch {
                     .likely
                     .by_wait
                     .remove(&(ended.goid, ended.first_seen_ns)),
+                labels,
             });
             alerts.extend(closed.into_iter().map(episode_alert));
         }
@@ -65,7 +69,8 @@ impl GoWatch {
                 && classify_reason(&self.reason(p.reason)) == ReasonClass::Sync
             {
                 if let Some(stack) = self.parked_stack(*goid, p, stacks) {
-                    self.wait_stacks.insert(key, stack);
+                    let labels = self.labels_of(p.g, *goid, None);
+                    self.wait_stacks.insert(key, (stack, labels));
                     self.search_likely_holder(key, p, &parked, stacks);
                 }
             }

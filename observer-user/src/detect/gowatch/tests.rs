@@ -40,7 +40,7 @@ impl GoroutineProbes for FakeKernel {
 type Profile = Vec<(Vec<String>, u64, u64)>;
 
 impl GoProfile for Profile {
-    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, _class: ReasonClass) {
+    fn add(&mut self, frames: &[Frame], ns: u64, count: u64, _: ReasonClass, _: &GoLabels) {
         self.push((crate::stacks::frame::names(frames), ns, count));
     }
 }
@@ -216,6 +216,8 @@ fn goroutine_wait_alerts_only_for_sync_reasons_with_the_waker_stack() {
         start_ns: 10,
         duration_ns: 20,
         lock: 0,
+        g: 0,
+        labels: 0,
         stack: GoStack::default(),
     };
     assert!(
@@ -446,7 +448,7 @@ fn reasons_are_classed_by_text() {
 fn profile_gets_the_reason_class() {
     struct Classes(Vec<ReasonClass>);
     impl GoProfile for Classes {
-        fn add(&mut self, _: &[Frame], _: u64, _: u64, class: ReasonClass) {
+        fn add(&mut self, _: &[Frame], _: u64, _: u64, class: ReasonClass, _: &GoLabels) {
             self.0.push(class);
         }
     }
@@ -459,7 +461,7 @@ fn profile_gets_the_reason_class() {
         "sleep",
         "semacquire",
     ] {
-        add_to_profile(&mut c, r, &[], 1, 1);
+        add_to_profile(&mut c, r, &[], 1, 1, &GoLabels::new());
     }
     use ReasonClass::*;
     assert_eq!(c.0, vec![Sync, Channel, Idle, Channel, Idle, Sync]);

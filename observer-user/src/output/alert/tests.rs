@@ -290,11 +290,12 @@ fn go_shapes() {
         goid: 7,
         message: Some("send on closed channel".into()),
         recovered: false,
+        labels: [("request_id".to_string(), "r-42".to_string())].into(),
     }));
     roundtrip(
         &p,
         &format!(
-            r#"{{"kind":"go_panic",{COMMON},"goid":7,"message":"send on closed channel","recovered":false}}"#
+            r#"{{"kind":"go_panic",{COMMON},"goid":7,"message":"send on closed channel","recovered":false,"labels":{{"request_id":"r-42"}}}}"#
         ),
     );
     let s = alert(AlertDetail::GoroutineStall(GoroutineStall {
@@ -316,6 +317,7 @@ fn go_shapes() {
         count: 120,
         growth: 100,
         window_ns: 5_000_000_000,
+        labels: Default::default(),
     }));
     roundtrip(
         &l,
@@ -411,6 +413,7 @@ fn container_and_pod_only_in_containers() {
         goid: 7,
         message: Some("boom".into()),
         recovered: false,
+        labels: Default::default(),
     }));
     a.ns_pid = Some(1);
     a.ns_tid = Some(1);

@@ -18,6 +18,10 @@
 //! carry `container_id` and, in a Kubernetes pod, `pod_uid` (`pprof -tagfocus=container_id=...`
 //! picks one container).
 //!
+//! Goroutine waits reported one by one (those over `--threshold`) carry the goroutine's pprof
+//! labels as string labels under their own keys, as Go's profiles do (`-tagfocus=request_id=r-42`);
+//! a goroutine label named like one of observer's ([`RESERVED_LABELS`]) is left out.
+//!
 //! Frames are already symbolized strings (`name (file:line)`), so functions, files and lines are
 //! parsed back out of them; all functions inlined at one address are one Location with one Line
 //! each, innermost first, as pprof expects.
@@ -47,6 +51,16 @@ use std::sync::Arc;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use prost::Message;
+
+/// Sample label keys observer sets itself: a goroutine label of the same name is not added.
+pub const RESERVED_LABELS: [&str; 6] = [
+    "process",
+    "thread",
+    "category",
+    "wait_reason",
+    "container_id",
+    "pod_uid",
+];
 
 use crate::output::profile::{BlockedProfile, StackEntry};
 use crate::proc::normaddr::Module;
@@ -109,12 +123,13 @@ pub fn build(profile: &BlockedProfile, meta: &PprofMeta) -> proto::Profile {
     let idle_waits = b.string("idle_waits");
     let idle_delay = b.string("idle_delay");
 
-    let entries = profile.entries();
+    let (entries, goroutine_labels): (Vec<StackEntry>, Vec<Vec<(String, String)>>) =
+        profile.labeled_entries().into_iter().unzip();
     let layout = Layout::new(&entries, meta);
     let mapping = layout.mappings(&mut b);
 
     let mut samples = Vec::new();
-    for entry in &entries {
+    for (entry, goroutine_labels) in entries.iter().zip(&goroutine_labels) {
         let mut frames: &[Frame] = &entry.frames;
         let mut label = vec![
             b.label(process_key, &entry.process),
@@ -126,6 +141,14 @@ pub fn build(profile: &BlockedProfile, meta: &PprofMeta) -> proto::Profile {
         }
         if let Some(uid) = &entry.container.pod_uid {
             label.push(b.label(pod_key, uid));
+        }
+        // A goroutine's pprof labels under their own keys, as Go's profiles have them (so
+        // `pprof -tagfocus=request_id=r-42` works); one named like observer's own is left out.
+        for (k, v) in goroutine_labels {
+            if !RESERVED_LABELS.contains(&k.as_str()) {
+                let key = b.string(k);
+                label.push(b.label(key, v));
+            }
         }
         let reason = frames
             .first()

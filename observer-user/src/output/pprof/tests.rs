@@ -690,3 +690,65 @@ fn container_and_pod_labels() {
     // The folded text stays by name: the three are one line.
     assert_eq!(p.lines(), vec!["nginx;w;main;lock;[futex] 70".to_string()]);
 }
+
+/// Goroutine waits with pprof labels: one sample per label set, each carrying the labels
+/// under their own keys (a label named like observer's own is left out); other outputs
+/// (folded, entries) merge them.
+#[test]
+fn goroutine_labels_become_sample_labels() {
+    let mut p = BlockedProfile::new();
+    let f = crate::stacks::frame::from_names(&frames(&["[sync.Mutex.Lock]", "main.lookup"]));
+    let tagged = |id: &str| -> crate::golang::GoLabels {
+        [
+            ("request_id".to_string(), id.to_string()),
+            ("process".to_string(), "spoof".to_string()),
+        ]
+        .into()
+    };
+    let none = crate::golang::GoLabels::new();
+    for (labels, ns) in [(tagged("r-42"), 300), (tagged("r-43"), 200), (none, 100)] {
+        p.add_labeled_frames(Category::Lock, "svc", "goroutines", &f, (ns, 1), &labels);
+    }
+    assert_eq!(p.entries().len(), 1);
+    assert_eq!(p.entries()[0].weight_ns, 600);
+    assert_eq!(p.lines().len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.pb.gz");
+    write_pprof(&p, &meta(), &path).unwrap();
+    let prof = read_back(&path);
+    let v = View(&prof);
+    let mut by_id: Vec<(Option<String>, i64)> = prof
+        .sample
+        .iter()
+        .map(|s| (v.label(s, "request_id"), s.value[1]))
+        .collect();
+    by_id.sort();
+    assert_eq!(
+        by_id,
+        vec![
+            (None, 100),
+            (Some("r-42".into()), 300),
+            (Some("r-43".into()), 200)
+        ]
+    );
+    for s in &prof.sample {
+        assert_eq!(v.label(s, "process").as_deref(), Some("svc"));
+        assert_eq!(
+            v.labels(s).iter().filter(|(k, _)| k == "process").count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn labeled_stacks_are_bounded() {
+    let mut p = BlockedProfile::new();
+    let f = crate::stacks::frame::from_names(&frames(&["[sync.Mutex.Lock]", "main.lookup"]));
+    let n = crate::output::profile::MAX_LABELED_STACKS + 50;
+    for i in 0..n {
+        let labels: crate::golang::GoLabels = [("request_id".to_string(), format!("r-{i}"))].into();
+        p.add_labeled_frames(Category::Lock, "svc", "goroutines", &f, (1, 1), &labels);
+    }
+    assert_eq!(p.len(), crate::output::profile::MAX_LABELED_STACKS + 1);
+    assert_eq!(p.total_weight_ns(), n as u64);
+}
