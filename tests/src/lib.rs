@@ -12,6 +12,7 @@
 mod alerts;
 pub mod bpfmaps;
 mod bpfprogs;
+pub mod cgroups;
 mod gotoolchain;
 mod observer;
 mod process;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use observer_tests::cgroups::{fake_id, Cgroups};
 use observer_tests::{
     require_root, str_field, u64_field, wait_until, FramePointers, Observer, ObserverCmd, Target,
     Value, Workspace,
@@ -407,4 +408,57 @@ fn watch_resolves_the_deadlock_of_a_killed_target_on_exit() {
         run.report()
     );
     assert!(!run.of_kind("deadlock").is_empty(), "{}", run.report());
+}
+
+/// A deadlock in a process of a Kubernetes pod's container (a cgroup shaped like containerd's
+/// under the systemd driver) reaches Alertmanager labelled with its container id and pod UID,
+/// so that a page names the pod.
+#[test]
+fn a_deadlock_in_a_pod_reaches_alertmanager_with_its_container_and_pod() {
+    require_root();
+    let ws = Workspace::new("alertmanager-pod");
+    let am = Alertmanager::start(&ws);
+    let (bin, comm) = unique_target(&ws, "deadlock");
+    let deadlock = Target::spawn(&bin, &["0"]);
+    wait_for_threads(&deadlock, &["alice", "bob"]);
+    let pid = deadlock.pid();
+    let container_id = fake_id(7);
+    let pod_uid = "0c9e4a5b-7d21-4f3e-9a8b-6c5d4e3f2a1b";
+    let mut cgroups = Cgroups::new();
+    cgroups.put(
+        &format!(
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/\
+             cri-containerd-{container_id}.scope",
+            pod_uid.replace('-', "_")
+        ),
+        pid,
+    );
+
+    let observer = ObserverCmd::raw(&["sidecar", "--no-metrics"])
+        .opt("--comm", &format!("^{comm}$"))
+        .opt("--stall-after", "1s")
+        .opt("--alertmanager", &format!("http://127.0.0.1:{}", am.port))
+        .alerts(&ws)
+        .spawn(&ws);
+    let mut deadlocks = Vec::new();
+    let found = wait_until(TIMEOUT, || {
+        deadlocks = firing(&am, "ObserverDeadlock", pid);
+        !deadlocks.is_empty() || !running(&observer)
+    });
+    assert!(
+        found && !deadlocks.is_empty(),
+        "no ObserverDeadlock for pid {pid}: {:?}\nobserver stderr:\n{}\n{}",
+        am.alerts(),
+        observer.stderr_so_far(),
+        am.log()
+    );
+    let d = &deadlocks[0];
+    assert_eq!(label(d, "container_id"), Some(container_id.as_str()), "{d}");
+    assert_eq!(label(d, "pod_uid"), Some(pod_uid), "{d}");
+    assert!(
+        annotation(d, "stacks").contains("transfer_a_to_b"),
+        "the deadlocked functions are named: {d}"
+    );
+    drop(observer);
+    drop(deadlock);
 }

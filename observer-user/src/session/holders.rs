@@ -338,11 +338,14 @@ impl Session {
     /// Called by each scan with the threads blocked now, before the stall rule runs (so a
     /// stall reported by the same scan sees what was found here).
     pub(super) fn watch_holders(&mut self, blocked: &HashMap<u32, InFlight>, now_ns: u64) {
-        let threshold = crate::util::duration::duration_ns(self.opts.threshold);
+        // Holders are watched from half the threshold on: with scans 200 ms apart, a hold of
+        // 300 ms at a 100 ms threshold is then always seen by one (a 200 ms window from the
+        // threshold on was missed for good when the hold's period was a multiple of the scan's).
+        let watch_from = crate::util::duration::duration_ns(self.opts.threshold) / 2;
         let mut named = Vec::new();
         let mut unrecorded: Vec<u32> = Vec::new();
         for (&tid, e) in blocked {
-            if e.class != wait_class::LOCK || now_ns.saturating_sub(e.start_ns) < threshold {
+            if e.class != wait_class::LOCK || now_ns.saturating_sub(e.start_ns) < watch_from {
                 continue;
             }
             if e.owner == 0 {
