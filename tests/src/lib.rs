@@ -18,6 +18,7 @@ mod observer;
 mod process;
 mod rustprogs;
 pub mod servers;
+pub mod sidecar;
 mod target;
 mod workspace;
 

@@ -4,58 +4,20 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use observer_tests::cgroups::{fake_id, Cgroups};
+use observer_tests::sidecar::{alerts_so_far, free_port, running, unique_target};
 use observer_tests::{
-    require_root, str_field, u64_field, wait_until, FramePointers, Observer, ObserverCmd, Target,
-    Value, Workspace,
+    require_root, str_field, u64_field, wait_until, FramePointers, ObserverCmd, Target, Value,
+    Workspace,
 };
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A port nobody listens on right now (the kernel picks it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("could not find a free port")
-        .port()
-}
-
-/// `targets/<name>.c` built and copied under a name no other process on the host has, so that
-/// `--comm` selects this one process. Returns the binary and its comm.
-fn unique_target(ws: &Workspace, name: &str) -> (PathBuf, String) {
-    let built = ws.build_target(name, FramePointers::Omit);
-    let comm = format!("{}{}", &name[..name.len().min(6)], std::process::id());
-    let copy = ws.path(&comm);
-    fs::copy(&built, &copy).expect("could not copy the target");
-    (copy, comm)
-}
-
-/// Whether observer is still running (an exited child stays a zombie until the test reaps it).
-fn running(observer: &Observer) -> bool {
-    fs::read_to_string(format!("/proc/{}/stat", observer.pid()))
-        .ok()
-        .and_then(|stat| {
-            let after = &stat[stat.rfind(')')? + 1..];
-            after.split_whitespace().next().map(|state| state != "Z")
-        })
-        .unwrap_or(false)
-}
-
-/// The complete lines of an alerts file that observer may be writing to right now.
-fn alerts_so_far(path: &Path) -> Vec<Value> {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
 
 /// A plain HTTP/1.0 GET: (status, body).
 fn http_get(port: u16, target: &str) -> Result<(u16, String), String> {

@@ -9,24 +9,18 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use observer_tests::cgroups::{fake_id, Cgroups};
+use observer_tests::sidecar::{alerts_so_far, free_port};
 use observer_tests::{
     require_root, str_field, u64_field, wait_until, FramePointers, Observer, ObserverCmd, Target,
     Value, Workspace,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("could not find a free port")
-        .port()
-}
 
 /// `GET /metrics` over HTTP/1.0: the body.
 fn metrics(port: u16) -> String {
@@ -42,16 +36,6 @@ fn metrics(port: u16) -> String {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
         .unwrap_or(response)
-}
-
-/// The complete lines of an alerts file observer may be writing now.
-fn alerts_so_far(path: &Path) -> Vec<Value> {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
 }
 
 fn deadlock_of(alerts: &[Value], pid: u32) -> Option<Value> {
