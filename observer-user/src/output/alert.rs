@@ -296,15 +296,9 @@ pub struct GoroutineWait {
     pub waiter_stacks: Vec<GoWaiterStack>,
     #[serde(default)]
     pub waiter_stacks_omitted: u64,
-    /// When no probe saw the release (park probes off): the goroutine that was most likely
-    /// holding the lock meanwhile (inside a function that locks the same mutex, or past the
-    /// waiters' own `Lock()` call), and why it is named. A likely holder, not a certain one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub likely_holder_goid: Option<u64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub likely_holder_stack: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub likely_holder_why: Option<String>,
+    /// When no probe saw the release (park probes off): the goroutine that likely held the lock.
+    #[serde(flatten)]
+    pub likely_holder: LikelyHolder,
     /// The longest waiter's pprof labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -312,6 +306,32 @@ pub struct GoroutineWait {
 
 fn one() -> u64 {
     1
+}
+
+/// A goroutine named as the likely holder of a lock no probe saw released (inside a function
+/// that locks the same mutex, or past the waiters' own `Lock()` call), and why: evidence, not
+/// proof. All absent when none was found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LikelyHolder {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likely_holder_goid: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub likely_holder_stack: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likely_holder_why: Option<String>,
+}
+
+impl From<Option<(u64, Vec<String>, String)>> for LikelyHolder {
+    fn from(found: Option<(u64, Vec<String>, String)>) -> Self {
+        match found {
+            Some((goid, stack, why)) => LikelyHolder {
+                likely_holder_goid: Some(goid),
+                likely_holder_stack: stack,
+                likely_holder_why: Some(why),
+            },
+            None => LikelyHolder::default(),
+        }
+    }
 }
 
 /// Waits of a goroutine hold episode that share a stack.
@@ -333,13 +353,9 @@ pub struct GoroutineStall {
     pub wait_reason: String,
     pub blocked_ns: u64,
     pub created_by: Vec<String>,
-    /// For a mutex wait: a goroutine that likely holds the mutex (see `GoroutineWait`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub likely_holder_goid: Option<u64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub likely_holder_stack: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub likely_holder_why: Option<String>,
+    /// For a mutex wait: a goroutine that likely holds the mutex.
+    #[serde(flatten)]
+    pub likely_holder: LikelyHolder,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }

@@ -4,6 +4,17 @@ use crate::output::alert::{Alert, AlertDetail};
 use crate::stacks::own_code::own_frames;
 use crate::util::duration::human;
 
+/// "likely held by goroutine N in F (why)", when a likely holder was named.
+fn likely_held(h: &crate::output::alert::LikelyHolder) -> Option<String> {
+    h.likely_holder_goid.map(|goid| {
+        format!(
+            "likely held by goroutine {goid} in {} ({})",
+            top(&h.likely_holder_stack),
+            h.likely_holder_why.as_deref().unwrap_or("")
+        )
+    })
+}
+
 fn top(stack: &[String]) -> String {
     own_frames(stack)
         .first()
@@ -178,12 +189,8 @@ fn one_line_raw(a: &Alert) -> String {
             } else {
                 String::new()
             },
-            match (g.waker_goid, g.likely_holder_goid) {
-                (None, Some(h)) => format!(
-                    "likely held by goroutine {h} in {} ({})",
-                    top(&g.likely_holder_stack),
-                    g.likely_holder_why.as_deref().unwrap_or("")
-                ),
+            match (g.waker_goid, likely_held(&g.likely_holder)) {
+                (None, Some(h)) => h,
                 (w, _) => format!(
                     "released by goroutine {} in {}",
                     w.map(|w| w.to_string()).unwrap_or_else(|| "?".into()),
@@ -198,14 +205,9 @@ fn one_line_raw(a: &Alert) -> String {
             human(std::time::Duration::from_nanos(g.blocked_ns)),
             g.wait_reason,
             top(&a.stack),
-            match g.likely_holder_goid {
-                Some(h) => format!(
-                    "; likely held by goroutine {h} in {} ({})",
-                    top(&g.likely_holder_stack),
-                    g.likely_holder_why.as_deref().unwrap_or("")
-                ),
-                None => String::new(),
-            }
+            likely_held(&g.likely_holder)
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default()
         ),
         AlertDetail::GoroutineLeak(g) => format!(
             "observer: goroutine_leak {} goroutines (+{} in {}) parked on {} created by {}{}",
@@ -273,6 +275,16 @@ mod tests {
         assert!(one_line(&a).ends_with(" [container 3b1f6d0c2a7e]"));
         a.container_id = None;
         assert!(!one_line(&a).contains('['), "{}", one_line(&a));
+    }
+
+    #[test]
+    fn a_likely_holder_ends_the_goroutine_lines() {
+        let json = r#"{"kind":"goroutine_stall","time":"2026-11-26T20:07:45.072Z","pid":1,"tid":0,"comm":"svc","stack":["main.lookup (m.go:3)"],"goid":7,"wait_reason":"sync.Mutex.Lock","blocked_ns":1200000000,"created_by":[],"likely_holder_goid":25,"likely_holder_stack":["main.rebuild (m.go:44)"],"likely_holder_why":"inside main.rebuild, which locks the same mutex (main.indexLock)"}"#;
+        let line = one_line(&Alert::from_json_line(json).unwrap());
+        assert!(
+            line.ends_with("; likely held by goroutine 25 in main.rebuild (m.go:44) (inside main.rebuild, which locks the same mutex (main.indexLock))"),
+            "{line}"
+        );
     }
 
     /// Goroutine labels are the target's text: JSON-quoted, and the line stays one line.

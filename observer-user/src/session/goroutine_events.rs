@@ -332,9 +332,7 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
                 })
                 .collect(),
             waiter_stacks_omitted: e.waiter_stacks_omitted,
-            likely_holder_goid: e.likely_holder.as_ref().map(|h| h.0),
-            likely_holder_why: e.likely_holder.as_ref().map(|h| h.2.clone()),
-            likely_holder_stack: e.likely_holder.map(|h| h.1).unwrap_or_default(),
+            likely_holder: e.likely_holder.into(),
             labels: e.labels,
         }),
         GoFinding::Stall {
@@ -349,9 +347,7 @@ fn alert_detail(finding: GoFinding) -> AlertDetail {
             wait_reason,
             blocked_ns,
             created_by,
-            likely_holder_goid: likely_holder.as_ref().map(|h| h.0),
-            likely_holder_why: likely_holder.as_ref().map(|h| h.2.clone()),
-            likely_holder_stack: likely_holder.map(|h| h.1).unwrap_or_default(),
+            likely_holder: likely_holder.into(),
             labels,
         }),
         GoFinding::Leak {

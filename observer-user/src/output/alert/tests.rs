@@ -439,3 +439,31 @@ fn container_and_pod_only_in_containers() {
     );
     assert_eq!(Alert::from_json_line(&line).unwrap().container_id, None);
 }
+
+/// A likely holder's three fields sit at the top level of the alert (flattened), and are
+/// absent when none was named.
+#[test]
+fn a_likely_holder_round_trips_flat() {
+    let mut s = alert(AlertDetail::GoroutineStall(GoroutineStall {
+        goid: 9,
+        wait_reason: "sync.Mutex.Lock".into(),
+        blocked_ns: 6_000_000_000,
+        created_by: vec![],
+        likely_holder: LikelyHolder::from(Some((
+            25,
+            vec!["main.rebuild (m.go:44)".to_string()],
+            "inside main.rebuild, which locks the same mutex (main.indexLock)".to_string(),
+        ))),
+        ..Default::default()
+    }));
+    roundtrip(
+        &s,
+        &format!(
+            r#"{{"kind":"goroutine_stall",{COMMON},"goid":9,"wait_reason":"sync.Mutex.Lock","blocked_ns":6000000000,"created_by":[],"likely_holder_goid":25,"likely_holder_stack":["main.rebuild (m.go:44)"],"likely_holder_why":"inside main.rebuild, which locks the same mutex (main.indexLock)"}}"#
+        ),
+    );
+    if let AlertDetail::GoroutineStall(g) = &mut s.detail {
+        g.likely_holder = LikelyHolder::default();
+    }
+    assert!(!s.to_json_line().contains("likely_holder"));
+}
